@@ -1,0 +1,99 @@
+// The parameter server: owns the tiers of every table of every model and runs the lookup cascade.
+//
+//   keys ── dedup ──► [GPU cache] ──► CPU-memory tier ──► persistent tier ──► table default
+//
+// A key stored in some tier is always answered with its stored row; only keys stored nowhere get
+// the table's default row. Rows found in the persistent tier are promoted into the CPU-memory tier
+// when `cache_missed_embeddings` is set (never a default row). update() and erase() write through
+// every tier (persistent first), so a lookup that starts after they return sees the change.
+//
+// Threads: every public method may be called from many threads at once. Tables share no lock.
+// Ownership: pointers passed to a method are borrowed for the call.
+#pragma once
+
+#include "hps/export.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hps/config.hpp"
+#include "hps/keys.hpp"
+#include "hps/metrics.hpp"
+
+namespace HPS_EXPORT hps {
+
+/// Receives progress while the server loads its tables.
+class LoadObserver {
+ public:
+  virtual ~LoadObserver() = default;
+  /// A new step: `what` names it (e.g. "dlrm/table3 -> rocksdb"), `total` rows it will process.
+  virtual void begin(const std::string& what, std::size_t total) = 0;
+  virtual void advance(std::size_t rows) = 0;
+  virtual void end() = 0;
+};
+
+/// Identifies one table of one model (indexes into the config's models and tables).
+struct TableRef {
+  std::size_t model = 0;
+  std::size_t table = 0;
+};
+
+/// Where a call's buffers live.
+struct DeviceBuffers {
+  int device = -1;        ///< CUDA device of keys and output; -1 = host memory
+  void* stream = nullptr; ///< cudaStream_t to run on (device calls); never defaulted by the server
+};
+
+class ParameterServer {
+ public:
+  /// Builds every tier of every model and loads the table files. Throws ConfigError for a config
+  /// the server cannot serve, IOError for unreadable table files or databases,
+  /// BackendUnavailable for a backend missing from this build.
+  explicit ParameterServer(Config config, LoadObserver* observer = nullptr);
+  ~ParameterServer();
+  ParameterServer(const ParameterServer&) = delete;
+  ParameterServer& operator=(const ParameterServer&) = delete;
+
+  const Config& config() const;
+  bool key64() const { return config().supportlonglong; }
+
+  /// Resolves a table by name or by index; throws NotFound naming what exists.
+  TableRef find_table(const std::string& model, const std::string& table) const;
+  TableRef find_table(const std::string& model, std::size_t table_index) const;
+  std::size_t dim(TableRef table) const;
+
+  /// Writes the rows of keys[0..n) to out[n][dim]. Keys and output in host memory.
+  void lookup(TableRef table, const void* keys, KeyDtype dtype, std::size_t n, float* out);
+
+  /// Same with keys and output in CUDA memory on `where.device`, on `where.stream`.
+  /// Throws BackendUnavailable in builds without CUDA.
+  void lookup(TableRef table, const void* keys, KeyDtype dtype, std::size_t n, float* out,
+              const DeviceBuffers& where);
+
+  /// Stores rows[n][dim] under keys[0..n) in every tier (persistent first); when it returns, no
+  /// lookup sees the old rows. Duplicate keys: the last row wins.
+  void update(TableRef table, const void* keys, KeyDtype dtype, std::size_t n, const float* rows);
+
+  /// Removes keys from every tier; afterwards they get the default row. Returns how many of them
+  /// some tier held.
+  std::size_t erase(TableRef table, const void* keys, KeyDtype dtype, std::size_t n);
+
+  /// Re-reads the rows of cached keys of the model's GPU caches from the host tiers.
+  void refresh(const std::string& model);
+
+  /// Whether GPU caches serve this server's tables (CUDA present and `gpucache` on).
+  bool gpu_enabled() const;
+
+  std::vector<TableStats> stats() const;
+  std::string prometheus() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hps

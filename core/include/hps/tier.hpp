@@ -1,0 +1,62 @@
+// The interface every host-side storage tier implements, for one table.
+//
+// A Tier object holds the rows of one embedding table in one backend (the CPU-memory hash map, a
+// RocksDB column family, a Redis Cluster key space). Rows are `dim()` fp32 values; keys are
+// canonical int64 keys (see keys.hpp). Every batched call reports a per-key outcome; nothing is
+// dropped silently.
+//
+// Threads: every method may be called from many threads at once.
+// Ownership: pointers passed in are borrowed for the duration of the call.
+#pragma once
+
+#include "hps/export.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace HPS_EXPORT hps {
+
+class Tier {
+ public:
+  virtual ~Tier() = default;
+
+  /// Short name of the backend for messages and metrics ("hash_map", "rocksdb", ...).
+  virtual const char* backend_name() const = 0;
+  /// Floats per row.
+  virtual std::size_t dim() const = 0;
+
+  /// For every i < n: when keys[i] is stored, copies its row to rows[i*dim() ...] and sets
+  /// found[i] = 1; otherwise sets found[i] = 0 and leaves that row of `rows` untouched.
+  /// A row is copied whole, as it stood before or after any concurrent update, never a mix.
+  /// Returns the number of keys found.
+  virtual std::size_t find(const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found) = 0;
+
+  /// Stores rows[i*dim() ...] under keys[i] for every i < n, replacing what was there. Later
+  /// duplicates in one batch win. Once it returns the rows are visible to find().
+  virtual void insert(const std::int64_t* keys, const float* rows, std::size_t n) = 0;
+
+  /// Inserts only keys that are not stored yet, and only while `still_valid()` (called under the
+  /// tier's own locks) returns true. Used to promote rows read from a lower tier without
+  /// overwriting a newer update. Returns the number of rows inserted.
+  virtual std::size_t insert_if_absent(const std::int64_t* keys, const float* rows, std::size_t n,
+                                       const std::function<bool()>& still_valid) = 0;
+
+  /// Removes the keys; absent keys are ignored. Returns the number of rows removed.
+  virtual std::size_t erase(const std::int64_t* keys, std::size_t n) = 0;
+
+  /// Rows stored now (may be an estimate where the backend only keeps one; see each tier).
+  virtual std::size_t size() const = 0;
+  /// Most rows this tier holds before it evicts; SIZE_MAX when unbounded.
+  virtual std::size_t capacity() const = 0;
+  /// Bytes of host memory this tier holds for the table (0 where it is not in this process).
+  virtual std::size_t memory_bytes() const = 0;
+
+  /// Calls fn(keys, rows, n) over every stored row, in chunks of at most `chunk_rows` rows, in an
+  /// unspecified order. A snapshot: concurrent updates may or may not be seen.
+  virtual void for_each(std::size_t chunk_rows,
+                        const std::function<void(const std::int64_t*, const float*, std::size_t)>& fn) = 0;
+};
+
+}  // namespace hps
