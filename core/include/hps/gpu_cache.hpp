@@ -1,0 +1,101 @@
+// The GPU embedding cache of one table on one device, and the GPU half of the lookup path.
+//
+// Two kinds (config `embedding_cache_type`):
+//  - dynamic: capacity = gpucacheper x table rows, set-associative, LRU-like replacement inside a
+//    set. Readers never take a lock: a slot is guarded by a version word (seqlock), and a read
+//    that races a writer on that slot is treated as a miss, so it is answered from the host tiers.
+//  - static: the whole table on the device behind a GPU hash index, filled at start; a key it does
+//    not hold is unknown everywhere and gets the table's default row without leaving the device.
+// No key value is reserved (INT64_MAX, -1 and 0 are ordinary keys). Rows may be stored as fp16
+// (CacheDtype::kFloat16); lookups always return fp32.
+//
+// One lookup: probe every key position (no dedup needed on the hit path: a duplicate reads the
+// same row); hits are written to the output on the device; the misses are deduplicated on the
+// device, copied to the host in one copy through pinned memory, resolved there by the caller's
+// MissResolver (the host tiers), copied back in one copy and scattered. Keys the resolver really
+// found are inserted into the cache: before lookup() returns when the call's hit rate is below
+// `hit_rate_threshold`, later on the cache's own stream otherwise. The rows returned are the same
+// either way. The only host synchronisation on the all-hit path is learning that nothing missed.
+//
+// Threads: lookups on many threads and streams at once are safe, also while update(), erase(),
+// insert() or refresh() run. Ownership: pointers are borrowed for the call; the caller's stream
+// is used for the caller's work and never synchronised except where documented.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "hps/config.hpp"
+#include "hps/export.hpp"
+#include "hps/keys.hpp"
+
+namespace HPS_EXPORT hps {
+
+/// Number of CUDA devices usable here (0 in builds without CUDA or on machines without a GPU).
+int cuda_device_count();
+
+struct GpuCacheOptions {
+  int device = 0;
+  std::size_t dim = 0;
+  /// Rows the cache holds at most (dynamic), or rows of the whole table (static).
+  std::size_t capacity = 0;
+  bool is_static = false;
+  CacheDtype dtype = CacheDtype::kFloat32;
+  float default_value = 0.0f;
+  double hit_rate_threshold = 0.9;
+};
+
+/// Resolves keys the cache missed, on the host: fills rows[n][dim] for every key (the table's
+/// default row where no tier holds it) and sets found[i] = 1 only where a tier really held keys[i].
+/// Keys are unique and canonical.
+using MissResolver = std::function<void(const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found)>;
+
+/// Called under the cache's writer lock right before rows fetched by a lookup are inserted; false
+/// (a concurrent update or erase of this table began after the fetch) skips the insertion.
+using InsertGuard = std::function<bool()>;
+
+struct GpuLookupResult {
+  std::size_t hits = 0;           ///< key positions answered by the cache
+  std::size_t missed_unique = 0;  ///< distinct keys sent to the resolver
+  std::size_t missed_positions = 0;
+  std::size_t inserted = 0;  ///< rows queued for insertion into the cache
+};
+
+class GpuCache {
+ public:
+  /// Throws BackendUnavailable without CUDA, InvalidArgument for a bad device or options,
+  /// OutOfMemory when the device cannot hold the cache.
+  static std::unique_ptr<GpuCache> create(const GpuCacheOptions& options);
+  virtual ~GpuCache() = default;
+
+  virtual const GpuCacheOptions& options() const = 0;
+
+  /// keys: n keys of `dtype` in device memory on options().device; out: n x dim fp32 there.
+  /// `key64` is the model's key width (see keys.hpp); invalid keys throw InvalidArgument.
+  /// `stream` is a cudaStream_t of that device. Returns once `out` is complete in stream order.
+  virtual GpuLookupResult lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out,
+                                 void* stream, const MissResolver& resolve, const InsertGuard& guard) = 0;
+
+  /// Inserts rows (host memory) into the cache, evicting as needed (dynamic) — warm start and
+  /// static fill. Synchronous.
+  virtual void insert(const std::int64_t* keys, const float* rows, std::size_t n) = 0;
+  /// Overwrites rows of keys the cache holds (a static cache also adds new keys). Synchronous:
+  /// when it returns, no lookup started afterwards sees the old rows.
+  virtual void update(const std::int64_t* keys, const float* rows, std::size_t n) = 0;
+  /// Removes keys from the cache (a static cache answers them with the default afterwards).
+  virtual void erase(const std::int64_t* keys, std::size_t n) = 0;
+  /// Re-reads every cached key's row through `resolve`, `window` of the sets at a time (0 < window
+  /// <= 1); keys the resolver no longer finds are removed, not overwritten with defaults.
+  virtual void refresh(double window, const MissResolver& resolve) = 0;
+
+  /// Waits until insertions queued by earlier lookups are done.
+  virtual void drain() = 0;
+
+  virtual std::size_t size() const = 0;
+  virtual std::size_t capacity() const = 0;
+  virtual std::size_t memory_bytes() const = 0;  ///< device bytes
+};
+
+}  // namespace hps
