@@ -17,6 +17,7 @@
 
 #include "hps/export.hpp"
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -65,12 +66,10 @@ class HashMapTier final : public Tier {
   class Partition;
 
  private:
-  template <typename Fn>
-  void for_partitions(const std::int64_t* keys, std::size_t n, Fn&& fn);
-
   std::size_t dim_;
   HashMapOptions options_;
   std::vector<std::unique_ptr<Partition>> partitions_;
+  std::atomic<std::uint32_t> clock_{0};  ///< logical time for evict_oldest, one tick per call
 };
 
 }  // namespace hps

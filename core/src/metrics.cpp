@@ -1,0 +1,171 @@
+#include "hps/metrics.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+namespace hps {
+
+const char* to_string(TierLevel level) {
+  switch (level) {
+    case TierLevel::kGpuCache: return "gpu_cache";
+    case TierLevel::kVolatile: return "volatile_db";
+    case TierLevel::kPersistent: return "persistent_db";
+  }
+  return "unknown";
+}
+
+namespace {
+constexpr double kMinSeconds = 1e-6;  // bucket 0 holds everything up to 1 µs
+}
+
+// Bucket b >= 1 covers (2^o * (1 + s/8), 2^o * (1 + (s+1)/8)] µs with o = (b-1)/8, s = (b-1)%8.
+int LatencyHistogram::bucket_of(double seconds) {
+  const double us = seconds / kMinSeconds;
+  if (!(us > 1.0)) return 0;
+  int exponent = 0;
+  const double mantissa = std::frexp(us, &exponent);  // us = mantissa * 2^exponent, mantissa in [0.5, 1)
+  const int octave = exponent - 1;
+  if (octave >= kOctaves) return kBuckets - 1;
+  const int sub = std::min(kSubBuckets - 1, static_cast<int>((mantissa * 2.0 - 1.0) * kSubBuckets));
+  return 1 + octave * kSubBuckets + sub;
+}
+
+double LatencyHistogram::upper_bound(int bucket) {
+  if (bucket <= 0) return kMinSeconds;
+  const int octave = (bucket - 1) / kSubBuckets;
+  const int sub = (bucket - 1) % kSubBuckets;
+  return kMinSeconds * std::ldexp(1.0 + static_cast<double>(sub + 1) / kSubBuckets, octave);
+}
+
+void LatencyHistogram::record(double seconds) {
+  counts_[static_cast<std::size_t>(bucket_of(seconds))].fetch_add(1, std::memory_order_relaxed);
+  const auto ns = static_cast<std::uint64_t>(std::max(0.0, seconds) * 1e9);
+  sum_ns_.fetch_add(ns, std::memory_order_relaxed);
+  std::uint64_t seen = max_ns_.load(std::memory_order_relaxed);
+  while (ns > seen && !max_ns_.compare_exchange_weak(seen, ns, std::memory_order_relaxed)) {
+  }
+}
+
+std::uint64_t LatencyHistogram::count() const {
+  std::uint64_t total = 0;
+  for (const auto& c : counts_) total += c.load(std::memory_order_relaxed);
+  return total;
+}
+
+double LatencyHistogram::sum() const { return static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) * 1e-9; }
+double LatencyHistogram::max() const { return static_cast<double>(max_ns_.load(std::memory_order_relaxed)) * 1e-9; }
+
+double LatencyHistogram::quantile(double q) const {
+  const std::uint64_t total = count();
+  if (total == 0) return 0.0;
+  const auto rank = static_cast<std::uint64_t>(std::ceil(std::clamp(q, 0.0, 1.0) * static_cast<double>(total)));
+  std::uint64_t seen = 0;
+  for (int b = 0; b < kBuckets; ++b) {
+    seen += counts_[static_cast<std::size_t>(b)].load(std::memory_order_relaxed);
+    if (seen >= std::max<std::uint64_t>(rank, 1)) return std::min(upper_bound(b), max());
+  }
+  return max();
+}
+
+std::vector<std::pair<double, std::uint64_t>> LatencyHistogram::cumulative(const std::vector<double>& bounds) const {
+  std::vector<std::pair<double, std::uint64_t>> out;
+  out.reserve(bounds.size());
+  std::uint64_t seen = 0;
+  int b = 0;
+  for (double bound : bounds) {
+    // Buckets whose upper bound lies at or below `bound` count fully (a coarse but monotone view).
+    while (b < kBuckets && upper_bound(b) <= bound * (1 + 1e-12)) {
+      seen += counts_[static_cast<std::size_t>(b)].load(std::memory_order_relaxed);
+      ++b;
+    }
+    out.emplace_back(bound, seen);
+  }
+  return out;
+}
+
+void TableMetrics::snapshot(TableStats& out) const {
+  out.lookups = lookups.load(std::memory_order_relaxed);
+  out.keys = keys.load(std::memory_order_relaxed);
+  for (int t = 0; t < kNumTierLevels; ++t) out.hits[t] = hits[t].load(std::memory_order_relaxed);
+  out.defaults = defaults.load(std::memory_order_relaxed);
+  out.updated_keys = updated_keys.load(std::memory_order_relaxed);
+  out.erased_keys = erased_keys.load(std::memory_order_relaxed);
+  out.promoted_keys = promoted_keys.load(std::memory_order_relaxed);
+  out.latency_p50 = latency.quantile(0.50);
+  out.latency_p90 = latency.quantile(0.90);
+  out.latency_p99 = latency.quantile(0.99);
+  out.latency_max = latency.max();
+  out.latency_sum = latency.sum();
+  static const std::vector<double> kBounds = {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3,
+                                              2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0};
+  out.latency_buckets = latency.cumulative(kBounds);
+}
+
+namespace {
+
+std::string labels(const TableStats& s) {
+  // Model and table names are [A-Za-z0-9_-], so they need no escaping.
+  return "model=\"" + s.model + "\",table=\"" + s.table + "\"";
+}
+
+std::string number(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+}  // namespace
+
+std::string to_prometheus(const std::vector<TableStats>& stats) {
+  std::ostringstream out;
+  auto family = [&](const char* name, const char* type, const char* help) {
+    out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+  };
+  family("hps_lookups_total", "counter", "Lookup calls.");
+  for (const auto& s : stats) out << "hps_lookups_total{" << labels(s) << "} " << s.lookups << '\n';
+  family("hps_lookup_keys_total", "counter", "Keys looked up, duplicates included.");
+  for (const auto& s : stats) out << "hps_lookup_keys_total{" << labels(s) << "} " << s.keys << '\n';
+  family("hps_tier_hits_total", "counter", "Keys answered by each tier.");
+  for (const auto& s : stats) {
+    for (int t = 0; t < kNumTierLevels; ++t) {
+      out << "hps_tier_hits_total{" << labels(s) << ",tier=\"" << to_string(static_cast<TierLevel>(t)) << "\"} "
+          << s.hits[t] << '\n';
+    }
+  }
+  family("hps_defaults_total", "counter", "Keys stored in no tier, answered with the table's default row.");
+  for (const auto& s : stats) out << "hps_defaults_total{" << labels(s) << "} " << s.defaults << '\n';
+  family("hps_updated_keys_total", "counter", "Keys written by update().");
+  for (const auto& s : stats) out << "hps_updated_keys_total{" << labels(s) << "} " << s.updated_keys << '\n';
+  family("hps_erased_keys_total", "counter", "Keys removed by erase().");
+  for (const auto& s : stats) out << "hps_erased_keys_total{" << labels(s) << "} " << s.erased_keys << '\n';
+  family("hps_promoted_keys_total", "counter", "Rows copied into a faster tier after a miss.");
+  for (const auto& s : stats) out << "hps_promoted_keys_total{" << labels(s) << "} " << s.promoted_keys << '\n';
+  family("hps_tier_rows", "gauge", "Rows each tier holds for the table.");
+  for (const auto& s : stats) {
+    for (int t = 0; t < kNumTierLevels; ++t) {
+      out << "hps_tier_rows{" << labels(s) << ",tier=\"" << to_string(static_cast<TierLevel>(t)) << "\"} "
+          << s.tier_rows[t] << '\n';
+    }
+  }
+  family("hps_tier_memory_bytes", "gauge", "Memory each tier holds for the table (device bytes for the GPU cache).");
+  for (const auto& s : stats) {
+    for (int t = 0; t < kNumTierLevels; ++t) {
+      out << "hps_tier_memory_bytes{" << labels(s) << ",tier=\"" << to_string(static_cast<TierLevel>(t)) << "\"} "
+          << s.tier_bytes[t] << '\n';
+    }
+  }
+  family("hps_lookup_latency_seconds", "histogram", "Lookup latency.");
+  for (const auto& s : stats) {
+    for (const auto& [bound, count] : s.latency_buckets) {
+      out << "hps_lookup_latency_seconds_bucket{" << labels(s) << ",le=\"" << number(bound) << "\"} " << count << '\n';
+    }
+    out << "hps_lookup_latency_seconds_bucket{" << labels(s) << ",le=\"+Inf\"} " << s.lookups << '\n';
+    out << "hps_lookup_latency_seconds_sum{" << labels(s) << "} " << number(s.latency_sum) << '\n';
+    out << "hps_lookup_latency_seconds_count{" << labels(s) << "} " << s.lookups << '\n';
+  }
+  return out.str();
+}
+
+}  // namespace hps

@@ -1,0 +1,63 @@
+"""hps: a hierarchical parameter server for recommender-model inference.
+
+Embedding tables far larger than GPU memory, served through a GPU cache in front of a CPU-memory
+tier in front of RocksDB. Configuration keys and table files are HugeCTR HPS's.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+
+from . import _core
+from .config import Config, json_schema
+from .errors import (
+    BackendUnavailableError,
+    ConfigError,
+    ConfigWarning,
+    HpsError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfMemoryError,
+    StorageError,
+)
+from .model_files import inspect_sparse_model, read_sparse_model, write_sparse_model
+from .server import HPS
+
+_core.register_errors(HpsError, ConfigError, InvalidArgumentError, NotFoundError, StorageError,
+                      BackendUnavailableError, OutOfMemoryError)
+
+try:
+    __version__ = _metadata.version("hps")
+except _metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+
+def cuda_device_count() -> int:
+    """CUDA devices this build of hps can use (0 without CUDA or without a GPU)."""
+    return _core.device_count()
+
+
+def rocksdb_available() -> bool:
+    """Whether this build has the RocksDB persistent tier."""
+    return _core.has_rocksdb()
+
+
+__all__ = [
+    "HPS",
+    "Config",
+    "json_schema",
+    "write_sparse_model",
+    "read_sparse_model",
+    "inspect_sparse_model",
+    "cuda_device_count",
+    "rocksdb_available",
+    "HpsError",
+    "ConfigError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "StorageError",
+    "BackendUnavailableError",
+    "OutOfMemoryError",
+    "ConfigWarning",
+    "__version__",
+]

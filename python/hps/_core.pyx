@@ -1,0 +1,217 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, embedsignature=True
+"""The extension module over the C++ core. Private: use the `hps` package.
+
+Every call into the core releases the GIL. Array arguments arrive as raw addresses from the
+Python layer (hps.server), which checks dtypes and shapes and keeps the arrays alive for the call.
+"""
+from libc.stdint cimport int64_t, uintptr_t
+from libcpp.memory cimport shared_ptr, unique_ptr
+from libcpp.string cimport string
+from libcpp.vector cimport vector
+
+from hps._lib cimport *
+
+
+cdef str _str(const string& s):
+    return s.decode("utf-8", "replace")
+
+
+cdef string _bytes(str s):
+    return s.encode("utf-8")
+
+
+def register_errors(base, config, invalid_argument, not_found, io, backend_unavailable, out_of_memory):
+    register_error_types(base, config, invalid_argument, not_found, io, backend_unavailable, out_of_memory)
+
+
+def json_schema(int indent=2):
+    return _str(config_json_schema(indent))
+
+
+def tag(str model, str table):
+    return _str(table_tag(_bytes(model), _bytes(table)))
+
+
+def device_count():
+    return cuda_device_count()
+
+
+def has_rocksdb():
+    return rocksdb_available()
+
+
+cdef class CoreConfig:
+    """A parsed, validated configuration (the C++ struct)."""
+    cdef Config c
+
+    @staticmethod
+    def from_file(str path):
+        cdef CoreConfig self = CoreConfig.__new__(CoreConfig)
+        cdef string cpath = _bytes(path)
+        with nogil:
+            self.c = load_config_file(cpath)
+        return self
+
+    @staticmethod
+    def from_json(str text, str source, str base_dir):
+        cdef CoreConfig self = CoreConfig.__new__(CoreConfig)
+        cdef string ctext = _bytes(text), csource = _bytes(source), cbase = _bytes(base_dir)
+        with nogil:
+            self.c = parse_config(ctext, csource, cbase)
+        return self
+
+    def to_json(self, int indent=2):
+        return _str(config_to_json(self.c, indent))
+
+    @property
+    def warnings(self):
+        return [_str(w) for w in self.c.warnings]
+
+    @property
+    def key64(self):
+        return self.c.supportlonglong
+
+
+def inspect(str folder, size_t dim=0):
+    cdef string cfolder = _bytes(folder)
+    cdef SparseModelInfo info
+    with nogil:
+        info = inspect_sparse_model(cfolder, dim)
+    return {
+        "folder": _str(info.folder), "rows": info.rows, "dim": info.dim, "has_meta": info.has_meta,
+        "key_bytes": info.key_bytes, "vector_bytes": info.vector_bytes, "meta_bytes": info.meta_bytes,
+    }
+
+
+def read_table(str folder, size_t dim, size_t first, size_t count, uintptr_t keys, uintptr_t rows, uintptr_t meta):
+    cdef string cfolder = _bytes(folder)
+    cdef unique_ptr[SparseModelReader] reader
+    with nogil:
+        reader.reset(new SparseModelReader(cfolder, dim))
+        reader.get().read(first, count, <int64_t*>keys, <float*>rows, <int64_t*>meta)
+
+
+def write_table(str folder, uintptr_t keys, uintptr_t rows, size_t n, size_t dim, uintptr_t meta):
+    cdef string cfolder = _bytes(folder)
+    with nogil:
+        write_sparse_model(cfolder, <const int64_t*>keys, <const float*>rows, n, dim, <const int64_t*>meta)
+
+
+_TIERS = ("gpu_cache", "volatile_db", "persistent_db")
+
+
+cdef class Server:
+    """Owns one C++ ParameterServer.
+
+    Each call holds its own reference to the server while the GIL is released, so close() on
+    another thread never frees it under a running call: the last reference frees it.
+    """
+    cdef shared_ptr[ParameterServer] c
+
+    def __cinit__(self, CoreConfig config, observer=None):
+        cdef Config copy = config.c
+        cdef PyLoadObserver* progress = NULL
+        if observer is not None:
+            progress = new PyLoadObserver(observer)
+        try:
+            with nogil:
+                self.c.reset(new ParameterServer(copy, progress))
+        finally:
+            del progress
+
+    cdef shared_ptr[ParameterServer] _get(self) except *:
+        if not self.c:
+            raise RuntimeError("this HPS server is closed")
+        return self.c
+
+    def close(self):
+        cdef shared_ptr[ParameterServer] last
+        last.swap(self.c)
+        with nogil:
+            last.reset()
+
+    @property
+    def closed(self):
+        return not self.c
+
+    @property
+    def key64(self):
+        return self._get().get().key64()
+
+    @property
+    def gpu_enabled(self):
+        return self._get().get().gpu_enabled()
+
+    def resolve(self, str model, table):
+        """(model index, table index, dim) of a table given by name or index."""
+        cdef shared_ptr[ParameterServer] ps = self._get()
+        cdef TableRef ref
+        if isinstance(table, str):
+            ref = ps.get().find_table(_bytes(model), <string>_bytes(table))
+        else:
+            if table < 0:
+                raise IndexError(f"table index must be >= 0, got {table}")
+            ref = ps.get().find_table(_bytes(model), <size_t>table)
+        return ref.model, ref.table, ps.get().dim(ref)
+
+    def lookup(self, size_t model, size_t table, uintptr_t keys, int dtype, size_t n, uintptr_t out,
+               int device=-1, uintptr_t stream=0):
+        cdef shared_ptr[ParameterServer] ps = self._get()
+        cdef TableRef ref
+        ref.model = model
+        ref.table = table
+        cdef DeviceBuffers where
+        where.device = device
+        where.stream = <void*>stream
+        with nogil:
+            ps.get().lookup(ref, <const void*>keys, <KeyDtype>dtype, n, <float*>out, where)
+
+    def update(self, size_t model, size_t table, uintptr_t keys, int dtype, size_t n, uintptr_t rows):
+        cdef shared_ptr[ParameterServer] ps = self._get()
+        cdef TableRef ref
+        ref.model = model
+        ref.table = table
+        with nogil:
+            ps.get().update(ref, <const void*>keys, <KeyDtype>dtype, n, <const float*>rows)
+
+    def erase(self, size_t model, size_t table, uintptr_t keys, int dtype, size_t n):
+        cdef shared_ptr[ParameterServer] ps = self._get()
+        cdef TableRef ref
+        ref.model = model
+        ref.table = table
+        cdef size_t erased
+        with nogil:
+            erased = ps.get().erase(ref, <const void*>keys, <KeyDtype>dtype, n)
+        return erased
+
+    def refresh(self, str model):
+        cdef shared_ptr[ParameterServer] ps = self._get()
+        cdef string cmodel = _bytes(model)
+        with nogil:
+            ps.get().refresh(cmodel)
+
+    def stats(self):
+        cdef shared_ptr[ParameterServer] ps = self._get()
+        cdef vector[TableStats] all_stats
+        with nogil:
+            all_stats = ps.get().stats()
+        out = []
+        for s in all_stats:
+            out.append({
+                "model": _str(s.model), "table": _str(s.table), "lookups": s.lookups, "keys": s.keys,
+                "hits": {_TIERS[i]: s.hits[i] for i in range(3)},
+                "defaults": s.defaults, "updated_keys": s.updated_keys, "erased_keys": s.erased_keys,
+                "promoted_keys": s.promoted_keys,
+                "latency_seconds": {"p50": s.latency_p50, "p90": s.latency_p90, "p99": s.latency_p99,
+                                    "max": s.latency_max, "sum": s.latency_sum},
+                "tier_rows": {_TIERS[i]: s.tier_rows[i] for i in range(3)},
+                "tier_bytes": {_TIERS[i]: s.tier_bytes[i] for i in range(3)},
+            })
+        return out
+
+    def prometheus(self):
+        cdef shared_ptr[ParameterServer] ps = self._get()
+        cdef string text
+        with nogil:
+            text = ps.get().prometheus()
+        return _str(text)

@@ -1,0 +1,119 @@
+# C++ declarations of the hps core used by the extension module (declarations only).
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libcpp cimport bool
+from libcpp.memory cimport unique_ptr
+from libcpp.string cimport string
+from libcpp.vector cimport vector
+from libcpp.utility cimport pair
+
+cdef extern from "_bridge.hpp" namespace "hps::python":
+    void translate_exception()
+    void register_error_types(object base, object config, object invalid_argument, object not_found,
+                              object io, object backend_unavailable, object out_of_memory)
+
+cdef extern from "hps/keys.hpp" namespace "hps" nogil:
+    cpdef enum class KeyDtype(int):
+        kInt32
+        kInt64
+        kUInt32
+        kUInt64
+
+cdef extern from "hps/config.hpp" namespace "hps" nogil:
+    cdef cppclass TableConfig:
+        string name
+        string sparse_file
+        size_t dim
+        float default_value
+
+    cdef cppclass ModelConfig:
+        string name
+        vector[TableConfig] tables
+        bool gpucache
+        vector[int] deployed_device_list
+
+    cdef cppclass Config:
+        bool supportlonglong
+        vector[ModelConfig] models
+        string base_dir
+        vector[string] warnings
+
+    Config parse_config(const string& json_text, const string& source, const string& base_dir) except +translate_exception
+    Config load_config_file(const string& path) except +translate_exception
+    string config_to_json(const Config& config, int indent) except +translate_exception
+    string config_json_schema(int indent) except +translate_exception
+    string table_tag(const string& model, const string& table)
+
+cdef extern from "hps/metrics.hpp" namespace "hps" nogil:
+    cdef cppclass TableStats:
+        string model
+        string table
+        uint64_t lookups
+        uint64_t keys
+        uint64_t hits[3]
+        uint64_t defaults
+        uint64_t updated_keys
+        uint64_t erased_keys
+        uint64_t promoted_keys
+        double latency_p50, latency_p90, latency_p99, latency_max, latency_sum
+        uint64_t tier_rows[3]
+        uint64_t tier_bytes[3]
+
+cdef extern from "hps/model_io.hpp" namespace "hps" nogil:
+    cdef cppclass SparseModelInfo:
+        string folder
+        size_t rows
+        size_t dim
+        bool has_meta
+        uint64_t key_bytes
+        uint64_t vector_bytes
+        uint64_t meta_bytes
+        string signature
+
+    SparseModelInfo inspect_sparse_model(const string& folder, size_t dim) except +translate_exception
+
+    cdef cppclass SparseModelReader:
+        SparseModelReader(const string& folder, size_t dim) except +translate_exception
+        size_t rows()
+        size_t dim()
+        void read(size_t first, size_t count, int64_t* keys, float* rows, int64_t* meta) except +translate_exception
+
+    void write_sparse_model(const string& folder, const int64_t* keys, const float* rows, size_t n, size_t dim,
+                            const int64_t* meta) except +translate_exception
+
+cdef extern from "hps/gpu_cache.hpp" namespace "hps" nogil:
+    int cuda_device_count() except +translate_exception
+
+cdef extern from "hps/rocksdb_tier.hpp" namespace "hps" nogil:
+    bool rocksdb_available()
+
+cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:
+    cdef cppclass LoadObserver:
+        pass
+
+    cdef cppclass TableRef:
+        size_t model
+        size_t table
+
+    cdef cppclass DeviceBuffers:
+        int device
+        void* stream
+
+    cdef cppclass ParameterServer:
+        ParameterServer(Config config, LoadObserver* observer) except +translate_exception
+        const Config& config()
+        bool key64()
+        TableRef find_table(const string& model, const string& table) except +translate_exception
+        TableRef find_table(const string& model, size_t table_index) except +translate_exception
+        size_t dim(TableRef table) except +translate_exception
+        void lookup(TableRef table, const void* keys, KeyDtype dtype, size_t n, float* out,
+                    const DeviceBuffers& where) except +translate_exception
+        void update(TableRef table, const void* keys, KeyDtype dtype, size_t n, const float* rows) except +translate_exception
+        size_t erase(TableRef table, const void* keys, KeyDtype dtype, size_t n) except +translate_exception
+        void refresh(const string& model) except +translate_exception
+        bool gpu_enabled()
+        vector[TableStats] stats() except +translate_exception
+        string prometheus() except +translate_exception
+
+cdef extern from "_bridge.hpp" namespace "hps::python":
+    cdef cppclass PyLoadObserver(LoadObserver):
+        PyLoadObserver(object target)

@@ -1,0 +1,64 @@
+"""HugeCTR sparse-model table folders: write, read, inspect (`key`, `emb_vector`, optional `meta`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _core
+from .errors import InvalidArgumentError
+
+__all__ = ["write_sparse_model", "read_sparse_model", "inspect_sparse_model"]
+
+
+def write_sparse_model(folder: "str | os.PathLike[str]", keys: Any, rows: Any, meta: Any = None) -> None:
+    """Writes a table folder: `keys` (int64-convertible, [N]), `rows` ([N, D] float32), optional `meta` ([N]).
+
+    Files are written under temporary names and renamed into place, so readers never see half a
+    table. Keys must be integers; they are stored as int64.
+    """
+    key_array = np.asarray(keys)
+    if key_array.dtype.kind not in "iu":
+        raise InvalidArgumentError(f"keys must be integers, got dtype {key_array.dtype}")
+    if key_array.dtype == np.uint64 and key_array.size and key_array.max() > np.iinfo(np.int64).max:
+        raise InvalidArgumentError("keys above 9223372036854775807 do not fit the int64 'key' file")
+    key_array = np.ascontiguousarray(key_array.reshape(-1), dtype=np.int64)
+    row_array = np.asarray(rows)
+    if row_array.ndim != 2 or row_array.shape[0] != key_array.size or row_array.shape[1] == 0:
+        raise InvalidArgumentError(f"rows must have shape [{key_array.size}, D] with D > 0, got {row_array.shape}")
+    row_array = np.ascontiguousarray(row_array, dtype=np.float32)
+    meta_address = 0
+    if meta is not None:
+        meta_array = np.ascontiguousarray(np.asarray(meta).reshape(-1), dtype=np.int64)
+        if meta_array.size != key_array.size:
+            raise InvalidArgumentError(f"meta must have {key_array.size} entries, got {meta_array.size}")
+        meta_address = meta_array.ctypes.data
+    _core.write_table(os.fspath(folder), key_array.ctypes.data, row_array.ctypes.data, key_array.size,
+                      row_array.shape[1], meta_address)
+
+
+def inspect_sparse_model(folder: "str | os.PathLike[str]", dim: int = 0) -> dict[str, Any]:
+    """What a table folder holds: rows, dim (inferred when 0), meta presence and byte sizes.
+
+    Raises hps.StorageError naming the file and the expected and found sizes when they disagree.
+    """
+    return _core.inspect(os.fspath(folder), dim)
+
+
+def read_sparse_model(folder: "str | os.PathLike[str]", dim: int = 0, *, first: int = 0,
+                      count: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """(keys int64 [N], rows float32 [N, D], meta int64 [N] or None) of a table folder, or of rows
+    [first, first + count)."""
+    info = inspect_sparse_model(folder, dim)
+    if count is None:
+        count = info["rows"] - first
+    if first < 0 or count < 0 or first + count > info["rows"]:
+        raise InvalidArgumentError(f"rows [{first}, {first + count}) are outside the table's {info['rows']} rows")
+    keys = np.empty(count, dtype=np.int64)
+    rows = np.empty((count, info["dim"]), dtype=np.float32)
+    meta = np.empty(count, dtype=np.int64) if info["has_meta"] else None
+    _core.read_table(os.fspath(folder), info["dim"], first, count, keys.ctypes.data, rows.ctypes.data,
+                     meta.ctypes.data if meta is not None else 0)
+    return keys, rows, meta

@@ -1,0 +1,162 @@
+"""hps.HPS: the parameter server as Python sees it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from . import _core
+from ._arrays import device_keys, host_keys, host_rows
+from ._progress import LoadProgress
+from .config import Config, ConfigLike
+from .errors import InvalidArgumentError
+
+__all__ = ["HPS"]
+
+TableKey = Union[int, str]
+
+
+class HPS:
+    """A hierarchical parameter server over one configuration.
+
+    `HPS(config)` builds every tier and loads the table files (with progress bars when
+    `progress` is true and output is a terminal). Lookups, updates and erasures may come from many
+    threads at once; every call releases the GIL.
+
+    Example::
+
+        with hps.HPS("ps.json") as ps:
+            rows = ps.lookup("dlrm", 0, keys)          # keys [...] -> rows [..., D] float32
+    """
+
+    def __init__(self, config: ConfigLike, *, progress: Optional[bool] = None):
+        self.config = Config(config)
+        observer = LoadProgress(enabled=progress)
+        try:
+            self._server = _core.Server(self.config._core, observer)
+        finally:
+            observer.close()
+        self._tables: dict[tuple[str, TableKey], tuple[int, int, int]] = {}
+        self._tables_lock = threading.Lock()
+
+    # ---- tables ----------------------------------------------------------------------------------
+
+    def _resolve(self, model: str, table: TableKey) -> tuple[int, int, int]:
+        key = (model, table)
+        found = self._tables.get(key)
+        if found is None:
+            if not isinstance(model, str):
+                raise InvalidArgumentError(f"model must be a model name (str), got {type(model).__name__}")
+            if isinstance(table, (bool, float)) or not isinstance(table, (int, str, np.integer)):
+                raise InvalidArgumentError(f"table must be a table name or index, got {table!r}")
+            found = self._server.resolve(model, table if isinstance(table, str) else int(table))
+            with self._tables_lock:
+                self._tables[key] = found
+        return found
+
+    def dim(self, model: str, table: TableKey) -> int:
+        """Floats per row of a table."""
+        return self._resolve(model, table)[2]
+
+    @property
+    def key64(self) -> bool:
+        """Whether keys are 64-bit (`supportlonglong`)."""
+        return self._server.key64
+
+    @property
+    def gpu_enabled(self) -> bool:
+        """Whether GPU caches serve lookups of device arrays here."""
+        return self._server.gpu_enabled
+
+    # ---- lookups and updates -----------------------------------------------------------------------
+
+    def lookup(self, model: str, table: TableKey, keys: Any, *, out: Any = None, stream: Optional[int] = None) -> Any:
+        """Rows for `keys` (any integer array of shape [...]) as float32 [..., D].
+
+        Host arrays give a NumPy array. CUDA arrays (torch tensors, CuPy arrays) give rows on the
+        same device, computed on `stream` (default: the array library's current stream).
+        Keys stored in no tier get the table's default row.
+        """
+        m, t, dim = self._resolve(model, table)
+        dev = device_keys(keys, stream)
+        if dev is not None:
+            n = int(np.prod(dev.shape, dtype=np.int64))
+            rows = dev.allocate_rows(dev.shape + (dim,)) if out is None else out
+            address = _device_address(rows, dev.shape + (dim,))
+            self._server.lookup(m, t, dev.address, dev.dtype_code, n, address, dev.device, dev.stream)
+            return rows
+        array, code = host_keys(keys)
+        if out is None:
+            rows = np.empty(array.shape + (dim,), dtype=np.float32)
+        else:
+            rows = out
+            if not (isinstance(rows, np.ndarray) and rows.dtype == np.float32 and rows.flags.c_contiguous
+                    and rows.shape == array.shape + (dim,)):
+                raise InvalidArgumentError(f"out must be a C-contiguous float32 array of shape "
+                                           f"{array.shape + (dim,)}")
+        self._server.lookup(m, t, array.ctypes.data, code, array.size, rows.ctypes.data)
+        return rows
+
+    def update(self, model: str, table: TableKey, keys: Any, rows: Any) -> None:
+        """Stores `rows` [..., D] under `keys` [...] in every tier (the persistent one first).
+
+        When it returns, no lookup sees the old rows. Duplicate keys: the last row wins.
+        """
+        m, t, dim = self._resolve(model, table)
+        array, code = host_keys(keys)
+        values = host_rows(rows, array.size, dim)
+        self._server.update(m, t, array.ctypes.data, code, array.size, values.ctypes.data)
+
+    def erase(self, model: str, table: TableKey, keys: Any) -> int:
+        """Removes `keys` from every tier; returns how many of them some tier held."""
+        m, t, _ = self._resolve(model, table)
+        array, code = host_keys(keys)
+        return self._server.erase(m, t, array.ctypes.data, code, array.size)
+
+    def refresh(self, model: str) -> None:
+        """Re-reads the rows cached in the model's GPU caches from the host tiers."""
+        self._server.refresh(model)
+
+    # ---- metrics ---------------------------------------------------------------------------------
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per-table metrics: keys looked up, hits per tier, defaults, latency percentiles, sizes."""
+        return self._server.stats()
+
+    def prometheus(self) -> str:
+        """The metrics in Prometheus text format."""
+        return self._server.prometheus()
+
+    # ---- lifetime --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Releases every tier (a call still running on another thread finishes first)."""
+        self._server.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._server.closed
+
+    def __enter__(self) -> "HPS":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"hps.HPS({self.config.source!r}, {state})"
+
+
+def _device_address(rows: Any, shape: tuple) -> int:
+    torch = __import__("sys").modules.get("torch")
+    if torch is not None and isinstance(rows, torch.Tensor):
+        if rows.dtype != torch.float32 or not rows.is_contiguous() or tuple(rows.shape) != shape:
+            raise InvalidArgumentError(f"out must be a contiguous float32 tensor of shape {shape}")
+        return rows.data_ptr()
+    iface = getattr(rows, "__cuda_array_interface__", None)
+    if iface is None or np.dtype(iface["typestr"]) != np.float32 or tuple(iface["shape"]) != shape:
+        raise InvalidArgumentError(f"out must be a float32 CUDA array of shape {shape}")
+    return int(iface["data"][0])
