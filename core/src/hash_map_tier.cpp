@@ -1,6 +1,7 @@
 #include "hps/hash_map_tier.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -8,9 +9,12 @@
 #include <random>
 #include <shared_mutex>
 #include <thread>
+#include <utility>
 
-#include "hps/error.hpp"
+#include <sys/mman.h>
+
 #include "hashing.hpp"
+#include "hps/error.hpp"
 
 namespace hps {
 
@@ -45,6 +49,40 @@ inline std::size_t home_slot(std::uint32_t hash, std::size_t slots) {
 
 inline std::size_t next_slot(std::size_t slot, std::size_t slots) { return slot + 1 == slots ? 0 : slot + 1; }
 
+// The index's slot array, mapped straight from the OS: a rehash hands the old array back at once,
+// where a heap allocation could stay in the process after it was freed.
+class SlotArray {
+ public:
+  SlotArray() = default;
+  explicit SlotArray(std::size_t n) : n_(n) {
+    void* p = ::mmap(nullptr, n * sizeof(Slot), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    HPS_EXPECTS(p != MAP_FAILED, OutOfMemory, "volatile_db: cannot map ", n * sizeof(Slot), " bytes for an index");
+    data_ = static_cast<Slot*>(p);  // anonymous mappings start zeroed: every slot empty
+  }
+  ~SlotArray() { release(); }
+  SlotArray(SlotArray&& other) noexcept : data_(other.data_), n_(other.n_) { other.data_ = nullptr, other.n_ = 0; }
+  SlotArray& operator=(SlotArray&& other) noexcept {
+    if (this != &other) {
+      release();
+      data_ = std::exchange(other.data_, nullptr);
+      n_ = std::exchange(other.n_, 0);
+    }
+    return *this;
+  }
+  std::size_t size() const { return n_; }
+  Slot& operator[](std::size_t i) { return data_[i]; }
+  const Slot& operator[](std::size_t i) const { return data_[i]; }
+  const Slot* begin() const { return data_; }
+  const Slot* end() const { return data_ + n_; }
+
+ private:
+  void release() {
+    if (data_) ::munmap(data_, n_ * sizeof(Slot));
+  }
+  Slot* data_ = nullptr;
+  std::size_t n_ = 0;
+};
+
 }  // namespace
 
 // A partition: an open-addressing index over an arena of fixed-size records
@@ -62,7 +100,7 @@ class HashMapTier::Partition {
     std::size_t per_page = 1;
     while (per_page * 2 * record_bytes_ <= std::max<std::size_t>(options.allocation_rate, record_bytes_)) per_page *= 2;
     page_shift_ = static_cast<unsigned>(std::countr_zero(per_page));
-    slots_.assign(kMinIndexSlots, Slot{0, kNoRecord});
+    slots_ = SlotArray(kMinIndexSlots);
   }
 
   mutable std::shared_mutex mutex;
@@ -241,9 +279,8 @@ class HashMapTier::Partition {
   }
 
   void rehash(std::size_t wanted) {
-    std::vector<Slot> old;
-    old.swap(slots_);
-    slots_.assign(std::max(wanted, kMinIndexSlots), Slot{0, kNoRecord});
+    SlotArray old = std::move(slots_);
+    slots_ = SlotArray(std::max(wanted, kMinIndexSlots));
     for (const Slot& slot : old) {
       if (slot.record != kNoRecord) link(slot.hash, slot.record);
     }
@@ -283,7 +320,7 @@ class HashMapTier::Partition {
   std::size_t meta_bytes_;
   std::size_t record_bytes_;
   unsigned page_shift_ = 0;
-  std::vector<Slot> slots_;
+  SlotArray slots_;
   std::vector<std::unique_ptr<char[]>> pages_;
   std::vector<std::uint32_t> free_records_;
   std::uint32_t high_water_ = 0;
@@ -330,19 +367,20 @@ std::size_t find_in_partition(const HashMapTier::Partition& part, const std::int
                               const std::uint32_t* positions, std::size_t count, std::size_t dim, float* rows,
                               std::uint8_t* found, std::uint32_t now) {
   constexpr std::size_t kAhead = 8;
-  std::uint32_t guesses[kAhead];
+  constexpr std::size_t kRing = 2 * kAhead;  // guesses live from stage two until stage three
+  std::uint32_t guesses[kRing];
   std::size_t hits = 0;
   for (std::size_t i = 0; i < count + 2 * kAhead; ++i) {
     if (i < count) part.prefetch_home(g.hash_hi[positions[i]]);
     if (i >= kAhead && i - kAhead < count) {
       const std::uint32_t guess = part.guess(g.hash_hi[positions[i - kAhead]]);
-      guesses[(i - kAhead) % kAhead] = guess;
+      guesses[(i - kAhead) % kRing] = guess;
       if (guess != 0) part.prefetch_record(guess);
     }
     if (i >= 2 * kAhead) {
       const std::size_t k = i - 2 * kAhead;
       const std::uint32_t pos = positions[k];
-      std::uint32_t record = guesses[k % kAhead];
+      std::uint32_t record = guesses[k % kRing];
       // A fingerprint match on another key (rare) falls back to a full probe.
       if (record != 0 && !part.record_matches(record, keys[pos])) record = part.probe(keys[pos], g.hash_hi[pos]);
       if (record != 0) {

@@ -603,12 +603,11 @@ void RocksDbStoreImpl::bulk_insert(const std::string& tag, const std::int64_t* k
               "': call open_table(tag, dim) first, the row size is not known");
   std::shared_lock writers(table->write_mutex);
   HPS_EXPECTS(!table->dropped, NotFound, "RocksDB table '", tag, "' was dropped");
-  // No WAL: a crash before the flush below loses these rows, but the load marker is only set
-  // after this returns, so such a table just counts as "not loaded".
+  // No WAL: a crash before the caller's flush() loses these rows, but the load marker is only
+  // set after that flush, so such a table just counts as "not loaded".
   rocksdb::WriteOptions options;
   options.disableWAL = true;
   write_rows(*db_, *table, dim, config_.max_batch_size, keys, rows, n, options);
-  flush_table(*table);
 }
 
 void RocksDbStoreImpl::flush(const std::string& tag) {

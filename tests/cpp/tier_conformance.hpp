@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -37,8 +38,17 @@ inline std::vector<float> rows_for(const std::vector<std::int64_t>& keys, std::s
 
 template <typename Factory>
 void expect_size(const hps::Tier& tier, std::size_t expected) {
-  if constexpr (Factory::kExactSize) EXPECT_EQ(tier.size(), expected);
+  if constexpr (Factory::kExactSize) {
+    EXPECT_EQ(tier.size(), expected);
+  }
 }
+
+}  // namespace hps_test
+
+// The suite lives at global scope so each backend can instantiate it in its own test file.
+using hps_test::expect_size;
+using hps_test::fill_row;
+using hps_test::rows_for;
 
 template <typename Factory>
 class TierConformance : public ::testing::Test {};
@@ -193,7 +203,11 @@ TYPED_TEST_P(TierConformance, ConcurrentReadersSeeWholeRows) {
   std::atomic<bool> stop{false};
   std::atomic<std::size_t> torn{0}, checked{0};
   std::thread writer([&] {
-    for (int round = 0; round < 200; ++round) tier->insert(keys.data(), (round % 2 ? a : b).data(), keys.size());
+    // Keep writing until the readers have checked many snapshots (or a time limit passes).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (int round = 0; round < 200 || (checked < 50 && std::chrono::steady_clock::now() < deadline); ++round) {
+      tier->insert(keys.data(), (round % 2 ? a : b).data(), keys.size());
+    }
     stop = true;
   });
   std::vector<std::thread> readers;
@@ -226,5 +240,3 @@ REGISTER_TYPED_TEST_SUITE_P(TierConformance, InsertThenFindReturnsRows, MissLeav
                             OverwriteReplacesRow, EraseRemovesOnlyGivenKeys, EmptyBatchesAreNoOps,
                             DuplicateKeysInOneBatch, ExtremeKeysAreOrdinary, InsertIfAbsentKeepsExistingRows,
                             ForEachVisitsEveryRowOnce, ConcurrentReadersSeeWholeRows);
-
-}  // namespace hps_test

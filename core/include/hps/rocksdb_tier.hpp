@@ -53,8 +53,8 @@ class RocksDbStore : public std::enable_shared_from_this<RocksDbStore> {
   virtual std::optional<std::string> load_marker(const std::string& tag) const = 0;
   virtual void set_load_marker(const std::string& tag, const std::string& marker) = 0;
 
-  /// Writes rows without the write-ahead log, then flushes them to disk: for bulk loads, where
-  /// set_load_marker() afterwards records completion.
+  /// Writes rows without the write-ahead log, for bulk loads: call flush() after the last chunk,
+  /// then set_load_marker() to record that the load completed.
   virtual void bulk_insert(const std::string& tag, const std::int64_t* keys, const float* rows, std::size_t n) = 0;
   virtual void flush(const std::string& tag) = 0;
 };

@@ -1,0 +1,314 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "hps/error.hpp"
+#include "hps/model_io.hpp"
+#include "hps/parameter_server.hpp"
+
+namespace fs = std::filesystem;
+using hps::KeyDtype;
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = fs::temp_directory_path() / ("hps_ps_" + std::to_string(rd()) + std::to_string(rd()));
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+// A table on disk plus the oracle of what it holds.
+struct TableFixture {
+  std::string folder;
+  std::size_t dim;
+  std::unordered_map<std::int64_t, std::vector<float>> rows;
+};
+
+TableFixture make_table(const fs::path& folder, std::size_t n, std::size_t dim, std::int64_t key_base = 0,
+                        std::int64_t stride = 3) {
+  TableFixture t{folder.string(), dim, {}};
+  std::vector<std::int64_t> keys(n);
+  std::vector<float> values(n * dim);
+  for (std::size_t i = 0; i < n; ++i) {
+    keys[i] = key_base + static_cast<std::int64_t>(i) * stride;
+    std::vector<float> row(dim);
+    for (std::size_t j = 0; j < dim; ++j) row[j] = static_cast<float>(keys[i]) + 0.001f * static_cast<float>(j);
+    std::copy(row.begin(), row.end(), values.begin() + static_cast<std::ptrdiff_t>(i * dim));
+    t.rows[keys[i]] = row;
+  }
+  hps::write_sparse_model(t.folder, keys.data(), values.data(), n, dim);
+  return t;
+}
+
+hps::Config make_config(const std::vector<TableFixture>& tables, const std::string& model = "m") {
+  hps::Config c;
+  hps::ModelConfig m;
+  m.name = model;
+  for (std::size_t i = 0; i < tables.size(); ++i) {
+    hps::TableConfig t;
+    t.name = "t" + std::to_string(i);
+    t.sparse_file = tables[i].folder;
+    t.dim = tables[i].dim;
+    t.default_value = -1.5f;
+    m.tables.push_back(t);
+  }
+  c.models.push_back(m);
+  c.volatile_db.num_partitions = 3;
+  return c;
+}
+
+// Checks every returned row against the oracle (default -1.5 for absent keys).
+void expect_rows(const TableFixture& t, const std::vector<std::int64_t>& keys, const std::vector<float>& out) {
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto it = t.rows.find(keys[i]);
+    for (std::size_t j = 0; j < t.dim; ++j) {
+      const float want = it == t.rows.end() ? -1.5f : it->second[j];
+      ASSERT_EQ(out[i * t.dim + j], want) << "key " << keys[i] << " element " << j;
+    }
+  }
+}
+
+std::vector<float> lookup(hps::ParameterServer& ps, const std::string& model, std::size_t table,
+                          const std::vector<std::int64_t>& keys) {
+  const auto ref = ps.find_table(model, table);
+  std::vector<float> out(keys.size() * ps.dim(ref), 12345.0f);
+  ps.lookup(ref, keys.data(), KeyDtype::kInt64, keys.size(), out.data());
+  return out;
+}
+
+std::vector<std::int64_t> mixed_keys(const TableFixture& t, std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::int64_t> present;
+  for (const auto& [k, _] : t.rows) present.push_back(k);
+  std::vector<std::int64_t> keys(n);
+  for (auto& k : keys) {
+    k = rng() % 4 == 0 ? static_cast<std::int64_t>(rng() % 1000000) * 3 + 1 : present[rng() % present.size()];
+  }
+  return keys;
+}
+
+}  // namespace
+
+TEST(ParameterServer, VolatileOnlyAnswersEveryKey) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 5000, 8);
+  auto t1 = make_table(dir / "t1", 300, 3, -100, 7);
+  hps::ParameterServer ps(make_config({t0, t1}));
+  auto keys = mixed_keys(t0, 20000, 1);
+  expect_rows(t0, keys, lookup(ps, "m", 0, keys));
+  auto keys1 = mixed_keys(t1, 999, 2);
+  expect_rows(t1, keys1, lookup(ps, "m", 1, keys1));
+  const auto stats = ps.stats();
+  ASSERT_EQ(stats.size(), 2u);
+  EXPECT_EQ(stats[0].keys, keys.size());
+  EXPECT_EQ(stats[0].hits[1] + stats[0].defaults, keys.size());
+  EXPECT_EQ(stats[0].tier_rows[1], 5000u);
+}
+
+TEST(ParameterServer, TablesByNameAndErrorsNameWhatExists) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 10, 2);
+  hps::ParameterServer ps(make_config({t0}));
+  EXPECT_EQ(ps.find_table("m", "t0").table, 0u);
+  try {
+    ps.find_table("m", "nope");
+    FAIL();
+  } catch (const hps::NotFound& e) {
+    EXPECT_NE(std::string(e.what()).find("its tables: t0"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(ps.find_table("other", 0), hps::NotFound);
+  EXPECT_THROW(ps.find_table("m", 1), hps::NotFound);
+}
+
+TEST(ParameterServer, EmptyAndKeyWidthChecks) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 10, 2);
+  auto config = make_config({t0});
+  config.supportlonglong = false;
+  hps::ParameterServer ps(config);
+  const auto ref = ps.find_table("m", 0);
+  ps.lookup(ref, nullptr, KeyDtype::kInt64, 0, nullptr);  // empty batch
+  std::vector<std::int32_t> small = {0, 3, -1};
+  std::vector<float> out(6);
+  ps.lookup(ref, small.data(), KeyDtype::kInt32, 3, out.data());
+  EXPECT_EQ(out[2], 3.0f);
+  EXPECT_EQ(out[4], -1.5f);
+  std::vector<std::int64_t> wide = {1LL << 40};
+  EXPECT_THROW(ps.lookup(ref, wide.data(), KeyDtype::kInt64, 1, out.data()), hps::InvalidArgument);
+}
+
+TEST(ParameterServer, ThirtyTwoBitModelRefusesWideFileKeys) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 10, 2, 1LL << 33);
+  auto config = make_config({t0});
+  config.supportlonglong = false;
+  try {
+    hps::ParameterServer ps(config);
+    FAIL();
+  } catch (const hps::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("t0/key[0]"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ParameterServer, UpdateAndEraseAreVisibleAtOnce) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 100, 4);
+  hps::ParameterServer ps(make_config({t0}));
+  const auto ref = ps.find_table("m", 0);
+  std::vector<std::int64_t> keys = {0, 3, 1000001};
+  std::vector<float> rows = {9, 9, 9, 9, 8, 8, 8, 8, 7, 7, 7, 7};
+  ps.update(ref, keys.data(), KeyDtype::kInt64, 3, rows.data());
+  for (std::size_t i = 0; i < 3; ++i) t0.rows[keys[i]] = std::vector<float>(4, rows[i * 4]);
+  expect_rows(t0, keys, lookup(ps, "m", 0, keys));
+  std::vector<std::int64_t> gone = {3, 3, 999999, 1000001};
+  EXPECT_EQ(ps.erase(ref, gone.data(), KeyDtype::kInt64, gone.size()), 2u);
+  t0.rows.erase(3);
+  t0.rows.erase(1000001);
+  expect_rows(t0, keys, lookup(ps, "m", 0, keys));
+}
+
+TEST(ParameterServer, TableLargerThanTheVolatileTierWithoutPersistentIsAConfigError) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 100, 2);
+  auto config = make_config({t0});
+  config.volatile_db.overflow_margin = 10;
+  config.volatile_db.num_partitions = 2;
+  EXPECT_THROW(hps::ParameterServer ps(config), hps::ConfigError);
+}
+
+TEST(ParameterServer, ConcurrentLookupsAndUpdatesReturnWholeRows) {
+  TempDir dir;
+  constexpr std::size_t kDim = 32;
+  auto t0 = make_table(dir / "t0", 2000, kDim);
+  hps::ParameterServer ps(make_config({t0}));
+  const auto ref = ps.find_table("m", 0);
+  std::vector<std::int64_t> keys;
+  for (const auto& [k, _] : t0.rows) keys.push_back(k);
+  std::atomic<bool> stop{false};
+  std::atomic<std::size_t> bad{0}, lookups{0};
+  std::thread writer([&] {
+    std::vector<float> rows(keys.size() * kDim);
+    for (int round = 1; !stop; ++round) {
+      // Every element of a row carries the same version, so a torn row is visible.
+      std::fill(rows.begin(), rows.end(), static_cast<float>(-round));
+      ps.update(ref, keys.data(), KeyDtype::kInt64, keys.size(), rows.data());
+    }
+  });
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {
+    readers.emplace_back([&, r] {
+      std::mt19937_64 rng(r);
+      std::vector<std::int64_t> batch(512);
+      std::vector<float> out(batch.size() * kDim);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (std::chrono::steady_clock::now() < deadline) {
+        for (auto& k : batch) k = keys[rng() % keys.size()];
+        ps.lookup(ref, batch.data(), KeyDtype::kInt64, batch.size(), out.data());
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          const float first = out[i * kDim];
+          const bool original = first == static_cast<float>(batch[i]);
+          for (std::size_t j = 0; j < kDim; ++j) {
+            const float want = original ? static_cast<float>(batch[i]) + 0.001f * static_cast<float>(j) : first;
+            if (out[i * kDim + j] != want) {
+              ++bad;
+              break;
+            }
+          }
+        }
+        ++lookups;
+      }
+    });
+  }
+  for (auto& r : readers) r.join();
+  stop = true;
+  writer.join();
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_GT(lookups.load(), 10u);
+}
+
+TEST(ParameterServer, SeveralModelsInOneServer) {
+  TempDir dir;
+  auto a = make_table(dir / "a", 50, 2);
+  auto b = make_table(dir / "b", 70, 5, 1);
+  auto config = make_config({a}, "first");
+  config.models.push_back(make_config({b}, "second").models[0]);
+  hps::ParameterServer ps(config);
+  auto ka = mixed_keys(a, 100, 3);
+  auto kb = mixed_keys(b, 100, 4);
+  expect_rows(a, ka, lookup(ps, "first", 0, ka));
+  expect_rows(b, kb, lookup(ps, "second", 0, kb));
+}
+
+#ifdef HPS_HAVE_ROCKSDB
+
+namespace {
+hps::Config with_rocksdb(hps::Config config, const fs::path& db, std::size_t margin, bool promote) {
+  config.persistent_db.type = hps::PersistentDbType::kRocksDb;
+  config.persistent_db.path = db.string();
+  config.volatile_db.overflow_margin = margin;
+  config.volatile_db.cache_missed_embeddings = promote;
+  return config;
+}
+}  // namespace
+
+TEST(ParameterServer, PersistentTierAnswersWhatTheVolatileTierCannotHold) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 3000, 6);
+  hps::ParameterServer ps(with_rocksdb(make_config({t0}), dir / "db", 100, true));
+  auto keys = mixed_keys(t0, 5000, 5);
+  expect_rows(t0, keys, lookup(ps, "m", 0, keys));
+  const auto s = ps.stats()[0];
+  EXPECT_GT(s.hits[2], 0u);
+  EXPECT_GT(s.defaults, 0u);
+  EXPECT_EQ(s.hits[1] + s.hits[2] + s.defaults, keys.size());
+  EXPECT_GT(s.promoted_keys, 0u);
+  // Promotion never brings in rows that exist nowhere: the volatile tier holds only real keys.
+  EXPECT_LE(s.tier_rows[1], 3u * 100u);
+  expect_rows(t0, keys, lookup(ps, "m", 0, keys));  // again, now partly from promoted rows
+}
+
+TEST(ParameterServer, UpdatesSurviveARestartAndNewFilesReplaceThem) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 100, 2);
+  auto config = with_rocksdb(make_config({t0}), dir / "db", SIZE_MAX, false);
+  std::vector<std::int64_t> keys = {0, 3};
+  std::vector<float> rows = {5, 5, 6, 6};
+  {
+    hps::ParameterServer ps(config);
+    ps.update(ps.find_table("m", 0), keys.data(), KeyDtype::kInt64, 2, rows.data());
+  }
+  {
+    hps::ParameterServer ps(config);  // same files: the database is current, keep its updates
+    EXPECT_EQ(lookup(ps, "m", 0, keys), rows);
+  }
+  auto t0b = make_table(dir / "t0", 100, 2, 0, 3);  // rewritten files: a new model version
+  hps::ParameterServer ps(config);
+  expect_rows(t0b, keys, lookup(ps, "m", 0, keys));
+}
+
+TEST(ParameterServer, ReadOnlyPersistentTierRefusesUpdates) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 100, 2);
+  auto config = with_rocksdb(make_config({t0}), dir / "db", SIZE_MAX, false);
+  { hps::ParameterServer build(config); }
+  config.persistent_db.read_only = true;
+  hps::ParameterServer ps(config);
+  auto keys = mixed_keys(t0, 50, 6);
+  expect_rows(t0, keys, lookup(ps, "m", 0, keys));
+  std::vector<float> rows(4, 1.0f);
+  EXPECT_THROW(ps.update(ps.find_table("m", 0), keys.data(), KeyDtype::kInt64, 2, rows.data()), hps::InvalidArgument);
+}
+
+#endif
