@@ -35,7 +35,8 @@ def host_keys(keys: Any, what: str = "keys") -> tuple[np.ndarray, int]:
         array = array.astype(_WIDEN[array.dtype])
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("="))
-    array = np.ascontiguousarray(array)
+    if not array.flags.c_contiguous:  # (np.ascontiguousarray would also turn a 0-d array into 1-d)
+        array = array.copy(order="C")
     return array, _KEY_CODES[np.dtype(array.dtype.name)]
 
 

@@ -1,0 +1,115 @@
+"""The embedded default: CPU-memory tier in front of RocksDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import hps
+from conftest import config_for, make_table, mixed_queries
+
+pytestmark = pytest.mark.skipif(not hps.rocksdb_available(), reason="this build has no RocksDB tier")
+
+
+def folder_state(path):
+    """(name, size, mtime) of every file under `path`."""
+    state = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            st = os.stat(os.path.join(root, name))
+            state.append((os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns))
+    return sorted(state)
+
+
+def test_misses_fall_through_and_only_found_rows_are_promoted(tmp_path):
+    t = make_table(tmp_path / "t", 4000, 8, default=1.25)
+    config = config_for([t], persistent=str(tmp_path / "db"))
+    config["volatile_db"].update(overflow_margin=100, cache_missed_embeddings=True)
+    with hps.HPS(config) as ps:
+        q = mixed_queries(t, (3000,), seed=2)
+        np.testing.assert_array_equal(ps.lookup("m", 0, q), t.expected(q))
+        (s,) = ps.stats()
+        present = np.isin(q, t.keys)
+        assert s["hits"]["persistent_db"] > 0
+        assert s["defaults"] == int((~present).sum())  # absent keys: default, from no tier
+        assert s["hits"]["volatile_db"] + s["hits"]["persistent_db"] == int(present.sum())
+        assert 0 < s["promoted_keys"] <= len(np.unique(q[present]))
+        assert s["tier_rows"]["volatile_db"] <= 3 * 100
+        np.testing.assert_array_equal(ps.lookup("m", 0, q), t.expected(q))  # again, partly promoted
+
+
+def test_updates_survive_a_restart(tmp_path):
+    t = make_table(tmp_path / "t", 500, 4)
+    config = config_for([t], persistent=str(tmp_path / "db"))
+    new_rows = np.full((3, 4), 7.0, np.float32)
+    with hps.HPS(config) as ps:
+        ps.update("m", 0, t.keys[:3], new_rows)
+    with hps.HPS(config) as ps:
+        np.testing.assert_array_equal(ps.lookup("m", 0, t.keys[:3]), new_rows)
+        np.testing.assert_array_equal(ps.lookup("m", 0, t.keys[3:10]), t.rows[3:10])
+
+
+KILLED_WRITER = r"""
+import json, os, signal, sys
+import numpy as np
+import hps
+config, keys = json.loads(sys.argv[1]), np.array(json.loads(sys.argv[2]), dtype=np.int64)
+ps = hps.HPS(config)
+ps.update("m", 0, keys, np.full((keys.size, 4), 42.0, np.float32))
+print("updated", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_returned_update_survives_the_process_being_killed(tmp_path):
+    t = make_table(tmp_path / "t", 500, 4)
+    config = config_for([t], persistent=str(tmp_path / "db"))
+    keys = t.keys[:20]
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, json.dumps(config), json.dumps(keys.tolist())],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert "updated" in proc.stdout
+    with hps.HPS(config) as ps:
+        np.testing.assert_array_equal(ps.lookup("m", 0, keys), np.full((20, 4), 42.0, np.float32))
+
+
+def test_read_only_opens_an_existing_database_and_writes_nothing(tmp_path):
+    t = make_table(tmp_path / "t", 500, 4)
+    config = config_for([t], persistent=str(tmp_path / "db"))
+    with hps.HPS(config):
+        pass
+    before = folder_state(tmp_path / "db")
+    config["persistent_db"]["read_only"] = True
+    with hps.HPS(config) as ps:
+        q = mixed_queries(t, (300,))
+        np.testing.assert_array_equal(ps.lookup("m", 0, q), t.expected(q))
+        with pytest.raises(hps.InvalidArgumentError, match="read-only"):
+            ps.update("m", 0, t.keys[:1], np.zeros((1, 4), np.float32))
+        with pytest.raises(hps.InvalidArgumentError, match="read-only"):
+            ps.erase("m", 0, t.keys[:1])
+    assert folder_state(tmp_path / "db") == before
+
+
+def test_read_only_without_the_table_is_a_clear_error(tmp_path):
+    t = make_table(tmp_path / "t", 50, 4)
+    config = config_for([t], persistent=str(tmp_path / "db"))
+    config["persistent_db"]["read_only"] = True
+    with pytest.raises(hps.HpsError, match=str(tmp_path / "db")):
+        hps.HPS(config)
+
+
+def test_new_table_files_replace_the_stored_table(tmp_path):
+    t = make_table(tmp_path / "t", 300, 4, seed=1)
+    config = config_for([t], persistent=str(tmp_path / "db"))
+    with hps.HPS(config) as ps:
+        ps.update("m", 0, t.keys[:1], np.zeros((1, 4), np.float32))
+    t2 = make_table(tmp_path / "t", 300, 4, seed=2)  # a new model version in the same folder
+    with hps.HPS(config) as ps:
+        q = np.concatenate([t.keys[:50], t2.keys[:50]])
+        np.testing.assert_array_equal(ps.lookup("m", 0, q), t2.expected(q))

@@ -1,0 +1,75 @@
+"""HugeCTR table folders: write, read, inspect, and the errors for broken ones."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import hps
+from conftest import config_for
+
+
+def test_round_trip_with_meta(tmp_path):
+    rng = np.random.default_rng(0)
+    keys = rng.integers(-(2**62), 2**62, 1000)
+    rows = rng.standard_normal((1000, 12), dtype=np.float32)
+    meta = rng.integers(0, 100, 1000)
+    hps.write_sparse_model(tmp_path / "t", keys, rows, meta)
+    # The bytes are HugeCTR's layout: int64 keys, fp32 rows, int64 meta, little-endian.
+    assert (tmp_path / "t" / "key").read_bytes() == keys.astype("<i8").tobytes()
+    assert (tmp_path / "t" / "emb_vector").read_bytes() == rows.astype("<f4").tobytes()
+    assert (tmp_path / "t" / "meta").read_bytes() == meta.astype("<i8").tobytes()
+    info = hps.inspect_sparse_model(tmp_path / "t")
+    assert (info["rows"], info["dim"], info["has_meta"]) == (1000, 12, True)
+    k, r, m = hps.read_sparse_model(tmp_path / "t")
+    np.testing.assert_array_equal(k, keys)
+    np.testing.assert_array_equal(r, rows)
+    np.testing.assert_array_equal(m, meta)
+    k, r, _ = hps.read_sparse_model(tmp_path / "t", first=990, count=10)
+    np.testing.assert_array_equal(r, rows[990:])
+
+
+def test_truncated_vectors_name_the_file_and_sizes(tmp_path, table):
+    path = os.path.join(table.folder, "emb_vector")
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(size - 4)
+    with pytest.raises(hps.StorageError, match=rf"emb_vector: expected {size} bytes .* found {size - 4} bytes"):
+        hps.inspect_sparse_model(table.folder, table.dim)
+    with pytest.raises(OSError, match="emb_vector"):
+        hps.HPS(config_for([table]))
+
+
+def test_missing_files(tmp_path, table):
+    os.remove(os.path.join(table.folder, "key"))
+    with pytest.raises(hps.StorageError, match="key: missing"):
+        hps.HPS(config_for([table]))
+    with pytest.raises(hps.StorageError, match="does not exist"):
+        hps.inspect_sparse_model(tmp_path / "nowhere")
+
+
+def test_config_dim_must_match_the_files(table):
+    config = config_for([table])
+    config["models"][0]["embedding_vecsize_per_table"] = [table.dim * 2]
+    with pytest.raises(hps.StorageError, match="found"):
+        hps.HPS(config)
+
+
+def test_duplicate_keys_in_a_file_last_occurrence_wins(tmp_path):
+    keys = np.array([5, 6, 5])
+    rows = np.array([[1.0], [2.0], [3.0]], np.float32)
+    hps.write_sparse_model(tmp_path / "t", keys, rows)
+    config = {"models": [{"model": "m", "sparse_files": [str(tmp_path / "t")], "embedding_vecsize_per_table": [1]}]}
+    with hps.HPS(config) as ps:
+        np.testing.assert_array_equal(ps.lookup("m", 0, [5, 6]), [[3.0], [2.0]])
+
+
+def test_writer_checks_its_input(tmp_path):
+    with pytest.raises(hps.InvalidArgumentError, match="integers"):
+        hps.write_sparse_model(tmp_path / "t", np.array([1.5]), np.zeros((1, 2)))
+    with pytest.raises(hps.InvalidArgumentError, match=r"shape \[2, D\]"):
+        hps.write_sparse_model(tmp_path / "t", np.array([1, 2]), np.zeros((3, 2)))
+    with pytest.raises(hps.InvalidArgumentError, match="meta"):
+        hps.write_sparse_model(tmp_path / "t", np.array([1, 2]), np.zeros((2, 2)), meta=[1])
