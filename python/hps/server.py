@@ -38,6 +38,7 @@ class HPS:
             self._server = _core.Server(self.config._core, observer)
         finally:
             observer.close()
+        self._gpucache = {m["model"]: bool(m["gpucache"]) for m in self.config.models}
         self._tables: dict[tuple[str, TableKey], tuple[int, int, int]] = {}
         self._tables_lock = threading.Lock()
 
@@ -55,6 +56,10 @@ class HPS:
             with self._tables_lock:
                 self._tables[key] = found
         return found
+
+    def _gpu_cached(self, model: str) -> bool:
+        """Whether the model's tables have GPU caches here (CUDA present and `gpucache` on)."""
+        return self._server.gpu_enabled and self._gpucache.get(model, False)
 
     def dim(self, model: str, table: TableKey) -> int:
         """Floats per row of a table."""
@@ -82,6 +87,8 @@ class HPS:
         m, t, dim = self._resolve(model, table)
         dev = device_keys(keys, stream)
         if dev is not None:
+            if not self._gpu_cached(model):
+                return _through_host(self, model, table, keys, out)
             n = int(np.prod(dev.shape, dtype=np.int64))
             rows = dev.allocate_rows(dev.shape + (dim,)) if out is None else out
             address = _device_address(rows, dev.shape + (dim,))
@@ -148,6 +155,29 @@ class HPS:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"hps.HPS({self.config.source!r}, {state})"
+
+
+def _through_host(ps: HPS, model: str, table: TableKey, keys: Any, out: Any) -> Any:
+    """Device keys without a GPU cache: copy the keys to the host, look up, copy the rows back.
+
+    The copies are ordered after the array library's pending work on its current stream (the
+    device-to-host copy waits for it), which is what a caller without a stream argument expects.
+    """
+    torch = __import__("sys").modules.get("torch")
+    if torch is not None and isinstance(keys, torch.Tensor):
+        rows = torch.from_numpy(ps.lookup(model, table, keys.cpu().numpy()))
+        if out is None:
+            return rows.to(keys.device)
+        out.copy_(rows)
+        return out
+    import cupy
+
+    rows = ps.lookup(model, table, cupy.asnumpy(keys))
+    with cupy.cuda.Device(keys.device.id):
+        if out is None:
+            return cupy.asarray(rows)
+        out.set(rows)
+        return out
 
 
 def _device_address(rows: Any, shape: tuple) -> int:
