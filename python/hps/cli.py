@@ -1,0 +1,583 @@
+"""The `hps` command: check configs and table files, convert arrays, look up keys, benchmark, demo.
+
+Run `hps --help` or `hps COMMAND --help`. Exit codes: 0 success, 1 a problem with the input (one
+line on stderr names it), 2 a usage error. Also runs as `python -m hps.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+import hps
+
+__all__ = ["main", "build_parser"]
+
+TIERS = ("gpu_cache", "volatile_db", "persistent_db")
+TIER_LABELS = {"gpu_cache": "gpu", "volatile_db": "volatile", "persistent_db": "persistent"}
+SCAN_CHUNK_ROWS = 1 << 22  # keys read at a time when scanning a key file (32 MiB)
+
+
+class UserError(Exception):
+    """A problem with what the user gave; main() prints it as one line and exits with 1."""
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _load_config(path: str) -> "hps.Config":
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hps.ConfigWarning)
+        return hps.Config(path)
+
+
+def _load_server(path: str) -> "hps.HPS":
+    """The server, with progress bars on a terminal; config warnings are left to `hps validate`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hps.ConfigWarning)
+        return hps.HPS(path, progress=None)
+
+
+def _table_arg(text: str) -> Any:
+    """A table is given by name or by index."""
+    return int(text) if text.isdigit() else text
+
+
+def _table_name(config: "hps.Config", model: str, table: Any) -> str:
+    if isinstance(table, str):
+        return table
+    return config.model(model)["embedding_table_names"][table]
+
+
+def _load_keys_file(path: str) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such file")
+    try:
+        keys = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        raise UserError(f"{path}: not a readable .npy file ({error})") from None
+    if not isinstance(keys, np.ndarray):
+        raise UserError(f"{path}: expected a .npy file of keys, not an .npz archive")
+    if keys.dtype.kind not in "iu":
+        raise UserError(f"{path}: keys must be integers, got dtype {keys.dtype}")
+    return keys.reshape(-1)
+
+
+def _table_stats(ps: "hps.HPS", model: str, table: str) -> dict:
+    for entry in ps.stats():
+        if entry["model"] == model and entry["table"] == table:
+            return entry
+    raise UserError(f"no statistics for {model}/{table}")
+
+
+def _delta(after: dict, before: dict) -> dict:
+    return {"keys": after["keys"] - before["keys"],
+            "hits": {tier: after["hits"][tier] - before["hits"][tier] for tier in TIERS},
+            "defaults": after["defaults"] - before["defaults"]}
+
+
+def _bytes(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:,} B" if unit == "B" else f"{count:,.1f} {unit}"
+        count /= 1024
+    raise AssertionError
+
+
+def _row_text(row: np.ndarray, limit: Optional[int] = None) -> str:
+    values = row if limit is None else row[:limit]
+    text = ", ".join(f"{v:.6g}" for v in values.tolist())
+    if limit is not None and row.size > limit:
+        text += f", ... ({row.size} values)"
+    return f"[{text}]"
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: Sequence[int] = (0,)) -> None:
+    """Prints an aligned text table; the columns in `left` are left-aligned, the others right-aligned."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) if i in left else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))
+
+    print(line(headers).rstrip())
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print(line(row).rstrip())
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.3f}" if whole else "-"
+
+
+def _percentiles_ms(seconds: np.ndarray) -> tuple:
+    return tuple(float(np.percentile(seconds, q) * 1e3) for q in (50, 99))
+
+
+# ---- validate -----------------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+    for message in config.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    settings = config.to_dict()
+    if settings["persistent_db"]["type"] == "rocks_db" and not hps.rocksdb_available():
+        print("warning: persistent_db.type: this build of hps has no RocksDB, so this config cannot be loaded here",
+              file=sys.stderr)
+    models = settings["models"]
+    n_tables = sum(len(model["sparse_files"]) for model in models)
+    if args.no_files:
+        print(f"OK: {len(models)} models, {n_tables} tables (table files not checked)")
+        return 0
+    volatile = settings.get("volatile_db", {})
+    # Without a persistent tier the hash map must hold every row (the server refuses to load otherwise).
+    volatile_only = settings["persistent_db"]["type"] == "disabled" and volatile.get("type") == "hash_map"
+    volatile_capacity = volatile.get("overflow_margin", 0) * volatile.get("num_partitions", 0)
+    problems, total_rows, lines = 0, 0, []
+    for m, model in enumerate(models):
+        for t, (folder, dim, name) in enumerate(zip(model["sparse_files"], model["embedding_vecsize_per_table"],
+                                                    model["embedding_table_names"])):
+            where = f"models[{m}].sparse_files[{t}] ({model['model']}/{name})"
+            try:
+                info = hps.inspect_sparse_model(folder, dim)
+            except (hps.HpsError, OSError) as error:
+                print(f"hps validate: error: {where}: {error}", file=sys.stderr)
+                problems += 1
+                continue
+            if volatile_only and info["rows"] > volatile_capacity:
+                print(f"hps validate: error: {where}: {info['rows']:,} rows, but volatile_db holds at most "
+                      f"{volatile_capacity:,} (overflow_margin x num_partitions) and there is no persistent_db",
+                      file=sys.stderr)
+                problems += 1
+                continue
+            total_rows += info["rows"]
+            size = info["key_bytes"] + info["vector_bytes"] + info["meta_bytes"]
+            lines.append((f"{model['model']}/{name}", f"{info['rows']:,}", dim, "yes" if info["has_meta"] else "no",
+                          _bytes(size), folder))
+    if lines:
+        _print_table(["table", "rows", "dim", "meta", "size", "folder"], lines, left=(0, 5))
+    if problems:
+        raise UserError(f"{problems} of {n_tables} table folders have problems (see above)")
+    print(f"OK: {len(models)} models, {n_tables} tables, {total_rows:,} rows")
+    return 0
+
+
+# ---- schema -------------------------------------------------------------------------------------
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    if args.indent < 0:
+        raise UserError(f"--indent must be 0 or more, got {args.indent}")
+    schema = hps.json_schema()
+    if args.indent == 0:
+        print(json.dumps(schema, separators=(",", ":")))
+    else:
+        print(json.dumps(schema, indent=args.indent))
+    return 0
+
+
+# ---- convert ------------------------------------------------------------------------------------
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = convert(args.out, args.inputs, keys=args.keys, rows=args.rows, meta=args.meta,
+                         key_offset=args.key_offset, dim_check=args.dim_check, overwrite=args.force,
+                         chunk_rows=args.chunk_rows, progress=None)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    meta = ", with meta" if result.has_meta else ""
+    print(f"wrote {result.folder}: {result.rows:,} rows x {result.dim}{meta}; keys {result.key_min} .. "
+          f"{result.key_max}, {result.duplicate_keys:,} duplicate{'' if result.duplicate_keys == 1 else 's'}")
+    return 0
+
+
+# ---- inspect ------------------------------------------------------------------------------------
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.head < 0:
+        raise UserError(f"--head must be 0 or more, got {args.head}")
+    info = hps.inspect_sparse_model(args.folder, args.dim)
+    n = info["rows"]
+    key_min = key_max = None
+    duplicates = 0
+    if n:
+        keys = np.memmap(os.path.join(args.folder, "key"), dtype="<i8", mode="r", shape=(n,))
+        key_min, key_max = int(keys[0]), int(keys[0])
+        for first in range(0, n, SCAN_CHUNK_ROWS):
+            chunk = keys[first:first + SCAN_CHUNK_ROWS]
+            key_min, key_max = min(key_min, int(chunk.min())), max(key_max, int(chunk.max()))
+        ordered = np.sort(keys)  # 8 bytes per row: the only whole-table copy
+        duplicates = int(np.count_nonzero(ordered[1:] == ordered[:-1]))
+        del ordered, keys
+    head_keys, head_rows, head_meta = hps.read_sparse_model(args.folder, info["dim"], first=0,
+                                                            count=min(args.head, n))
+    if args.json:
+        report = dict(info, key_min=key_min, key_max=key_max, duplicate_keys=duplicates,
+                      head=[{"key": int(k), "row": r.tolist(), **({"meta": int(m)} if head_meta is not None else {})}
+                            for k, r, m in zip(head_keys, head_rows,
+                                               head_meta if head_meta is not None else [None] * len(head_keys))])
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"folder      {info['folder']}")
+    print(f"rows        {n:,}")
+    print(f"dim         {info['dim']}")
+    print(f"meta        {'yes' if info['has_meta'] else 'no'}")
+    sizes = f"key {info['key_bytes']:,} B, emb_vector {info['vector_bytes']:,} B"
+    if info["has_meta"]:
+        sizes += f", meta {info['meta_bytes']:,} B"
+    print(f"files       {sizes}")
+    if n:
+        print(f"keys        min {key_min}, max {key_max}, {duplicates:,} duplicates"
+              + (" (lookups return the row of the last occurrence)" if duplicates else ""))
+    if len(head_keys):
+        print(f"first {len(head_keys)} rows:")
+        for i, (key, row) in enumerate(zip(head_keys, head_rows)):
+            meta = f"  meta {head_meta[i]}" if head_meta is not None else ""
+            print(f"  {key}: {_row_text(row, 8)}{meta}")
+    return 0
+
+
+# ---- lookup -------------------------------------------------------------------------------------
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    if args.keys is not None:
+        too_wide = [k for k in args.keys if not -2**63 <= k < 2**63]
+        if too_wide:
+            raise UserError(f"key {too_wide[0]} does not fit in a signed 64-bit integer")
+        keys = np.asarray(args.keys, dtype=np.int64)
+    else:
+        keys = _load_keys_file(args.keys_file)
+    table = _table_arg(args.table)
+    with _load_server(args.config) as ps:
+        ps.dim(args.model, table)  # fails with a clear message for an unknown model or table
+        name = _table_name(ps.config, args.model, table)
+        before = _table_stats(ps, args.model, name)
+        rows = ps.lookup(args.model, table, np.ascontiguousarray(keys))
+        counts = _delta(_table_stats(ps, args.model, name), before)
+    if args.json:
+        print(json.dumps({"model": args.model, "table": name, "dim": int(rows.shape[-1]), "keys": keys.tolist(),
+                          "rows": rows.tolist(), "hits": counts["hits"], "defaults": counts["defaults"]}))
+        return 0
+    for key, row in zip(keys.tolist(), rows):
+        print(f"{key}: {_row_text(row)}")
+    answered = ", ".join(f"{counts['hits'][tier]:,} {tier}" for tier in TIERS if counts["hits"][tier] or
+                         tier != "gpu_cache")
+    print(f"{args.model}/{name}: {keys.size:,} keys: {answered}, {counts['defaults']:,} default rows",
+          file=sys.stderr)
+    return 0
+
+
+# ---- stats --------------------------------------------------------------------------------------
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    given = [args.keys_file is not None, args.model is not None, args.table is not None]
+    if any(given) and not all(given):
+        raise UserError("--keys-file, --model and --table go together: give all three, or none")
+    if args.batch <= 0:
+        raise UserError(f"--batch must be positive, got {args.batch}")
+    keys = _load_keys_file(args.keys_file) if args.keys_file else None
+    with _load_server(args.config) as ps:
+        if keys is not None:
+            table = _table_arg(args.table)
+            ps.dim(args.model, table)
+            for first in range(0, keys.size, args.batch):
+                ps.lookup(args.model, table, np.ascontiguousarray(keys[first:first + args.batch]))
+        if args.format == "prometheus":
+            sys.stdout.write(ps.prometheus())
+            return 0
+        stats = ps.stats()
+        if args.format == "json":
+            print(json.dumps(stats, indent=2))
+            return 0
+        tiers = [tier for tier in TIERS if tier != "gpu_cache" or ps.gpu_enabled]
+    headers = ["table"]
+    for tier in tiers:
+        headers += [f"{TIER_LABELS[tier]} rows", f"{TIER_LABELS[tier]} bytes"]
+    headers += ["keys"] + [f"{TIER_LABELS[tier]} hit" for tier in tiers] + ["default", "p50 us", "p99 us"]
+    lines = []
+    for s in stats:
+        line = [f"{s['model']}/{s['table']}"]
+        for tier in tiers:
+            line += [f"{s['tier_rows'][tier]:,}", _bytes(s["tier_bytes"][tier])]
+        line += [f"{s['keys']:,}"] + [_share(s["hits"][tier], s["keys"]) for tier in tiers]
+        latency = s["latency_seconds"]
+        line += [f"{s['defaults']:,}", f"{latency['p50'] * 1e6:.0f}", f"{latency['p99'] * 1e6:.0f}"]
+        lines.append(line)
+    _print_table(headers, lines)
+    print("hit: share of the keys answered by each tier; default: keys no tier holds; p50/p99: latency of one "
+          "lookup call")
+    return 0
+
+
+# ---- bench --------------------------------------------------------------------------------------
+
+
+def _bench_batches(rng: np.random.Generator, key_file: np.ndarray, zipf: float, batch: int,
+                   count: int) -> list:
+    """`count` distinct batches of keys drawn from the table's own keys, uniform or Zipf-popular."""
+    from .demo import zipf_ranks
+
+    n = key_file.shape[0]
+    # Scatter popularity over the file: rank r -> row (r * step) mod n, a bijection when gcd(step, n) = 1.
+    step = 2654435761
+    while math.gcd(step, n) != 1:
+        step += 2
+    batches = []
+    for _ in range(count):
+        if zipf > 0:
+            rows = (zipf_ranks(rng, n, zipf, batch) * step) % n
+        else:
+            rows = rng.integers(0, n, batch)
+        batches.append(np.asarray(key_file[np.sort(rows)])[rng.permutation(batch)])
+    return batches
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    for option in ("batch", "iters"):
+        if getattr(args, option) <= 0:
+            raise UserError(f"--{option} must be positive, got {getattr(args, option)}")
+    if args.zipf < 0 or args.warmup < 0:
+        raise UserError("--zipf and --warmup must be 0 or more")
+    with _load_server(args.config) as ps:
+        model = ps.config.model(args.model)
+        names = model["embedding_table_names"]
+        if args.table is None:
+            chosen = list(range(len(names)))
+        else:
+            table = _table_arg(args.table)
+            ps.dim(args.model, table)
+            chosen = [table if isinstance(table, int) else names.index(table)]
+        rng = np.random.default_rng(args.seed)
+        results, all_seconds = [], []
+        for t in chosen:
+            info = hps.inspect_sparse_model(model["sparse_files"][t], model["embedding_vecsize_per_table"][t])
+            if info["rows"] == 0:
+                continue
+            key_file = np.memmap(os.path.join(model["sparse_files"][t], "key"), dtype="<i8", mode="r",
+                                 shape=(info["rows"],))
+            batches = _bench_batches(rng, key_file, args.zipf, args.batch, args.warmup + args.iters)
+            out = np.empty((args.batch, info["dim"]), dtype=np.float32)
+            for keys in batches[:args.warmup]:
+                ps.lookup(args.model, t, keys, out=out)
+            before = _table_stats(ps, args.model, names[t])
+            seconds = np.empty(args.iters)
+            for i, keys in enumerate(batches[args.warmup:]):
+                start = time.perf_counter()
+                ps.lookup(args.model, t, keys, out=out)
+                seconds[i] = time.perf_counter() - start
+            counts = _delta(_table_stats(ps, args.model, names[t]), before)
+            p50, p99 = _percentiles_ms(seconds)
+            results.append({"table": names[t], "rows": info["rows"], "dim": info["dim"], "batch": args.batch,
+                            "iters": args.iters, "keys_per_second": args.batch * args.iters / seconds.sum(),
+                            "p50_ms": p50, "p99_ms": p99, "max_ms": float(seconds.max() * 1e3),
+                            "hit_rates": {tier: counts["hits"][tier] / counts["keys"] for tier in TIERS},
+                            "default_rate": counts["defaults"] / counts["keys"]})
+            all_seconds.append(seconds)
+    if not results:
+        raise UserError(f"model {args.model!r}: the chosen tables hold no rows")
+    seconds = np.concatenate(all_seconds)
+    total = {"keys_per_second": seconds.size * args.batch / seconds.sum(),
+             "p50_ms": _percentiles_ms(seconds)[0], "p99_ms": _percentiles_ms(seconds)[1]}
+    if args.json:
+        print(json.dumps({"model": args.model, "zipf": args.zipf, "tables": results, "all": total}, indent=2))
+        return 0
+    draw = f"Zipf({args.zipf:g})" if args.zipf > 0 else "uniform"
+    print(f"{args.model}: {args.iters} distinct batches of {args.batch:,} keys per table ({draw} over each table's "
+          f"keys, {args.warmup} warm-up batches), one thread, CPU tiers")
+    lines = [(r["table"], f"{r['rows']:,}", r["dim"], f"{r['keys_per_second'] / 1e6:.2f}", f"{r['p50_ms']:.2f}",
+              f"{r['p99_ms']:.2f}", f"{r['hit_rates']['volatile_db']:.3f}", f"{r['hit_rates']['persistent_db']:.3f}",
+              f"{r['default_rate']:.3f}") for r in results]
+    if len(results) > 1:
+        lines.append(("all", "", "", f"{total['keys_per_second'] / 1e6:.2f}", f"{total['p50_ms']:.2f}",
+                      f"{total['p99_ms']:.2f}", "", "", ""))
+    _print_table(["table", "rows", "dim", "M keys/s", "p50 ms", "p99 ms", "volatile hit", "persistent hit",
+                  "default"], lines)
+    return 0
+
+
+# ---- demo ---------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(dir=args.dir, rows_total=args.rows_total, dim=args.dim, batches=args.batches, keep=args.keep,
+             seed=args.seed, progress=None)
+    return 0
+
+
+# ---- the parser ---------------------------------------------------------------------------------
+
+
+def _version() -> str:
+    features = f"RocksDB {'yes' if hps.rocksdb_available() else 'no'}, CUDA devices {hps.cuda_device_count()}"
+    return f"hps {hps.__version__} ({features})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="hps", formatter_class=formatter,
+        description="Hierarchical parameter server: check configs and table files, convert arrays into table "
+                    "folders, look up keys, print statistics, benchmark, run the demo.",
+        epilog="Exit status: 0 success, 1 a problem with the input (named on stderr), 2 a usage error.\n"
+               "Start with `hps demo`.")
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=description, formatter_class=formatter)
+        return sub
+
+    p = command("validate", "check a config and its table files",
+                "Parses CONFIG (HugeCTR's JSON format) with the same parser the server uses, prints its warnings, "
+                "then checks that every table folder has 'key' and 'emb_vector' files of matching sizes.")
+    p.add_argument("config", metavar="CONFIG", help="the JSON config file")
+    p.add_argument("--no-files", action="store_true", help="check the config only, not the table folders")
+    p.set_defaults(func=cmd_validate)
+
+    p = command("schema", "print the JSON Schema of the config format",
+                "Prints a JSON Schema (draft 2020-12) of the config format, for editors and CI checks.")
+    p.add_argument("--indent", type=int, default=2, metavar="N", help="indentation (0: one line; default 2)")
+    p.set_defaults(func=cmd_schema)
+
+    p = command("convert", "write a table folder from .npy/.npz arrays",
+                "Writes a HugeCTR table folder (key int64, emb_vector float32, optional meta int64) from:\n"
+                "  one or more .npz files holding keys ('keys' or 'key'), rows ('rows', 'emb_vector', 'values'\n"
+                "    or 'embeddings') and optionally 'meta';\n"
+                "  two .npy files: --keys K.npy --rows R.npy [--meta M.npy];\n"
+                "  one or more .npy dense matrices [N, D] whose row index is the key.\n"
+                "Inputs are read in chunks, so tables larger than memory convert. Duplicate keys are kept\n"
+                "(lookups return the row of the last occurrence) and counted in a warning.")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help=".npz files, or .npy dense matrices")
+    p.add_argument("--out", required=True, metavar="FOLDER", help="the table folder to write")
+    p.add_argument("--keys", metavar="K.npy", help="keys [N] (integers), with --rows")
+    p.add_argument("--rows", metavar="R.npy", help="rows [N, D] (numbers), with --keys")
+    p.add_argument("--meta", metavar="M.npy", help="meta [N] (integers), with --keys and --rows")
+    p.add_argument("--key-offset", type=int, default=0, metavar="N", help="add N to every key (default 0)")
+    p.add_argument("--dim-check", type=int, metavar="D", help="fail unless the rows have D floats each")
+    p.add_argument("--force", action="store_true", help="replace a table already in FOLDER")
+    p.add_argument("--chunk-rows", type=int, metavar="N", help="rows per chunk (default: about 64 MiB of rows)")
+    p.set_defaults(func=cmd_convert)
+
+    p = command("inspect", "describe a table folder",
+                "Prints a table folder's rows, dim, meta, file sizes, key range, duplicate keys and first rows. "
+                "Keys are scanned in chunks; counting duplicates sorts a copy of the keys (8 bytes per row).")
+    p.add_argument("folder", metavar="FOLDER", help="the table folder")
+    p.add_argument("--dim", type=int, default=0, metavar="D", help="floats per row (default: inferred)")
+    p.add_argument("--head", type=int, default=3, metavar="N", help="rows to print (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_inspect)
+
+    p = command("lookup", "look keys up through the server",
+                "Loads CONFIG, looks the keys up in one table and prints their rows, then (on stderr) how many "
+                "keys each tier answered and how many got the table's default row.")
+    p.add_argument("config", metavar="CONFIG", help="the JSON config file")
+    p.add_argument("--model", required=True, metavar="M", help="model name")
+    p.add_argument("--table", required=True, metavar="T", help="table name or index")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--keys", type=int, nargs="+", metavar="K", help="keys to look up")
+    given.add_argument("--keys-file", metavar="F.npy", help="a .npy array of integer keys")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_lookup)
+
+    p = command("stats", "print per-table statistics",
+                "Loads CONFIG, optionally looks up the keys of a .npy file (in calls of --batch keys), and prints "
+                "per table: rows and bytes per tier, keys looked up, share answered per tier, defaults, and "
+                "the p50/p99 latency of one lookup call.")
+    p.add_argument("config", metavar="CONFIG", help="the JSON config file")
+    p.add_argument("--keys-file", metavar="F.npy", help="keys to look up first (with --model and --table)")
+    p.add_argument("--model", metavar="M", help="model of --keys-file")
+    p.add_argument("--table", metavar="T", help="table (name or index) of --keys-file")
+    p.add_argument("--batch", type=int, default=4096, metavar="N", help="keys per lookup call (default 4096)")
+    p.add_argument("--format", choices=("text", "json", "prometheus"), default="text", help="output format")
+    p.set_defaults(func=cmd_stats)
+
+    p = command("bench", "measure CPU lookup throughput",
+                "Loads CONFIG and times lookups on the model's tables (or one table): distinct batches of keys "
+                "drawn from each table's own key file, Zipf-popular (or uniform with --zipf 0). Prints keys/s, "
+                "latency percentiles and the share of keys each tier answered.")
+    p.add_argument("config", metavar="CONFIG", help="the JSON config file")
+    p.add_argument("--model", required=True, metavar="M", help="model name")
+    p.add_argument("--table", metavar="T", help="one table (name or index; default: every table)")
+    p.add_argument("--batch", type=int, default=26624, metavar="N", help="keys per lookup (default 26624)")
+    p.add_argument("--iters", type=int, default=50, metavar="N", help="timed batches per table (default 50)")
+    p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed batches first (default 3)")
+    p.add_argument("--zipf", type=float, default=1.05, metavar="S", help="popularity exponent; 0: uniform "
+                   "(default 1.05)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_bench)
+
+    p = command("demo", "run a synthetic DLRM-style model end to end",
+                "Writes 26 synthetic tables (Zipf-popular keys), a HugeCTR-style config with a hash map in front "
+                "of RocksDB, loads it and serves batches of 1,024 samples x 26 features, then prints where the "
+                "keys were answered and the throughput. Deterministic given --seed.")
+    p.add_argument("--dir", metavar="FOLDER", help="where to write (default: a new temporary folder)")
+    p.add_argument("--rows-total", type=int, default=3_000_000, metavar="N", help="rows in all (default 3000000)")
+    p.add_argument("--dim", type=int, default=16, metavar="D", help="floats per row (default 16)")
+    p.add_argument("--batches", type=int, default=200, metavar="N", help="batches to serve (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--keep", action="store_true", help="keep the tables, config and RocksDB folder")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, KeyError) and not isinstance(error, hps.HpsError) and error.args:
+        return str(error.args[0])
+    if isinstance(error, OSError) and not isinstance(error, hps.HpsError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error) or type(error).__name__
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs the command line `argv` (default: sys.argv[1:]); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, usage errors
+        return done.code if isinstance(done.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (UserError, hps.HpsError, OSError, ValueError, KeyError, OverflowError) as error:
+        if isinstance(error, BrokenPipeError):
+            return _broken_pipe()
+        print(f"hps {args.command}: error: {_message(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"hps {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _broken_pipe() -> int:
+    """Output piped into a program that stopped reading (`hps schema | head`): exit quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
