@@ -40,11 +40,11 @@ TEST(Prometheus, ExposesCountersAndHistogram) {
   m.latency.record(2e-5);
   m.latency.record(3e-4);
   m.latency.record(3e-4);
-  hps::TableStats s;
-  s.model = "dlrm";
-  s.table = "t0";
-  m.snapshot(s);
-  const std::string text = hps::to_prometheus({s});
+  std::vector<hps::TableStats> stats(1);
+  stats[0].model = "dlrm";
+  stats[0].table = "t0";
+  m.snapshot(stats[0]);
+  const std::string text = hps::to_prometheus(stats);
   EXPECT_NE(text.find("hps_lookup_keys_total{model=\"dlrm\",table=\"t0\"} 30"), std::string::npos) << text;
   EXPECT_NE(text.find("hps_tier_hits_total{model=\"dlrm\",table=\"t0\",tier=\"volatile_db\"} 20"), std::string::npos);
   EXPECT_NE(text.find("hps_defaults_total{model=\"dlrm\",table=\"t0\"} 10"), std::string::npos);
