@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""GPU lookup throughput and latency against the HBM roof and the usual baselines, in one run.
+
+For each row size D and batch size B, over distinct batches (a repeated batch sits in the 50 MB L2
+and flatters every number), uniform and Zipf keys:
+  copy     measured device-to-device copy bandwidth (bytes read + written): the HBM roof's unit;
+  bound    B x (8 + 8D) bytes over that bandwidth: read each key, read each row, write each row;
+  torch    torch.nn.functional.embedding over a GPU-resident dense table (the framework's own way);
+  static   hps static cache (whole table on the GPU behind a hash index);
+  dyn-all  hps dynamic cache holding every row (all-hit);
+  dyn-20%  hps dynamic cache at gpucacheper 0.2, Zipf keys, after a warm-up pass;
+  dyn-5%   the same at gpucacheper 0.05;
+  hybrid   rows gathered on the CPU (torch embedding on a CPU table) and copied to the GPU.
+Each cell is one lookup call timed from the Python call until its rows are ready (the stream
+synchronised), so it includes launch and host overheads: keys/s is B / median time, % bound is the
+bound's time over the median time, p50/p99 are per-call latencies.
+
+Usage (GPU machine): python benchmarks/gpu_lookup.py [--rows 4000000] [--dims 16 64 128]
+      [--sizes 2048 26624 262144 1048576] [--batches 16] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+import hps
+
+
+def copy_bandwidth(device: torch.device, nbytes: int = 2 << 30) -> float:
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        dst.copy_(src)
+    end.record()
+    torch.cuda.synchronize()
+    seconds = start.elapsed_time(end) / 1e3 / 10
+    del src, dst
+    return 2 * nbytes / seconds
+
+
+def zipf_positions(rng: np.random.Generator, n: int, size: int, alpha: float, scatter: np.ndarray) -> np.ndarray:
+    ranks = np.arange(1, n + 1, dtype=np.float64)
+    cdf = np.cumsum(ranks ** -alpha)
+    cdf /= cdf[-1]
+    return scatter[np.minimum(np.searchsorted(cdf, rng.random(size)), n - 1)]
+
+
+def time_calls(fn, batches) -> list[float]:
+    """Per-call seconds from the call to its result being ready on the device."""
+    fn(batches[0])
+    torch.cuda.synchronize()
+    times = []
+    for batch in batches:
+        t0 = time.perf_counter()
+        fn(batch)
+        torch.cuda.current_stream().synchronize()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=4_000_000, help="rows per table")
+    p.add_argument("--dims", type=int, nargs="+", default=[16, 64, 128])
+    p.add_argument("--sizes", type=int, nargs="+", default=[2048, 26624, 262144, 1048576])
+    p.add_argument("--batches", type=int, default=16, help="distinct batches per cell")
+    p.add_argument("--zipf", type=float, default=1.05)
+    p.add_argument("--out", help="write every cell as JSON here")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+
+    device = torch.device("cuda", 0)
+    rng = np.random.default_rng(args.seed)
+    bandwidth = copy_bandwidth(device)
+    print(f"# gpu_lookup: {torch.cuda.get_device_name(device)}, hps {hps.__version__}, torch {torch.__version__}; "
+          f"{args.rows:,} rows per table; {args.batches} distinct batches per cell")
+    print(f"# measured device-to-device copy bandwidth: {bandwidth / 1e12:.2f} TB/s (read + write)")
+    results = []
+    header = (f"{'D':>4} {'B':>9} {'keys':>7} {'case':>8} | {'Gkeys/s':>8} {'% bound':>8} {'p50 us':>9} "
+              f"{'p99 us':>9} {'vs torch':>8} {'vs hybrid':>9}")
+    with tempfile.TemporaryDirectory(dir=os.environ.get("HPS_BENCH_DIR")) as tmp:
+        for dim in args.dims:
+            keys = np.arange(args.rows, dtype=np.int64)  # row i holds key i: the dense baselines index directly
+            values = rng.standard_normal((args.rows, dim), dtype=np.float32)
+            folder = os.path.join(tmp, f"d{dim}")
+            hps.write_sparse_model(folder, keys, values)
+            model = lambda name, **kw: {"model": name, "sparse_files": [folder],  # noqa: E731
+                                        "embedding_vecsize_per_table": [dim], "deployed_device_list": [0],
+                                        "hit_rate_threshold": 0.0, **kw}
+            config = {"supportlonglong": True, "volatile_db": {"type": "hash_map"},
+                      "models": [model("static", embedding_cache_type="static"),
+                                 model("dyn_all", gpucacheper=1.0),
+                                 model("dyn_20", gpucacheper=0.2, init_ec=False),
+                                 model("dyn_5", gpucacheper=0.05, init_ec=False)]}
+            ps = hps.HPS(config, progress=False)
+            dense_gpu = torch.from_numpy(values).to(device)
+            dense_cpu = torch.from_numpy(values)
+            scatter = rng.permutation(args.rows)
+            print(header)
+            print("-" * len(header))
+            for size in args.sizes:
+                for dist in ("uniform", "zipf"):
+                    if dist == "uniform":
+                        pos = [rng.integers(0, args.rows, size) for _ in range(args.batches)]
+                    else:
+                        pos = [zipf_positions(rng, args.rows, size, args.zipf, scatter) for _ in range(args.batches)]
+                    gpu_batches = [torch.from_numpy(q).to(device) for q in pos]
+                    cpu_batches = [torch.from_numpy(q) for q in pos]
+                    cases = {
+                        "torch": (lambda b: torch.nn.functional.embedding(b, dense_gpu), gpu_batches),
+                        "static": (lambda b: ps.lookup("static", 0, b), gpu_batches),
+                        "dyn-all": (lambda b: ps.lookup("dyn_all", 0, b), gpu_batches),
+                        "hybrid": (lambda b: torch.nn.functional.embedding(b, dense_cpu).to(device), cpu_batches),
+                    }
+                    if dist == "zipf":
+                        cases["dyn-20%"] = (lambda b: ps.lookup("dyn_20", 0, b), gpu_batches)
+                        cases["dyn-5%"] = (lambda b: ps.lookup("dyn_5", 0, b), gpu_batches)
+                        for name in ("dyn_20", "dyn_5"):  # warm-up pass on other batches of the stream
+                            for q in range(4):
+                                ps.lookup(name, 0, torch.from_numpy(
+                                    zipf_positions(rng, args.rows, size, args.zipf, scatter)).to(device))
+                    # Correctness first: every hps case returns exactly the stored rows.
+                    reference = dense_gpu[gpu_batches[0]]
+                    for name in ("static", "dyn-all", "dyn-20%", "dyn-5%"):
+                        if name in cases:
+                            assert torch.equal(cases[name][0](gpu_batches[0]), reference), name
+                    medians = {}
+                    for name, (fn, batches) in cases.items():
+                        hits_before = _gpu_hits(ps)
+                        times = time_calls(fn, batches)
+                        med = statistics.median(times)
+                        medians[name] = med
+                        bound = size * (8 + 8 * dim) / bandwidth
+                        row = {"dim": dim, "batch": size, "keys": dist, "case": name, "keys_per_s": size / med,
+                               "pct_bound": 100 * bound / med, "p50_us": 1e6 * med,
+                               "p99_us": 1e6 * float(np.percentile(times, 99)),
+                               "gpu_hit_rate": _hit_rate(ps, hits_before, size * (len(batches) + 1))
+                               if name.startswith("dyn-") and name != "dyn-all" else None}
+                        results.append(row)
+                    for row in results[-len(cases):]:
+                        vs_torch = medians["torch"] / row["p50_us"] * 1e6
+                        vs_hybrid = medians["hybrid"] / row["p50_us"] * 1e6
+                        extra = f"  hit rate {row['gpu_hit_rate']:.3f}" if row["gpu_hit_rate"] is not None else ""
+                        print(f"{dim:>4} {size:>9,} {dist:>7} {row['case']:>8} | {row['keys_per_s'] / 1e9:>8.3f} "
+                              f"{row['pct_bound']:>7.0f}% {row['p50_us']:>9.1f} {row['p99_us']:>9.1f} "
+                              f"{vs_torch:>7.2f}x {vs_hybrid:>8.1f}x{extra}")
+            ps.close()
+            del dense_gpu
+            torch.cuda.empty_cache()
+    print("bound = B x (8 + 8D) bytes / measured copy bandwidth; vs torch / vs hybrid = their median time over this "
+          "case's (above 1: faster)")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"copy_bandwidth": bandwidth, "rows": args.rows, "cells": results}, f, indent=1)
+
+
+def _gpu_hits(ps: hps.HPS) -> dict:
+    return {(s["model"], s["table"]): (s["hits"]["gpu_cache"], s["keys"]) for s in ps.stats()}
+
+
+def _hit_rate(ps: hps.HPS, before: dict, _: int) -> float:
+    after = _gpu_hits(ps)
+    hits = sum(after[k][0] - before[k][0] for k in after)
+    keys = sum(after[k][1] - before[k][1] for k in after)
+    return hits / keys if keys else float("nan")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The GPU lookup path against the CPU tier, bit for bit, on the same batches (marker: gpu)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import hps
+from conftest import config_for, make_table
+
+torch = pytest.importorskip("torch")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not (torch.cuda.is_available() and hps.cuda_device_count() > 0),
+                       reason="needs a CUDA device and a CUDA build of hps"),
+]
+
+
+def zipf_keys(rng, keys, size, alpha=1.05):
+    ranks = np.arange(1, keys.size + 1, dtype=np.float64)
+    cdf = np.cumsum(ranks ** -alpha)
+    cdf /= cdf[-1]
+    return keys[np.minimum(np.searchsorted(cdf, rng.random(size)), keys.size - 1)]
+
+
+def pair(tmp_path, table, **model_keys):
+    """A GPU-cached server and a CPU-only server (the oracle) over the same table."""
+    gpu = hps.HPS(config_for([table], **model_keys))
+    cpu = hps.HPS(config_for([table], gpucache=False))
+    return gpu, cpu
+
+
+def check(gpu, cpu, keys_np, dtype=torch.int64):
+    keys = torch.from_numpy(keys_np).to(dtype).cuda()
+    rows = gpu.lookup("m", 0, keys)
+    assert rows.is_cuda and rows.dtype == torch.float32 and tuple(rows.shape) == keys_np.shape + (gpu.dim("m", 0),)
+    torch.cuda.current_stream().synchronize()
+    expected = cpu.lookup("m", 0, keys_np)
+    np.testing.assert_array_equal(rows.cpu().numpy(), expected)
+
+
+@pytest.mark.parametrize("ratio", [0.01, 0.05, 0.2, 0.5, 1.0])
+@pytest.mark.parametrize("dist", ["uniform", "zipf"])
+def test_dynamic_cache_equals_cpu_tier(tmp_path, ratio, dist):
+    table = make_table(tmp_path / "t", 20000, 16, default=-3.0)
+    gpu, cpu = pair(tmp_path, table, gpucacheper=ratio)
+    rng = np.random.default_rng(0)
+    absent = rng.integers(10**15, 10**16, 2000)
+    for size in [0, 1, 7, 2048, 26624, 262144]:
+        for _ in range(3):  # warm-up changes what the cache holds: check every round
+            keys = zipf_keys(rng, table.keys, size) if dist == "zipf" else table.keys[rng.integers(0, 20000, size)]
+            keys = np.where(rng.random(size) < 0.05, absent[rng.integers(0, absent.size, size)], keys)
+            check(gpu, cpu, keys)
+    assert gpu.stats()[0]["hits"]["gpu_cache"] > 0
+
+
+def test_one_million_keys_with_duplicates(tmp_path):
+    table = make_table(tmp_path / "t", 50000, 8)
+    gpu, cpu = pair(tmp_path, table, gpucacheper=0.2)
+    rng = np.random.default_rng(1)
+    check(gpu, cpu, table.keys[rng.integers(0, 1000, 1_000_000)])  # a thousand keys, many times each
+
+
+@pytest.mark.parametrize("key64", [True, False])
+def test_both_key_widths_and_extreme_keys(tmp_path, key64):
+    if key64:
+        special = np.array([np.iinfo(np.int64).max, np.iinfo(np.int64).min, -1, 0], np.int64)
+    else:
+        special = np.array([2**32 - 1, 0, 1, 2**31], np.int64)
+    rng = np.random.default_rng(2)
+    keys = np.unique(np.concatenate([special, rng.integers(0, 2**31, 5000)]))
+    rows = rng.standard_normal((keys.size, 4), dtype=np.float32)
+    hps.write_sparse_model(tmp_path / "t", keys, rows)
+    config = {"supportlonglong": key64,
+              "models": [{"model": "m", "sparse_files": [str(tmp_path / "t")], "embedding_vecsize_per_table": [4],
+                          "gpucacheper": 0.5}]}
+    gpu = hps.HPS(config)
+    cpu_config = dict(config, models=[dict(config["models"][0], gpucache=False)])
+    cpu = hps.HPS(cpu_config)
+    q = np.concatenate([special, keys[rng.integers(0, keys.size, 3000)], special])
+    for _ in range(2):
+        check(gpu, cpu, q)
+        if not key64:
+            check(gpu, cpu, q.astype(np.uint32).view(np.int32), torch.int32)
+    if not key64:
+        with pytest.raises(hps.InvalidArgumentError):
+            gpu.lookup("m", 0, torch.tensor([2**33], dtype=torch.int64, device="cuda"))
+
+
+def test_static_cache_answers_unknown_keys_with_the_default(tmp_path):
+    table = make_table(tmp_path / "t", 30000, 32, default=0.25)
+    gpu, cpu = pair(tmp_path, table, embedding_cache_type="static")
+    rng = np.random.default_rng(3)
+    q = np.concatenate([table.keys[rng.integers(0, 30000, 100000)], rng.integers(10**15, 10**16, 1000)])
+    check(gpu, cpu, q)
+    assert gpu.stats()[0]["hits"]["gpu_cache"] == 100000
+
+
+def test_fp16_storage_returns_rows_rounded_to_half(tmp_path):
+    table = make_table(tmp_path / "t", 5000, 16)
+    gpu = hps.HPS(config_for([table], embedding_cache_dtype="float16", gpucacheper=1.0))
+    keys = table.keys[:2000]
+    rows = gpu.lookup("m", 0, torch.from_numpy(keys).cuda()).cpu().numpy()
+    np.testing.assert_array_equal(rows, table.rows[:2000].astype(np.float16).astype(np.float32))
+
+
+def test_updates_reach_every_cache_and_lookups_see_whole_rows(tmp_path):
+    dim = 32
+    table = make_table(tmp_path / "t", 8000, dim)
+    gpu = hps.HPS(config_for([table], gpucacheper=0.3, hit_rate_threshold=0.5))
+    errors, stop = [], threading.Event()
+
+    def updater():
+        rng = np.random.default_rng(4)
+        version = 0
+        while not stop.is_set():
+            version -= 1
+            keys = table.keys[rng.integers(0, table.keys.size, 512)]
+            gpu.update("m", 0, keys, np.full((512, dim), version, np.float32))
+
+    def reader(seed):
+        rng = np.random.default_rng(seed)
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            while not stop.is_set():
+                pos = rng.integers(0, table.keys.size, 4096)
+                rows = gpu.lookup("m", 0, torch.from_numpy(table.keys[pos]).cuda()).cpu().numpy()
+                ok = (rows == table.rows[pos]).all(1) | ((rows == rows[:, :1]).all(1) & (rows[:, 0] < 0))
+                if not ok.all():
+                    errors.append(int(np.flatnonzero(~ok)[0]))
+                    return
+
+    threads = [threading.Thread(target=updater)] + [threading.Thread(target=reader, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    # After update() returns, every device answers the new rows.
+    keys = table.keys[:100]
+    gpu.update("m", 0, keys, np.full((100, dim), 7.0, np.float32))
+    rows = gpu.lookup("m", 0, torch.from_numpy(keys).cuda()).cpu().numpy()
+    np.testing.assert_array_equal(rows, np.full((100, dim), 7.0, np.float32))
+
+
+def test_erase_and_refresh(tmp_path):
+    table = make_table(tmp_path / "t", 4000, 8, default=-1.0)
+    gpu, cpu = pair(tmp_path, table, gpucacheper=1.0, cache_refresh_percentage_per_iteration=0.25)
+    keys = table.keys[:50]
+    gpu.erase("m", 0, keys)
+    cpu.erase("m", 0, keys)
+    check(gpu, cpu, table.keys[:200])
+    gpu.refresh("m")
+    check(gpu, cpu, table.keys[:2000])
+
+
+def test_cupy_arrays(tmp_path):
+    cupy = pytest.importorskip("cupy")
+    table = make_table(tmp_path / "t", 3000, 8)
+    gpu, cpu = pair(tmp_path, table)
+    keys = table.keys[:500]
+    rows = gpu.lookup("m", 0, cupy.asarray(keys))
+    assert isinstance(rows, cupy.ndarray)
+    np.testing.assert_array_equal(cupy.asnumpy(rows), cpu.lookup("m", 0, keys))
+
+
+def test_device_not_deployed_is_an_error(tmp_path):
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    table = make_table(tmp_path / "t", 100, 4)
+    gpu = hps.HPS(config_for([table], deployed_device_list=[0]))
+    with pytest.raises(hps.InvalidArgumentError, match="deployed_device_list"):
+        gpu.lookup("m", 0, torch.tensor([1], device="cuda:1"))
