@@ -1,0 +1,33 @@
+"""hps.torch: embedding layers for PyTorch served by hps, over one custom op.
+
+    import hps.torch
+    layer = hps.torch.LookupLayer("ps.json", "dlrm", 0, 128)     # HugeCTR hps_torch's signature
+    rows = layer(keys)                                           # [..., 128] on the keys' device
+
+- `LookupLayer` (like nn.Embedding) and `SparseLookupLayer` (like nn.EmbeddingBag, sum/mean/max);
+- `torch.ops.hps.lookup`, the op both use: works under torch.compile(fullgraph=True) and
+  torch.export (import hps.torch before torch.export.load);
+- `export_tables` and `swap_embeddings`: move a trained model's embeddings into hps;
+- `get_server` and `clear_servers`: the one hps.HPS per config that all layers on it share.
+
+Inference only. Importing this module imports torch; `import hps` alone never does.
+"""
+
+from __future__ import annotations
+
+from ._op import lookup
+from ._registry import clear_servers, get_server
+from .layers import InferenceOnlyError, LookupLayer, SparseLookupLayer
+from .migration import export_tables, swap_embeddings, table_names
+
+__all__ = [
+    "LookupLayer",
+    "SparseLookupLayer",
+    "InferenceOnlyError",
+    "lookup",
+    "export_tables",
+    "swap_embeddings",
+    "table_names",
+    "get_server",
+    "clear_servers",
+]

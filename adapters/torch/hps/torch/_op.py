@@ -1,0 +1,71 @@
+"""The custom op `torch.ops.hps.lookup`: every hps layer's lookup goes through it.
+
+    torch.ops.hps.lookup(Tensor keys, str server, str model, int table, int emb_vec_size) -> Tensor
+
+`keys` are int32 or int64 of any shape, on the CPU or on a CUDA device in the model's
+`deployed_device_list`; the result is float32 `[*keys.shape, emb_vec_size]` on the keys' device,
+written on the current CUDA stream. `server` is a server id (see `_registry`): the absolute path of
+a config file, or a process-local id. `table` is the table's index in the model.
+
+The op is registered with `torch.library.custom_op` and has a fake (meta) implementation, so it
+works under `torch.compile(fullgraph=True)` and `torch.export` (a fresh process must `import
+hps.torch` before `torch.export.load`, which registers the op). It has no autograd formula: its
+only tensor input holds integers, so nothing upstream of it can ask for a gradient, and its
+result never requires one (the layers refuse `requires_grad_(True)`).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from hps._arrays import KeyTypeError  # same error as hps.HPS.lookup raises for non-integer keys
+
+from . import _registry
+
+__all__ = ["lookup", "check_keys"]
+
+KEY_DTYPES = (torch.int32, torch.int64)
+
+# The lookup synchronises with the host when keys miss the GPU cache, so it must never be captured
+# into a CUDA graph (torch.compile(mode="reduce-overhead") keeps it out of its graphs).
+_options = {}
+if "tags" in inspect.signature(torch.library.custom_op).parameters and hasattr(torch.Tag, "cudagraph_unsafe"):
+    _options["tags"] = (torch.Tag.cudagraph_unsafe,)
+
+
+def check_keys(keys: torch.Tensor) -> None:
+    """Refuses keys the op cannot take, with the reason (also at trace time, on fake tensors)."""
+    if keys.dtype not in KEY_DTYPES:
+        raise KeyTypeError(f"hps lookup keys must be an int32 or int64 tensor, got {keys.dtype}")
+    if keys.device.type not in ("cpu", "cuda", "meta"):
+        raise ValueError(f"hps lookup keys must be on the CPU or a CUDA device, got {keys.device}")
+
+
+# `int`, not the inferred SymInt: the table and row width are constants of a layer, never symbolic.
+SCHEMA = "(Tensor keys, str server, str model, int table, int emb_vec_size) -> Tensor"
+
+
+@torch.library.custom_op("hps::lookup", mutates_args=(), schema=SCHEMA, **_options)
+def lookup(keys: torch.Tensor, server: str, model: str, table: int, emb_vec_size: int) -> torch.Tensor:
+    check_keys(keys)
+    served = _registry.get(server)
+    served.table_index(model, table, emb_vec_size)
+    out = torch.empty((*keys.shape, emb_vec_size), dtype=torch.float32, device=keys.device)
+    if keys.device.type == "cuda":
+        # HugeCTR's plugin served device 0 only; here any listed device works, others are refused
+        # (also when the model has no GPU cache and the lookup goes through the host).
+        served.check_device(model, keys.device.index)
+        served.ps.lookup(model, table, keys, out=out)  # on torch.cuda.current_stream(keys.device)
+    else:
+        served.ps.lookup(model, table, keys.numpy(), out=out.numpy())
+    return out
+
+
+@lookup.register_fake
+def _lookup_fake(keys: torch.Tensor, server: str, model: str, table: int, emb_vec_size: int) -> torch.Tensor:
+    check_keys(keys)
+    if emb_vec_size <= 0:
+        raise ValueError(f"emb_vec_size must be positive, got {emb_vec_size}")
+    return keys.new_empty((*keys.shape, emb_vec_size), dtype=torch.float32)
