@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, KeyTypeError
 
 # Codes of hps::KeyDtype.
 KEY_INT32, KEY_INT64, KEY_UINT32, KEY_UINT64 = 0, 1, 2, 3
@@ -16,10 +16,6 @@ _KEY_CODES = {np.dtype(np.int32): KEY_INT32, np.dtype(np.int64): KEY_INT64,
 # Narrower integers widen losslessly to a width the core takes.
 _WIDEN = {np.dtype(np.int8): np.int32, np.dtype(np.int16): np.int32,
           np.dtype(np.uint8): np.uint32, np.dtype(np.uint16): np.uint32}
-
-
-class KeyTypeError(InvalidArgumentError, TypeError):
-    """Keys of a dtype that is not an integer type."""
 
 
 def _check_integer(dtype: np.dtype, what: str) -> None:

@@ -8,6 +8,7 @@ __all__ = [
     "HpsError",
     "ConfigError",
     "InvalidArgumentError",
+    "KeyTypeError",
     "NotFoundError",
     "StorageError",
     "BackendUnavailableError",
@@ -26,6 +27,10 @@ class ConfigError(HpsError, ValueError):
 
 class InvalidArgumentError(HpsError, ValueError):
     """A call got an argument it cannot use (key width, dtype, shape)."""
+
+
+class KeyTypeError(InvalidArgumentError, TypeError):
+    """Keys of a dtype that is not an integer type the server takes."""
 
 
 class NotFoundError(HpsError, KeyError):

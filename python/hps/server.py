@@ -39,6 +39,7 @@ class HPS:
         finally:
             observer.close()
         self._gpucache = {m["model"]: bool(m["gpucache"]) for m in self.config.models}
+        self._devices = {m["model"]: list(m["deployed_device_list"]) for m in self.config.models}
         self._tables: dict[tuple[str, TableKey], tuple[int, int, int]] = {}
         self._tables_lock = threading.Lock()
 
@@ -87,6 +88,9 @@ class HPS:
         m, t, dim = self._resolve(model, table)
         dev = device_keys(keys, stream)
         if dev is not None:
+            if dev.device not in self._devices[model]:
+                raise InvalidArgumentError(f"keys are on CUDA device {dev.device}, which is not in model "
+                                           f"{model!r}'s deployed_device_list {self._devices[model]}")
             if not self._gpu_cached(model):
                 return _through_host(self, model, table, keys, out)
             n = int(np.prod(dev.shape, dtype=np.int64))

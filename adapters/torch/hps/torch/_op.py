@@ -20,7 +20,7 @@ import inspect
 
 import torch
 
-from hps._arrays import KeyTypeError  # same error as hps.HPS.lookup raises for non-integer keys
+from hps import KeyTypeError  # the same error hps.HPS.lookup raises for non-integer keys
 
 from . import _registry
 
