@@ -1,0 +1,356 @@
+// Micro-benchmark of the GPU cache's all-hit lookup, next to its roof and a plain gather.
+//
+// For each row size D, a table of ~1 GiB of fp32 rows (20x the H100's L2) is loaded into a
+// static cache and a dynamic cache; lookups draw DISTINCT batches (8 rotating batches of keys
+// drawn uniformly from the keys known to be cached), so neither keys nor rows sit in L2.
+// Printed per (kind, B, D): time per call, keys/s, and % of the HBM bound
+//   B x (8 + 8D) bytes / (device-to-device copy bandwidth measured in the same run).
+// Baseline: a plain gather (one thread per float4, int64 row ids) over the same table size.
+// Static calls are timed back to back with events (no host synchronisation in the call);
+// dynamic calls include their one host synchronisation (the miss-count read), timed on the host.
+//
+// Usage: gpu_cache_kernels [--quick] [--sweep]
+//   --quick  only B = 26,624 and 1,048,576;  --sweep  also the kernel-shape variants at B = 1M
+//   (lanes per key x row chunks per lane, "strict" fence-ordered seqlock reads).
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "cuda/gpu_cache_base.hpp"
+#include "cuda/probe_dispatch.cuh"
+#include "hps/gpu_cache.hpp"
+
+namespace {
+
+#define CHECK(expr)                                                                                       \
+  do {                                                                                                    \
+    const cudaError_t status_ = (expr);                                                                   \
+    if (status_ != cudaSuccess) {                                                                         \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(status_));      \
+      throw std::runtime_error("CUDA error");                                                              \
+    }                                                                                                     \
+  } while (0)
+
+std::uint64_t mix(std::uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+struct Device {
+  void* ptr = nullptr;
+  explicit Device(std::size_t bytes) { CHECK(cudaMalloc(&ptr, bytes)); }
+  ~Device() { cudaFree(ptr); }
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr);
+  }
+};
+
+double copy_bandwidth(cudaStream_t stream) {
+  const std::size_t bytes = std::size_t{1} << 30;
+  Device a(bytes), b(bytes);
+  CHECK(cudaMemsetAsync(a.ptr, 1, bytes, stream));
+  cudaEvent_t start, stop;
+  CHECK(cudaEventCreate(&start));
+  CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < 2; ++i) CHECK(cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice, stream));
+  const int reps = 10;
+  CHECK(cudaEventRecord(start, stream));
+  for (int i = 0; i < reps; ++i) CHECK(cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice, stream));
+  CHECK(cudaEventRecord(stop, stream));
+  CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  CHECK(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return 2.0 * static_cast<double>(bytes) * reps / (ms * 1e-3);  // read + write
+}
+
+__global__ void gather_kernel(const float4* __restrict__ table, const std::int64_t* __restrict__ ids, std::size_t n,
+                              std::uint32_t vectors_per_row, float4* __restrict__ out) {
+  const std::size_t total = n * vectors_per_row;
+  for (std::size_t t = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
+       t += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const std::size_t i = t / vectors_per_row;
+    const std::uint32_t c = static_cast<std::uint32_t>(t - i * vectors_per_row);
+    out[t] = table[static_cast<std::size_t>(ids[i]) * vectors_per_row + c];
+  }
+}
+
+struct Row {
+  std::string kind;
+  std::size_t batch = 0;
+  std::size_t dim = 0;
+  double seconds = 0;  // per call
+  double bound_fraction = 0;
+};
+
+std::vector<Row> results;
+
+void report(const std::string& kind, std::size_t batch, std::size_t dim, double seconds, double bandwidth) {
+  const double bytes = static_cast<double>(batch) * (8.0 + 8.0 * static_cast<double>(dim));
+  const double bound = bytes / bandwidth;
+  results.push_back({kind, batch, dim, seconds, bound / seconds});
+  std::printf("%-28s B=%8zu D=%4zu  %9.2f us/call  %8.3f G keys/s  %5.1f%% of HBM bound\n", kind.c_str(), batch, dim,
+              seconds * 1e6, static_cast<double>(batch) / seconds / 1e9, 100.0 * bound / seconds);
+  std::fflush(stdout);
+}
+
+constexpr int kRotation = 8;  // distinct batches per size
+
+/// kRotation device batches of `batch` keys drawn uniformly from `pool`.
+std::vector<std::unique_ptr<Device>> make_batches(const std::vector<std::int64_t>& pool, std::size_t batch,
+                                                  std::mt19937_64& rng) {
+  std::vector<std::unique_ptr<Device>> batches;
+  std::uniform_int_distribution<std::size_t> pick(0, pool.size() - 1);
+  std::vector<std::int64_t> keys(batch);
+  for (int r = 0; r < kRotation; ++r) {
+    for (auto& k : keys) k = pool[pick(rng)];
+    batches.push_back(std::make_unique<Device>(batch * sizeof(std::int64_t)));
+    CHECK(cudaMemcpy(batches.back()->ptr, keys.data(), batch * sizeof(std::int64_t), cudaMemcpyHostToDevice));
+  }
+  return batches;
+}
+
+/// Kernel shapes compared by --sweep for fp32 rows of `dim`: the default, the default with
+/// fence-ordered reads, and the other splits of the same registers
+/// (twice the lanes with half the chunks per lane, and the reverse).
+std::vector<std::pair<std::string, hps::cuda::ProbeShape>> shape_variants(std::size_t dim) {
+  alignas(16) static float aligned = 0;
+  const auto d = hps::cuda::resolve_probe_shape(static_cast<std::uint32_t>(dim), 4, &aligned, {});
+  auto name = [](int lanes, int chunks) { return std::to_string(lanes) + " lanes x " + std::to_string(chunks) + " chunks"; };
+  std::vector<std::pair<std::string, hps::cuda::ProbeShape>> shapes = {
+      {name(d.lanes, d.chunks) + " (default)", {d.lanes, d.chunks, 1, false}},
+      {name(d.lanes, d.chunks) + " strict", {d.lanes, d.chunks, 1, true}}};
+  if (d.chunks > 1 && d.lanes < 32) shapes.push_back({name(d.lanes * 2, d.chunks / 2), {d.lanes * 2, d.chunks / 2, 1, false}});
+  if (d.chunks < 4 && d.lanes > 1) shapes.push_back({name(d.lanes / 2, d.chunks * 2), {d.lanes / 2, d.chunks * 2, 1, false}});
+  return shapes;
+}
+
+int calls_for(std::size_t batch) { return static_cast<int>(std::clamp<std::size_t>((std::size_t{64} << 20) / batch, 40, 2000)); }
+
+/// Static cache or plain gather: back-to-back calls timed with events.
+template <typename Call>
+double time_on_stream(cudaStream_t stream, std::size_t batch, Call&& call) {
+  const int calls = calls_for(batch);
+  for (int i = 0; i < kRotation; ++i) call(i);
+  cudaEvent_t start, stop;
+  CHECK(cudaEventCreate(&start));
+  CHECK(cudaEventCreate(&stop));
+  CHECK(cudaEventRecord(start, stream));
+  for (int i = 0; i < calls; ++i) call(i % kRotation);
+  CHECK(cudaEventRecord(stop, stream));
+  CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  CHECK(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms * 1e-3 / calls;
+}
+
+/// Dynamic cache: each call synchronises inside; timed on the host, median of 5 rounds.
+template <typename Call>
+double time_on_host(std::size_t batch, Call&& call) {
+  const int calls = std::max(10, calls_for(batch) / 5);
+  for (int i = 0; i < kRotation; ++i) call(i);
+  std::vector<double> rounds;
+  for (int round = 0; round < 5; ++round) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < calls; ++i) call(i % kRotation);
+    rounds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / calls);
+  }
+  std::sort(rounds.begin(), rounds.end());
+  return rounds[2];
+}
+
+void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool sweep, double bandwidth,
+             cudaStream_t stream) {
+  const std::size_t rows = (std::size_t{1} << 30) / (dim * sizeof(float));
+  std::printf("\n-- D = %zu: table of %zu rows (%.2f GiB fp32)\n", dim, rows,
+              static_cast<double>(rows * dim * 4) / (1 << 30));
+  std::vector<std::int64_t> keys(rows);
+  for (std::size_t i = 0; i < rows; ++i) keys[i] = static_cast<std::int64_t>(mix(i + 1));
+  std::vector<float> values(rows * dim);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i % 1000003);
+  std::mt19937_64 rng(dim);
+  const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
+  Device out(max_batch * dim * sizeof(float));
+  auto no_resolve = [](const std::int64_t*, std::size_t, float*, std::uint8_t*) {};
+
+  {  // plain gather baseline
+    Device table(rows * dim * sizeof(float));
+    CHECK(cudaMemcpy(table.ptr, values.data(), rows * dim * sizeof(float), cudaMemcpyHostToDevice));
+    std::vector<std::int64_t> ids(rows);
+    for (std::size_t i = 0; i < rows; ++i) ids[i] = static_cast<std::int64_t>(i);
+    for (const std::size_t b : batches) {
+      auto ids_batches = make_batches(ids, b, rng);
+      const auto vectors = static_cast<std::uint32_t>(dim / 4);
+      const double t = time_on_stream(stream, b, [&](int r) {
+        const std::size_t total = b * vectors;
+        const unsigned blocks = static_cast<unsigned>(std::min<std::size_t>((total + 255) / 256, 132 * 16));
+        gather_kernel<<<blocks, 256, 0, stream>>>(table.as<float4>(), ids_batches[r]->as<std::int64_t>(), b, vectors,
+                                                  out.as<float4>());
+      });
+      CHECK(cudaGetLastError());
+      report("plain gather", b, dim, t, bandwidth);
+    }
+  }
+
+  {  // static cache
+    hps::GpuCacheOptions options;
+    options.dim = dim;
+    options.capacity = rows;
+    options.is_static = true;
+    auto cache = hps::GpuCache::create(options);
+    const auto start = std::chrono::steady_clock::now();
+    cache->insert(keys.data(), values.data(), rows);
+    std::printf("static insert of %zu rows: %.3f s; device bytes %.2f GiB\n", rows,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                static_cast<double>(cache->memory_bytes()) / (1 << 30));
+    auto* base = dynamic_cast<hps::cuda::GpuCacheBase*>(cache.get());
+    for (const std::size_t b : batches) {
+      auto key_batches = make_batches(keys, b, rng);
+      const double t = time_on_stream(stream, b, [&](int r) {
+        cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream, no_resolve, {});
+      });
+      report("static", b, dim, t, bandwidth);
+      if (sweep && b == max_batch) {
+        for (const auto& [label, shape] : shape_variants(dim)) {
+          base->set_probe_shape(shape);
+          const double tk = time_on_stream(stream, b, [&](int r) {
+            cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream, no_resolve, {});
+          });
+          report("static " + label, b, dim, tk, bandwidth);
+        }
+        base->set_probe_shape({});
+      }
+    }
+  }
+
+  {  // dynamic cache, 25% more slots than rows; batches only draw keys it really holds
+    hps::GpuCacheOptions options;
+    options.dim = dim;
+    options.capacity = rows + rows / 4;
+    auto cache = hps::GpuCache::create(options);
+    const auto start = std::chrono::steady_clock::now();
+    cache->insert(keys.data(), values.data(), rows);
+    std::printf("dynamic insert of %zu rows: %.3f s; size %zu of %zu slots; device bytes %.2f GiB\n", rows,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), cache->size(),
+                cache->capacity(), static_cast<double>(cache->memory_bytes()) / (1 << 30));
+    // Keys evicted by set overflow answer through the resolver: collect them, leave them out.
+    std::unordered_set<std::int64_t> evicted;
+    auto collect = [&](const std::int64_t* k, std::size_t n, float*, std::uint8_t* found) {
+      for (std::size_t i = 0; i < n; ++i) {
+        evicted.insert(k[i]);
+        found[i] = 0;
+      }
+    };
+    {
+      const std::size_t chunk = std::min<std::size_t>(rows, 1 << 20);
+      Device d_keys(chunk * sizeof(std::int64_t));
+      Device d_out(chunk * dim * sizeof(float));
+      for (std::size_t begin = 0; begin < rows; begin += chunk) {
+        const std::size_t n = std::min(chunk, rows - begin);
+        CHECK(cudaMemcpy(d_keys.ptr, keys.data() + begin, n * sizeof(std::int64_t), cudaMemcpyHostToDevice));
+        cache->lookup(d_keys.ptr, hps::KeyDtype::kInt64, true, n, d_out.as<float>(), stream, collect, {});
+      }
+    }
+    std::vector<std::int64_t> held;
+    held.reserve(rows);
+    for (const auto k : keys)
+      if (!evicted.count(k)) held.push_back(k);
+    std::printf("dynamic: %zu keys held, %zu evicted by set overflow\n", held.size(), evicted.size());
+    auto* base = dynamic_cast<hps::cuda::GpuCacheBase*>(cache.get());
+    for (const std::size_t b : batches) {
+      auto key_batches = make_batches(held, b, rng);
+      std::size_t misses = 0;
+      const double t = time_on_host(b, [&](int r) {
+        misses += cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream,
+                                no_resolve, {})
+                      .missed_positions;
+      });
+      report("dynamic (incl. 1 host sync)", b, dim, t, bandwidth);
+      if (misses != 0) std::printf("  WARNING: %zu misses in an all-hit run\n", misses);
+      if (sweep && b == max_batch) {
+        for (const auto& [label, shape] : shape_variants(dim)) {
+          base->set_probe_shape(shape);
+          const double tk = time_on_host(b, [&](int r) {
+            cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream, no_resolve, {});
+          });
+          report("dynamic " + label, b, dim, tk, bandwidth);
+        }
+        base->set_probe_shape({});
+      }
+    }
+    // Miss path: 1% of each batch is unknown everywhere (resolved on the host, not inserted).
+    for (const std::size_t b : batches) {
+      if (b < 26624) continue;
+      std::vector<std::int64_t> mixed(b);
+      std::uniform_int_distribution<std::size_t> pick(0, held.size() - 1);
+      for (std::size_t i = 0; i < b; ++i) mixed[i] = i % 100 == 0 ? -static_cast<std::int64_t>(i) - 1 : held[pick(rng)];
+      Device d_mixed(b * sizeof(std::int64_t));
+      CHECK(cudaMemcpy(d_mixed.ptr, mixed.data(), b * sizeof(std::int64_t), cudaMemcpyHostToDevice));
+      auto fill = [&](const std::int64_t*, std::size_t n, float* r, std::uint8_t* found) {
+        std::fill(r, r + n * dim, 0.0f);
+        std::fill(found, found + n, std::uint8_t{0});
+      };
+      const double t = time_on_host(b, [&](int) {
+        cache->lookup(d_mixed.ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream, fill, {});
+      });
+      report("dynamic 1% misses (host)", b, dim, t, bandwidth);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false, sweep = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    if (std::strcmp(argv[i], "--sweep") == 0) sweep = true;
+  }
+  try {
+    if (hps::cuda_device_count() == 0) {
+      std::printf("no CUDA device: nothing to measure\n");
+      return 0;
+    }
+    cudaDeviceProp prop{};
+    CHECK(cudaGetDeviceProperties(&prop, 0));
+    cudaStream_t stream;
+    CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    const double bandwidth = copy_bandwidth(stream);
+    std::printf("device: %s, %d SMs, L2 %d MiB; D2D copy bandwidth (read+write): %.0f GB/s\n", prop.name,
+                prop.multiProcessorCount, prop.l2CacheSize >> 20, bandwidth / 1e9);
+    const std::vector<std::size_t> batches =
+        quick ? std::vector<std::size_t>{26624, 1048576} : std::vector<std::size_t>{2048, 26624, 262144, 1048576};
+    for (const std::size_t dim : {std::size_t{16}, std::size_t{64}, std::size_t{128}}) {
+      run_dim(dim, batches, sweep, bandwidth, stream);
+    }
+    std::printf("\n| kind | B | D | us/call | G keys/s | %% of HBM bound |\n|---|---|---|---|---|---|\n");
+    for (const auto& r : results) {
+      std::printf("| %s | %zu | %zu | %.2f | %.3f | %.1f |\n", r.kind.c_str(), r.batch, r.dim, r.seconds * 1e6,
+                  static_cast<double>(r.batch) / r.seconds / 1e9, 100.0 * r.bound_fraction);
+    }
+    cudaStreamDestroy(stream);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "benchmark failed: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

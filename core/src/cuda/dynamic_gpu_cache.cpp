@@ -1,0 +1,189 @@
+#include "cuda/dynamic_gpu_cache.hpp"
+
+#include <algorithm>
+
+#include "cuda/dedup_kernels.hpp"
+#include "cuda/dynamic_probe_kernels.hpp"
+#include "cuda/dynamic_write_kernels.hpp"
+
+namespace hps::cuda {
+
+namespace {
+/// Up to this many misses, the unique keys and their count come back in one copy (the keys
+/// slots beyond the count are copied for nothing, but that costs less than a second host wait).
+constexpr std::size_t kOneCopyMisses = 16384;
+}  // namespace
+
+DynamicGpuCache::DynamicGpuCache(const GpuCacheOptions& options) : GpuCacheBase(options) {
+  DeviceGuard guard(options_.device);
+  const std::uint64_t num_sets = (options_.capacity + kSlotsPerSet - 1) / kSlotsPerSet;
+  HPS_EXPECTS(num_sets < (std::uint64_t{1} << 32), InvalidArgument, "dynamic GPU cache: capacity ", options_.capacity,
+              " rows exceeds the limit of ", (std::uint64_t{1} << 32) * kSlotsPerSet - kSlotsPerSet);
+  const std::uint64_t slots = num_sets * kSlotsPerSet;
+  const std::size_t elem = half() ? 2 : 4;
+  // Zero-filled: every slot starts empty (meta 0 = not occupied), every lock free.
+  meta_ = DeviceAllocation(slots * sizeof(std::uint32_t), writer_stream());
+  records_ = DeviceAllocation(slots * sizeof(SlotRecord), writer_stream());
+  rows_ = DeviceAllocation(slots * options_.dim * elem, writer_stream());
+  locks_ = DeviceAllocation(num_sets * sizeof(std::uint32_t), writer_stream());
+  occupied_ = DeviceAllocation(sizeof(unsigned long long), writer_stream());
+  table_bytes_ = meta_.bytes() + records_.bytes() + rows_.bytes() + locks_.bytes() + occupied_.bytes();
+  view_.meta = static_cast<std::uint32_t*>(meta_.get());
+  view_.records = static_cast<SlotRecord*>(records_.get());
+  view_.rows = rows_.get();
+  view_.set_locks = static_cast<std::uint32_t*>(locks_.get());
+  view_.occupied = static_cast<unsigned long long*>(occupied_.get());
+  view_.num_sets = num_sets;
+  view_.dim = static_cast<std::uint32_t>(options_.dim);
+  // Host wait (construction only): the zeroed table must be visible to lookups on any stream.
+  HPS_CUDA_CHECK(cudaStreamSynchronize(writer_stream()));
+}
+
+DynamicGpuCache::~DynamicGpuCache() { shutdown(); }
+
+GpuLookupResult DynamicGpuCache::lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out,
+                                        void* stream_handle, const MissResolver& resolve, const InsertGuard& guard) {
+  check_lookup_arguments(keys, dtype, n, out);
+  GpuLookupResult result;
+  if (n == 0) return result;
+  DeviceGuard device(options_.device);
+  const auto stream = static_cast<cudaStream_t>(stream_handle);
+  ScratchPool::Lease lease = scratch_.acquire(stream);
+  LookupScratch& s = *lease;
+  s.miss_keys.reserve(n * sizeof(std::int64_t), stream);
+  s.miss_positions.reserve(n * sizeof(std::uint32_t), stream);
+  const auto [status, next_status] = s.next_status();
+  const MissSink sink{status, next_status, s.miss_keys.as<std::int64_t>(), s.miss_positions.as<std::uint32_t>()};
+  const std::uint32_t epoch = epoch_.fetch_add(1, std::memory_order_relaxed) + 1;
+
+  launch_dynamic_probe(view_, half(), KeyInput{keys, dtype, key64}, n, out, epoch, sink, probe_shape_, sm_count_, stream);
+  auto* status_host = s.status_host.as<LookupStatus>();
+  HPS_CUDA_CHECK(cudaMemcpyAsync(status_host, status, sizeof(LookupStatus), cudaMemcpyDeviceToHost, stream));
+  // Host wait #1, the only one when every key hits: the host must learn whether any key missed
+  // (and whether one was invalid) before it can either return or resolve the misses.
+  HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
+  // Everything this scratch queued before is now complete.
+  s.done_pending = false;
+  s.insert_pending = false;
+  const LookupStatus seen = *status_host;
+  if (seen.first_invalid != kNoInvalidKey) throw_invalid_key(keys, dtype, key64, seen.first_invalid, stream);
+
+  const auto misses = static_cast<std::size_t>(seen.miss_count);
+  result.hits = n - misses;
+  result.missed_positions = misses;
+  if (misses == 0) return result;
+  HPS_EXPECTS(static_cast<bool>(resolve), InvalidArgument, "GPU cache lookup: ", misses,
+              " keys missed and no MissResolver was given");
+  resolve_misses(s, n, misses, key64, out, stream, resolve, guard, result);
+  return result;
+}
+
+void DynamicGpuCache::resolve_misses(LookupScratch& s, std::size_t n, std::size_t m, bool key64, float* out,
+                                     cudaStream_t stream, const MissResolver& resolve, const InsertGuard& guard,
+                                     GpuLookupResult& result) {
+  const std::size_t dim = options_.dim;
+  // 1. Deduplicate the missed keys on the device: sort (key, position), then run heads.
+  s.sorted_keys.reserve(m * sizeof(std::int64_t), stream);
+  s.sorted_positions.reserve(m * sizeof(std::uint32_t), stream);
+  s.head_flags.reserve(m * sizeof(std::uint32_t), stream);
+  s.unique_ids.reserve(m * sizeof(std::uint32_t), stream);
+  s.unique.reserve((m + 1) * sizeof(std::int64_t), stream);
+  s.temp.reserve(std::max(sort_temp_bytes(m), scan_temp_bytes(m)), stream);
+  auto* unique_count = s.unique.as<unsigned long long>();
+  auto* unique_keys = s.unique.as<std::int64_t>() + 1;
+  sort_keys_with_payload(s.temp.get(), s.temp.bytes(), s.miss_keys.as<std::int64_t>(), s.sorted_keys.as<std::int64_t>(),
+                         s.miss_positions.as<std::uint32_t>(), s.sorted_positions.as<std::uint32_t>(), m,
+                         key64 ? 64 : 32, stream);
+  unique_sorted_keys(s.temp.get(), s.temp.bytes(), s.sorted_keys.as<std::int64_t>(), m, s.head_flags.as<std::uint32_t>(),
+                     s.unique_ids.as<std::uint32_t>(), unique_keys, unique_count, stream);
+
+  // 2. The unique keys to pinned host memory, in one copy.
+  s.unique_host.reserve((m + 1) * sizeof(std::int64_t));
+  auto* count_host = s.unique_host.as<unsigned long long>();
+  auto* keys_host = s.unique_host.as<std::int64_t>() + 1;
+  std::size_t u = 0;
+  if (m <= kOneCopyMisses) {
+    HPS_CUDA_CHECK(cudaMemcpyAsync(s.unique_host.get(), s.unique.get(), (m + 1) * sizeof(std::int64_t),
+                                   cudaMemcpyDeviceToHost, stream));
+    // Host wait #2: the resolver runs on the host and needs the keys.
+    HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
+    u = static_cast<std::size_t>(*count_host);
+  } else {
+    HPS_CUDA_CHECK(cudaMemcpyAsync(count_host, unique_count, sizeof(unsigned long long), cudaMemcpyDeviceToHost, stream));
+    // Host wait #2a (large miss sets only): the unique count sizes the copy of the keys.
+    HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
+    u = static_cast<std::size_t>(*count_host);
+    HPS_CUDA_CHECK(cudaMemcpyAsync(keys_host, unique_keys, u * sizeof(std::int64_t), cudaMemcpyDeviceToHost, stream));
+    // Host wait #2b: the resolver runs on the host and needs the keys.
+    HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+  result.missed_unique = u;
+
+  // 3. Resolve on the host into pinned memory laid out as [rows][found], so one copy uploads
+  // both. The stream was synchronised above, so no earlier upload still reads this buffer.
+  const std::size_t rows_bytes = u * dim * sizeof(float);
+  s.rows_host.reserve(rows_bytes + u);
+  auto* rows_host = s.rows_host.as<float>();
+  auto* found_host = reinterpret_cast<std::uint8_t*>(s.rows_host.as<char>() + rows_bytes);
+  std::fill(found_host, found_host + u, std::uint8_t{0});
+  resolve(keys_host, u, rows_host, found_host);
+  const auto found = static_cast<std::size_t>(std::count_if(found_host, found_host + u, [](std::uint8_t f) { return f != 0; }));
+
+  // 4. Upload in one copy and scatter every resolved row to all positions that asked for it.
+  s.rows.reserve(rows_bytes + u, stream);
+  HPS_CUDA_CHECK(cudaMemcpyAsync(s.rows.get(), s.rows_host.get(), rows_bytes + u, cudaMemcpyHostToDevice, stream));
+  scatter_rows(s.rows.as<float>(), s.unique_ids.as<std::uint32_t>(), s.sorted_positions.as<std::uint32_t>(), m,
+               static_cast<std::uint32_t>(dim), half(), out, sm_count_, stream);
+  HPS_CUDA_CHECK(cudaEventRecord(s.done.get(), stream));
+  s.done_pending = true;
+  if (found == 0) return;
+
+  // 5. Insert the rows really found, guarded, on the writer stream after the upload.
+  {
+    std::lock_guard<std::mutex> lock(writer_mutex_);
+    if (guard && !guard()) return;
+    const cudaStream_t writer = writer_stream();
+    HPS_CUDA_CHECK(cudaStreamWaitEvent(writer, s.done.get(), 0));
+    WriteBatch batch;
+    batch.keys = unique_keys;
+    batch.rows = s.rows.as<float>();
+    batch.found = reinterpret_cast<const std::uint8_t*>(s.rows.as<char>() + rows_bytes);
+    batch.n = u;
+    launch_dynamic_write(view_, half(), batch, WriteKind::kInsert, epoch_.load(std::memory_order_relaxed), sm_count_,
+                         writer);
+    HPS_CUDA_CHECK(cudaEventRecord(s.insert_done.get(), writer));
+    s.insert_pending = true;
+    result.inserted = found;
+  }
+  const double hit_rate = static_cast<double>(result.hits) / static_cast<double>(n);
+  if (hit_rate < options_.hit_rate_threshold) {
+    // Host wait (low hit rate only): the cache is cold, so the next lookups should find these
+    // rows; waiting here makes the insertion visible before lookup() returns.
+    HPS_CUDA_CHECK(cudaEventSynchronize(s.insert_done.get()));
+  }
+}
+
+void DynamicGpuCache::enqueue_write(const WriteBatch& batch, WriteKind kind) {
+  launch_dynamic_write(view_, half(), batch, kind, epoch_.load(std::memory_order_relaxed), sm_count_, writer_stream());
+}
+
+void DynamicGpuCache::enqueue_dump(std::uint64_t first, std::uint64_t end, std::int64_t* keys_out,
+                                   unsigned long long* count) {
+  launch_dynamic_dump(view_, first, end, keys_out, count, sm_count_, writer_stream());
+}
+
+std::size_t DynamicGpuCache::size() const {
+  DeviceGuard guard(options_.device);
+  unsigned long long occupied = 0;
+  // Ordered after every queued insertion on the writer stream.
+  HPS_CUDA_CHECK(cudaMemcpyAsync(&occupied, view_.occupied, sizeof(occupied), cudaMemcpyDeviceToHost, writer_stream()));
+  // Host wait: the count is needed on the host.
+  HPS_CUDA_CHECK(cudaStreamSynchronize(writer_stream()));
+  return static_cast<std::size_t>(occupied);
+}
+
+std::size_t DynamicGpuCache::memory_bytes() const {
+  return table_bytes_ + staging_device_bytes() + scratch_.device_bytes();
+}
+
+}  // namespace hps::cuda

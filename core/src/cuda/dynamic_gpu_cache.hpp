@@ -1,0 +1,37 @@
+// The dynamic GPU cache: a set-associative cache of `capacity` rows with LRU-like replacement
+// inside each 8-slot set, lock-free (seqlock-validated) readers, and a lookup that answers misses
+// through the caller's MissResolver and inserts the rows found. Design: docs/gpu_cache.md.
+#pragma once
+
+#include "cuda/gpu_cache_base.hpp"
+
+namespace hps::cuda {
+
+class DynamicGpuCache final : public GpuCacheBase {
+ public:
+  explicit DynamicGpuCache(const GpuCacheOptions& options);
+  ~DynamicGpuCache() override;
+
+  GpuLookupResult lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out, void* stream,
+                         const MissResolver& resolve, const InsertGuard& guard) override;
+  std::size_t size() const override;
+  std::size_t capacity() const override { return static_cast<std::size_t>(view_.num_sets * kSlotsPerSet); }
+  std::size_t memory_bytes() const override;
+
+ protected:
+  void enqueue_write(const WriteBatch& batch, WriteKind kind) override;
+  std::uint64_t refresh_units() const override { return view_.num_sets; }
+  std::uint64_t keys_per_unit() const override { return kSlotsPerSet; }
+  void enqueue_dump(std::uint64_t first, std::uint64_t end, std::int64_t* keys_out, unsigned long long* count) override;
+
+ private:
+  /// The miss path of one lookup: dedup, resolve on the host, upload, scatter, insert.
+  void resolve_misses(LookupScratch& s, std::size_t n, std::size_t misses, bool key64, float* out, cudaStream_t stream,
+                      const MissResolver& resolve, const InsertGuard& guard, GpuLookupResult& result);
+
+  DeviceAllocation meta_, records_, rows_, locks_, occupied_;
+  DynamicTableView view_;
+  std::size_t table_bytes_ = 0;
+};
+
+}  // namespace hps::cuda

@@ -1,0 +1,142 @@
+// Plain structs shared by the host classes and the kernels of the GPU cache: the device views of
+// the two table layouts, the description of a key array, a batch of rows to write, and the small
+// status block a lookup reads back. No device code here, so host .cpp files can include it.
+//
+// Ownership: views hold raw device pointers owned by the cache object that built them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "hps/keys.hpp"
+
+namespace hps::cuda {
+
+// ---- keys -------------------------------------------------------------------------------------
+
+/// A caller's key array in device memory, converted per key by read_canonical_key().
+struct KeyInput {
+  const void* keys = nullptr;
+  KeyDtype dtype = KeyDtype::kInt64;
+  bool key64 = true;
+};
+
+/// True when some value of `dtype` is not a key of the model's width, so a lookup must check.
+inline bool keys_can_be_invalid(KeyDtype dtype, bool key64) {
+  return dtype == KeyDtype::kUInt64 || (dtype == KeyDtype::kInt64 && !key64);
+}
+
+// ---- lookup status ------------------------------------------------------------------------------
+
+/// What a lookup learns on the host after its probe: one 16-byte device-to-host read.
+struct LookupStatus {
+  unsigned long long miss_count;     ///< key positions the probe could not answer
+  unsigned long long first_invalid;  ///< lowest position of an invalid key, or kNoInvalidKey
+};
+constexpr unsigned long long kNoInvalidKey = ~0ull;
+
+/// Where a probe kernel reports misses and invalid keys. `next` is the other half of a two-entry
+/// status ring: the kernel resets it for the following call, which saves a memset launch.
+struct MissSink {
+  LookupStatus* status = nullptr;
+  LookupStatus* next = nullptr;
+  std::int64_t* keys = nullptr;        ///< canonical keys of missed positions (compacted)
+  std::uint32_t* positions = nullptr;  ///< their positions in the call's key array
+};
+
+// ---- dynamic (set-associative) table -------------------------------------------------------------
+// Sets of kSlotsPerSet slots. Per slot: a 32-bit meta word (16-bit key digest | 16-bit version),
+// a 16-byte record {key, LRU stamp} and a row. The 8 meta words of a set fill one 32-byte sector,
+// so one load tells a reader which slot may hold its key and that slot's version.
+//
+// Version (low 16 bits of the meta word): bit 0 busy (a writer is changing the slot), bit 1
+// occupied, bits 2-15 a counter bumped by every write, so a reader that saw the same meta word
+// before and after reading a row knows no writer touched the slot in between.
+
+constexpr int kSlotsPerSet = 8;
+constexpr std::uint32_t kMetaBusy = 1u;
+constexpr std::uint32_t kMetaOccupied = 2u;
+
+struct alignas(16) SlotRecord {
+  std::int64_t key;
+  std::uint32_t stamp;  ///< lookup epoch of the last use (LRU-like replacement)
+  std::uint32_t unused;
+};
+static_assert(sizeof(SlotRecord) == 16);
+
+struct DynamicTableView {
+  std::uint32_t* meta = nullptr;       ///< [num_sets * kSlotsPerSet]
+  SlotRecord* records = nullptr;       ///< [num_sets * kSlotsPerSet]
+  void* rows = nullptr;                ///< [num_sets * kSlotsPerSet][dim], float or __half
+  std::uint32_t* set_locks = nullptr;  ///< [num_sets]; taken by writer threads only, never by readers
+  unsigned long long* occupied = nullptr;  ///< number of occupied slots
+  std::uint64_t num_sets = 0;
+  std::uint32_t dim = 0;
+};
+
+// ---- static (whole table) index -------------------------------------------------------------------
+// Open addressing over buckets of 2 entries (one 32-byte sector), linear probing, no relocation.
+// An entry is {key, row id, seq}; rows live in a separate arena indexed by row id.
+// seq: bit 0 busy, bits 1-2 state (empty / occupied / erased), bits 3-31 a write counter.
+
+constexpr int kEntriesPerBucket = 2;
+constexpr std::uint32_t kSeqBusy = 1u;
+constexpr std::uint32_t kStateEmpty = 0u;
+constexpr std::uint32_t kStateOccupied = 1u;
+constexpr std::uint32_t kStateErased = 2u;
+
+struct alignas(16) IndexEntry {
+  std::int64_t key;
+  std::uint32_t row;
+  std::uint32_t seq;
+};
+static_assert(sizeof(IndexEntry) == 16);
+
+struct StaticCounters {
+  unsigned int free_top;     ///< number of free row ids on the free stack
+  unsigned int absent;       ///< scratch counter of the capacity pre-check
+};
+
+struct StaticTableView {
+  IndexEntry* entries = nullptr;     ///< [num_buckets * kEntriesPerBucket]
+  void* rows = nullptr;              ///< [capacity][dim], float or __half
+  std::uint32_t* free_rows = nullptr;  ///< stack of free row ids
+  StaticCounters* counters = nullptr;
+  std::uint64_t num_buckets = 0;
+  std::uint32_t capacity = 0;
+  std::uint32_t dim = 0;
+};
+
+// ---- writes -------------------------------------------------------------------------------------
+
+enum class WriteKind : int {
+  kInsert,   ///< dynamic: insert or overwrite, evicting LRU-like; static: upsert
+  kUpdate,   ///< dynamic: overwrite keys present; static: upsert
+  kErase,    ///< remove keys present
+  kRefresh,  ///< found[i] ? overwrite if present : remove if present
+};
+
+/// Keys and fp32 rows staged on the device for a writer kernel. Entry i writes keys[i] with row
+/// rows[(row_index ? row_index[i] : i) * dim]; only i < *count (or n when count is null) are read;
+/// found (optional) masks entries for kInsert and chooses the action for kRefresh.
+struct WriteBatch {
+  const std::int64_t* keys = nullptr;
+  const std::uint32_t* row_index = nullptr;
+  const float* rows = nullptr;
+  const std::uint8_t* found = nullptr;
+  const unsigned long long* count = nullptr;
+  std::uint64_t n = 0;
+};
+
+/// How a lookup kernel is shaped: lanes per key, row chunks per lane held in registers, keys per
+/// lane group in flight per iteration. 0 = pick automatically from the row size.
+struct ProbeShape {
+  int lanes_per_key = 0;
+  int chunks_per_lane = 0;
+  int keys_per_group = 0;
+  /// Order the seqlock's reads with fences (the PTX memory model's own tool) instead of address
+  /// dependencies (see docs/gpu_cache.md). Measured by the benchmark; slower.
+  bool strict_fences = false;
+};
+
+}  // namespace hps::cuda
