@@ -12,7 +12,8 @@ import hps
 from conftest import config_for, make_table
 
 
-@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("persistent", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not hps.rocksdb_available(), reason="this build has no RocksDB tier"))])
 def test_concurrent_lookups_and_updates(tmp_path, persistent):
     dim = 16
     t = make_table(tmp_path / "t", 5000, dim)

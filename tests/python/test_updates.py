@@ -9,7 +9,11 @@ import hps
 from conftest import config_for, make_table, mixed_queries
 
 
-@pytest.fixture(params=["volatile", "volatile+rocksdb", "rocksdb"])
+needs_rocksdb = pytest.mark.skipif(not hps.rocksdb_available(), reason="this build has no RocksDB tier")
+
+
+@pytest.fixture(params=["volatile", pytest.param("volatile+rocksdb", marks=needs_rocksdb),
+                        pytest.param("rocksdb", marks=needs_rocksdb)])
 def tiers(request, tmp_path, table):
     config = config_for([table], persistent=str(tmp_path / "db") if "rocksdb" in request.param else None)
     if request.param == "rocksdb":
