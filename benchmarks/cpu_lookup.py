@@ -94,7 +94,7 @@ def main() -> None:
             config = {"supportlonglong": True,
                       "volatile_db": {"type": "hash_map"},
                       "models": [{"model": "bench", "sparse_files": [folder], "embedding_vecsize_per_table": [dim]}]}
-            with hps.HPS(config, progress=False) as ps:
+            with hps.HPS(config, progress=False, lookup_threads=1) as ps:
                 table = dict(zip(keys.tolist(), rows)) if args.naive_batches else {}
                 for dist in ("uniform", "zipf"):
                     if dist == "uniform":

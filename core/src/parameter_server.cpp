@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <thread>
 #include <unordered_map>
 
 #include "hps/error.hpp"
@@ -13,6 +14,7 @@
 #include "hps/model_io.hpp"
 #include "hps/rocksdb_tier.hpp"
 #include "key_dedup.hpp"
+#include "thread_pool.hpp"
 
 namespace hps {
 
@@ -21,6 +23,14 @@ namespace {
 // Rows per chunk when streaming table files into the tiers: large enough for efficient batched
 // writes, small enough that loading never holds much beyond its destination.
 std::size_t load_chunk_rows(std::size_t dim) { return std::max<std::size_t>(1, (std::size_t{16} << 20) / (dim * 4)); }
+
+// Keys per chunk when one lookup is split over threads: below this, waking a thread costs more
+// than the keys it would take over.
+constexpr std::size_t kMinKeysPerChunk = 1024;
+
+std::size_t default_lookup_threads() {
+  return std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
+}
 
 // Bumps a table's mutation epoch to odd on construction and back to even on destruction, so
 // promotions that read a lower tier while an update or erase runs can tell and stand back.
@@ -72,6 +82,7 @@ struct ModelState {
 
 struct ParameterServer::Impl {
   Config config;
+  std::unique_ptr<ThreadPool> pool;  // lookup_threads - 1 workers; null when lookups use one thread
   std::shared_ptr<RocksDbStore> rocksdb;
   std::vector<ModelState> models;
   std::unordered_map<std::string, std::size_t> model_index;
@@ -91,6 +102,8 @@ struct ParameterServer::Impl {
   // The host cascade over positions: writes every row, sets found[i] where a tier held keys[i],
   // and counts the answers per tier into the table's metrics.
   void cascade(TableState& table, const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found);
+  // The cascade, split into chunks over the pool's threads when the batch is large.
+  void resolve(TableState& table, const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found);
 };
 
 // ---- construction ---------------------------------------------------------------------------------
@@ -107,7 +120,10 @@ void ParameterServer::Impl::check_backends() const {
   }
 }
 
-ParameterServer::ParameterServer(Config config, LoadObserver* observer) : impl_(std::make_unique<Impl>()) {
+ParameterServer::ParameterServer(Config config, LoadObserver* observer, ServerOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  const std::size_t threads = options.lookup_threads ? options.lookup_threads : default_lookup_threads();
+  if (threads > 1) impl_->pool = std::make_unique<ThreadPool>(threads - 1);
   NullObserver quiet;
   LoadObserver& progress = observer ? *observer : quiet;
   impl_->config = std::move(config);
@@ -369,6 +385,19 @@ void ParameterServer::Impl::cascade(TableState& table, const std::int64_t* keys,
   table.metrics.defaults.fetch_add(defaults, std::memory_order_relaxed);
 }
 
+void ParameterServer::Impl::resolve(TableState& table, const std::int64_t* keys, std::size_t n, float* rows,
+                                    std::uint8_t* found) {
+  const std::size_t chunks =
+      pool ? std::min(pool->concurrency(), n / kMinKeysPerChunk) : std::size_t{1};
+  if (chunks <= 1) return cascade(table, keys, n, rows, found);
+  const std::size_t per_chunk = (n + chunks - 1) / chunks;
+  pool->parallel_for(chunks, [&](std::size_t c) {
+    const std::size_t first = c * per_chunk;
+    const std::size_t count = std::min(per_chunk, n - first);
+    cascade(table, keys + first, count, rows + first * table.dim, found + first);
+  });
+}
+
 const Config& ParameterServer::config() const { return impl_->config; }
 bool ParameterServer::gpu_enabled() const { return impl_->gpu_enabled; }
 
@@ -405,7 +434,7 @@ void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std
   const CanonicalKeys canonical(keys, dtype, n, key64());
   thread_local std::vector<std::uint8_t> found;
   found.resize(n);
-  impl_->cascade(table, canonical.data(), n, out, found.data());
+  impl_->resolve(table, canonical.data(), n, out, found.data());
   table.metrics.lookups.fetch_add(1, std::memory_order_relaxed);
   table.metrics.keys.fetch_add(n, std::memory_order_relaxed);
   table.metrics.latency.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -427,7 +456,7 @@ void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std
   const GpuLookupResult result = cache.lookup(
       keys, dtype, key64(), n, out, where.stream,
       [this, &table](const std::int64_t* miss_keys, std::size_t m, float* rows, std::uint8_t* found) {
-        impl_->cascade(table, miss_keys, m, rows, found);
+        impl_->resolve(table, miss_keys, m, rows, found);
       },
       [&table, epoch] { return epoch % 2 == 0 && table.epoch.load(std::memory_order_acquire) == epoch; });
   table.metrics.hits[static_cast<int>(TierLevel::kGpuCache)].fetch_add(result.hits, std::memory_order_relaxed);
@@ -495,7 +524,7 @@ void ParameterServer::refresh(const std::string& model) {
     TableState* t = table.get();
     for (auto& cache : t->caches) {
       cache->refresh(window, [this, t](const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found) {
-        impl_->cascade(*t, keys, n, rows, found);
+        impl_->resolve(*t, keys, n, rows, found);
       });
     }
   }

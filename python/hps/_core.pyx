@@ -108,14 +108,16 @@ cdef class Server:
     """
     cdef shared_ptr[ParameterServer] c
 
-    def __cinit__(self, CoreConfig config, observer=None):
+    def __cinit__(self, CoreConfig config, observer=None, size_t lookup_threads=0):
         cdef Config copy = config.c
+        cdef ServerOptions options
+        options.lookup_threads = lookup_threads
         cdef PyLoadObserver* progress = NULL
         if observer is not None:
             progress = new PyLoadObserver(observer)
         try:
             with nogil:
-                self.c.reset(new ParameterServer(copy, progress))
+                self.c.reset(new ParameterServer(copy, progress, options))
         finally:
             del progress
 

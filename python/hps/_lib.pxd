@@ -94,12 +94,15 @@ cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:
         size_t model
         size_t table
 
+    cdef cppclass ServerOptions:
+        size_t lookup_threads
+
     cdef cppclass DeviceBuffers:
         int device
         void* stream
 
     cdef cppclass ParameterServer:
-        ParameterServer(Config config, LoadObserver* observer) except +translate_exception
+        ParameterServer(Config config, LoadObserver* observer, ServerOptions options) except +translate_exception
         const Config& config()
         bool key64()
         TableRef find_table(const string& model, const string& table) except +translate_exception

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, Optional, Union
 
@@ -11,7 +12,7 @@ from . import _core
 from ._arrays import device_keys, host_keys, host_rows
 from ._progress import LoadProgress
 from .config import Config, ConfigLike
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, KeyTypeError
 
 __all__ = ["HPS"]
 
@@ -22,8 +23,10 @@ class HPS:
     """A hierarchical parameter server over one configuration.
 
     `HPS(config)` builds every tier and loads the table files (with progress bars when
-    `progress` is true and output is a terminal). Lookups, updates and erasures may come from many
-    threads at once; every call releases the GIL.
+    `progress` is true, or by default when stderr is a terminal). Lookups, updates and erasures may
+    come from many threads at once; every call releases the GIL. `lookup_threads` is how many
+    threads one lookup may use on the host for a large batch (or a large set of GPU cache misses):
+    default min(16, cores); 1 keeps every lookup on its calling thread.
 
     Example::
 
@@ -31,11 +34,13 @@ class HPS:
             rows = ps.lookup("dlrm", 0, keys)          # keys [...] -> rows [..., D] float32
     """
 
-    def __init__(self, config: ConfigLike, *, progress: Optional[bool] = None):
+    def __init__(self, config: ConfigLike, *, progress: Optional[bool] = None, lookup_threads: Optional[int] = None):
         self.config = Config(config)
+        if lookup_threads is not None and (not isinstance(lookup_threads, int) or lookup_threads < 1):
+            raise InvalidArgumentError(f"lookup_threads must be a positive integer, got {lookup_threads!r}")
         observer = LoadProgress(enabled=progress)
         try:
-            self._server = _core.Server(self.config._core, observer)
+            self._server = _core.Server(self.config._core, observer, lookup_threads or 0)
         finally:
             observer.close()
         self._gpucache = {m["model"]: bool(m["gpucache"]) for m in self.config.models}
@@ -86,11 +91,12 @@ class HPS:
         Keys stored in no tier get the table's default row.
         """
         m, t, dim = self._resolve(model, table)
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(keys, torch.Tensor) and keys.is_cuda:
+            return self._lookup_torch_cuda(torch, model, table, m, t, dim, keys, out, stream)
         dev = device_keys(keys, stream)
         if dev is not None:
-            if dev.device not in self._devices[model]:
-                raise InvalidArgumentError(f"keys are on CUDA device {dev.device}, which is not in model "
-                                           f"{model!r}'s deployed_device_list {self._devices[model]}")
+            self._check_device(model, dev.device)
             if not self._gpu_cached(model):
                 return _through_host(self, model, table, keys, out)
             n = int(np.prod(dev.shape, dtype=np.int64))
@@ -109,6 +115,35 @@ class HPS:
                                            f"{array.shape + (dim,)}")
         self._server.lookup(m, t, array.ctypes.data, code, array.size, rows.ctypes.data)
         return rows
+
+    def _lookup_torch_cuda(self, torch, model, table, m, t, dim, keys, out, stream):
+        """The torch fast path: a few attribute reads, one allocation, one core call."""
+        if not _TORCH_KEY_CODES:
+            _TORCH_KEY_CODES.update({torch.int32: 0, torch.int64: 1})
+        code = _TORCH_KEY_CODES.get(keys.dtype)
+        if code is None:
+            raise KeyTypeError(f"keys must be an int32 or int64 tensor, got {keys.dtype}")
+        if not keys.is_contiguous():
+            keys = keys.contiguous()
+        device = keys.get_device()
+        self._check_device(model, device)
+        if not self._gpu_cached(model):
+            return _through_host(self, model, table, keys, out)
+        if stream is None:
+            stream = _current_torch_stream(torch, device)
+        shape = tuple(keys.shape) + (dim,)
+        if out is None:
+            rows = torch.empty(shape, dtype=torch.float32, device=keys.device)
+        else:
+            rows = out
+            _device_address(rows, shape)  # checks dtype, shape and contiguity
+        self._server.lookup(m, t, keys.data_ptr(), code, keys.numel(), rows.data_ptr(), device, stream)
+        return rows
+
+    def _check_device(self, model: str, device: int) -> None:
+        if device not in self._devices[model]:
+            raise InvalidArgumentError(f"keys are on CUDA device {device}, which is not in model {model!r}'s "
+                                       f"deployed_device_list {self._devices[model]}")
 
     def update(self, model: str, table: TableKey, keys: Any, rows: Any) -> None:
         """Stores `rows` [..., D] under `keys` [...] in every tier (the persistent one first).
@@ -159,6 +194,15 @@ class HPS:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"hps.HPS({self.config.source!r}, {state})"
+
+
+_TORCH_KEY_CODES: dict = {}
+
+
+def _current_torch_stream(torch, device: int) -> int:
+    """The raw cudaStream_t of torch's current stream on `device`."""
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # no Stream object: a few µs less
+    return raw(device) if raw is not None else torch.cuda.current_stream(device).cuda_stream
 
 
 def _through_host(ps: HPS, model: str, table: TableKey, keys: Any, out: Any) -> Any:

@@ -312,3 +312,16 @@ TEST(ParameterServer, ReadOnlyPersistentTierRefusesUpdates) {
 }
 
 #endif
+
+TEST(ParameterServer, LargeBatchesSplitOverThreadsGiveTheSameRows) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 20000, 16);
+  hps::ParameterServer one(make_config({t0}), nullptr, hps::ServerOptions{1});
+  hps::ParameterServer many(make_config({t0}), nullptr, hps::ServerOptions{5});
+  auto keys = mixed_keys(t0, 100000, 9);
+  const auto rows = lookup(many, "m", 0, keys);
+  expect_rows(t0, keys, rows);
+  EXPECT_EQ(rows, lookup(one, "m", 0, keys));
+  const auto s = many.stats()[0];
+  EXPECT_EQ(s.hits[1] + s.defaults, keys.size());  // every chunk counted once
+}

@@ -39,7 +39,9 @@ def test_misses_fall_through_and_only_found_rows_are_promoted(tmp_path):
         assert s["hits"]["persistent_db"] > 0
         assert s["defaults"] == int((~present).sum())  # absent keys: default, from no tier
         assert s["hits"]["volatile_db"] + s["hits"]["persistent_db"] == int(present.sum())
-        assert 0 < s["promoted_keys"] <= len(np.unique(q[present]))
+        # Each promotion copies a row that exists; with chunks on several threads a key evicted in
+        # between may be promoted twice, so the bound is per position, not per distinct key.
+        assert 0 < s["promoted_keys"] <= int(present.sum())
         assert s["tier_rows"]["volatile_db"] <= 3 * 100
         np.testing.assert_array_equal(ps.lookup("m", 0, q), t.expected(q))  # again, partly promoted
 

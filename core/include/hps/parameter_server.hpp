@@ -35,6 +35,13 @@ class LoadObserver {
   virtual void end() = 0;
 };
 
+/// Run-time settings that are not part of the configuration file.
+struct ServerOptions {
+  /// Threads one lookup may use on the host: a large batch (or a large set of GPU cache misses) is
+  /// split into chunks looked up in parallel. 0 = min(16, hardware threads); 1 = the calling thread only.
+  std::size_t lookup_threads = 0;
+};
+
 /// Identifies one table of one model (indexes into the config's models and tables).
 struct TableRef {
   std::size_t model = 0;
@@ -52,7 +59,7 @@ class ParameterServer {
   /// Builds every tier of every model and loads the table files. Throws ConfigError for a config
   /// the server cannot serve, IOError for unreadable table files or databases,
   /// BackendUnavailable for a backend missing from this build.
-  explicit ParameterServer(Config config, LoadObserver* observer = nullptr);
+  explicit ParameterServer(Config config, LoadObserver* observer = nullptr, ServerOptions options = {});
   ~ParameterServer();
   ParameterServer(const ParameterServer&) = delete;
   ParameterServer& operator=(const ParameterServer&) = delete;
