@@ -13,3 +13,19 @@ std::unique_ptr<GpuCache> GpuCache::create(const GpuCacheOptions& /*options*/) {
 }
 
 }  // namespace hps
+
+// Without CUDA there are no device streams to fan out over.
+#include "stream_fanout.hpp"
+
+namespace hps {
+
+struct StreamFanout::State {};
+
+StreamFanout::StreamFanout(int, void*, std::size_t) {
+  HPS_FAIL(BackendUnavailable, "this build of hps has no CUDA support: device lookups are not available");
+}
+StreamFanout::~StreamFanout() = default;
+void* StreamFanout::stream(std::size_t) const { return nullptr; }
+void StreamFanout::join() {}
+
+}  // namespace hps

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <thread>
 #include <unordered_map>
@@ -14,6 +15,7 @@
 #include "hps/model_io.hpp"
 #include "hps/rocksdb_tier.hpp"
 #include "key_dedup.hpp"
+#include "stream_fanout.hpp"
 #include "thread_pool.hpp"
 
 namespace hps {
@@ -463,6 +465,24 @@ void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std
   table.metrics.lookups.fetch_add(1, std::memory_order_relaxed);
   table.metrics.keys.fetch_add(n, std::memory_order_relaxed);
   table.metrics.latency.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+void ParameterServer::lookup_many(std::size_t count, const TableRef* tables, const void* const* keys, KeyDtype dtype,
+                                  const std::size_t* n, float* const* out, const DeviceBuffers& where) {
+  if (count == 0) return;
+  for (std::size_t i = 0; i < count; ++i) impl_->table(tables[i]);  // refuse a bad table before any work
+  auto run = [&](std::size_t i, const DeviceBuffers& on) { lookup(tables[i], keys[i], dtype, n[i], out[i], on); };
+  auto side_by_side = [&](const std::function<void(std::size_t)>& fn) {
+    if (impl_->pool) {
+      impl_->pool->parallel_for(count, fn);
+    } else {
+      for (std::size_t i = 0; i < count; ++i) fn(i);
+    }
+  };
+  if (where.device < 0) return side_by_side([&](std::size_t i) { run(i, where); });
+  StreamFanout fanout(where.device, where.stream, count);
+  side_by_side([&](std::size_t i) { run(i, DeviceBuffers{where.device, fanout.stream(i)}); });
+  fanout.join();
 }
 
 // ---- updates ----------------------------------------------------------------------------------------

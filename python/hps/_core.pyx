@@ -97,6 +97,8 @@ def write_table(str folder, uintptr_t keys, uintptr_t rows, size_t n, size_t dim
         write_sparse_model(cfolder, <const int64_t*>keys, <const float*>rows, n, dim, <const int64_t*>meta)
 
 
+ctypedef const void* KeyPointer
+
 _TIERS = ("gpu_cache", "volatile_db", "persistent_db")
 
 
@@ -167,6 +169,33 @@ cdef class Server:
         where.stream = <void*>stream
         with nogil:
             ps.get().lookup(ref, <const void*>keys, <KeyDtype>dtype, n, <float*>out, where)
+
+    def lookup_many(self, size_t model, list tables, list keys, int dtype, list counts, list outs,
+                    int device=-1, uintptr_t stream=0):
+        cdef shared_ptr[ParameterServer] ps = self._get()
+        cdef size_t count = len(tables)
+        if not (len(keys) == len(counts) == len(outs) == count):
+            raise ValueError("lookup_many: tables, keys, counts and outs must have the same length")
+        cdef vector[TableRef] refs
+        cdef vector[KeyPointer] key_ptrs
+        cdef vector[size_t] ns
+        cdef vector[float*] out_ptrs
+        refs.resize(count)
+        key_ptrs.resize(count)
+        ns.resize(count)
+        out_ptrs.resize(count)
+        cdef size_t i
+        for i in range(count):
+            refs[i].model = model
+            refs[i].table = <size_t>tables[i]
+            key_ptrs[i] = <KeyPointer><uintptr_t>keys[i]
+            ns[i] = <size_t>counts[i]
+            out_ptrs[i] = <float*><uintptr_t>outs[i]
+        cdef DeviceBuffers where
+        where.device = device
+        where.stream = <void*>stream
+        with nogil:
+            ps.get().lookup_many(count, refs.data(), key_ptrs.data(), <KeyDtype>dtype, ns.data(), out_ptrs.data(), where)
 
     def update(self, size_t model, size_t table, uintptr_t keys, int dtype, size_t n, uintptr_t rows):
         cdef shared_ptr[ParameterServer] ps = self._get()

@@ -110,6 +110,8 @@ cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:
         size_t dim(TableRef table) except +translate_exception
         void lookup(TableRef table, const void* keys, KeyDtype dtype, size_t n, float* out,
                     const DeviceBuffers& where) except +translate_exception
+        void lookup_many(size_t count, const TableRef* tables, const void* const* keys, KeyDtype dtype,
+                         const size_t* n, float* const* out, const DeviceBuffers& where) except +translate_exception
         void update(TableRef table, const void* keys, KeyDtype dtype, size_t n, const float* rows) except +translate_exception
         size_t erase(TableRef table, const void* keys, KeyDtype dtype, size_t n) except +translate_exception
         void refresh(const string& model) except +translate_exception

@@ -109,12 +109,76 @@ class HPS:
             rows = np.empty(array.shape + (dim,), dtype=np.float32)
         else:
             rows = out
-            if not (isinstance(rows, np.ndarray) and rows.dtype == np.float32 and rows.flags.c_contiguous
-                    and rows.shape == array.shape + (dim,)):
-                raise InvalidArgumentError(f"out must be a C-contiguous float32 array of shape "
-                                           f"{array.shape + (dim,)}")
+            _check_host_out(rows, array.shape + (dim,))
         self._server.lookup(m, t, array.ctypes.data, code, array.size, rows.ctypes.data)
         return rows
+
+    def lookup_many(self, model: str, tables: "list[TableKey]", keys: "list[Any]", *,
+                    out: Optional[list] = None, stream: Optional[int] = None) -> list:
+        """Rows of several tables of one model in one call: `keys[i]` looked up in `tables[i]`.
+
+        The tables run side by side (on the host over the lookup threads, on a GPU each on a stream
+        of its own joined back into `stream`), so a model's many tables cost about one lookup's
+        latency rather than the sum. The keys are all host arrays or all CUDA tensors of one device.
+        Returns one rows array per table, as lookup() would (`out`: the arrays to fill, e.g. views
+        into one tensor, each C-contiguous float32 of shape keys[i].shape + (D,)).
+        """
+        if len(tables) != len(keys):
+            raise InvalidArgumentError(f"lookup_many: {len(tables)} tables but {len(keys)} key arrays")
+        if not tables:
+            return []
+        resolved = [self._resolve(model, t) for t in tables]
+        m = resolved[0][0]
+        torch = sys.modules.get("torch")
+        if out is not None and len(out) != len(keys):
+            raise InvalidArgumentError(f"lookup_many: {len(keys)} key arrays but {len(out)} outputs")
+        if torch is not None and all(isinstance(k, torch.Tensor) and k.is_cuda for k in keys):
+            return self._lookup_many_torch_cuda(torch, model, tables, resolved, keys, out, stream)
+        if any(device_keys(k) is not None for k in keys):
+            return [self.lookup(model, t, k, out=None if out is None else out[i], stream=stream)
+                    for i, (t, k) in enumerate(zip(tables, keys))]
+        arrays = [host_keys(k) for k in keys]
+        arrays = _one_key_dtype(arrays)
+        if out is None:
+            outs = [np.empty(a.shape + (dim,), dtype=np.float32) for (a, _), (_, _, dim) in zip(arrays, resolved)]
+        else:
+            outs = list(out)
+            for o, (a, _), (_, _, dim) in zip(outs, arrays, resolved):
+                _check_host_out(o, a.shape + (dim,))
+        self._server.lookup_many(m, [t for _, t, _ in resolved], [a.ctypes.data for a, _ in arrays], arrays[0][1],
+                                 [a.size for a, _ in arrays], [o.ctypes.data for o in outs])
+        return outs
+
+    def _lookup_many_torch_cuda(self, torch, model, tables, resolved, keys, out, stream):
+        device = keys[0].get_device()
+        if any(k.get_device() != device for k in keys):
+            raise InvalidArgumentError("lookup_many: every key tensor must be on the same CUDA device")
+        self._check_device(model, device)
+        if not self._gpu_cached(model):
+            return [_through_host(self, model, t, k, None if out is None else out[i])
+                    for i, (t, k) in enumerate(zip(tables, keys))]
+        if not _TORCH_KEY_CODES:
+            _TORCH_KEY_CODES.update({torch.int32: 0, torch.int64: 1})
+        dtypes = {k.dtype for k in keys}
+        if len(dtypes) != 1 or keys[0].dtype not in _TORCH_KEY_CODES:
+            keys = [k.to(torch.int64) if k.dtype in _TORCH_KEY_CODES else k for k in keys]
+            bad = [k.dtype for k in keys if k.dtype not in _TORCH_KEY_CODES]
+            if bad:
+                raise KeyTypeError(f"keys must be int32 or int64 tensors, got {bad[0]}")
+        keys = [k if k.is_contiguous() else k.contiguous() for k in keys]
+        if stream is None:
+            stream = _current_torch_stream(torch, device)
+        if out is None:
+            outs = [torch.empty(tuple(k.shape) + (dim,), dtype=torch.float32, device=k.device)
+                    for k, (_, _, dim) in zip(keys, resolved)]
+        else:
+            outs = list(out)
+            for o, k, (_, _, dim) in zip(outs, keys, resolved):
+                _device_address(o, tuple(k.shape) + (dim,))
+        self._server.lookup_many(resolved[0][0], [t for _, t, _ in resolved], [k.data_ptr() for k in keys],
+                                 _TORCH_KEY_CODES[keys[0].dtype], [k.numel() for k in keys],
+                                 [o.data_ptr() for o in outs], device, stream)
+        return outs
 
     def _lookup_torch_cuda(self, torch, model, table, m, t, dim, keys, out, stream):
         """The torch fast path: a few attribute reads, one allocation, one core call."""
@@ -197,6 +261,23 @@ class HPS:
 
 
 _TORCH_KEY_CODES: dict = {}
+
+
+def _one_key_dtype(arrays: list) -> list:
+    """Host key arrays of one dtype (the core takes one per call): mixed ones become int64, which
+    names the same keys (see hps/keys.hpp) for every value that fits it."""
+    if len({code for _, code in arrays}) == 1:
+        return arrays
+    for a, _ in arrays:
+        if a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
+            raise InvalidArgumentError(f"a uint64 key {int(a.max())} does not fit the int64 keys of this call")
+    return [host_keys(a.astype(np.int64)) for a, _ in arrays]
+
+
+def _check_host_out(rows: Any, shape: tuple) -> None:
+    if not (isinstance(rows, np.ndarray) and rows.dtype == np.float32 and rows.flags.c_contiguous
+            and rows.shape == shape):
+        raise InvalidArgumentError(f"out must be a C-contiguous float32 array of shape {shape}")
 
 
 def _current_torch_stream(torch, device: int) -> int:

@@ -176,3 +176,18 @@ def test_device_not_deployed_is_an_error(tmp_path):
     gpu = hps.HPS(config_for([table], deployed_device_list=[0]))
     with pytest.raises(hps.InvalidArgumentError, match="deployed_device_list"):
         gpu.lookup("m", 0, torch.tensor([1], device="cuda:1"))
+
+
+def test_lookup_many_runs_the_tables_side_by_side(tmp_path):
+    tables = [make_table(tmp_path / f"t{i}", 20000, 16, seed=i, default=float(i)) for i in range(6)]
+    gpu = hps.HPS(config_for(tables, gpucacheper=0.3))
+    cpu = hps.HPS(config_for(tables, gpucacheper=0.3, gpucache=False))
+    rng = np.random.default_rng(5)
+    stream = torch.cuda.Stream()
+    for size in [0, 100, 26624, 200000]:
+        keys = [zipf_keys(rng, t.keys, size) for t in tables]
+        with torch.cuda.stream(stream):
+            rows = gpu.lookup_many("m", list(range(6)), [torch.from_numpy(k).cuda() for k in keys])
+        stream.synchronize()
+        for r, k, i in zip(rows, keys, range(6)):
+            np.testing.assert_array_equal(r.cpu().numpy(), cpu.lookup("m", i, k))

@@ -154,3 +154,24 @@ def test_closed_server_refuses_calls(table):
     assert ps.closed
     with pytest.raises(RuntimeError, match="closed"):
         ps.lookup("m", 0, table.keys[:3])
+
+
+def test_lookup_many_equals_one_lookup_per_table(tmp_path):
+    tables = [make_table(tmp_path / f"t{i}", 500 + 100 * i, 3 + i, seed=i, default=float(i)) for i in range(5)]
+    with hps.HPS(config_for(tables)) as ps:
+        queries = [mixed_queries(t, (40 * (i + 1), 2), seed=i) for i, t in enumerate(tables)]
+        queries[2] = queries[2].astype(np.int32) % 1000  # mixed dtypes are fine
+        rows = ps.lookup_many("m", [0, 1, 2, 3, 4], queries)
+        for t, q, r in zip(tables, queries, rows):
+            np.testing.assert_array_equal(r, t.expected(q))
+        # Tables by name, any order, a table twice; and a big batch split over threads.
+        big = mixed_queries(tables[4], (50_000,), seed=9)
+        again = ps.lookup_many("m", ["sparse_embedding4", 0, "sparse_embedding4"], [big, queries[0], big[:7]])
+        np.testing.assert_array_equal(again[0], tables[4].expected(big))
+        np.testing.assert_array_equal(again[1], tables[0].expected(queries[0]))
+        np.testing.assert_array_equal(again[2], tables[4].expected(big[:7]))
+        assert ps.lookup_many("m", [], []) == []
+        with pytest.raises(hps.InvalidArgumentError, match="2 tables but 1 key arrays"):
+            ps.lookup_many("m", [0, 1], [queries[0]])
+        with pytest.raises(hps.NotFoundError):
+            ps.lookup_many("m", [0, 9], [queries[0], queries[1]])

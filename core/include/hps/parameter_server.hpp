@@ -80,6 +80,13 @@ class ParameterServer {
   void lookup(TableRef table, const void* keys, KeyDtype dtype, std::size_t n, float* out,
               const DeviceBuffers& where);
 
+  /// Several tables in one call: table i gets keys[i] (n[i] keys of `dtype`) and writes out[i].
+  /// The tables run side by side: on the host over the lookup threads; on a device each on a
+  /// stream of its own that starts after the work queued on `where.stream`, which continues only
+  /// after all of them (so their host synchronisations overlap instead of adding up).
+  void lookup_many(std::size_t count, const TableRef* tables, const void* const* keys, KeyDtype dtype,
+                   const std::size_t* n, float* const* out, const DeviceBuffers& where = {});
+
   /// Stores rows[n][dim] under keys[0..n) in every tier (persistent first); when it returns, no
   /// lookup sees the old rows. Duplicate keys: the last row wins.
   void update(TableRef table, const void* keys, KeyDtype dtype, std::size_t n, const float* rows);

@@ -5,6 +5,7 @@
     rows = layer(keys)                                           # [..., 128] on the keys' device
 
 - `LookupLayer` (like nn.Embedding) and `SparseLookupLayer` (like nn.EmbeddingBag, sum/mean/max);
+- `MultiTableLookup`: several tables of equal row width in one call (`torch.ops.hps.lookup_tables`);
 - `torch.ops.hps.lookup`, the op both use: works under torch.compile(fullgraph=True) and
   torch.export (import hps.torch before torch.export.load);
 - `export_tables` and `swap_embeddings`: move a trained model's embeddings into hps;
@@ -15,16 +16,18 @@ Inference only. Importing this module imports torch; `import hps` alone never do
 
 from __future__ import annotations
 
-from ._op import lookup
+from ._op import lookup, lookup_tables
 from ._registry import clear_servers, get_server
-from .layers import InferenceOnlyError, LookupLayer, SparseLookupLayer
+from .layers import InferenceOnlyError, LookupLayer, MultiTableLookup, SparseLookupLayer
 from .migration import export_tables, swap_embeddings, table_names
 
 __all__ = [
     "LookupLayer",
     "SparseLookupLayer",
+    "MultiTableLookup",
     "InferenceOnlyError",
     "lookup",
+    "lookup_tables",
     "export_tables",
     "swap_embeddings",
     "table_names",

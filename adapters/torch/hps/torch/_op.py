@@ -24,7 +24,7 @@ from hps import KeyTypeError  # the same error hps.HPS.lookup raises for non-int
 
 from . import _registry
 
-__all__ = ["lookup", "check_keys"]
+__all__ = ["lookup", "lookup_tables", "check_keys"]
 
 KEY_DTYPES = (torch.int32, torch.int64)
 
@@ -69,3 +69,43 @@ def _lookup_fake(keys: torch.Tensor, server: str, model: str, table: int, emb_ve
     if emb_vec_size <= 0:
         raise ValueError(f"emb_vec_size must be positive, got {emb_vec_size}")
     return keys.new_empty((*keys.shape, emb_vec_size), dtype=torch.float32)
+
+
+# Several tables of one model in one op: keys [T, ...] (row t for tables[t]) -> rows [T, ..., D].
+# The tables run side by side (hps.HPS.lookup_many), so a model with many tables pays about one
+# lookup's latency instead of one per table (what HugeCTR's table fusion was for).
+SCHEMA_MANY = "(Tensor keys, str server, str model, int[] tables, int emb_vec_size) -> Tensor"
+
+
+@torch.library.custom_op("hps::lookup_tables", mutates_args=(), schema=SCHEMA_MANY, **_options)
+def lookup_tables(keys: torch.Tensor, server: str, model: str, tables: list[int], emb_vec_size: int) -> torch.Tensor:
+    check_keys(keys)
+    _check_stacked(keys, tables)
+    served = _registry.get(server)
+    for table in tables:
+        served.table_index(model, table, emb_vec_size)
+    out = torch.empty((*keys.shape, emb_vec_size), dtype=torch.float32, device=keys.device)
+    if keys.device.type == "cuda":
+        served.check_device(model, keys.device.index)
+        keys = keys.contiguous()
+        served.ps.lookup_many(model, list(tables), list(keys.unbind(0)), out=list(out.unbind(0)))
+    else:
+        views = out.numpy()
+        served.ps.lookup_many(model, list(tables), list(keys.numpy()), out=list(views))
+    return out
+
+
+@lookup_tables.register_fake
+def _lookup_tables_fake(keys: torch.Tensor, server: str, model: str, tables: list[int],
+                        emb_vec_size: int) -> torch.Tensor:
+    check_keys(keys)
+    _check_stacked(keys, tables)
+    if emb_vec_size <= 0:
+        raise ValueError(f"emb_vec_size must be positive, got {emb_vec_size}")
+    return keys.new_empty((*keys.shape, emb_vec_size), dtype=torch.float32)
+
+
+def _check_stacked(keys: torch.Tensor, tables: list[int]) -> None:
+    if keys.dim() < 1 or keys.shape[0] != len(tables):
+        raise ValueError(f"hps lookup_tables: keys must have one row per table ([{len(tables)}, ...]), "
+                         f"got shape {tuple(keys.shape)}")

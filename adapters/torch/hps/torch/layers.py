@@ -15,7 +15,7 @@ import hps
 from . import _op, _registry  # noqa: F401  (_op registers torch.ops.hps.lookup)
 from ._registry import ServerSource
 
-__all__ = ["LookupLayer", "SparseLookupLayer", "InferenceOnlyError"]
+__all__ = ["LookupLayer", "SparseLookupLayer", "MultiTableLookup", "InferenceOnlyError"]
 
 COMBINERS = ("sum", "mean", "max")
 
@@ -183,3 +183,40 @@ class SparseLookupLayer(_ServedTable):
         if self.include_last_offset:
             text += ", include_last_offset=True"
         return text
+
+
+class MultiTableLookup(nn.Module):
+    """Rows of several tables of one model with equal row width, in one call.
+
+    `forward(keys)`: keys `[T, ...]`, row t holding the keys of `table_ids[t]`, give rows
+    `[T, ..., emb_vec_size]`. The tables are looked up side by side (`torch.ops.hps.lookup_tables`),
+    so a model with many tables pays about one lookup's latency instead of one per table. Equal to
+    stacking `LookupLayer(…, table_ids[t], …)(keys[t])` over t.
+    """
+
+    def __init__(self, ps_config_file: ServerSource, model_name: str, table_ids: "list[Union[int, str]]",
+                 emb_vec_size: int, *, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        if not isinstance(model_name, str):
+            raise TypeError(f"model_name must be a str, got {type(model_name).__name__}")
+        if not table_ids:
+            raise ValueError("table_ids must name at least one table")
+        self.server_id: str = _registry.register(ps_config_file)
+        served = _registry.get(self.server_id)
+        self.model_name: str = model_name
+        self.table_ids: list[int] = [served.table_index(model_name, t, emb_vec_size) for t in table_ids]
+        self.emb_vec_size: int = int(emb_vec_size)
+        self.register_buffer("_out", torch.empty(0, dtype=dtype), persistent=False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "MultiTableLookup":
+        if requires_grad:
+            raise InferenceOnlyError(_INFERENCE_ONLY)
+        return self
+
+    def forward(self, keys: torch.Tensor) -> torch.Tensor:
+        rows = torch.ops.hps.lookup_tables(keys, self.server_id, self.model_name, self.table_ids, self.emb_vec_size)
+        return rows if rows.dtype == self._out.dtype else rows.to(self._out.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.server_id!r}, model={self.model_name!r}, tables={self.table_ids}, " \
+               f"emb_vec_size={self.emb_vec_size}"
