@@ -57,7 +57,7 @@ using MissResolver = std::function<void(const std::int64_t* keys, std::size_t n,
 using InsertGuard = std::function<bool()>;
 
 struct GpuLookupResult {
-  std::size_t hits = 0;           ///< key positions answered by the cache
+  std::size_t hits = 0;           ///< key positions answered by the cache (static: all, defaults included)
   std::size_t missed_unique = 0;  ///< distinct keys sent to the resolver
   std::size_t missed_positions = 0;
   std::size_t inserted = 0;  ///< rows queued for insertion into the cache
@@ -96,6 +96,14 @@ class GpuCache {
   virtual std::size_t size() const = 0;
   virtual std::size_t capacity() const = 0;
   virtual std::size_t memory_bytes() const = 0;  ///< device bytes
+
+  /// Key positions answered with the table's default row on the device since creation (static
+  /// cache: keys the table does not hold; GpuLookupResult::hits counts them too, since a static
+  /// lookup never waits to learn how many there were). Reads a device counter, synchronising only
+  /// a private stream: lookups still running on other streams may not be counted yet. Meant for
+  /// stats, not the lookup path. The dynamic cache returns 0: its defaults come from the
+  /// MissResolver (the host tiers), which counts them.
+  virtual std::size_t defaults_served() = 0;
 };
 
 }  // namespace hps

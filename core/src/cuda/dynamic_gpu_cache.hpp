@@ -17,6 +17,8 @@ class DynamicGpuCache final : public GpuCacheBase {
   std::size_t size() const override;
   std::size_t capacity() const override { return static_cast<std::size_t>(view_.num_sets * kSlotsPerSet); }
   std::size_t memory_bytes() const override;
+  /// Defaults of a dynamic cache come from the resolver on the host: nothing to count here.
+  std::size_t defaults_served() override { return 0; }
 
  protected:
   void enqueue_write(const WriteBatch& batch, WriteKind kind) override;

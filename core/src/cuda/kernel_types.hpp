@@ -95,6 +95,7 @@ static_assert(sizeof(IndexEntry) == 16);
 struct StaticCounters {
   unsigned int free_top;     ///< number of free row ids on the free stack
   unsigned int absent;       ///< scratch counter of the capacity pre-check
+  unsigned long long defaults_served;  ///< key positions the lookup kernel answered with the default row
 };
 
 struct StaticTableView {

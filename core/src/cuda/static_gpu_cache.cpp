@@ -31,6 +31,7 @@ StaticGpuCache::StaticGpuCache(const GpuCacheOptions& options) : GpuCacheBase(op
   view_.capacity = static_cast<std::uint32_t>(options_.capacity);
   view_.dim = static_cast<std::uint32_t>(options_.dim);
   default_value_ = half() ? __half2float(__float2half_rn(options_.default_value)) : options_.default_value;
+  stats_stream_ = std::make_unique<Stream>();
   launch_static_init(view_, writer_stream());
   // Host wait (construction only): the cache is usable when create() returns.
   HPS_CUDA_CHECK(cudaStreamSynchronize(writer_stream()));
@@ -47,17 +48,21 @@ GpuLookupResult StaticGpuCache::lookup(const void* keys, KeyDtype dtype, bool ke
   DeviceGuard device(options_.device);
   const auto stream = static_cast<cudaStream_t>(stream_handle);
   const KeyInput input{keys, dtype, key64};
-  result.hits = n;  // every position is answered on the device (row or default)
+  // Every position is answered on the device (row or default); the kernel counts the defaults
+  // on the device (defaults_served()), so the call never waits to learn how many there were.
+  result.hits = n;
+  unsigned long long* defaults = &view_.counters->defaults_served;
   if (!keys_can_be_invalid(dtype, key64)) {
     // No host synchronisation at all: one kernel on the caller's stream.
-    launch_static_lookup(view_, half(), input, n, out, default_value_, nullptr, nullptr, probe_shape_, sm_count_, stream);
+    launch_static_lookup(view_, half(), input, n, out, default_value_, nullptr, nullptr, defaults, probe_shape_,
+                         sm_count_, stream);
     return result;
   }
   ScratchPool::Lease lease = scratch_.acquire(stream);
   LookupScratch& s = *lease;
   const auto [status, next_status] = s.next_status();
-  launch_static_lookup(view_, half(), input, n, out, default_value_, status, next_status, probe_shape_, sm_count_,
-                       stream);
+  launch_static_lookup(view_, half(), input, n, out, default_value_, status, next_status, defaults, probe_shape_,
+                       sm_count_, stream);
   auto* status_host = s.status_host.as<LookupStatus>();
   HPS_CUDA_CHECK(cudaMemcpyAsync(status_host, status, sizeof(LookupStatus), cudaMemcpyDeviceToHost, stream));
   // Host wait (only for key dtypes that can hold values outside the model's key width: uint64,
@@ -94,6 +99,18 @@ StaticCounters StaticGpuCache::read_counters() const {
   // Host wait: the counters are needed on the host (capacity check, size()).
   HPS_CUDA_CHECK(cudaStreamSynchronize(writer_stream()));
   return counters;
+}
+
+std::size_t StaticGpuCache::defaults_served() {
+  DeviceGuard guard(options_.device);
+  unsigned long long served = 0;
+  // Its own stream: neither the callers' streams nor the writer stream are waited for; lookups
+  // still running elsewhere add their defaults when they finish.
+  HPS_CUDA_CHECK(cudaMemcpyAsync(&served, &view_.counters->defaults_served, sizeof(served), cudaMemcpyDeviceToHost,
+                                 stats_stream_->get()));
+  // Host wait (stats only): on the private stream, for the 8-byte copy.
+  HPS_CUDA_CHECK(cudaStreamSynchronize(stats_stream_->get()));
+  return static_cast<std::size_t>(served);
 }
 
 std::size_t StaticGpuCache::size() const {

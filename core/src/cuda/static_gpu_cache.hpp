@@ -18,6 +18,7 @@ class StaticGpuCache final : public GpuCacheBase {
   std::size_t size() const override;
   std::size_t capacity() const override { return view_.capacity; }
   std::size_t memory_bytes() const override;
+  std::size_t defaults_served() override;
 
  protected:
   void enqueue_write(const WriteBatch& batch, WriteKind kind) override;
@@ -29,6 +30,7 @@ class StaticGpuCache final : public GpuCacheBase {
   StaticCounters read_counters() const;
 
   DeviceAllocation entries_, rows_, free_rows_, counters_;
+  std::unique_ptr<Stream> stats_stream_;  ///< defaults_served() reads the counter here, waiting for nothing else
   StaticTableView view_;
   float default_value_ = 0.0f;  ///< as served (rounded to half for fp16 tables)
   std::size_t table_bytes_ = 0;

@@ -12,6 +12,9 @@
 //  F. before == after: the row is whole (old or new, never a mix) and goes to the output; the
 //     default row goes to absent keys; a changed seq (an update rewrote the row in place, or an
 //     erase freed it) sends the key to the slow path, which retries until it reads a whole row.
+// Defaults served are counted per warp in shared memory (a slot per warp; a loop-carried register
+// made the fp32 shapes spill at their 48-register cap) and added to a device counter once per warp
+// at the end (one global atomic per warp that served any; no host synchronisation).
 // Read ordering as in the dynamic kernel (docs/gpu_cache.md): the row address depends on the
 // entry just read, and the address of the "after" read depends on the row data through a zero the
 // kernel cannot see to be zero. kStrict uses fences instead. Rows wider than kLanes x kChunks
@@ -39,6 +42,12 @@ constexpr std::uint32_t kFullMask = 0xFFFFFFFFu;
 
 __device__ __forceinline__ std::uint32_t entry_state(std::uint32_t seq) { return (seq >> 1) & 3u; }
 
+/// Default rows written by each warp of a block (the lookup kernel's; shared atomics: group
+/// leaders of the slow path add to it too). At file scope, so the slow path needs no pointer.
+__shared__ unsigned int warp_defaults[kBlockThreads / 32];
+
+__device__ __forceinline__ void count_defaults(unsigned int n) { atomicAdd(&warp_defaults[threadIdx.x / 32], n); }
+
 template <int kElems>
 __device__ __forceinline__ void write_default(float* dst, std::uint32_t chunks, unsigned rank, int lanes, float value) {
   float v[kElems];
@@ -49,11 +58,11 @@ __device__ __forceinline__ void write_default(float* dst, std::uint32_t chunks, 
 
 /// Slow path: probes from `bucket` until the key or an empty entry is found, retrying an entry
 /// whose row changed while it was copied. The group leader loads each entry and broadcasts it,
-/// so the whole group always takes the same branch.
+/// so the whole group always takes the same branch. A default row written is counted.
 template <typename T, bool kVector, int kLanes>
 __device__ void static_probe_slow(const StaticTableView table, std::int64_t key, std::uint64_t bucket,
-                                               float* dst, unsigned rank, int leader, std::uint32_t group_mask,
-                                               float default_value) {
+                                  float* dst, unsigned rank, int leader, std::uint32_t group_mask,
+                                  float default_value) {
   using Chunk = RowChunk<T, kVector>;
   const std::uint32_t chunks = table.dim / Chunk::kElems;
   const T* rows = static_cast<const T*>(table.rows);
@@ -70,6 +79,7 @@ __device__ void static_probe_slow(const StaticTableView table, std::int64_t key,
         const std::uint32_t state = entry_state(seq);
         if (state == kStateEmpty && (seq & kSeqBusy) == 0) {
           write_default<Chunk::kElems>(dst, chunks, rank, kLanes, default_value);
+          if (rank == 0) count_defaults(1u);
           return;
         }
         if (state != kStateOccupied || join_key(v.x, v.y) != key) break;  // next entry
@@ -93,6 +103,7 @@ __device__ void static_probe_slow(const StaticTableView table, std::int64_t key,
     bucket = bucket + 1 == table.num_buckets ? 0 : bucket + 1;
   }
   write_default<Chunk::kElems>(dst, chunks, rank, kLanes, default_value);  // no empty entry anywhere
+  if (rank == 0) count_defaults(1u);
 }
 
 /// Outcome of looking at one bucket for one key, the same in every lane of the group.
@@ -164,7 +175,7 @@ template <typename T, bool kVector, int kLanes, int kChunks, int kKeys, bool kSt
 __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T>)
     static_lookup_kernel(const StaticTableView table, const KeyInput input, const std::uint64_t n, float* out,
                          const float default_value, LookupStatus* status, LookupStatus* next,
-                         const std::uint32_t zero) {
+                         unsigned long long* defaults_served, const std::uint32_t zero) {
   using Chunk = RowChunk<T, kVector>;
   constexpr int kGroupsPerWarp = 32 / kLanes;
   constexpr int kKeysPerWarp = kGroupsPerWarp * kKeys;
@@ -187,6 +198,8 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T>)
   const std::uint64_t stride = warps * kKeysPerWarp;
   std::uint32_t pos[kKeys];
   std::uint64_t raw[kKeys];
+  if (lane == 0) warp_defaults[threadIdx.x / 32] = 0;
+  __syncwarp();
   key_positions<kKeys, kGroupsPerWarp>(warp * kKeysPerWarp, group, n, pos);
   load_raw_keys(input, pos, raw);
   for (std::uint64_t base = warp * kKeysPerWarp; base < n; base += stride) {
@@ -241,6 +254,13 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T>)
         const int second = entries[k].decide(key[k], rank, group_base, r, b, i);
         if (outcome[k] == kNextBucket) outcome[k] = second, row_id[k] = r, before[k] = b, index[k] = i;
       }
+    }
+    // Count the defaults decided here (the slow path counts its own): one ballot per key, lane 0
+    // adds to the warp's shared counter.
+#pragma unroll
+    for (int k = 0; k < kKeys; ++k) {
+      const std::uint32_t votes = __ballot_sync(kFullMask, outcome[k] == kAbsent && pos[k] != kDeadPosition && rank == 0);
+      if (lane == 0 && votes != 0) count_defaults(static_cast<unsigned int>(__popc(votes)));
     }
     if constexpr (kStrict) fence_gpu();
 
@@ -306,19 +326,24 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T>)
 #pragma unroll
     for (int k = 0; k < kKeys; ++k) pos[k] = next_pos[k], raw[k] = next_raw[k];
   }
+  // One global atomic per warp that served defaults.
+  __syncwarp();
+  if (lane == 0 && warp_defaults[threadIdx.x / 32] != 0) {
+    atomicAdd(defaults_served, static_cast<unsigned long long>(warp_defaults[threadIdx.x / 32]));
+  }
 }
 
 template <typename T, bool kVector, int kLanes, int kChunks, int kKeys, bool kStrict>
 struct StaticLookupLauncher {
   static void launch(const StaticTableView& table, const KeyInput& input, std::uint64_t n, float* out,
-                     float default_value, LookupStatus* status, LookupStatus* next, int sm_count,
-                     cudaStream_t stream) {
+                     float default_value, LookupStatus* status, LookupStatus* next, unsigned long long* defaults_served,
+                     int sm_count, cudaStream_t stream) {
     constexpr std::uint64_t kKeysPerBlock = kBlockThreads / kLanes * kKeys;
     // One wave of resident blocks: a partial second wave would leave SMs idle at the end.
     static const int per_sm = resident_blocks_per_sm(static_lookup_kernel<T, kVector, kLanes, kChunks, kKeys, kStrict>, kBlockThreads);
     const unsigned blocks = grid_blocks(n, kKeysPerBlock, sm_count, per_sm);
     static_lookup_kernel<T, kVector, kLanes, kChunks, kKeys, kStrict>
-        <<<blocks, kBlockThreads, 0, stream>>>(table, input, n, out, default_value, status, next, 0u);
+        <<<blocks, kBlockThreads, 0, stream>>>(table, input, n, out, default_value, status, next, defaults_served, 0u);
     HPS_CUDA_CHECK_LAUNCH();
   }
 };
@@ -327,11 +352,11 @@ struct StaticLookupLauncher {
 
 void launch_static_lookup(const StaticTableView& table, bool half, const KeyInput& input, std::uint64_t n,
                           float* out, float default_value, LookupStatus* status, LookupStatus* next,
-                          ProbeShape shape, int sm_count, cudaStream_t stream) {
+                          unsigned long long* defaults_served, ProbeShape shape, int sm_count, cudaStream_t stream) {
   if (n == 0) return;
   const ResolvedShape resolved = resolve_probe_shape(table.dim, half ? 2 : 4, out, shape);
   dispatch_probe_shape<StaticLookupLauncher>(half, resolved, table, input, n, out, default_value, status, next,
-                                             sm_count, stream);
+                                             defaults_served, sm_count, stream);
 }
 
 }  // namespace hps::cuda

@@ -12,9 +12,10 @@ namespace hps::cuda {
 
 /// Writes the row of each of n keys (or `default_value` in every element) to out[i * dim].
 /// `status`/`next` may be null when the key dtype cannot hold invalid keys; otherwise the kernel
-/// records the first invalid position in status->first_invalid and resets *next.
+/// records the first invalid position in status->first_invalid and resets *next. The number of
+/// default rows written is added to *defaults_served (one atomic per warp).
 void launch_static_lookup(const StaticTableView& table, bool half, const KeyInput& input, std::uint64_t n,
                           float* out, float default_value, LookupStatus* status, LookupStatus* next,
-                          ProbeShape shape, int sm_count, cudaStream_t stream);
+                          unsigned long long* defaults_served, ProbeShape shape, int sm_count, cudaStream_t stream);
 
 }  // namespace hps::cuda

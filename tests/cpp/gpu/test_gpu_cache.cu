@@ -388,6 +388,8 @@ TEST(GpuCache, EmptyBatchAndEmptyCache) {
     const auto run = lookup(*cache, tier, keys, KeyDtype::kInt64, true, stream.get());
     EXPECT_TRUE(rows_match(tier, keys, run.rows, false));
     EXPECT_EQ(cache->size(), 0u);
+    // The static cache served 5 defaults on the device; the dynamic cache's came from the resolver.
+    EXPECT_EQ(cache->defaults_served(), is_static ? keys.size() : 0u);
   }
 }
 
@@ -663,17 +665,27 @@ TEST(GpuCache, StaticAnswersEverythingOnTheDevice) {
   cache->insert(universe.data(), rows.data(), universe.size());
   EXPECT_EQ(cache->size(), universe.size());
   TestStream stream;
-  // Known and unknown keys; the resolver must never be called.
+  // Known and unknown keys; the resolver must never be called. Every default row served is
+  // counted on the device (defaults_served), without a host wait in the lookup.
   auto unknown = key_universe(100500, KeyDtype::kInt64, true, 22);
+  const std::unordered_map<std::int64_t, bool> known_set = [&] {
+    std::unordered_map<std::int64_t, bool> m;
+    for (const auto k : universe) m.emplace(k, true);
+    return m;
+  }();
   KeyStream known(universe, 1.05, 1);
+  std::size_t expected_defaults = 0;
   for (const std::size_t n : {std::size_t{1}, std::size_t{2048}, std::size_t{26624}, std::size_t{1048576}}) {
     auto batch = known.draw(n);
     for (std::size_t i = 0; i < n; i += 10) batch[i] = unknown[i % unknown.size()];
+    for (const auto k : batch) expected_defaults += known_set.count(k) == 0 ? 1 : 0;
     const auto run = lookup(*cache, tier, batch, KeyDtype::kInt64, true, stream.get());
     ASSERT_TRUE(rows_match(tier, batch, run.rows, false)) << "n=" << n;
     EXPECT_EQ(run.result.hits, n);
   }
   EXPECT_EQ(tier.resolve_calls, 0u);
+  EXPECT_GT(expected_defaults, 100000u);
+  EXPECT_EQ(cache->defaults_served(), expected_defaults);
 
   // update(): existing keys get new rows, new keys are added.
   std::vector<std::int64_t> changed(universe.begin(), universe.begin() + 1000);
@@ -693,8 +705,10 @@ TEST(GpuCache, StaticAnswersEverythingOnTheDevice) {
   EXPECT_EQ(cache->size(), universe.size() - gone.size() + added.size());
   std::vector<std::int64_t> probe(universe.begin(), universe.begin() + 1200);
   probe.insert(probe.end(), added.begin(), added.end());
+  const std::size_t before = cache->defaults_served();
   const auto run = lookup(*cache, tier, probe, KeyDtype::kInt64, true, stream.get());
   EXPECT_TRUE(rows_match(tier, probe, run.rows, false));
+  EXPECT_EQ(cache->defaults_served() - before, gone.size());  // the erased keys
 }
 
 TEST(GpuCache, DynamicUpdateEraseAndInsertVisibility) {
