@@ -559,8 +559,15 @@ std::vector<TableStats> ParameterServer::stats() const {
       TableStats s;
       s.model = table->model;
       s.table = table->name;
+      // Static caches answer unknown keys with the default row on the device and count them there;
+      // lookup() counted every position as a cache hit, so move those to `defaults`.
+      std::uint64_t device_defaults = 0;
+      for (const auto& cache : table->caches) device_defaults += cache->defaults_served();
       table->metrics.snapshot(s);
       const auto gpu = static_cast<int>(TierLevel::kGpuCache);
+      device_defaults = std::min<std::uint64_t>(device_defaults, s.hits[gpu]);  // a kernel may finish before lookup() counts
+      s.hits[gpu] -= device_defaults;
+      s.defaults += device_defaults;
       for (const auto& cache : table->caches) {
         s.tier_rows[gpu] += cache->size();
         s.tier_bytes[gpu] += cache->memory_bytes();
