@@ -49,37 +49,58 @@ inline std::size_t home_slot(std::uint32_t hash, std::size_t slots) {
 
 inline std::size_t next_slot(std::size_t slot, std::size_t slots) { return slot + 1 == slots ? 0 : slot + 1; }
 
-// The index's slot array, mapped straight from the OS: a rehash hands the old array back at once,
-// where a heap allocation could stay in the process after it was freed.
-class SlotArray {
+// Memory mapped straight from the OS, for the index's slot arrays and the arena's pages: a rehash
+// hands an old slot array back at once (a heap block could stay in the process after it was
+// freed), and large regions that will be filled ask for transparent huge pages. A lookup touches
+// rows at random over gigabytes, and with 4 KiB pages nearly every row costs a TLB miss and a page
+// walk on top of its DRAM access. (Not for a partition's first value page: a small table would
+// then take 2 MiB of memory per partition.)
+class MappedRegion {
  public:
-  SlotArray() = default;
-  explicit SlotArray(std::size_t n) : n_(n) {
-    void* p = ::mmap(nullptr, n * sizeof(Slot), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    HPS_EXPECTS(p != MAP_FAILED, OutOfMemory, "volatile_db: cannot map ", n * sizeof(Slot), " bytes for an index");
-    data_ = static_cast<Slot*>(p);  // anonymous mappings start zeroed: every slot empty
+  MappedRegion() = default;
+  MappedRegion(std::size_t bytes, const char* what, bool huge) : bytes_(bytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    HPS_EXPECTS(p != MAP_FAILED, OutOfMemory, "volatile_db: cannot map ", bytes, " bytes for ", what);
+    if (huge && bytes >= kHugePage) ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only: fine if refused
+    data_ = static_cast<char*>(p);  // anonymous mappings start zeroed
   }
-  ~SlotArray() { release(); }
-  SlotArray(SlotArray&& other) noexcept : data_(other.data_), n_(other.n_) { other.data_ = nullptr, other.n_ = 0; }
-  SlotArray& operator=(SlotArray&& other) noexcept {
+  ~MappedRegion() { release(); }
+  MappedRegion(MappedRegion&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  MappedRegion& operator=(MappedRegion&& other) noexcept {
     if (this != &other) {
       release();
       data_ = std::exchange(other.data_, nullptr);
-      n_ = std::exchange(other.n_, 0);
+      bytes_ = std::exchange(other.bytes_, 0);
     }
     return *this;
   }
-  std::size_t size() const { return n_; }
-  Slot& operator[](std::size_t i) { return data_[i]; }
-  const Slot& operator[](std::size_t i) const { return data_[i]; }
-  const Slot* begin() const { return data_; }
-  const Slot* end() const { return data_ + n_; }
+  char* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
 
  private:
+  static constexpr std::size_t kHugePage = std::size_t{2} << 20;
   void release() {
-    if (data_) ::munmap(data_, n_ * sizeof(Slot));
+    if (data_) ::munmap(data_, bytes_);
   }
-  Slot* data_ = nullptr;
+  char* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+// The index's slot array (zeroed: every slot empty).
+class SlotArray {
+ public:
+  SlotArray() = default;
+  explicit SlotArray(std::size_t n) : region_(n * sizeof(Slot), "an index", true), n_(n) {}
+  std::size_t size() const { return n_; }
+  Slot& operator[](std::size_t i) { return data()[i]; }
+  const Slot& operator[](std::size_t i) const { return data()[i]; }
+  const Slot* begin() const { return data(); }
+  const Slot* end() const { return data() + n_; }
+
+ private:
+  Slot* data() const { return reinterpret_cast<Slot*>(region_.data()); }
+  MappedRegion region_;
   std::size_t n_ = 0;
 };
 
@@ -217,7 +238,7 @@ class HashMapTier::Partition {
  private:
   char* record_ptr(std::uint32_t record) const {
     const std::size_t mask = (std::size_t{1} << page_shift_) - 1;
-    return pages_[record >> page_shift_].get() + (record & mask) * record_bytes_;
+    return pages_[record >> page_shift_].data() + (record & mask) * record_bytes_;
   }
 
   std::int64_t record_key(std::uint32_t record) const {
@@ -244,8 +265,8 @@ class HashMapTier::Partition {
                 "a volatile_db partition holds at most 4294967294 rows; raise volatile_db.num_partitions");
     const std::size_t page = high_water_ >> page_shift_;
     if (page == pages_.size()) {
-      // Large pages come from mmap via operator new and are backed by the OS only when touched.
-      pages_.emplace_back(new char[(std::size_t{1} << page_shift_) * record_bytes_]);
+      // Backed by the OS only where touched, so a large allocation_rate costs address space only.
+      pages_.emplace_back((std::size_t{1} << page_shift_) * record_bytes_, "a value page", !pages_.empty());
     }
     return high_water_++;
   }
@@ -321,7 +342,7 @@ class HashMapTier::Partition {
   std::size_t record_bytes_;
   unsigned page_shift_ = 0;
   SlotArray slots_;
-  std::vector<std::unique_ptr<char[]>> pages_;
+  std::vector<MappedRegion> pages_;
   std::vector<std::uint32_t> free_records_;
   std::uint32_t high_water_ = 0;
   std::size_t size_ = 0;

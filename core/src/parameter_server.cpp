@@ -28,7 +28,7 @@ std::size_t load_chunk_rows(std::size_t dim) { return std::max<std::size_t>(1, (
 
 // Keys per chunk when one lookup is split over threads: below this, waking a thread costs more
 // than the keys it would take over.
-constexpr std::size_t kMinKeysPerChunk = 1024;
+constexpr std::size_t kMinKeysPerChunk = 256;
 
 std::size_t default_lookup_threads() {
   return std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);

@@ -1,6 +1,9 @@
 #include "cuda/dynamic_gpu_cache.hpp"
 
 #include <algorithm>
+#include <cstring>
+
+#include "key_dedup.hpp"
 
 #include "cuda/dedup_kernels.hpp"
 #include "cuda/dynamic_probe_kernels.hpp"
@@ -9,9 +12,10 @@
 namespace hps::cuda {
 
 namespace {
-/// Up to this many misses, the unique keys and their count come back in one copy (the keys
-/// slots beyond the count are copied for nothing, but that costs less than a second host wait).
-constexpr std::size_t kOneCopyMisses = 16384;
+/// Up to this many missed positions, the raw missed keys go to the host and are deduplicated
+/// there (microseconds); above it the device sorts them (a dozen launches, but linear in the
+/// misses on a device that sorts hundreds of millions of keys a second).
+constexpr std::size_t kHostDedupMisses = 65536;
 }  // namespace
 
 DynamicGpuCache::DynamicGpuCache(const GpuCacheOptions& options) : GpuCacheBase(options) {
@@ -81,6 +85,7 @@ GpuLookupResult DynamicGpuCache::lookup(const void* keys, KeyDtype dtype, bool k
 void DynamicGpuCache::resolve_misses(LookupScratch& s, std::size_t n, std::size_t m, bool key64, float* out,
                                      cudaStream_t stream, const MissResolver& resolve, const InsertGuard& guard,
                                      GpuLookupResult& result) {
+  if (m <= kHostDedupMisses) return resolve_misses_on_host(s, n, m, out, stream, resolve, guard, result);
   const std::size_t dim = options_.dim;
   // 1. Deduplicate the missed keys on the device: sort (key, position), then run heads.
   s.sorted_keys.reserve(m * sizeof(std::int64_t), stream);
@@ -97,26 +102,17 @@ void DynamicGpuCache::resolve_misses(LookupScratch& s, std::size_t n, std::size_
   unique_sorted_keys(s.temp.get(), s.temp.bytes(), s.sorted_keys.as<std::int64_t>(), m, s.head_flags.as<std::uint32_t>(),
                      s.unique_ids.as<std::uint32_t>(), unique_keys, unique_count, stream);
 
-  // 2. The unique keys to pinned host memory, in one copy.
+  // 2. The unique keys to pinned host memory: their count first, then the keys.
   s.unique_host.reserve((m + 1) * sizeof(std::int64_t));
   auto* count_host = s.unique_host.as<unsigned long long>();
   auto* keys_host = s.unique_host.as<std::int64_t>() + 1;
-  std::size_t u = 0;
-  if (m <= kOneCopyMisses) {
-    HPS_CUDA_CHECK(cudaMemcpyAsync(s.unique_host.get(), s.unique.get(), (m + 1) * sizeof(std::int64_t),
-                                   cudaMemcpyDeviceToHost, stream));
-    // Host wait #2: the resolver runs on the host and needs the keys.
-    HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
-    u = static_cast<std::size_t>(*count_host);
-  } else {
-    HPS_CUDA_CHECK(cudaMemcpyAsync(count_host, unique_count, sizeof(unsigned long long), cudaMemcpyDeviceToHost, stream));
-    // Host wait #2a (large miss sets only): the unique count sizes the copy of the keys.
-    HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
-    u = static_cast<std::size_t>(*count_host);
-    HPS_CUDA_CHECK(cudaMemcpyAsync(keys_host, unique_keys, u * sizeof(std::int64_t), cudaMemcpyDeviceToHost, stream));
-    // Host wait #2b: the resolver runs on the host and needs the keys.
-    HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
-  }
+  HPS_CUDA_CHECK(cudaMemcpyAsync(count_host, unique_count, sizeof(unsigned long long), cudaMemcpyDeviceToHost, stream));
+  // Host wait #2a (large miss sets only): the unique count sizes the copy of the keys.
+  HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const auto u = static_cast<std::size_t>(*count_host);
+  HPS_CUDA_CHECK(cudaMemcpyAsync(keys_host, unique_keys, u * sizeof(std::int64_t), cudaMemcpyDeviceToHost, stream));
+  // Host wait #2b: the resolver runs on the host and needs the keys.
+  HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
   result.missed_unique = u;
 
   // 3. Resolve on the host into pinned memory laid out as [rows][found], so one copy uploads
@@ -125,20 +121,72 @@ void DynamicGpuCache::resolve_misses(LookupScratch& s, std::size_t n, std::size_
   s.rows_host.reserve(rows_bytes + u);
   auto* rows_host = s.rows_host.as<float>();
   auto* found_host = reinterpret_cast<std::uint8_t*>(s.rows_host.as<char>() + rows_bytes);
-  std::fill(found_host, found_host + u, std::uint8_t{0});
-  resolve(keys_host, u, rows_host, found_host);
-  const auto found = static_cast<std::size_t>(std::count_if(found_host, found_host + u, [](std::uint8_t f) { return f != 0; }));
+  const std::size_t found = resolve_into(keys_host, u, rows_host, found_host, resolve);
 
-  // 4. Upload in one copy and scatter every resolved row to all positions that asked for it.
+  // 4.-5. Upload, scatter to every position, insert what was found.
   s.rows.reserve(rows_bytes + u, stream);
   HPS_CUDA_CHECK(cudaMemcpyAsync(s.rows.get(), s.rows_host.get(), rows_bytes + u, cudaMemcpyHostToDevice, stream));
-  scatter_rows(s.rows.as<float>(), s.unique_ids.as<std::uint32_t>(), s.sorted_positions.as<std::uint32_t>(), m,
-               static_cast<std::uint32_t>(dim), half(), out, sm_count_, stream);
+  finish_misses(s, n, m, u, found, unique_keys, s.unique_ids.as<std::uint32_t>(), s.sorted_positions.as<std::uint32_t>(),
+                out, stream, guard, result);
+}
+
+void DynamicGpuCache::resolve_misses_on_host(LookupScratch& s, std::size_t n, std::size_t m, float* out,
+                                             cudaStream_t stream, const MissResolver& resolve,
+                                             const InsertGuard& guard, GpuLookupResult& result) {
+  // A few thousand misses deduplicate on the host in microseconds, where the device's sort would
+  // cost a dozen kernel launches: copy the raw missed keys down instead.
+  const std::size_t dim = options_.dim;
+  s.unique_host.reserve(m * sizeof(std::int64_t));
+  auto* missed = s.unique_host.as<std::int64_t>();
+  HPS_CUDA_CHECK(cudaMemcpyAsync(missed, s.miss_keys.get(), m * sizeof(std::int64_t), cudaMemcpyDeviceToHost, stream));
+  // Host wait #2: the host deduplicates and resolves the missed keys.
+  HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
+  thread_local KeyDedup dedup;
+  dedup.build(missed, nullptr, m);
+  const std::size_t u = dedup.unique_count();
+  result.missed_unique = u;
+
+  // Pinned layout, uploaded in one copy: [rows: u x dim][found: u][pad][keys: u][unique index of each miss: m].
+  // The stream was synchronised above, so no earlier upload still reads this buffer.
+  const std::size_t rows_bytes = u * dim * sizeof(float);
+  const std::size_t keys_offset = (rows_bytes + u + 7) / 8 * 8;
+  const std::size_t slots_offset = keys_offset + u * sizeof(std::int64_t);
+  const std::size_t total = slots_offset + m * sizeof(std::uint32_t);
+  s.rows_host.reserve(total);
+  char* host = s.rows_host.as<char>();
+  auto* found_host = reinterpret_cast<std::uint8_t*>(host + rows_bytes);
+  std::memcpy(host + keys_offset, dedup.unique_keys(), u * sizeof(std::int64_t));
+  std::memcpy(host + slots_offset, dedup.slot_of_position(), m * sizeof(std::uint32_t));
+  const std::size_t found = resolve_into(dedup.unique_keys(), u, reinterpret_cast<float*>(host), found_host, resolve);
+
+  s.rows.reserve(total, stream);
+  HPS_CUDA_CHECK(cudaMemcpyAsync(s.rows.get(), host, total, cudaMemcpyHostToDevice, stream));
+  finish_misses(s, n, m, u, found, reinterpret_cast<const std::int64_t*>(s.rows.as<char>() + keys_offset),
+                reinterpret_cast<const std::uint32_t*>(s.rows.as<char>() + slots_offset),
+                s.miss_positions.as<std::uint32_t>(), out, stream, guard, result);
+}
+
+std::size_t DynamicGpuCache::resolve_into(const std::int64_t* keys, std::size_t u, float* rows, std::uint8_t* found,
+                                          const MissResolver& resolve) {
+  std::fill(found, found + u, std::uint8_t{0});
+  resolve(keys, u, rows, found);
+  return static_cast<std::size_t>(std::count_if(found, found + u, [](std::uint8_t f) { return f != 0; }));
+}
+
+void DynamicGpuCache::finish_misses(LookupScratch& s, std::size_t n, std::size_t m, std::size_t u, std::size_t found,
+                                    const std::int64_t* unique_keys, const std::uint32_t* unique_of_miss,
+                                    const std::uint32_t* positions, float* out, cudaStream_t stream,
+                                    const InsertGuard& guard, GpuLookupResult& result) {
+  // s.rows on the device holds [rows: u x dim][found: u] (uploaded by the caller on `stream`).
+  const std::size_t rows_bytes = u * options_.dim * sizeof(float);
+  // Scatter each resolved row to every position that asked for it.
+  scatter_rows(s.rows.as<float>(), unique_of_miss, positions, m, static_cast<std::uint32_t>(options_.dim), half(), out,
+               sm_count_, stream);
   HPS_CUDA_CHECK(cudaEventRecord(s.done.get(), stream));
   s.done_pending = true;
   if (found == 0) return;
 
-  // 5. Insert the rows really found, guarded, on the writer stream after the upload.
+  // Insert the rows really found, guarded, on the writer stream after the upload.
   {
     std::lock_guard<std::mutex> lock(writer_mutex_);
     if (guard && !guard()) return;

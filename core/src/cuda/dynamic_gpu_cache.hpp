@@ -30,6 +30,16 @@ class DynamicGpuCache final : public GpuCacheBase {
   /// The miss path of one lookup: dedup, resolve on the host, upload, scatter, insert.
   void resolve_misses(LookupScratch& s, std::size_t n, std::size_t misses, bool key64, float* out, cudaStream_t stream,
                       const MissResolver& resolve, const InsertGuard& guard, GpuLookupResult& result);
+  /// The same for a small miss set, deduplicated on the host.
+  void resolve_misses_on_host(LookupScratch& s, std::size_t n, std::size_t misses, float* out, cudaStream_t stream,
+                              const MissResolver& resolve, const InsertGuard& guard, GpuLookupResult& result);
+  /// Runs the resolver over u unique keys (host memory); returns how many it found.
+  static std::size_t resolve_into(const std::int64_t* keys, std::size_t u, float* rows, std::uint8_t* found,
+                                  const MissResolver& resolve);
+  /// After the upload of [rows][found] into s.rows: scatter to `positions`, then the guarded insertion.
+  void finish_misses(LookupScratch& s, std::size_t n, std::size_t m, std::size_t u, std::size_t found,
+                     const std::int64_t* unique_keys, const std::uint32_t* unique_of_miss, const std::uint32_t* positions,
+                     float* out, cudaStream_t stream, const InsertGuard& guard, GpuLookupResult& result);
 
   DeviceAllocation meta_, records_, rows_, locks_, occupied_;
   DynamicTableView view_;
