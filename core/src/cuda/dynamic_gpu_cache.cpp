@@ -146,7 +146,7 @@ void DynamicGpuCache::resolve_misses_on_host(LookupScratch& s, std::size_t n, st
   const std::size_t u = dedup.unique_count();
   result.missed_unique = u;
 
-  // Pinned layout, uploaded in one copy: [rows: u x dim][found: u][pad][keys: u][unique index of each miss: m].
+  // Pinned layout, uploaded in one copy: [rows: u x dim][found: u][pad][keys: u][1-based unique id of each miss: m].
   // The stream was synchronised above, so no earlier upload still reads this buffer.
   const std::size_t rows_bytes = u * dim * sizeof(float);
   const std::size_t keys_offset = (rows_bytes + u + 7) / 8 * 8;
@@ -156,7 +156,10 @@ void DynamicGpuCache::resolve_misses_on_host(LookupScratch& s, std::size_t n, st
   char* host = s.rows_host.as<char>();
   auto* found_host = reinterpret_cast<std::uint8_t*>(host + rows_bytes);
   std::memcpy(host + keys_offset, dedup.unique_keys(), u * sizeof(std::int64_t));
-  std::memcpy(host + slots_offset, dedup.slot_of_position(), m * sizeof(std::uint32_t));
+  // scatter_rows takes 1-based unique ids (the device path gets them from an inclusive scan).
+  auto* ids = reinterpret_cast<std::uint32_t*>(host + slots_offset);
+  const std::uint32_t* slot_of = dedup.slot_of_position();
+  for (std::size_t i = 0; i < m; ++i) ids[i] = slot_of[i] + 1;
   const std::size_t found = resolve_into(dedup.unique_keys(), u, reinterpret_cast<float*>(host), found_host, resolve);
 
   s.rows.reserve(total, stream);
