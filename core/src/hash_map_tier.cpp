@@ -31,6 +31,7 @@ HashMapOptions HashMapOptions::from_config(const VolatileDbConfig& config) {
 namespace {
 
 constexpr double kMaxLoadFactor = 0.8;
+constexpr std::size_t kLargePartitionBytes = std::size_t{8} << 20;  // rows worth huge pages
 constexpr std::size_t kMinIndexSlots = 16;
 constexpr std::uint32_t kNoRecord = 0;  // a slot's `record` holds record number + 1; 0 = empty
 
@@ -53,8 +54,8 @@ inline std::size_t next_slot(std::size_t slot, std::size_t slots) { return slot 
 // hands an old slot array back at once (a heap block could stay in the process after it was
 // freed), and large regions that will be filled ask for transparent huge pages. A lookup touches
 // rows at random over gigabytes, and with 4 KiB pages nearly every row costs a TLB miss and a page
-// walk on top of its DRAM access. (Not for a partition's first value page: a small table would
-// then take 2 MiB of memory per partition.)
+// walk on top of its DRAM access. (A partition's first value page asks only when reserve()
+// announced many rows: a small table would otherwise take 2 MiB of memory per partition.)
 class MappedRegion {
  public:
   MappedRegion() = default;
@@ -139,6 +140,7 @@ class HashMapTier::Partition {
   void reserve(std::size_t rows) {
     const auto wanted = static_cast<std::size_t>(static_cast<double>(rows) / kMaxLoadFactor) + 1;
     if (wanted > slots_.size()) rehash(wanted);
+    expect_large_ = expect_large_ || rows * record_bytes_ >= kLargePartitionBytes;
   }
 
   // --- reads (caller holds the shared lock) ------------------------------------------------------
@@ -266,7 +268,8 @@ class HashMapTier::Partition {
     const std::size_t page = high_water_ >> page_shift_;
     if (page == pages_.size()) {
       // Backed by the OS only where touched, so a large allocation_rate costs address space only.
-      pages_.emplace_back((std::size_t{1} << page_shift_) * record_bytes_, "a value page", !pages_.empty());
+      pages_.emplace_back((std::size_t{1} << page_shift_) * record_bytes_, "a value page",
+                          expect_large_ || !pages_.empty());
     }
     return high_water_++;
   }
@@ -347,6 +350,7 @@ class HashMapTier::Partition {
   std::uint32_t high_water_ = 0;
   std::size_t size_ = 0;
   std::size_t evictions_ = 0;
+  bool expect_large_ = false;  // reserve() announced enough rows to fill huge pages
   std::mt19937_64 rng_;
 };
 
