@@ -47,6 +47,13 @@ class MutationScope {
   std::atomic<std::uint64_t>& epoch_;
 };
 
+// Counts one lookup call of n keys that began at `start`.
+void record_lookup(TableMetrics& metrics, std::size_t n, std::chrono::steady_clock::time_point start) {
+  metrics.lookups.fetch_add(1, std::memory_order_relaxed);
+  metrics.keys.fetch_add(n, std::memory_order_relaxed);
+  metrics.latency.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
 class NullObserver final : public LoadObserver {
  public:
   void begin(const std::string&, std::size_t) override {}
@@ -251,7 +258,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     observer.end();
     if (files_in_persistent) {
       rocksdb->flush(table.tag);
-      rocksdb->set_load_marker(table.tag, inspect_sparse_model(tc.sparse_file, tc.dim).signature);
+      rocksdb->set_load_marker(table.tag, reader.info().signature);  // what was read, not re-inspected
     }
   } else if (fill_volatile) {
     // The persistent tier is current (it may hold updates newer than the files): fill from it.
@@ -437,9 +444,7 @@ void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std
   thread_local std::vector<std::uint8_t> found;
   found.resize(n);
   impl_->resolve(table, canonical.data(), n, out, found.data());
-  table.metrics.lookups.fetch_add(1, std::memory_order_relaxed);
-  table.metrics.keys.fetch_add(n, std::memory_order_relaxed);
-  table.metrics.latency.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  record_lookup(table.metrics, n, start);
 }
 
 void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std::size_t n, float* out,
@@ -462,9 +467,7 @@ void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std
       },
       [&table, epoch] { return epoch % 2 == 0 && table.epoch.load(std::memory_order_acquire) == epoch; });
   table.metrics.hits[static_cast<int>(TierLevel::kGpuCache)].fetch_add(result.hits, std::memory_order_relaxed);
-  table.metrics.lookups.fetch_add(1, std::memory_order_relaxed);
-  table.metrics.keys.fetch_add(n, std::memory_order_relaxed);
-  table.metrics.latency.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  record_lookup(table.metrics, n, start);
 }
 
 void ParameterServer::lookup_many(std::size_t count, const TableRef* tables, const void* const* keys, KeyDtype dtype,

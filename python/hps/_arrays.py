@@ -59,19 +59,19 @@ class DeviceKeys:
     keepalive: Any
 
 
-def _torch_device_keys(keys: Any, stream: Optional[int]) -> Optional[DeviceKeys]:
-    torch = __import__("sys").modules.get("torch")
-    if torch is None or not isinstance(keys, torch.Tensor) or not keys.is_cuda:
-        return None
-    codes = {torch.int32: KEY_INT32, torch.int64: KEY_INT64}
-    if keys.dtype not in codes:
+def torch_key_code(keys: Any) -> int:
+    """The key dtype code of a torch tensor of keys (int32 or int64 only)."""
+    name = str(keys.dtype)
+    code = {"torch.int32": KEY_INT32, "torch.int64": KEY_INT64}.get(name)
+    if code is None:
         raise KeyTypeError(f"keys must be an int32 or int64 tensor, got {keys.dtype}")
-    keys = keys.contiguous()
-    device = keys.device
-    if stream is None:
-        stream = torch.cuda.current_stream(device).cuda_stream
-    return DeviceKeys(keys.data_ptr(), codes[keys.dtype], tuple(keys.shape), device.index, int(stream),
-                      lambda shape: torch.empty(shape, dtype=torch.float32, device=device), keys)
+    return code
+
+
+def is_torch_cuda(keys: Any) -> bool:
+    """Whether `keys` is a torch tensor in CUDA memory (without importing torch)."""
+    torch = __import__("sys").modules.get("torch")
+    return torch is not None and isinstance(keys, torch.Tensor) and keys.is_cuda
 
 
 def _interface_device_keys(keys: Any, stream: Optional[int]) -> Optional[DeviceKeys]:
@@ -104,6 +104,7 @@ def _interface_device_keys(keys: Any, stream: Optional[int]) -> Optional[DeviceK
 
 
 def device_keys(keys: Any, stream: Optional[int] = None) -> Optional[DeviceKeys]:
-    """DeviceKeys when `keys` lives in CUDA memory (torch or CuPy), else None."""
-    found = _torch_device_keys(keys, stream)
-    return found if found is not None else _interface_device_keys(keys, stream)
+    """DeviceKeys when `keys` is a CUDA array other than a torch tensor (CuPy), else None.
+
+    torch tensors take hps.HPS's own fast path (is_torch_cuda)."""
+    return _interface_device_keys(keys, stream)

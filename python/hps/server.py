@@ -9,10 +9,10 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import _core
-from ._arrays import device_keys, host_keys, host_rows
+from ._arrays import device_keys, host_keys, host_rows, is_torch_cuda, torch_key_code
 from ._progress import LoadProgress
 from .config import Config, ConfigLike
-from .errors import InvalidArgumentError, KeyTypeError
+from .errors import InvalidArgumentError
 
 __all__ = ["HPS"]
 
@@ -91,9 +91,8 @@ class HPS:
         Keys stored in no tier get the table's default row.
         """
         m, t, dim = self._resolve(model, table)
-        torch = sys.modules.get("torch")
-        if torch is not None and isinstance(keys, torch.Tensor) and keys.is_cuda:
-            return self._lookup_torch_cuda(torch, model, table, m, t, dim, keys, out, stream)
+        if is_torch_cuda(keys):
+            return self._lookup_torch_cuda(sys.modules["torch"], model, table, m, t, dim, keys, out, stream)
         dev = device_keys(keys, stream)
         if dev is not None:
             self._check_device(model, dev.device)
@@ -129,12 +128,11 @@ class HPS:
             return []
         resolved = [self._resolve(model, t) for t in tables]
         m = resolved[0][0]
-        torch = sys.modules.get("torch")
         if out is not None and len(out) != len(keys):
             raise InvalidArgumentError(f"lookup_many: {len(keys)} key arrays but {len(out)} outputs")
-        if torch is not None and all(isinstance(k, torch.Tensor) and k.is_cuda for k in keys):
-            return self._lookup_many_torch_cuda(torch, model, tables, resolved, keys, out, stream)
-        if any(device_keys(k) is not None for k in keys):
+        if all(is_torch_cuda(k) for k in keys):
+            return self._lookup_many_torch_cuda(sys.modules["torch"], model, tables, resolved, keys, out, stream)
+        if any(is_torch_cuda(k) or device_keys(k) is not None for k in keys):
             return [self.lookup(model, t, k, out=None if out is None else out[i], stream=stream)
                     for i, (t, k) in enumerate(zip(tables, keys))]
         arrays = [host_keys(k) for k in keys]
@@ -157,14 +155,9 @@ class HPS:
         if not self._gpu_cached(model):
             return [_through_host(self, model, t, k, None if out is None else out[i])
                     for i, (t, k) in enumerate(zip(tables, keys))]
-        if not _TORCH_KEY_CODES:
-            _TORCH_KEY_CODES.update({torch.int32: 0, torch.int64: 1})
-        dtypes = {k.dtype for k in keys}
-        if len(dtypes) != 1 or keys[0].dtype not in _TORCH_KEY_CODES:
-            keys = [k.to(torch.int64) if k.dtype in _TORCH_KEY_CODES else k for k in keys]
-            bad = [k.dtype for k in keys if k.dtype not in _TORCH_KEY_CODES]
-            if bad:
-                raise KeyTypeError(f"keys must be int32 or int64 tensors, got {bad[0]}")
+        codes = {torch_key_code(k) for k in keys}  # refuses other dtypes
+        if len(codes) != 1:  # the core takes one key dtype per call; int64 names the same keys
+            keys = [k.to(torch.int64) for k in keys]
         keys = [k if k.is_contiguous() else k.contiguous() for k in keys]
         if stream is None:
             stream = _current_torch_stream(torch, device)
@@ -176,17 +169,13 @@ class HPS:
             for o, k, (_, _, dim) in zip(outs, keys, resolved):
                 _device_address(o, tuple(k.shape) + (dim,))
         self._server.lookup_many(resolved[0][0], [t for _, t, _ in resolved], [k.data_ptr() for k in keys],
-                                 _TORCH_KEY_CODES[keys[0].dtype], [k.numel() for k in keys],
+                                 torch_key_code(keys[0]), [k.numel() for k in keys],
                                  [o.data_ptr() for o in outs], device, stream)
         return outs
 
     def _lookup_torch_cuda(self, torch, model, table, m, t, dim, keys, out, stream):
         """The torch fast path: a few attribute reads, one allocation, one core call."""
-        if not _TORCH_KEY_CODES:
-            _TORCH_KEY_CODES.update({torch.int32: 0, torch.int64: 1})
-        code = _TORCH_KEY_CODES.get(keys.dtype)
-        if code is None:
-            raise KeyTypeError(f"keys must be an int32 or int64 tensor, got {keys.dtype}")
+        code = torch_key_code(keys)
         if not keys.is_contiguous():
             keys = keys.contiguous()
         device = keys.get_device()
@@ -258,9 +247,6 @@ class HPS:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"hps.HPS({self.config.source!r}, {state})"
-
-
-_TORCH_KEY_CODES: dict = {}
 
 
 def _one_key_dtype(arrays: list) -> list:
