@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <numeric>
@@ -32,6 +33,18 @@ constexpr std::size_t kMinKeysPerChunk = 256;
 
 std::size_t default_lookup_threads() {
   return std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
+}
+
+std::chrono::microseconds lookup_spin(long requested) {
+  if (requested >= 0) return std::chrono::microseconds{requested};
+  constexpr long kDefaultSpinUs = 200;
+  const char* env = std::getenv("HPS_LOOKUP_SPIN_US");
+  if (env == nullptr || *env == '\0') return std::chrono::microseconds{kDefaultSpinUs};
+  char* end = nullptr;
+  const long value = std::strtol(env, &end, 10);
+  HPS_EXPECTS(*end == '\0' && value >= 0, InvalidArgument, "HPS_LOOKUP_SPIN_US: expected microseconds >= 0, found '",
+              env, "'");
+  return std::chrono::microseconds{value};
 }
 
 // Bumps a table's mutation epoch to odd on construction and back to even on destruction, so
@@ -82,6 +95,8 @@ struct TableState {
   // Even while no update or erase runs; see MutationScope.
   std::atomic<std::uint64_t> epoch{0};
   TableMetrics metrics;
+  // Distinct keys the last GPU lookup sent to the host: a hint that the next one will too.
+  std::atomic<std::size_t> last_gpu_misses{0};
 };
 
 struct ModelState {
@@ -132,7 +147,7 @@ void ParameterServer::Impl::check_backends() const {
 ParameterServer::ParameterServer(Config config, LoadObserver* observer, ServerOptions options)
     : impl_(std::make_unique<Impl>()) {
   const std::size_t threads = options.lookup_threads ? options.lookup_threads : default_lookup_threads();
-  if (threads > 1) impl_->pool = std::make_unique<ThreadPool>(threads - 1);
+  if (threads > 1) impl_->pool = std::make_unique<ThreadPool>(threads - 1, lookup_spin(options.lookup_spin_us));
   NullObserver quiet;
   LoadObserver& progress = observer ? *observer : quiet;
   impl_->config = std::move(config);
@@ -460,6 +475,9 @@ void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std
   GpuCache& cache = *table.caches[static_cast<std::size_t>(it - table.devices.begin())];
   const auto start = std::chrono::steady_clock::now();
   const std::uint64_t epoch = table.epoch.load(std::memory_order_acquire);
+  // Misses are resolved over the thread pool; if the last lookup had enough to split, the workers
+  // wake now and their wake-up overlaps the device's probe instead of delaying the resolve.
+  if (impl_->pool && table.last_gpu_misses.load(std::memory_order_relaxed) >= 2 * kMinKeysPerChunk) impl_->pool->nudge();
   const GpuLookupResult result = cache.lookup(
       keys, dtype, key64(), n, out, where.stream,
       [this, &table](const std::int64_t* miss_keys, std::size_t m, float* rows, std::uint8_t* found) {
@@ -467,6 +485,7 @@ void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std
       },
       [&table, epoch] { return epoch % 2 == 0 && table.epoch.load(std::memory_order_acquire) == epoch; });
   table.metrics.hits[static_cast<int>(TierLevel::kGpuCache)].fetch_add(result.hits, std::memory_order_relaxed);
+  table.last_gpu_misses.store(result.missed_unique, std::memory_order_relaxed);
   record_lookup(table.metrics, n, start);
 }
 

@@ -40,6 +40,10 @@ struct ServerOptions {
   /// Threads one lookup may use on the host: a large batch (or a large set of GPU cache misses) is
   /// split into chunks looked up in parallel. 0 = min(16, hardware threads); 1 = the calling thread only.
   std::size_t lookup_threads = 0;
+  /// How long idle lookup threads keep polling for the next chunk before they sleep. Waking a
+  /// sleeping thread costs tens of microseconds on virtual machines, as much as a small lookup;
+  /// polling costs CPU time while idle. Negative: HPS_LOOKUP_SPIN_US from the environment, else 200.
+  long lookup_spin_us = -1;
 };
 
 /// Identifies one table of one model (indexes into the config's models and tables).
