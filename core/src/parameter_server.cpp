@@ -27,9 +27,12 @@ namespace {
 // writes, small enough that loading never holds much beyond its destination.
 std::size_t load_chunk_rows(std::size_t dim) { return std::max<std::size_t>(1, (std::size_t{16} << 20) / (dim * 4)); }
 
-// Keys per chunk when one lookup is split over threads: below this, waking a thread costs more
-// than the keys it would take over.
-constexpr std::size_t kMinKeysPerChunk = 256;
+// Keys per chunk when one lookup is split over threads: below this, a chunk's fixed costs (its
+// grouping by partition, a partition lock) outweigh its keys.
+constexpr std::size_t kMinKeysPerChunk = 128;
+// Chunks per thread: more chunks than threads, taken one by one, keep every thread busy when one
+// starts late (a vCPU that was asleep or preempted) instead of the call waiting for its share.
+constexpr std::size_t kChunksPerThread = 4;
 
 std::size_t default_lookup_threads() {
   return std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
@@ -412,7 +415,7 @@ void ParameterServer::Impl::cascade(TableState& table, const std::int64_t* keys,
 void ParameterServer::Impl::resolve(TableState& table, const std::int64_t* keys, std::size_t n, float* rows,
                                     std::uint8_t* found) {
   const std::size_t chunks =
-      pool ? std::min(pool->concurrency(), n / kMinKeysPerChunk) : std::size_t{1};
+      pool ? std::min(kChunksPerThread * pool->concurrency(), n / kMinKeysPerChunk) : std::size_t{1};
   if (chunks <= 1) return cascade(table, keys, n, rows, found);
   const std::size_t per_chunk = (n + chunks - 1) / chunks;
   pool->parallel_for(chunks, [&](std::size_t c) {

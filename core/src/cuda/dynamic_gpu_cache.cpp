@@ -16,6 +16,11 @@ namespace {
 /// there (microseconds); above it the device sorts them (a dozen launches, but linear in the
 /// misses on a device that sorts hundreds of millions of keys a second).
 constexpr std::size_t kHostDedupMisses = 65536;
+/// Missed keys are resolved and uploaded in up to this many slices, of at least kSliceKeys keys
+/// each: enough slices that most of the upload hides behind the resolving, few enough that each
+/// still spreads over every lookup thread.
+constexpr std::size_t kMaxSlices = 8;
+constexpr std::size_t kSliceKeys = 2048;
 }  // namespace
 
 DynamicGpuCache::DynamicGpuCache(const GpuCacheOptions& options) : GpuCacheBase(options) {
@@ -115,17 +120,18 @@ void DynamicGpuCache::resolve_misses(LookupScratch& s, std::size_t n, std::size_
   HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
   result.missed_unique = u;
 
-  // 3. Resolve on the host into pinned memory laid out as [rows][found], so one copy uploads
-  // both. The stream was synchronised above, so no earlier upload still reads this buffer.
+  // 3.-4. Resolve on the host into pinned memory laid out as [rows][found], uploading the rows
+  // slice by slice, then the found flags. The stream was synchronised above, so no earlier
+  // upload still reads this buffer.
   const std::size_t rows_bytes = u * dim * sizeof(float);
   s.rows_host.reserve(rows_bytes + u);
+  s.rows.reserve(rows_bytes + u, stream);
   auto* rows_host = s.rows_host.as<float>();
   auto* found_host = reinterpret_cast<std::uint8_t*>(s.rows_host.as<char>() + rows_bytes);
-  const std::size_t found = resolve_into(keys_host, u, rows_host, found_host, resolve);
+  const std::size_t found = resolve_and_upload(keys_host, u, rows_host, found_host, s.rows.as<float>(), stream, resolve);
+  HPS_CUDA_CHECK(cudaMemcpyAsync(s.rows.as<char>() + rows_bytes, found_host, u, cudaMemcpyHostToDevice, stream));
 
-  // 4.-5. Upload, scatter to every position, insert what was found.
-  s.rows.reserve(rows_bytes + u, stream);
-  HPS_CUDA_CHECK(cudaMemcpyAsync(s.rows.get(), s.rows_host.get(), rows_bytes + u, cudaMemcpyHostToDevice, stream));
+  // 5. Scatter to every position, insert what was found.
   finish_misses(s, n, m, u, found, unique_keys, s.unique_ids.as<std::uint32_t>(), s.sorted_positions.as<std::uint32_t>(),
                 out, stream, guard, result);
 }
@@ -160,20 +166,38 @@ void DynamicGpuCache::resolve_misses_on_host(LookupScratch& s, std::size_t n, st
   auto* ids = reinterpret_cast<std::uint32_t*>(host + slots_offset);
   const std::uint32_t* slot_of = dedup.slot_of_position();
   for (std::size_t i = 0; i < m; ++i) ids[i] = slot_of[i] + 1;
-  const std::size_t found = resolve_into(dedup.unique_keys(), u, reinterpret_cast<float*>(host), found_host, resolve);
-
   s.rows.reserve(total, stream);
-  HPS_CUDA_CHECK(cudaMemcpyAsync(s.rows.get(), host, total, cudaMemcpyHostToDevice, stream));
+  const std::size_t found = resolve_and_upload(dedup.unique_keys(), u, reinterpret_cast<float*>(host), found_host,
+                                               s.rows.as<float>(), stream, resolve);
+  // The rest after the rows: found flags, keys, ids.
+  HPS_CUDA_CHECK(cudaMemcpyAsync(s.rows.as<char>() + rows_bytes, host + rows_bytes, total - rows_bytes,
+                                 cudaMemcpyHostToDevice, stream));
   finish_misses(s, n, m, u, found, reinterpret_cast<const std::int64_t*>(s.rows.as<char>() + keys_offset),
                 reinterpret_cast<const std::uint32_t*>(s.rows.as<char>() + slots_offset),
                 s.miss_positions.as<std::uint32_t>(), out, stream, guard, result);
 }
 
-std::size_t DynamicGpuCache::resolve_into(const std::int64_t* keys, std::size_t u, float* rows, std::uint8_t* found,
-                                          const MissResolver& resolve) {
-  std::fill(found, found + u, std::uint8_t{0});
-  resolve(keys, u, rows, found);
-  return static_cast<std::size_t>(std::count_if(found, found + u, [](std::uint8_t f) { return f != 0; }));
+std::size_t DynamicGpuCache::resolve_and_upload(const std::int64_t* keys, std::size_t u, float* rows_host,
+                                                std::uint8_t* found_host, float* rows_device, cudaStream_t stream,
+                                                const MissResolver& resolve) const {
+  const std::size_t dim = options_.dim;
+  const std::size_t slices = std::clamp<std::size_t>(u / kSliceKeys, 1, kMaxSlices);
+  const std::size_t per_slice = (u + slices - 1) / slices;
+  std::fill(found_host, found_host + u, std::uint8_t{0});
+  for (std::size_t first = 0; first < u; first += per_slice) {
+    const std::size_t count = std::min(per_slice, u - first);
+    try {
+      resolve(keys + first, count, rows_host + first * dim, found_host + first);
+    } catch (...) {
+      // Host wait (error path only): the slices already queued read this scratch's buffers, which
+      // the next call that takes the scratch may fill from another stream.
+      cudaStreamSynchronize(stream);
+      throw;
+    }
+    HPS_CUDA_CHECK(cudaMemcpyAsync(rows_device + first * dim, rows_host + first * dim, count * dim * sizeof(float),
+                                   cudaMemcpyHostToDevice, stream));
+  }
+  return static_cast<std::size_t>(std::count_if(found_host, found_host + u, [](std::uint8_t f) { return f != 0; }));
 }
 
 void DynamicGpuCache::finish_misses(LookupScratch& s, std::size_t n, std::size_t m, std::size_t u, std::size_t found,

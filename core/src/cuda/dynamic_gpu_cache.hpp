@@ -33,9 +33,12 @@ class DynamicGpuCache final : public GpuCacheBase {
   /// The same for a small miss set, deduplicated on the host.
   void resolve_misses_on_host(LookupScratch& s, std::size_t n, std::size_t misses, float* out, cudaStream_t stream,
                               const MissResolver& resolve, const InsertGuard& guard, GpuLookupResult& result);
-  /// Runs the resolver over u unique keys (host memory); returns how many it found.
-  static std::size_t resolve_into(const std::int64_t* keys, std::size_t u, float* rows, std::uint8_t* found,
-                                  const MissResolver& resolve);
+  /// Runs the resolver over u unique keys into pinned rows_host / found_host, slice by slice, and
+  /// queues each slice's rows for upload to rows_device on `stream` as soon as it is ready, so the
+  /// copy of one slice overlaps the resolving of the next. Returns how many keys it found. The
+  /// found flags are left for the caller's last copy.
+  std::size_t resolve_and_upload(const std::int64_t* keys, std::size_t u, float* rows_host, std::uint8_t* found_host,
+                                 float* rows_device, cudaStream_t stream, const MissResolver& resolve) const;
   /// After the upload of [rows][found] into s.rows: scatter to `positions`, then the guarded insertion.
   void finish_misses(LookupScratch& s, std::size_t n, std::size_t m, std::size_t u, std::size_t found,
                      const std::int64_t* unique_keys, const std::uint32_t* unique_of_miss, const std::uint32_t* positions,
