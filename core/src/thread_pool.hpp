@@ -79,8 +79,14 @@ class ThreadPool {
     }
     if (sleepers) wake_.notify_all();  // spinning workers see posted_ change without a system call
     job->run_chunks();                 // the caller works too, so a busy pool never stalls a call
+    // The last chunks are running on workers: poll before sleeping, as a sleeping caller would
+    // wait to be woken after they finish.
+    const auto until = std::chrono::steady_clock::now() + spin_;
+    while (!job->finished_all() && std::chrono::steady_clock::now() < until) {
+      for (int i = 0; i < 16; ++i) pause();
+    }
     std::unique_lock lock(job->mutex);
-    job->finished.wait(lock, [&] { return job->done == job->n; });
+    job->finished.wait(lock, [&] { return job->finished_all(); });
     if (job->error) std::rethrow_exception(job->error);
   }
 
@@ -90,24 +96,26 @@ class ThreadPool {
     const std::size_t n;
     const std::function<void(std::size_t)>& fn;  // borrowed: the caller waits until done == n
     std::atomic<std::size_t> next{0};
-    std::mutex mutex;
+    std::atomic<std::size_t> done{0};
+    std::mutex mutex;  // guards error, and orders the last chunk's notify with the caller's wait
     std::condition_variable finished;
-    std::size_t done = 0;
     std::exception_ptr error;
 
     bool exhausted() const { return next.load(std::memory_order_relaxed) >= n; }
+    bool finished_all() const { return done.load(std::memory_order_acquire) == n; }
 
     void run_chunks() {
       for (std::size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
-        std::exception_ptr failure;
         try {
           fn(i);
         } catch (...) {
-          failure = std::current_exception();
+          std::lock_guard lock(mutex);
+          if (!error) error = std::current_exception();
         }
-        std::lock_guard lock(mutex);
-        if (failure && !error) error = failure;
-        if (++done == n) finished.notify_all();
+        if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
+          std::lock_guard lock(mutex);
+          finished.notify_all();
+        }
       }
     }
   };
