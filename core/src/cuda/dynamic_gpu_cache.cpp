@@ -1,6 +1,7 @@
 #include "cuda/dynamic_gpu_cache.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "key_dedup.hpp"
@@ -61,20 +62,24 @@ GpuLookupResult DynamicGpuCache::lookup(const void* keys, KeyDtype dtype, bool k
   LookupScratch& s = *lease;
   s.miss_keys.reserve(n * sizeof(std::int64_t), stream);
   s.miss_positions.reserve(n * sizeof(std::uint32_t), stream);
-  const auto [status, next_status] = s.next_status();
-  const MissSink sink{status, next_status, s.miss_keys.as<std::int64_t>(), s.miss_positions.as<std::uint32_t>()};
+  const auto [status, next_status, eager_keys] = s.next_status();
+  const MissSink sink{status, next_status, s.miss_keys.as<std::int64_t>(), s.miss_positions.as<std::uint32_t>(),
+                      eager_keys};
   const std::uint32_t epoch = epoch_.fetch_add(1, std::memory_order_relaxed) + 1;
 
   launch_dynamic_probe(view_, half(), KeyInput{keys, dtype, key64}, n, out, epoch, sink, probe_shape_, sm_count_, stream);
-  auto* status_host = s.status_host.as<LookupStatus>();
-  HPS_CUDA_CHECK(cudaMemcpyAsync(status_host, status, sizeof(LookupStatus), cudaMemcpyDeviceToHost, stream));
+  // One read brings the status and the first missed keys (a status block starts with its status).
+  auto* block_host = s.status_host.as<StatusBlock>();
+  const std::size_t eager = std::min(n, kEagerMissKeys);
+  HPS_CUDA_CHECK(cudaMemcpyAsync(block_host, status, offsetof(StatusBlock, eager_keys) + eager * sizeof(std::int64_t),
+                                 cudaMemcpyDeviceToHost, stream));
   // Host wait #1, the only one when every key hits: the host must learn whether any key missed
   // (and whether one was invalid) before it can either return or resolve the misses.
   HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
   // Everything this scratch queued before is now complete.
   s.done_pending = false;
   s.insert_pending = false;
-  const LookupStatus seen = *status_host;
+  const LookupStatus seen = block_host->status;
   if (seen.first_invalid != kNoInvalidKey) throw_invalid_key(keys, dtype, key64, seen.first_invalid, stream);
 
   const auto misses = static_cast<std::size_t>(seen.miss_count);
@@ -83,14 +88,18 @@ GpuLookupResult DynamicGpuCache::lookup(const void* keys, KeyDtype dtype, bool k
   if (misses == 0) return result;
   HPS_EXPECTS(static_cast<bool>(resolve), InvalidArgument, "GPU cache lookup: ", misses,
               " keys missed and no MissResolver was given");
-  resolve_misses(s, n, misses, key64, out, stream, resolve, guard, result);
+  if (misses <= kEagerMissKeys) {
+    resolve_misses_on_host(s, n, misses, block_host->eager_keys, out, stream, resolve, guard, result);
+  } else {
+    resolve_misses(s, n, misses, key64, out, stream, resolve, guard, result);
+  }
   return result;
 }
 
 void DynamicGpuCache::resolve_misses(LookupScratch& s, std::size_t n, std::size_t m, bool key64, float* out,
                                      cudaStream_t stream, const MissResolver& resolve, const InsertGuard& guard,
                                      GpuLookupResult& result) {
-  if (m <= kHostDedupMisses) return resolve_misses_on_host(s, n, m, out, stream, resolve, guard, result);
+  if (m <= kHostDedupMisses) return resolve_misses_on_host(s, n, m, nullptr, out, stream, resolve, guard, result);
   const std::size_t dim = options_.dim;
   // 1. Deduplicate the missed keys on the device: sort (key, position), then run heads.
   s.sorted_keys.reserve(m * sizeof(std::int64_t), stream);
@@ -136,17 +145,23 @@ void DynamicGpuCache::resolve_misses(LookupScratch& s, std::size_t n, std::size_
                 out, stream, guard, result);
 }
 
-void DynamicGpuCache::resolve_misses_on_host(LookupScratch& s, std::size_t n, std::size_t m, float* out,
-                                             cudaStream_t stream, const MissResolver& resolve,
-                                             const InsertGuard& guard, GpuLookupResult& result) {
+void DynamicGpuCache::resolve_misses_on_host(LookupScratch& s, std::size_t n, std::size_t m,
+                                             const std::int64_t* missed_on_host, float* out, cudaStream_t stream,
+                                             const MissResolver& resolve, const InsertGuard& guard,
+                                             GpuLookupResult& result) {
   // A few thousand misses deduplicate on the host in microseconds, where the device's sort would
-  // cost a dozen kernel launches: copy the raw missed keys down instead.
+  // cost a dozen kernel launches: copy the raw missed keys down instead (unless the status read
+  // already brought them).
   const std::size_t dim = options_.dim;
-  s.unique_host.reserve(m * sizeof(std::int64_t));
-  auto* missed = s.unique_host.as<std::int64_t>();
-  HPS_CUDA_CHECK(cudaMemcpyAsync(missed, s.miss_keys.get(), m * sizeof(std::int64_t), cudaMemcpyDeviceToHost, stream));
-  // Host wait #2: the host deduplicates and resolves the missed keys.
-  HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const std::int64_t* missed = missed_on_host;
+  if (missed == nullptr) {
+    s.unique_host.reserve(m * sizeof(std::int64_t));
+    HPS_CUDA_CHECK(cudaMemcpyAsync(s.unique_host.get(), s.miss_keys.get(), m * sizeof(std::int64_t),
+                                   cudaMemcpyDeviceToHost, stream));
+    // Host wait #2 (more than kEagerMissKeys misses): the host deduplicates and resolves the missed keys.
+    HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
+    missed = s.unique_host.as<std::int64_t>();
+  }
   thread_local KeyDedup dedup;
   dedup.build(missed, nullptr, m);
   const std::size_t u = dedup.unique_count();

@@ -30,9 +30,11 @@ class DynamicGpuCache final : public GpuCacheBase {
   /// The miss path of one lookup: dedup, resolve on the host, upload, scatter, insert.
   void resolve_misses(LookupScratch& s, std::size_t n, std::size_t misses, bool key64, float* out, cudaStream_t stream,
                       const MissResolver& resolve, const InsertGuard& guard, GpuLookupResult& result);
-  /// The same for a small miss set, deduplicated on the host.
-  void resolve_misses_on_host(LookupScratch& s, std::size_t n, std::size_t misses, float* out, cudaStream_t stream,
-                              const MissResolver& resolve, const InsertGuard& guard, GpuLookupResult& result);
+  /// The same for a small miss set, deduplicated on the host; `missed_on_host`: the missed keys
+  /// if the status read already brought them, else null (they are copied down).
+  void resolve_misses_on_host(LookupScratch& s, std::size_t n, std::size_t misses, const std::int64_t* missed_on_host,
+                              float* out, cudaStream_t stream, const MissResolver& resolve, const InsertGuard& guard,
+                              GpuLookupResult& result);
   /// Runs the resolver over u unique keys into pinned rows_host / found_host, slice by slice, and
   /// queues each slice's rows for upload to rows_device on `stream` as soon as it is ready, so the
   /// copy of one slice overlaps the resolving of the next. Returns how many keys it found. The

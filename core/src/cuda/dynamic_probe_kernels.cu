@@ -89,6 +89,7 @@ __device__ __forceinline__ void append_misses(const MissSink& sink, bool miss, s
     const unsigned long long at = base + static_cast<unsigned long long>(__popc(votes & lanes_below(lane)));
     sink.keys[at] = key;
     sink.positions[at] = pos;
+    if (sink.eager_keys != nullptr && at < kEagerMissKeys) sink.eager_keys[at] = key;
   }
 }
 

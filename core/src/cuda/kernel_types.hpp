@@ -35,6 +35,15 @@ struct LookupStatus {
 };
 constexpr unsigned long long kNoInvalidKey = ~0ull;
 
+/// A probe also copies the first kEagerMissKeys missed keys next to its status, so a call with
+/// that few misses learns them in the same device-to-host read as the count, with no second
+/// round trip (a few uncached keys in an otherwise cached batch).
+constexpr std::size_t kEagerMissKeys = 256;
+struct StatusBlock {
+  LookupStatus status;
+  std::int64_t eager_keys[kEagerMissKeys];
+};
+
 /// Where a probe kernel reports misses and invalid keys. `next` is the other half of a two-entry
 /// status ring: the kernel resets it for the following call, which saves a memset launch.
 struct MissSink {
@@ -42,6 +51,7 @@ struct MissSink {
   LookupStatus* next = nullptr;
   std::int64_t* keys = nullptr;        ///< canonical keys of missed positions (compacted)
   std::uint32_t* positions = nullptr;  ///< their positions in the call's key array
+  std::int64_t* eager_keys = nullptr;  ///< optional: the first kEagerMissKeys of `keys` again, beside `status`
 };
 
 // ---- dynamic (set-associative) table -------------------------------------------------------------

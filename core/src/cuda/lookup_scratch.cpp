@@ -5,20 +5,25 @@
 namespace hps::cuda {
 
 namespace {
-const LookupStatus kFreshStatus[2] = {{0, kNoInvalidKey}, {0, kNoInvalidKey}};
+const unsigned long long kFreshFirstInvalid = kNoInvalidKey;
 }
 
 LookupScratch::LookupScratch(cudaStream_t first_stream) : stream(first_stream) {
-  status.reserve(sizeof(kFreshStatus), first_stream);
-  HPS_CUDA_CHECK(cudaMemcpyAsync(status.get(), kFreshStatus, sizeof(kFreshStatus), cudaMemcpyHostToDevice, first_stream));
-  status_host.reserve(sizeof(LookupStatus));
+  status.reserve(2 * sizeof(StatusBlock), first_stream);
+  HPS_CUDA_CHECK(cudaMemsetAsync(status.get(), 0, 2 * sizeof(StatusBlock), first_stream));
+  for (int i = 0; i < 2; ++i) {
+    // Copied from the constant, not from a host variable, so the copy may run after this returns.
+    HPS_CUDA_CHECK(cudaMemcpyAsync(&status.as<StatusBlock>()[i].status.first_invalid, &kFreshFirstInvalid,
+                                   sizeof(kFreshFirstInvalid), cudaMemcpyHostToDevice, first_stream));
+  }
+  status_host.reserve(sizeof(StatusBlock));
 }
 
-std::pair<LookupStatus*, LookupStatus*> LookupScratch::next_status() {
-  auto* ring = status.as<LookupStatus>();
+LookupScratch::StatusPair LookupScratch::next_status() {
+  auto* ring = status.as<StatusBlock>();
   const unsigned now = parity;
   parity ^= 1u;
-  return {ring + now, ring + (now ^ 1u)};
+  return {&ring[now].status, &ring[now ^ 1u].status, ring[now].eager_keys};
 }
 
 std::size_t LookupScratch::device_bytes() const {

@@ -35,9 +35,9 @@ struct LookupScratch {
   bool done_pending = false;
   bool insert_pending = false;
 
-  StreamBuffer status;  ///< LookupStatus[2], a ring: each probe resets the entry of the next call
+  StreamBuffer status;  ///< StatusBlock[2], a ring: each probe resets the status of the next call
   unsigned parity = 0;
-  PinnedBuffer status_host;
+  PinnedBuffer status_host;  ///< one StatusBlock
 
   StreamBuffer miss_keys;         ///< int64[n]
   StreamBuffer miss_positions;    ///< uint32[n]
@@ -51,8 +51,13 @@ struct LookupScratch {
   PinnedBuffer unique_host;       ///< [count][keys]
   PinnedBuffer rows_host;         ///< [rows][found]
 
+  struct StatusPair {
+    LookupStatus* now;
+    LookupStatus* next;
+    std::int64_t* eager_keys;  ///< beside `now`
+  };
   /// Status entries of this call and of the next one; flips the ring.
-  std::pair<LookupStatus*, LookupStatus*> next_status();
+  StatusPair next_status();
   std::size_t device_bytes() const;
 };
 

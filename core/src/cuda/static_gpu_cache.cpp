@@ -60,7 +60,8 @@ GpuLookupResult StaticGpuCache::lookup(const void* keys, KeyDtype dtype, bool ke
   }
   ScratchPool::Lease lease = scratch_.acquire(stream);
   LookupScratch& s = *lease;
-  const auto [status, next_status] = s.next_status();
+  const auto [status, next_status, eager_keys] = s.next_status();
+  (void)eager_keys;  // the static cache has no misses to report
   launch_static_lookup(view_, half(), input, n, out, default_value_, status, next_status, defaults, probe_shape_,
                        sm_count_, stream);
   auto* status_host = s.status_host.as<LookupStatus>();
