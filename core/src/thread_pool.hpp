@@ -84,6 +84,7 @@ class ThreadPool {
     const auto until = std::chrono::steady_clock::now() + spin_;
     while (!job->finished_all() && std::chrono::steady_clock::now() < until) {
       for (int i = 0; i < 16; ++i) pause();
+      std::this_thread::yield();
     }
     std::unique_lock lock(job->mutex);
     job->finished.wait(lock, [&] { return job->finished_all(); });
@@ -135,6 +136,9 @@ class ThreadPool {
     while (posted_.load(std::memory_order_acquire) == seen) {
       for (int i = 0; i < 64; ++i) pause();
       if (std::chrono::steady_clock::now() >= until) return;
+      // A polling worker must not hold a core that another thread wants (the caller, the CUDA
+      // driver's threads, torch's): give it up whenever someone else is runnable.
+      std::this_thread::yield();
     }
   }
 
