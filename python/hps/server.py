@@ -26,7 +26,10 @@ class HPS:
     `progress` is true, or by default when stderr is a terminal). Lookups, updates and erasures may
     come from many threads at once; every call releases the GIL. `lookup_threads` is how many
     threads one lookup may use on the host for a large batch (or a large set of GPU cache misses):
-    default min(16, cores); 1 keeps every lookup on its calling thread.
+    default min(16, cores); 1 keeps every lookup on its calling thread. Idle lookup threads poll for
+    work for HPS_LOOKUP_SPIN_US microseconds (environment, read when the server is built; default
+    200, 0 = sleep at once) before they sleep, since waking a sleeping thread costs tens of
+    microseconds on virtual machines.
 
     Example::
 
