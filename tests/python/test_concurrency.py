@@ -62,3 +62,24 @@ def test_concurrent_lookups_and_updates(tmp_path, persistent):
             th.join()
     assert not errors, errors[:3]
     assert counts["lookups"] > 20 and counts["updates"] > 20, counts
+
+
+@pytest.mark.parametrize("spin", ["0", "200", "100000"])
+def test_lookup_threads_answer_alike_whatever_they_poll(tmp_path, monkeypatch, spin):
+    """Large batches split over polling or sleeping lookup threads give exactly the stored rows."""
+    t = make_table(tmp_path / "t", 20000, 8)
+    monkeypatch.setenv("HPS_LOOKUP_SPIN_US", spin)
+    with hps.HPS(config_for([t]), lookup_threads=4) as ps:
+        rng = np.random.default_rng(3)
+        for size in (1, 300, 5000, 40000):
+            keys = t.keys[rng.integers(0, t.keys.size, size)]
+            np.testing.assert_array_equal(ps.lookup("m", 0, keys), t.expected(keys))
+
+
+@pytest.mark.parametrize("value", ["-5", "soon", "1e3"])
+def test_a_bad_spin_setting_is_refused_by_name(tmp_path, monkeypatch, value):
+    t = make_table(tmp_path / "t", 100, 8)
+    monkeypatch.setenv("HPS_LOOKUP_SPIN_US", value)
+    with pytest.raises(hps.InvalidArgumentError, match=f"HPS_LOOKUP_SPIN_US: expected microseconds >= 0, found '{value}'"):
+        hps.HPS(config_for([t]), lookup_threads=2)
+    hps.HPS(config_for([t]), lookup_threads=1).close()  # one thread: no pool, the setting is not read
