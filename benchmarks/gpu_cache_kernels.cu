@@ -1,30 +1,41 @@
-// Micro-benchmark of the GPU cache's all-hit lookup, next to its roof and a plain gather.
+// Micro-benchmark of the GPU cache's all-hit lookup, next to its roof and a plain gather, and of the
+// dynamic cache's hit rate against an exact LRU cache.
 //
 // For each row size D, a table of ~1 GiB of fp32 rows (20x the H100's L2) is loaded into a
-// static cache and a dynamic cache; lookups draw DISTINCT batches (8 rotating batches of keys
-// drawn uniformly from the keys known to be cached), so neither keys nor rows sit in L2.
+// static cache and a dynamic cache of capacity = rows (as gpucacheper 1.0 does; the warm start's
+// evictions, relocations and device bytes per row are printed); lookups draw DISTINCT batches
+// (8 rotating batches of keys drawn uniformly from the keys known to be cached), so neither keys
+// nor rows sit in L2.
 // Printed per (kind, B, D): time per call, keys/s, and % of the HBM bound
 //   B x (8 + 8D) bytes / (device-to-device copy bandwidth measured in the same run).
 // Baseline: a plain gather (one thread per float4, int64 row ids) over the same table size.
 // Static calls are timed back to back with events (no host synchronisation in the call);
 // dynamic calls include their one host synchronisation (the miss-count read), timed on the host.
 //
-// Usage: gpu_cache_kernels [--quick] [--sweep]
+// Hit rates: 2,000,000 keys, Zipf(1.05) batches of 262,144 and 1,048,576 keys, dynamic caches of
+// 20% and 5% of the keys (insertions synchronous), 6 warm-up and 6 measured calls; the same keys
+// go one by one through an exact LRU cache of the same capacity on the host.
+//
+// Usage: gpu_cache_kernels [--quick] [--sweep] [--no-hit-rates]
 //   --quick  only B = 26,624 and 1,048,576;  --sweep  also the kernel-shape variants at B = 1M
 //   (lanes per key x row chunks per lane, "strict" fence-ordered seqlock reads).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <list>
 #include <memory>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "cuda/dynamic_gpu_cache.hpp"
 #include "cuda/gpu_cache_base.hpp"
 #include "cuda/probe_dispatch.cuh"
 #include "hps/gpu_cache.hpp"
@@ -124,6 +135,9 @@ std::vector<std::unique_ptr<Device>> make_batches(const std::vector<std::int64_t
     batches.push_back(std::make_unique<Device>(batch * sizeof(std::int64_t)));
     CHECK(cudaMemcpy(batches.back()->ptr, keys.data(), batch * sizeof(std::int64_t), cudaMemcpyHostToDevice));
   }
+  // A pageable cudaMemcpy may return before its copy lands, and the (non-blocking) benchmark
+  // stream does not wait for the legacy default stream.
+  CHECK(cudaDeviceSynchronize());
   return batches;
 }
 
@@ -195,6 +209,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
   {  // plain gather baseline
     Device table(rows * dim * sizeof(float));
     CHECK(cudaMemcpy(table.ptr, values.data(), rows * dim * sizeof(float), cudaMemcpyHostToDevice));
+    CHECK(cudaDeviceSynchronize());  // landed before kernels on the non-blocking stream read it
     std::vector<std::int64_t> ids(rows);
     for (std::size_t i = 0; i < rows; ++i) ids[i] = static_cast<std::int64_t>(i);
     for (const std::size_t b : batches) {
@@ -242,17 +257,22 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
     }
   }
 
-  {  // dynamic cache, 25% more slots than rows; batches only draw keys it really holds
+  {  // dynamic cache of capacity = rows (gpucacheper 1.0); batches only draw keys it really holds
     hps::GpuCacheOptions options;
     options.dim = dim;
-    options.capacity = rows + rows / 4;
+    options.capacity = rows;
     auto cache = hps::GpuCache::create(options);
     const auto start = std::chrono::steady_clock::now();
     cache->insert(keys.data(), values.data(), rows);
-    std::printf("dynamic insert of %zu rows: %.3f s; size %zu of %zu slots; device bytes %.2f GiB\n", rows,
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), cache->size(),
-                cache->capacity(), static_cast<double>(cache->memory_bytes()) / (1 << 30));
-    // Keys evicted by set overflow answer through the resolver: collect them, leave them out.
+    const double insert_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    auto* dynamic = dynamic_cast<hps::cuda::DynamicGpuCache*>(cache.get());
+    const hps::cuda::DynamicCounters counters = dynamic->counters();
+    std::printf("dynamic insert of %zu rows at capacity = rows: %.3f s; size %zu of capacity %zu in %llu slots; "
+                "%llu relocated, %llu evicted by overflow; device bytes %.2f GiB = %.1f B per row (row %zu B)\n",
+                rows, insert_s, cache->size(), cache->capacity(), static_cast<unsigned long long>(dynamic->slots()),
+                counters.relocated, counters.overflowed, static_cast<double>(cache->memory_bytes()) / (1 << 30),
+                static_cast<double>(cache->memory_bytes()) / static_cast<double>(rows), dim * sizeof(float));
+    // Keys evicted by set overflow (expected: none) answer through the resolver: collect them, leave them out.
     std::unordered_set<std::int64_t> evicted;
     auto collect = [&](const std::int64_t* k, std::size_t n, float*, std::uint8_t* found) {
       for (std::size_t i = 0; i < n; ++i) {
@@ -266,7 +286,8 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
       Device d_out(chunk * dim * sizeof(float));
       for (std::size_t begin = 0; begin < rows; begin += chunk) {
         const std::size_t n = std::min(chunk, rows - begin);
-        CHECK(cudaMemcpy(d_keys.ptr, keys.data() + begin, n * sizeof(std::int64_t), cudaMemcpyHostToDevice));
+        CHECK(cudaMemcpyAsync(d_keys.ptr, keys.data() + begin, n * sizeof(std::int64_t), cudaMemcpyHostToDevice,
+                              stream));
         cache->lookup(d_keys.ptr, hps::KeyDtype::kInt64, true, n, d_out.as<float>(), stream, collect, {});
       }
     }
@@ -274,7 +295,8 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
     held.reserve(rows);
     for (const auto k : keys)
       if (!evicted.count(k)) held.push_back(k);
-    std::printf("dynamic: %zu keys held, %zu evicted by set overflow\n", held.size(), evicted.size());
+    std::printf("dynamic warm start at capacity = rows: %zu keys held, %zu evicted (%.4f%%)\n", held.size(),
+                evicted.size(), 100.0 * static_cast<double>(evicted.size()) / static_cast<double>(rows));
     auto* base = dynamic_cast<hps::cuda::GpuCacheBase*>(cache.get());
     for (const std::size_t b : batches) {
       auto key_batches = make_batches(held, b, rng);
@@ -304,7 +326,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
       std::uniform_int_distribution<std::size_t> pick(0, held.size() - 1);
       for (std::size_t i = 0; i < b; ++i) mixed[i] = i % 100 == 0 ? -static_cast<std::int64_t>(i) - 1 : held[pick(rng)];
       Device d_mixed(b * sizeof(std::int64_t));
-      CHECK(cudaMemcpy(d_mixed.ptr, mixed.data(), b * sizeof(std::int64_t), cudaMemcpyHostToDevice));
+      CHECK(cudaMemcpyAsync(d_mixed.ptr, mixed.data(), b * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream));
       auto fill = [&](const std::int64_t*, std::size_t n, float* r, std::uint8_t* found) {
         std::fill(r, r + n * dim, 0.0f);
         std::fill(found, found + n, std::uint8_t{0});
@@ -317,13 +339,81 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
   }
 }
 
+/// Hit rate of dynamic caches on a Zipf stream next to an exact LRU cache of the same capacity.
+void hit_rates(cudaStream_t stream) {
+  const std::size_t keys_total = 2000000, dim = 16;
+  const double alpha = 1.05;
+  std::printf("\n-- hit rates: %zu keys, Zipf(%.2f), D = %zu, 6 warm-up + 6 measured calls\n", keys_total, alpha, dim);
+  std::vector<double> cdf(keys_total);
+  double sum = 0;
+  for (std::size_t i = 0; i < keys_total; ++i) cdf[i] = (sum += std::pow(static_cast<double>(i + 1), -alpha));
+  for (auto& c : cdf) c /= sum;
+  std::vector<std::int64_t> by_rank(keys_total);  // Zipf rank r is key by_rank[r]
+  for (std::size_t i = 0; i < keys_total; ++i) by_rank[i] = static_cast<std::int64_t>(mix(i + 7));
+  for (const std::size_t batch : {std::size_t{262144}, std::size_t{1048576}}) {
+    std::mt19937_64 rng(batch);
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    std::vector<std::vector<std::int64_t>> calls(12, std::vector<std::int64_t>(batch));
+    for (auto& call : calls) {
+      for (auto& k : call) {
+        const auto at = static_cast<std::size_t>(std::lower_bound(cdf.begin(), cdf.end(), unit(rng)) - cdf.begin());
+        k = by_rank[std::min(at, keys_total - 1)];
+      }
+    }
+    Device d_keys(batch * sizeof(std::int64_t)), d_out(batch * dim * sizeof(float));
+    for (const double fraction : {0.2, 0.05}) {
+      const auto capacity = static_cast<std::size_t>(fraction * static_cast<double>(keys_total));
+      hps::GpuCacheOptions options;
+      options.dim = dim;
+      options.capacity = capacity;
+      options.hit_rate_threshold = 1.0;
+      auto cache = hps::GpuCache::create(options);
+      auto resolve = [&](const std::int64_t*, std::size_t n, float* r, std::uint8_t* found) {
+        std::fill(r, r + n * dim, 0.5f);
+        std::fill(found, found + n, std::uint8_t{1});
+      };
+      std::list<std::int64_t> order;
+      std::unordered_map<std::int64_t, std::list<std::int64_t>::iterator> where;
+      where.reserve(capacity * 2);
+      std::size_t hits = 0, lru_hits = 0, measured = 0;
+      for (std::size_t c = 0; c < calls.size(); ++c) {
+        CHECK(cudaMemcpyAsync(d_keys.ptr, calls[c].data(), batch * sizeof(std::int64_t), cudaMemcpyHostToDevice,
+                              stream));
+        const auto result =
+            cache->lookup(d_keys.ptr, hps::KeyDtype::kInt64, true, batch, d_out.as<float>(), stream, resolve, {});
+        std::size_t lru = 0;
+        for (const auto k : calls[c]) {
+          const auto it = where.find(k);
+          if (it != where.end()) {
+            order.splice(order.begin(), order, it->second);
+            ++lru;
+            continue;
+          }
+          order.push_front(k);
+          where[k] = order.begin();
+          if (order.size() > capacity) {
+            where.erase(order.back());
+            order.pop_back();
+          }
+        }
+        if (c >= 6) hits += result.hits, lru_hits += lru, measured += batch;
+      }
+      std::printf("hit rate B=%8zu capacity %4.0f%%: dynamic %.4f, exact LRU %.4f\n", batch, 100 * fraction,
+                  static_cast<double>(hits) / static_cast<double>(measured),
+                  static_cast<double>(lru_hits) / static_cast<double>(measured));
+      std::fflush(stdout);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, sweep = false;
+  bool quick = false, sweep = false, rates = true;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     if (std::strcmp(argv[i], "--sweep") == 0) sweep = true;
+    if (std::strcmp(argv[i], "--no-hit-rates") == 0) rates = false;
   }
   try {
     if (hps::cuda_device_count() == 0) {
@@ -342,6 +432,7 @@ int main(int argc, char** argv) {
     for (const std::size_t dim : {std::size_t{16}, std::size_t{64}, std::size_t{128}}) {
       run_dim(dim, batches, sweep, bandwidth, stream);
     }
+    if (rates) hit_rates(stream);
     std::printf("\n| kind | B | D | us/call | G keys/s | %% of HBM bound |\n|---|---|---|---|---|---|\n");
     for (const auto& r : results) {
       std::printf("| %s | %zu | %zu | %.2f | %.3f | %.1f |\n", r.kind.c_str(), r.batch, r.dim, r.seconds * 1e6,

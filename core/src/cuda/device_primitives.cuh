@@ -81,6 +81,25 @@ __device__ __forceinline__ std::uint64_t reduce_hash(std::uint64_t hash, std::ui
   return __umul64hi(hash, range);
 }
 
+/// A second bijective mix of an already mixed key hash (a different multiply-xorshift chain), so
+/// that a key's two candidate sets are independent of each other and of its digest.
+__host__ __device__ __forceinline__ std::uint64_t rehash(std::uint64_t h) {
+  h += 0x9E3779B97F4A7C15ULL;
+  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
+  return h ^ (h >> 31);
+}
+
+/// The dynamic cache's two candidate sets of a key whose mixed hash is `hash`, over `num_sets` >= 2
+/// sets: `first` from the hash, `second` from its rehash over the other num_sets - 1 sets, so the
+/// two always differ.
+__device__ __forceinline__ void candidate_sets(std::uint64_t hash, std::uint64_t num_sets, std::uint32_t& first,
+                                               std::uint32_t& second) {
+  first = static_cast<std::uint32_t>(reduce_hash(hash, num_sets));
+  second = static_cast<std::uint32_t>(reduce_hash(rehash(hash), num_sets - 1));
+  second += second >= first ? 1u : 0u;
+}
+
 // ---- row chunks ---------------------------------------------------------------------------------
 // A row is read and written as chunks of kElems elements: 16 bytes of storage when the row size
 // and the output allow it (4 floats or 8 halves), one element otherwise.

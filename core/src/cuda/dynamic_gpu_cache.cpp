@@ -1,6 +1,7 @@
 #include "cuda/dynamic_gpu_cache.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstring>
 
@@ -24,11 +25,20 @@ constexpr std::size_t kMaxSlices = 8;
 constexpr std::size_t kSliceKeys = 2048;
 }  // namespace
 
+std::uint64_t DynamicGpuCache::sets_for(std::size_t capacity) {
+  // Slots for capacity / kTargetLoad rows (at least 2 sets: a key's two sets must differ), so that
+  // `capacity` keys fit without evictions (docs/gpu_cache.md), and always one slot more than the
+  // capacity, so a new key can be placed while the cache is one short of full.
+  const auto wanted = static_cast<std::uint64_t>(std::ceil(static_cast<double>(capacity) / kTargetLoad));
+  const std::uint64_t slots = std::max<std::uint64_t>(wanted, static_cast<std::uint64_t>(capacity) + 1);
+  return std::max<std::uint64_t>(2, (slots + kSlotsPerSet - 1) / kSlotsPerSet);
+}
+
 DynamicGpuCache::DynamicGpuCache(const GpuCacheOptions& options) : GpuCacheBase(options) {
   DeviceGuard guard(options_.device);
-  const std::uint64_t num_sets = (options_.capacity + kSlotsPerSet - 1) / kSlotsPerSet;
-  HPS_EXPECTS(num_sets < (std::uint64_t{1} << 32), InvalidArgument, "dynamic GPU cache: capacity ", options_.capacity,
-              " rows exceeds the limit of ", (std::uint64_t{1} << 32) * kSlotsPerSet - kSlotsPerSet);
+  HPS_EXPECTS(options_.capacity < (std::uint64_t{1} << 34), InvalidArgument, "dynamic GPU cache: capacity ",
+              options_.capacity, " rows exceeds the limit of ", (std::uint64_t{1} << 34) - 1);
+  const std::uint64_t num_sets = sets_for(options_.capacity);
   const std::uint64_t slots = num_sets * kSlotsPerSet;
   const std::size_t elem = half() ? 2 : 4;
   // Zero-filled: every slot starts empty (meta 0 = not occupied), every lock free.
@@ -36,14 +46,15 @@ DynamicGpuCache::DynamicGpuCache(const GpuCacheOptions& options) : GpuCacheBase(
   records_ = DeviceAllocation(slots * sizeof(SlotRecord), writer_stream());
   rows_ = DeviceAllocation(slots * options_.dim * elem, writer_stream());
   locks_ = DeviceAllocation(num_sets * sizeof(std::uint32_t), writer_stream());
-  occupied_ = DeviceAllocation(sizeof(unsigned long long), writer_stream());
-  table_bytes_ = meta_.bytes() + records_.bytes() + rows_.bytes() + locks_.bytes() + occupied_.bytes();
+  counters_ = DeviceAllocation(sizeof(DynamicCounters), writer_stream());
+  table_bytes_ = meta_.bytes() + records_.bytes() + rows_.bytes() + locks_.bytes() + counters_.bytes();
   view_.meta = static_cast<std::uint32_t*>(meta_.get());
   view_.records = static_cast<SlotRecord*>(records_.get());
   view_.rows = rows_.get();
   view_.set_locks = static_cast<std::uint32_t*>(locks_.get());
-  view_.occupied = static_cast<unsigned long long*>(occupied_.get());
+  view_.counters = static_cast<DynamicCounters*>(counters_.get());
   view_.num_sets = num_sets;
+  view_.capacity = options_.capacity;
   view_.dim = static_cast<std::uint32_t>(options_.dim);
   // Host wait (construction only): the zeroed table must be visible to lookups on any stream.
   HPS_CUDA_CHECK(cudaStreamSynchronize(writer_stream()));
@@ -262,15 +273,17 @@ void DynamicGpuCache::enqueue_dump(std::uint64_t first, std::uint64_t end, std::
   launch_dynamic_dump(view_, first, end, keys_out, count, sm_count_, writer_stream());
 }
 
-std::size_t DynamicGpuCache::size() const {
+DynamicCounters DynamicGpuCache::counters() const {
   DeviceGuard guard(options_.device);
-  unsigned long long occupied = 0;
+  DynamicCounters counters{};
   // Ordered after every queued insertion on the writer stream.
-  HPS_CUDA_CHECK(cudaMemcpyAsync(&occupied, view_.occupied, sizeof(occupied), cudaMemcpyDeviceToHost, writer_stream()));
-  // Host wait: the count is needed on the host.
+  HPS_CUDA_CHECK(cudaMemcpyAsync(&counters, view_.counters, sizeof(counters), cudaMemcpyDeviceToHost, writer_stream()));
+  // Host wait: the counts are needed on the host.
   HPS_CUDA_CHECK(cudaStreamSynchronize(writer_stream()));
-  return static_cast<std::size_t>(occupied);
+  return counters;
 }
+
+std::size_t DynamicGpuCache::size() const { return static_cast<std::size_t>(counters().occupied); }
 
 std::size_t DynamicGpuCache::memory_bytes() const {
   return table_bytes_ + staging_device_bytes() + scratch_.device_bytes();

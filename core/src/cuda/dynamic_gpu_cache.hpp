@@ -1,6 +1,8 @@
-// The dynamic GPU cache: a set-associative cache of `capacity` rows with LRU-like replacement
-// inside each 8-slot set, lock-free (seqlock-validated) readers, and a lookup that answers misses
-// through the caller's MissResolver and inserts the rows found. Design: docs/gpu_cache.md.
+// The dynamic GPU cache: at most `capacity` rows in sets of 8 slots, each key placed in the emptier
+// of its two candidate sets (residents move to their other set to make room), LRU-like
+// replacement over a key's 16 candidate slots once the cache holds `capacity` keys, lock-free
+// (seqlock-validated) readers, and a lookup that answers misses through the caller's
+// MissResolver and inserts the rows found. Design: docs/gpu_cache.md.
 #pragma once
 
 #include "cuda/gpu_cache_base.hpp"
@@ -15,10 +17,18 @@ class DynamicGpuCache final : public GpuCacheBase {
   GpuLookupResult lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out, void* stream,
                          const MissResolver& resolve, const InsertGuard& guard) override;
   std::size_t size() const override;
-  std::size_t capacity() const override { return static_cast<std::size_t>(view_.num_sets * kSlotsPerSet); }
+  /// Keys held at most (the option); the table has about 11% more slots, so that this many keys
+  /// fit in their candidate sets without evictions.
+  std::size_t capacity() const override { return static_cast<std::size_t>(view_.capacity); }
   std::size_t memory_bytes() const override;
   /// Defaults of a dynamic cache come from the resolver on the host: nothing to count here.
   std::size_t defaults_served() override { return 0; }
+
+  /// Internal (tests, benchmarks): the writer counters (host wait on the writer stream).
+  DynamicCounters counters() const;
+  std::uint64_t slots() const { return view_.num_sets * kSlotsPerSet; }
+  /// Sets allocated for `capacity` keys.
+  static std::uint64_t sets_for(std::size_t capacity);
 
  protected:
   void enqueue_write(const WriteBatch& batch, WriteKind kind) override;
@@ -46,7 +56,7 @@ class DynamicGpuCache final : public GpuCacheBase {
                      const std::int64_t* unique_keys, const std::uint32_t* unique_of_miss, const std::uint32_t* positions,
                      float* out, cudaStream_t stream, const InsertGuard& guard, GpuLookupResult& result);
 
-  DeviceAllocation meta_, records_, rows_, locks_, occupied_;
+  DeviceAllocation meta_, records_, rows_, locks_, counters_;
   DynamicTableView view_;
   std::size_t table_bytes_ = 0;
 };

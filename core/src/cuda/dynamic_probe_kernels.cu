@@ -4,10 +4,11 @@
 // registers (few lanes per key: the per-key state is copied in fewer lanes, so more keys fit in
 // flight; the lookup is bound by chains of dependent memory reads). Each group keeps kKeys keys in
 // flight and every phase issues its loads for all of them before using any result:
-//  A. load and convert the keys; hash each to a set and a 16-bit digest;
-//  B. load the set's 8 meta words (one 32-byte sector, split over the group's lanes);
-//  C. candidates = slots whose digest matches and that are occupied and not busy; the first
-//     candidate's meta word is the version "before";
+//  A. load and convert the keys; hash each to its two candidate sets and a 16-bit digest;
+//  B. load both sets' 8 meta words (two 32-byte sectors, split over the group's lanes and issued
+//     together, so the second set costs no extra round trip);
+//  C. candidates = slots of either set whose digest matches and that are occupied and not busy;
+//     the first candidate's meta word is the version "before";
 //  D. load the candidate's record (key, LRU stamp) and row chunk into registers;
 //  E. re-read the candidate's meta word ("after"), strictly after the record and row reads;
 //  F. a hit when the record holds the key and before == after (no writer touched the slot while
@@ -19,9 +20,13 @@
 // depends on have arrived, so the reads happen in protocol order without a fence. With
 // kStrict the kernel uses fences instead (the PTX memory model's own tool; benchmarked slower).
 // Rows wider than kLanes x kChunks chunks read the rest with fences in either mode.
-// A hit refreshes the slot's LRU stamp only when it is several epochs old (fewer writes).
+// A hit refreshes the slot's LRU stamp when it is older than this lookup (so rows a lookup hits
+// are never older than the misses it inserts; a hot key's repeats in one call mostly see the
+// first store and skip theirs).
 // Misses are appended, warp-aggregated, to the sink's compacted key/position lists.
 #include <cuda_fp16.h>
+
+#include <type_traits>
 
 #include "cuda/cuda_check.hpp"
 #include "cuda/device_primitives.cuh"
@@ -34,33 +39,65 @@ namespace {
 
 constexpr int kBlockThreads = 256;
 /// Shapes holding 8 or more row chunks per key ask for at least 4 resident blocks (1,024 threads)
-/// per SM, which caps registers at 64; left alone the compiler takes ~76 and fits only 3. The
-/// lookup is bound by chains of dependent reads, so keys in flight matter most. Smaller shapes
-/// ask nothing (0): they need fewer than 50 registers unasked, and asking makes ptxas take more.
-template <int kLanes, int kChunks>
-constexpr int kMinBlocksPerSm = kLanes * kChunks >= 8 ? 4 : 0;
+/// per SM, which caps registers at 64; left alone the compiler takes ~76 and fits only 3. Smaller
+/// fp32 shapes ask for 5 (48 registers, no spills): with both candidate sets' meta words in
+/// flight they would otherwise take 64 and fit only 4. Smaller fp16 shapes ask nothing (their
+/// conversions spill under 48). The lookup is bound by chains of dependent reads, so keys in
+/// flight matter most.
+template <typename T, int kLanes, int kChunks>
+constexpr int kMinBlocksPerSm = kLanes * kChunks >= 8 ? 4 : (std::is_same_v<T, float> ? 5 : 0);
 constexpr std::uint32_t kFullMask = 0xFFFFFFFFu;
-/// A hit rewrites its slot's stamp only when it is at least this many lookups old.
-constexpr std::uint32_t kStampRefreshAge = 4;
+/// A hit rewrites its slot's stamp only when it is at least this many lookups old. 1: whenever
+/// the stamp is older than the lookup. (4 was measured to cost up to 16 points of hit rate when a
+/// call's misses outnumber a few percent of the cache: the call's own insertions, stamped with its
+/// epoch, evicted the hot rows it had just hit without refreshing. docs/gpu_cache.md.)
+constexpr std::uint32_t kStampRefreshAge = 1;
+
+/// Whether a hit should rewrite the slot's stamp (a stamp newer than `epoch`, from a later
+/// lookup, is left alone).
+__device__ __forceinline__ bool stamp_is_stale(std::uint32_t epoch, std::uint32_t stamp) {
+  return static_cast<std::int32_t>(epoch - stamp) >= static_cast<std::int32_t>(kStampRefreshAge);
+}
 
 __device__ __forceinline__ bool is_candidate(std::uint32_t meta, std::uint32_t digest) {
   return (meta >> 16) == digest && (meta & (kMetaBusy | kMetaOccupied)) == kMetaOccupied;
 }
 
-/// The meta words of one set held by one lane: kWords consecutive words.
+/// Global slot index of candidate `c` (0-7: slot c of `first`, 8-15: slot c - 8 of `second`).
+__device__ __forceinline__ std::uint64_t candidate_slot(std::uint32_t first, std::uint32_t second, int c) {
+  return static_cast<std::uint64_t>(c < kSlotsPerSet ? first : second) * kSlotsPerSet +
+         static_cast<std::uint64_t>(c % kSlotsPerSet);
+}
+
+/// The 16 candidate meta words of a key (8 of each set) held by one lane: kWords consecutive
+/// words of the concatenation [first set's 8 | second set's 8].
 template <int kWords>
 struct MetaWords {
   std::uint32_t w[kWords];
-  __device__ __forceinline__ void load(const std::uint32_t* first) {
-    if constexpr (kWords == 8) {
-      const uint4 a = load_relaxed_v4(first), b = load_relaxed_v4(first + 4);
-      w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = b.x, w[5] = b.y, w[6] = b.z, w[7] = b.w;
-    } else if constexpr (kWords == 4) {
-      const uint4 v = load_relaxed_v4(first);
-      w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+  /// Loads this lane's words, the `rank`-th group of kWords.
+  __device__ __forceinline__ void load(const std::uint32_t* meta, std::uint32_t first, std::uint32_t second,
+                                       unsigned rank) {
+    if constexpr (kWords == 16) {
+      const std::uint32_t* a = meta + static_cast<std::uint64_t>(first) * kSlotsPerSet;
+      const std::uint32_t* b = meta + static_cast<std::uint64_t>(second) * kSlotsPerSet;
+      const uint4 v0 = load_relaxed_v4(a), v1 = load_relaxed_v4(a + 4);
+      const uint4 v2 = load_relaxed_v4(b), v3 = load_relaxed_v4(b + 4);
+      w[0] = v0.x, w[1] = v0.y, w[2] = v0.z, w[3] = v0.w, w[4] = v1.x, w[5] = v1.y, w[6] = v1.z, w[7] = v1.w;
+      w[8] = v2.x, w[9] = v2.y, w[10] = v2.z, w[11] = v2.w, w[12] = v3.x, w[13] = v3.y, w[14] = v3.z, w[15] = v3.w;
     } else {
+      const unsigned word = rank * kWords;  // first word of this lane in the concatenation
+      const std::uint32_t set = word < static_cast<unsigned>(kSlotsPerSet) ? first : second;
+      const std::uint32_t* at = meta + static_cast<std::uint64_t>(set) * kSlotsPerSet + word % kSlotsPerSet;
+      if constexpr (kWords == 8) {
+        const uint4 a = load_relaxed_v4(at), b = load_relaxed_v4(at + 4);
+        w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = b.x, w[5] = b.y, w[6] = b.z, w[7] = b.w;
+      } else if constexpr (kWords == 4) {
+        const uint4 v = load_relaxed_v4(at);
+        w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+      } else {
 #pragma unroll
-      for (int i = 0; i < kWords; ++i) w[i] = load_relaxed_u32(first + i);
+        for (int i = 0; i < kWords; ++i) w[i] = load_relaxed_u32(at + i);
+      }
     }
   }
   __device__ __forceinline__ void clear() {
@@ -97,8 +134,8 @@ __device__ __forceinline__ void append_misses(const MissSink& sink, bool miss, s
 /// so the group tries the remaining candidates one by one with the full protocol and fences,
 /// re-reading each candidate's meta word as its version "before".
 template <typename T, bool kVector, int kLanes>
-__device__ bool probe_remaining_candidates(const DynamicTableView& table, std::int64_t key, std::uint32_t set,
-                                           std::uint32_t candidates, float* dst, unsigned rank,
+__device__ bool probe_remaining_candidates(const DynamicTableView& table, std::int64_t key, std::uint32_t first,
+                                           std::uint32_t second, std::uint32_t candidates, float* dst, unsigned rank,
                                            std::uint32_t group_mask, std::uint32_t epoch) {
   using Chunk = RowChunk<T, kVector>;
   const std::uint32_t chunks = table.dim / Chunk::kElems;
@@ -106,7 +143,7 @@ __device__ bool probe_remaining_candidates(const DynamicTableView& table, std::i
   while (candidates != 0) {
     const int j = __ffs(static_cast<int>(candidates)) - 1;
     candidates &= candidates - 1;
-    const std::uint64_t slot = static_cast<std::uint64_t>(set) * kSlotsPerSet + static_cast<std::uint64_t>(j);
+    const std::uint64_t slot = candidate_slot(first, second, j);
     const std::uint32_t before = load_relaxed_u32(table.meta + slot);
     fence_gpu();
     const uint4 record = load_relaxed_v4(table.records + slot);
@@ -122,24 +159,22 @@ __device__ bool probe_remaining_candidates(const DynamicTableView& table, std::i
     fence_gpu();
     const bool unchanged = load_relaxed_u32(table.meta + slot) == before;
     const bool hit = (__ballot_sync(group_mask, unchanged) & group_mask) == group_mask;
-    if (hit && rank == 0 && epoch - record.z >= kStampRefreshAge) {
-      store_relaxed_u32(&table.records[slot].stamp, epoch);
-    }
-    return hit;  // a key occupies at most one slot
+    if (hit && rank == 0 && stamp_is_stale(epoch, record.z)) store_relaxed_u32(&table.records[slot].stamp, epoch);
+    return hit;  // a key occupies one slot (two only during a move, both whole: either answers)
   }
   return false;
 }
 
 template <typename T, bool kVector, int kLanes, int kChunks, int kKeys, bool kStrict>
-__global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<kLanes, kChunks>)
+__global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChunks>)
     dynamic_probe_kernel(const DynamicTableView table, const KeyInput input, const std::uint64_t n, float* out,
                          const std::uint32_t epoch, const MissSink sink, const std::uint32_t zero) {
   using Chunk = RowChunk<T, kVector>;
   constexpr int kGroupsPerWarp = 32 / kLanes;
   constexpr int kKeysPerWarp = kGroupsPerWarp * kKeys;
-  // The group's lanes split the set's 8 meta words: kWords each, over kMetaLanes lanes.
-  constexpr int kWords = kLanes >= kSlotsPerSet ? 1 : kSlotsPerSet / kLanes;
-  constexpr int kMetaLanes = kSlotsPerSet / kWords;
+  // The group's lanes split the 16 candidate meta words (both sets): kWords each, over kMetaLanes lanes.
+  constexpr int kWords = kLanes >= kCandidateSlots ? 1 : kCandidateSlots / kLanes;
+  constexpr int kMetaLanes = kCandidateSlots / kWords;
   const unsigned lane = threadIdx.x % 32;
   const unsigned group = lane / kLanes;
   const unsigned rank = lane % kLanes;
@@ -165,7 +200,8 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<kLanes, kChunks
   load_raw_keys(input, pos, raw);
   for (std::uint64_t base = warp * kKeysPerWarp; base < n; base += stride) {
     std::int64_t key[kKeys];
-    std::uint32_t set[kKeys];
+    std::uint32_t set[kKeys];     // first candidate set
+    std::uint32_t other[kKeys];   // second candidate set
     std::uint32_t digest[kKeys];
 
     // A. This iteration's keys arrived during the last one; fetch the next iteration's now, so
@@ -174,12 +210,13 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<kLanes, kChunks
     std::uint64_t next_raw[kKeys];
     key_positions<kKeys, kGroupsPerWarp>(base + stride, group, n, next_pos);
     load_raw_keys(input, next_pos, next_raw);
-    // B. Meta words of each key's set.
+    // B. Meta words of each key's two sets, both sectors requested together.
     MetaWords<kWords> meta[kKeys];
 #pragma unroll
     for (int k = 0; k < kKeys; ++k) {
       key[k] = 0;
       set[k] = 0;
+      other[k] = 0;
       digest[k] = 0;
       meta[k].clear();
       if (pos[k] == kDeadPosition) continue;
@@ -189,11 +226,9 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<kLanes, kChunks
         continue;
       }
       const std::uint64_t hash = mix_key(key[k]);
-      set[k] = static_cast<std::uint32_t>(reduce_hash(hash, table.num_sets));
+      candidate_sets(hash, table.num_sets, set[k], other[k]);
       digest[k] = static_cast<std::uint32_t>(hash & 0xFFFFu);
-      if (rank < static_cast<unsigned>(kMetaLanes)) {
-        meta[k].load(table.meta + static_cast<std::uint64_t>(set[k]) * kSlotsPerSet + rank * kWords);
-      }
+      if (rank < static_cast<unsigned>(kMetaLanes)) meta[k].load(table.meta, set[k], other[k], rank);
     }
     if constexpr (kStrict) fence_gpu();
 
@@ -230,8 +265,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<kLanes, kChunks
 #pragma unroll
       for (int j = 0; j < kChunks; ++j) data[k][j] = typename Chunk::Bits{};
       if (candidates[k] == 0) continue;
-      const std::uint64_t slot = static_cast<std::uint64_t>(set[k]) * kSlotsPerSet +
-                                 static_cast<std::uint64_t>(__ffs(static_cast<int>(candidates[k])) - 1);
+      const std::uint64_t slot = candidate_slot(set[k], other[k], __ffs(static_cast<int>(candidates[k])) - 1);
       record[k] = load_relaxed_v4(table.records + slot);
       const T* row = rows + slot * dim;
 #pragma unroll
@@ -245,8 +279,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<kLanes, kChunks
 #pragma unroll
       for (int k = 0; k < kKeys; ++k) {
         if (candidates[k] == 0) continue;
-        const std::uint64_t slot = static_cast<std::uint64_t>(set[k]) * kSlotsPerSet +
-                                   static_cast<std::uint64_t>(__ffs(static_cast<int>(candidates[k])) - 1);
+        const std::uint64_t slot = candidate_slot(set[k], other[k], __ffs(static_cast<int>(candidates[k])) - 1);
         float* dst = out + static_cast<std::uint64_t>(pos[k]) * dim;
         for (std::uint32_t c = rank + kLanes * kChunks; c < chunks; c += kLanes) {
           const typename Chunk::Bits extra = Chunk::load_bits(rows + slot * dim, c);
@@ -262,8 +295,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<kLanes, kChunks
     for (int k = 0; k < kKeys; ++k) {
       hit[k] = false;
       if (candidates[k] == 0) continue;
-      const std::uint64_t slot = static_cast<std::uint64_t>(set[k]) * kSlotsPerSet +
-                                 static_cast<std::uint64_t>(__ffs(static_cast<int>(candidates[k])) - 1);
+      const std::uint64_t slot = candidate_slot(set[k], other[k], __ffs(static_cast<int>(candidates[k])) - 1);
       // Zero at run time, but computed from every value just read: the load below waits for them.
       std::uint32_t after_dependency = record[k].x ^ record[k].y;
 #pragma unroll
@@ -288,14 +320,14 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<kLanes, kChunks
           const std::uint32_t c = rank + static_cast<std::uint32_t>(j * kLanes);
           if (c < chunks) Chunk::to_output(dst, c, data[k][j]);
         }
-        if (rank == 0 && epoch - record[k].z >= kStampRefreshAge) {
-          const std::uint64_t slot = static_cast<std::uint64_t>(set[k]) * kSlotsPerSet +
-                                     static_cast<std::uint64_t>(__ffs(static_cast<int>(candidates[k])) - 1);
+        if (rank == 0 && stamp_is_stale(epoch, record[k].z)) {
+          const std::uint64_t slot = candidate_slot(set[k], other[k], __ffs(static_cast<int>(candidates[k])) - 1);
           store_relaxed_u32(&table.records[slot].stamp, epoch);
         }
       } else if (slow) {
-        found = probe_remaining_candidates<T, kVector, kLanes>(table, key[k], set[k], candidates[k] & (candidates[k] - 1u),
-                                                               dst, rank, group_mask, epoch);
+        found = probe_remaining_candidates<T, kVector, kLanes>(table, key[k], set[k], other[k],
+                                                               candidates[k] & (candidates[k] - 1u), dst, rank,
+                                                               group_mask, epoch);
       }
       append_misses(sink, pos[k] != kDeadPosition && !found && rank == 0, key[k], pos[k], lane);
     }

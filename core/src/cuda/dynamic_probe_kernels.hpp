@@ -1,5 +1,5 @@
-// The lookup kernel of the dynamic cache: converts each key, probes its set, copies hit rows into
-// the output and reports misses (compacted) and invalid keys through a MissSink.
+// The lookup kernel of the dynamic cache: converts each key, probes its two candidate sets, copies
+// hit rows into the output and reports misses (compacted) and invalid keys through a MissSink.
 #pragma once
 
 #include <cuda_runtime_api.h>

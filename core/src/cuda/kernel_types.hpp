@@ -57,15 +57,24 @@ struct MissSink {
 // ---- dynamic (set-associative) table -------------------------------------------------------------
 // Sets of kSlotsPerSet slots. Per slot: a 32-bit meta word (16-bit key digest | 16-bit version),
 // a 16-byte record {key, LRU stamp} and a row. The 8 meta words of a set fill one 32-byte sector,
-// so one load tells a reader which slot may hold its key and that slot's version.
+// so one load per candidate set tells a reader which slot may hold its key and that slot's version.
+//
+// Two-choice placement: a key may live in either of two sets (candidate_sets() in
+// device_primitives.cuh), never in both at once once a writer is done. Readers read both sets'
+// meta sectors together; writers lock both sets (lower index first).
 //
 // Version (low 16 bits of the meta word): bit 0 busy (a writer is changing the slot), bit 1
 // occupied, bits 2-15 a counter bumped by every write, so a reader that saw the same meta word
 // before and after reading a row knows no writer touched the slot in between.
 
 constexpr int kSlotsPerSet = 8;
+constexpr int kCandidateSlots = 2 * kSlotsPerSet;  ///< slots a key may occupy: its two sets
 constexpr std::uint32_t kMetaBusy = 1u;
 constexpr std::uint32_t kMetaOccupied = 2u;
+/// Sets are allocated for capacity / kTargetLoad slots: at this load two-choice placement with
+/// one- and two-step relocation stores `capacity` random keys without a single eviction (measured
+/// by simulation and on the GPU: docs/gpu_cache.md).
+constexpr double kTargetLoad = 0.9;
 
 struct alignas(16) SlotRecord {
   std::int64_t key;
@@ -74,13 +83,22 @@ struct alignas(16) SlotRecord {
 };
 static_assert(sizeof(SlotRecord) == 16);
 
+/// Device counters of a dynamic cache, updated by writer kernels only.
+struct DynamicCounters {
+  unsigned long long occupied;    ///< keys held; never above the view's capacity
+  unsigned long long relocated;   ///< keys moved to their other set to make room (one per move)
+  unsigned long long overflowed;  ///< new keys that evicted below the capacity: both sets full, no move found
+  unsigned long long dropped;     ///< new keys not stored: at capacity and both sets empty (tiny caches)
+};
+
 struct DynamicTableView {
   std::uint32_t* meta = nullptr;       ///< [num_sets * kSlotsPerSet]
   SlotRecord* records = nullptr;       ///< [num_sets * kSlotsPerSet]
   void* rows = nullptr;                ///< [num_sets * kSlotsPerSet][dim], float or __half
   std::uint32_t* set_locks = nullptr;  ///< [num_sets]; taken by writer threads only, never by readers
-  unsigned long long* occupied = nullptr;  ///< number of occupied slots
-  std::uint64_t num_sets = 0;
+  DynamicCounters* counters = nullptr;
+  std::uint64_t num_sets = 0;          ///< >= 2, so a key's two sets always differ
+  std::uint64_t capacity = 0;          ///< keys held at most (< num_sets * kSlotsPerSet)
   std::uint32_t dim = 0;
 };
 
