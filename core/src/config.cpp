@@ -1003,6 +1003,20 @@ const Fields<ModelConfig>& model_fields() {
       bind("maxnum_des_feature_per_sample", &M::maxnum_des_feature_per_sample, integer(),
            "Dense features per sample.")
           .ignore(kDense),
+      bind("network_file", &M::network_file, string(), "Graph file of the dense network.").ignore(kDense),
+      bind("label_dim", &M::label_dim, integer(), "Outputs of the dense network per sample.").ignore(kDense),
+      bind("slot_num", &M::slot_num, integer(), "Feature slots of the dense network's input.").ignore(kDense),
+      bind("non_trainable_params_file", &M::non_trainable_params_file, string(),
+           "File of the dense network's non-trainable parameters.")
+          .ignore(kDense),
+      bind("use_mixed_precision", &M::use_mixed_precision, boolean(), "Run the dense network in fp16.")
+          .ignore(kDense),
+      bind("scaler", &M::scaler, number(), "Loss scaler of the dense network.").ignore(kDense),
+      bind("use_algorithm_search", &M::use_algorithm_search, boolean(),
+           "Let the dense network search for GEMM algorithms.")
+          .ignore(kDense),
+      bind("use_cuda_graph", &M::use_cuda_graph, boolean(), "Run the dense network through CUDA graphs.")
+          .ignore(kDense),
       bind("refresh_delay", &M::refresh_delay, number(), "Seconds before the first timed cache refresh.")
           .ignore("there is no refresh timer: call refresh()"),
       bind("refresh_interval", &M::refresh_interval, number(), "Seconds between timed cache refreshes.")

@@ -402,8 +402,10 @@ TEST(Config, UnknownKeysSuggestTheClosestValidKey) {
   const std::string far = error_of(with("/persistent_db/zzzzzzzzzz", 1));
   EXPECT_EQ(far, "config.json: persistent_db.zzzzzzzzzz: unknown key; valid keys here: type, path, num_threads, "
                  "read_only, max_batch_size, update_filters, initialize_after_startup");
-  // Keys HugeCTR's docs listed but never read from JSON are unknown here too.
-  EXPECT_TRUE(contains(error_of(with("/models/0/network_file", "x.json")), "models[0].network_file: unknown key"));
+  // The dense-network keys Triton configs carry are accepted (with a warning), so a misspelling
+  // of one is pointed at it.
+  EXPECT_EQ(error_of(with("/models/0/network_files", "x.json")),
+            "config.json: models[0].network_files: unknown key; did you mean 'network_file'?");
 }
 
 TEST(Config, WrongTypesNameThePathTheExpectedTypeAndWhatWasFound) {
@@ -820,6 +822,14 @@ TEST(Config, CompatibilityKeysWarnOnlyWhenPresent) {
       {"/models/0/num_of_refresher_buffer_in_pool", 1, "buffers are sized by each call"},
       {"/models/0/dense_file", "d.model", "the dense network is not the parameter server's business"},
       {"/models/0/maxnum_des_feature_per_sample", 13, "the dense network is not the parameter server's business"},
+      {"/models/0/network_file", "dlrm.json", "the dense network is not the parameter server's business"},
+      {"/models/0/label_dim", 2, "the dense network is not the parameter server's business"},
+      {"/models/0/slot_num", 26, "the dense network is not the parameter server's business"},
+      {"/models/0/non_trainable_params_file", "nt.json", "the dense network is not the parameter server's business"},
+      {"/models/0/use_mixed_precision", true, "the dense network is not the parameter server's business"},
+      {"/models/0/scaler", 1024.0, "the dense network is not the parameter server's business"},
+      {"/models/0/use_algorithm_search", false, "the dense network is not the parameter server's business"},
+      {"/models/0/use_cuda_graph", false, "the dense network is not the parameter server's business"},
       {"/models/0/refresh_delay", 1.5, "there is no refresh timer: call refresh()"},
       {"/models/0/refresh_interval", 60, "there is no refresh timer: call refresh()"},
       {"/models/0/use_context_stream", false, "the caller's stream is always used"},
@@ -956,12 +966,14 @@ const std::vector<std::string> kModelKeys = {
     "default_value_for_each_table", "maxnum_des_feature_per_sample", "refresh_delay", "refresh_interval",
     "embedding_table_names", "fuse_embedding_table", "use_static_table", "embedding_cache_type",
     "use_context_stream", "use_hctr_cache_implementation", "thread_pool_size", "init_ec", "enable_pagelock",
-    "fp8_quant", "embedding_cache_dtype"};
+    "fp8_quant", "embedding_cache_dtype", "network_file", "label_dim", "slot_num", "non_trainable_params_file",
+    "use_mixed_precision", "scaler", "use_algorithm_search", "use_cuda_graph"};
 const std::set<std::string> kIgnoredModelKeys = {
     "max_batch_size", "dense_file", "num_of_worker_buffer_in_pool", "num_of_refresher_buffer_in_pool",
     "maxnum_catfeature_query_per_table_per_sample", "maxnum_des_feature_per_sample", "refresh_delay",
     "refresh_interval", "fuse_embedding_table", "use_context_stream", "use_hctr_cache_implementation",
-    "thread_pool_size", "enable_pagelock", "fp8_quant"};
+    "thread_pool_size", "enable_pagelock", "fp8_quant", "network_file", "label_dim", "slot_num",
+    "non_trainable_params_file", "use_mixed_precision", "scaler", "use_algorithm_search", "use_cuda_graph"};
 
 std::set<std::string> keys_of(const Json& object) {
   std::set<std::string> keys;

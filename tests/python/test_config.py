@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import numpy as np
 import pytest
 
 import hps
@@ -84,6 +85,18 @@ def test_hugectr_only_keys_warn_that_they_do_nothing(table):
         parsed = hps.Config(config)
     assert any("num_of_worker_buffer_in_pool" in str(w.message) for w in caught)
     assert len(parsed.warnings) == 2
+
+
+def test_a_triton_models_dense_network_keys_load_with_warnings(table, tmp_path):
+    dense = {"network_file": "dlrm.json", "label_dim": 1, "slot_num": 26, "non_trainable_params_file": "nt.json",
+             "use_mixed_precision": True, "scaler": 1024.0, "use_algorithm_search": True, "use_cuda_graph": False}
+    with pytest.warns(hps.ConfigWarning) as caught:
+        parsed = hps.Config(config_for([table], **dense))
+    assert len(parsed.warnings) == len(dense)
+    for key in dense:
+        assert any(f"models[0].{key}" in str(w.message) and "dense network" in str(w.message) for w in caught), key
+    with pytest.warns(hps.ConfigWarning), hps.HPS(config_for([table], **dense)) as ps:  # and the server runs
+        np.testing.assert_array_equal(ps.lookup("m", 0, table.keys[:5]), table.expected(table.keys[:5]))
 
 
 def test_a_clean_config_warns_nothing(table):

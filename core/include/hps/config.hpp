@@ -129,6 +129,16 @@ struct ModelConfig {
   bool use_context_stream = true;
   bool use_hctr_cache_implementation = true;
   bool fuse_embedding_table = false;
+  /// Dense-network settings of HugeCTR's inference parameters that Triton model configs carry
+  /// (HugeCTR's own parser skips them); accepted with a warning so those configs load.
+  std::string network_file;
+  std::size_t label_dim = 1;
+  std::size_t slot_num = 10;
+  std::string non_trainable_params_file;
+  bool use_mixed_precision = false;
+  double scaler = 1.0;
+  bool use_algorithm_search = true;
+  bool use_cuda_graph = true;
 };
 
 struct Config {
