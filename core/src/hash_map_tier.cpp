@@ -505,11 +505,11 @@ std::size_t HashMapTier::size() const {
   return total;
 }
 
-std::size_t HashMapTier::capacity() const {
-  const std::size_t margin = options_.overflow_margin;
-  const std::size_t parts = partitions_.size();
-  return margin > SIZE_MAX / parts ? SIZE_MAX : margin * parts;
+std::size_t HashMapOptions::capacity() const {
+  return overflow_margin > SIZE_MAX / num_partitions ? SIZE_MAX : overflow_margin * num_partitions;
 }
+
+std::size_t HashMapTier::capacity() const { return options_.capacity(); }
 
 std::size_t HashMapTier::memory_bytes() const {
   std::size_t total = sizeof(*this);

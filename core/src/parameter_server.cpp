@@ -244,13 +244,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     // One pass over the files feeds both tiers.
     SparseModelReader reader(tc.sparse_file, tc.dim);
     table.rows = reader.rows();
-    if (volatile_is_only_store) {
-      HPS_EXPECTS(vcfg.initial_cache_rate >= 1.0, ConfigError,
-                  "volatile_db.initial_cache_rate < 1 needs a persistent_db to hold the other rows (", where, ")");
-      HPS_EXPECTS(reader.rows() <= vcap, ConfigError, where, ": the table has ", reader.rows(),
-                  " rows but volatile_db holds at most ", vcap,
-                  " (overflow_margin x num_partitions) and there is no persistent_db for the rest");
-    }
+    if (volatile_is_only_store) check_table_fits(config, reader.rows(), where);
     std::size_t volatile_budget = 0;
     if (fill_volatile) {
       volatile_budget = std::min(vcap, static_cast<std::size_t>(std::ceil(vcfg.initial_cache_rate * reader.rows())));
@@ -348,6 +342,16 @@ void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfi
                       tc.sparse_file + "/key");
     for (auto& cache : table.caches) cache->insert(keys.data(), rows.data(), n);
   }
+}
+
+void check_table_fits(const Config& config, std::size_t rows, const std::string& where) {
+  const VolatileDbConfig& v = config.volatile_db;
+  if (config.persistent_db.type != PersistentDbType::kDisabled || v.type != VolatileDbType::kHashMap) return;
+  HPS_EXPECTS(v.initial_cache_rate >= 1.0, ConfigError,
+              "volatile_db.initial_cache_rate < 1 needs a persistent_db to hold the other rows (", where, ")");
+  const std::size_t capacity = HashMapOptions::from_config(v).capacity();
+  HPS_EXPECTS(rows <= capacity, ConfigError, where, ": the table has ", rows, " rows but volatile_db holds at most ",
+              capacity, " (overflow_margin x num_partitions) and there is no persistent_db for the rest");
 }
 
 // ---- lookups ----------------------------------------------------------------------------------------

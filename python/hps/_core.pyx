@@ -83,6 +83,11 @@ def inspect(str folder, size_t dim=0):
     }
 
 
+def check_table_fits(CoreConfig config, size_t rows, str where):
+    """Raises ConfigError when `config`'s tiers cannot hold a table of `rows` rows (the server's own check)."""
+    check_table_fits_c(config.c, rows, _bytes(where))
+
+
 def read_table(str folder, size_t dim, size_t first, size_t count, uintptr_t keys, uintptr_t rows, uintptr_t meta):
     cdef string cfolder = _bytes(folder)
     cdef unique_ptr[SparseModelReader] reader

@@ -90,6 +90,8 @@ cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:
     cdef cppclass LoadObserver:
         pass
 
+    void check_table_fits_c "hps::check_table_fits"(const Config& config, size_t rows, const string& where) except +translate_exception
+
     cdef cppclass TableRef:
         size_t model
         size_t table

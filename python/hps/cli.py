@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 import hps
+from hps import _core
 
 __all__ = ["main", "build_parser"]
 
@@ -138,10 +139,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.no_files:
         print(f"OK: {len(models)} models, {n_tables} tables (table files not checked)")
         return 0
-    volatile = settings.get("volatile_db", {})
-    # Without a persistent tier the hash map must hold every row (the server refuses to load otherwise).
-    volatile_only = settings["persistent_db"]["type"] == "disabled" and volatile.get("type") == "hash_map"
-    volatile_capacity = volatile.get("overflow_margin", 0) * volatile.get("num_partitions", 0)
     problems, total_rows, lines = 0, 0, []
     for m, model in enumerate(models):
         for t, (folder, dim, name) in enumerate(zip(model["sparse_files"], model["embedding_vecsize_per_table"],
@@ -153,10 +150,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(f"hps validate: error: {where}: {error}", file=sys.stderr)
                 problems += 1
                 continue
-            if volatile_only and info["rows"] > volatile_capacity:
-                print(f"hps validate: error: {where}: {info['rows']:,} rows, but volatile_db holds at most "
-                      f"{volatile_capacity:,} (overflow_margin x num_partitions) and there is no persistent_db",
-                      file=sys.stderr)
+            try:  # the server's own check: can the tiers hold this many rows?
+                _core.check_table_fits(config._core, info["rows"], where)
+            except hps.ConfigError as error:
+                print(f"hps validate: error: {error}", file=sys.stderr)
                 problems += 1
                 continue
             total_rows += info["rows"]

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -173,9 +174,24 @@ def test_validate_missing_folder_and_no_files(run, model):
 def test_validate_hash_map_too_small_without_persistent_db(run, model):
     config = model["dict"]
     del config["persistent_db"]
-    status, _, err = run("validate", write_config(model["dir"] / "small.json", config))
+    path = write_config(model["dir"] / "small.json", config)
+    status, _, err = run("validate", path)
     assert status == 1
-    assert "200 rows, but volatile_db holds at most 80 (overflow_margin x num_partitions)" in err
+    message = "the table has 200 rows but volatile_db holds at most 80 (overflow_margin x num_partitions)"
+    assert message in err
+    # The server refuses the same config with the same words: one rule, checked in one place.
+    with pytest.raises(hps.ConfigError, match=re.escape(message)), warnings.catch_warnings():
+        warnings.simplefilter("ignore", hps.ConfigWarning)
+        hps.HPS(path, progress=False)
+
+
+def test_validate_partial_initial_cache_without_persistent_db(run, model):
+    config = model["dict"]
+    del config["persistent_db"]
+    config["volatile_db"].update(overflow_margin=10**6, initial_cache_rate=0.5)
+    status, _, err = run("validate", write_config(model["dir"] / "partial.json", config))
+    assert status == 1
+    assert "volatile_db.initial_cache_rate < 1 needs a persistent_db to hold the other rows" in err
 
 
 def test_validate_dim_mismatch(run, model):

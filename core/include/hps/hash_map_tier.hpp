@@ -36,6 +36,8 @@ struct HashMapOptions {
   double overflow_resolution_target = 0.8;
 
   static HashMapOptions from_config(const VolatileDbConfig& config);
+  /// Most rows the tier holds: overflow_margin per partition (saturating).
+  std::size_t capacity() const;
 };
 
 class HashMapTier final : public Tier {

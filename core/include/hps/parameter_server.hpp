@@ -46,6 +46,11 @@ struct ServerOptions {
   long lookup_spin_us = -1;
 };
 
+/// Throws ConfigError, naming `where`, when a table of `rows` rows cannot be held by `config`'s
+/// tiers: without a persistent tier the hash map must take every row. The server checks this
+/// while loading; `hps validate` checks it from the table files alone.
+void check_table_fits(const Config& config, std::size_t rows, const std::string& where);
+
 /// Identifies one table of one model (indexes into the config's models and tables).
 struct TableRef {
   std::size_t model = 0;
