@@ -4,9 +4,10 @@
 // when all are done, rethrowing the first exception. Many threads may call it at once; their
 // chunks share the workers.
 //
-// Idle workers spin for `spin` before they sleep. Waking a sleeping thread costs tens of
-// microseconds on a virtual machine (an interrupt to an idle vCPU), as long as a whole chunk of a
-// small lookup; a worker still spinning from the previous job starts within a microsecond.
+// Idle workers spin for `spin` before they sleep, yielding their core to any other runnable
+// thread, and nudge() wakes sleeping ones to spin ahead of expected work. Waking a sleeping thread
+// costs tens of microseconds on a virtual machine (an interrupt to an idle vCPU), as long as a whole
+// chunk of a small lookup; a worker still spinning from the previous job starts within a microsecond.
 #pragma once
 
 #include <atomic>
