@@ -188,6 +188,26 @@ TEST(ParameterServer, TableLargerThanTheVolatileTierWithoutPersistentIsAConfigEr
   EXPECT_THROW(hps::ParameterServer ps(config), hps::ConfigError);
 }
 
+TEST(ParameterServer, CheckTableFitsIsTheRuleTheServerLoadsBy) {
+  hps::Config config;
+  config.volatile_db.overflow_margin = 10;
+  config.volatile_db.num_partitions = 2;
+  EXPECT_NO_THROW(hps::check_table_fits(config, 20, "m/t"));
+  try {
+    hps::check_table_fits(config, 21, "m/t");
+    ADD_FAILURE() << "21 rows fit 2 partitions of 10";
+  } catch (const hps::ConfigError& e) {
+    EXPECT_STREQ(e.what(), "m/t: the table has 21 rows but volatile_db holds at most 20 (overflow_margin x "
+                           "num_partitions) and there is no persistent_db for the rest");
+  }
+  config.volatile_db.overflow_margin = static_cast<std::size_t>(-1);  // the default: no bound, no overflow
+  EXPECT_NO_THROW(hps::check_table_fits(config, std::size_t{1} << 40, "m/t"));
+  config.volatile_db.initial_cache_rate = 0.5;
+  EXPECT_THROW(hps::check_table_fits(config, 1, "m/t"), hps::ConfigError);
+  config.persistent_db.type = hps::PersistentDbType::kRocksDb;  // the rest lives there: anything fits
+  EXPECT_NO_THROW(hps::check_table_fits(config, std::size_t{1} << 40, "m/t"));
+}
+
 TEST(ParameterServer, ConcurrentLookupsAndUpdatesReturnWholeRows) {
   TempDir dir;
   constexpr std::size_t kDim = 32;
