@@ -35,6 +35,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cuda/cuda_check.hpp"
+#include "cuda/device_primitives.cuh"
 #include "cuda/dynamic_gpu_cache.hpp"
 #include "cuda/gpu_cache_base.hpp"
 #include "cuda/probe_dispatch.cuh"
@@ -42,27 +44,9 @@
 
 namespace {
 
-#define CHECK(expr)                                                                                       \
-  do {                                                                                                    \
-    const cudaError_t status_ = (expr);                                                                   \
-    if (status_ != cudaSuccess) {                                                                         \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(status_));      \
-      throw std::runtime_error("CUDA error");                                                              \
-    }                                                                                                     \
-  } while (0)
-
-std::uint64_t mix(std::uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
-
 struct Device {
   void* ptr = nullptr;
-  explicit Device(std::size_t bytes) { CHECK(cudaMalloc(&ptr, bytes)); }
+  explicit Device(std::size_t bytes) { HPS_CUDA_CHECK(cudaMalloc(&ptr, bytes)); }
   ~Device() { cudaFree(ptr); }
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
@@ -75,18 +59,18 @@ struct Device {
 double copy_bandwidth(cudaStream_t stream) {
   const std::size_t bytes = std::size_t{1} << 30;
   Device a(bytes), b(bytes);
-  CHECK(cudaMemsetAsync(a.ptr, 1, bytes, stream));
+  HPS_CUDA_CHECK(cudaMemsetAsync(a.ptr, 1, bytes, stream));
   cudaEvent_t start, stop;
-  CHECK(cudaEventCreate(&start));
-  CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < 2; ++i) CHECK(cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice, stream));
+  HPS_CUDA_CHECK(cudaEventCreate(&start));
+  HPS_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < 2; ++i) HPS_CUDA_CHECK(cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice, stream));
   const int reps = 10;
-  CHECK(cudaEventRecord(start, stream));
-  for (int i = 0; i < reps; ++i) CHECK(cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice, stream));
-  CHECK(cudaEventRecord(stop, stream));
-  CHECK(cudaEventSynchronize(stop));
+  HPS_CUDA_CHECK(cudaEventRecord(start, stream));
+  for (int i = 0; i < reps; ++i) HPS_CUDA_CHECK(cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice, stream));
+  HPS_CUDA_CHECK(cudaEventRecord(stop, stream));
+  HPS_CUDA_CHECK(cudaEventSynchronize(stop));
   float ms = 0;
-  CHECK(cudaEventElapsedTime(&ms, start, stop));
+  HPS_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   return 2.0 * static_cast<double>(bytes) * reps / (ms * 1e-3);  // read + write
@@ -133,11 +117,11 @@ std::vector<std::unique_ptr<Device>> make_batches(const std::vector<std::int64_t
   for (int r = 0; r < kRotation; ++r) {
     for (auto& k : keys) k = pool[pick(rng)];
     batches.push_back(std::make_unique<Device>(batch * sizeof(std::int64_t)));
-    CHECK(cudaMemcpy(batches.back()->ptr, keys.data(), batch * sizeof(std::int64_t), cudaMemcpyHostToDevice));
+    HPS_CUDA_CHECK(cudaMemcpy(batches.back()->ptr, keys.data(), batch * sizeof(std::int64_t), cudaMemcpyHostToDevice));
   }
   // A pageable cudaMemcpy may return before its copy lands, and the (non-blocking) benchmark
   // stream does not wait for the legacy default stream.
-  CHECK(cudaDeviceSynchronize());
+  HPS_CUDA_CHECK(cudaDeviceSynchronize());
   return batches;
 }
 
@@ -164,14 +148,14 @@ double time_on_stream(cudaStream_t stream, std::size_t batch, Call&& call) {
   const int calls = calls_for(batch);
   for (int i = 0; i < kRotation; ++i) call(i);
   cudaEvent_t start, stop;
-  CHECK(cudaEventCreate(&start));
-  CHECK(cudaEventCreate(&stop));
-  CHECK(cudaEventRecord(start, stream));
+  HPS_CUDA_CHECK(cudaEventCreate(&start));
+  HPS_CUDA_CHECK(cudaEventCreate(&stop));
+  HPS_CUDA_CHECK(cudaEventRecord(start, stream));
   for (int i = 0; i < calls; ++i) call(i % kRotation);
-  CHECK(cudaEventRecord(stop, stream));
-  CHECK(cudaEventSynchronize(stop));
+  HPS_CUDA_CHECK(cudaEventRecord(stop, stream));
+  HPS_CUDA_CHECK(cudaEventSynchronize(stop));
   float ms = 0;
-  CHECK(cudaEventElapsedTime(&ms, start, stop));
+  HPS_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   return ms * 1e-3 / calls;
@@ -198,7 +182,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
   std::printf("\n-- D = %zu: table of %zu rows (%.2f GiB fp32)\n", dim, rows,
               static_cast<double>(rows * dim * 4) / (1 << 30));
   std::vector<std::int64_t> keys(rows);
-  for (std::size_t i = 0; i < rows; ++i) keys[i] = static_cast<std::int64_t>(mix(i + 1));
+  for (std::size_t i = 0; i < rows; ++i) keys[i] = static_cast<std::int64_t>(hps::cuda::mix_key(static_cast<std::int64_t>(i + 1)));
   std::vector<float> values(rows * dim);
   for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i % 1000003);
   std::mt19937_64 rng(dim);
@@ -208,8 +192,8 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
 
   {  // plain gather baseline
     Device table(rows * dim * sizeof(float));
-    CHECK(cudaMemcpy(table.ptr, values.data(), rows * dim * sizeof(float), cudaMemcpyHostToDevice));
-    CHECK(cudaDeviceSynchronize());  // landed before kernels on the non-blocking stream read it
+    HPS_CUDA_CHECK(cudaMemcpy(table.ptr, values.data(), rows * dim * sizeof(float), cudaMemcpyHostToDevice));
+    HPS_CUDA_CHECK(cudaDeviceSynchronize());  // landed before kernels on the non-blocking stream read it
     std::vector<std::int64_t> ids(rows);
     for (std::size_t i = 0; i < rows; ++i) ids[i] = static_cast<std::int64_t>(i);
     for (const std::size_t b : batches) {
@@ -221,7 +205,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
         gather_kernel<<<blocks, 256, 0, stream>>>(table.as<float4>(), ids_batches[r]->as<std::int64_t>(), b, vectors,
                                                   out.as<float4>());
       });
-      CHECK(cudaGetLastError());
+      HPS_CUDA_CHECK(cudaGetLastError());
       report("plain gather", b, dim, t, bandwidth);
     }
   }
@@ -286,7 +270,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
       Device d_out(chunk * dim * sizeof(float));
       for (std::size_t begin = 0; begin < rows; begin += chunk) {
         const std::size_t n = std::min(chunk, rows - begin);
-        CHECK(cudaMemcpyAsync(d_keys.ptr, keys.data() + begin, n * sizeof(std::int64_t), cudaMemcpyHostToDevice,
+        HPS_CUDA_CHECK(cudaMemcpyAsync(d_keys.ptr, keys.data() + begin, n * sizeof(std::int64_t), cudaMemcpyHostToDevice,
                               stream));
         cache->lookup(d_keys.ptr, hps::KeyDtype::kInt64, true, n, d_out.as<float>(), stream, collect, {});
       }
@@ -326,7 +310,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
       std::uniform_int_distribution<std::size_t> pick(0, held.size() - 1);
       for (std::size_t i = 0; i < b; ++i) mixed[i] = i % 100 == 0 ? -static_cast<std::int64_t>(i) - 1 : held[pick(rng)];
       Device d_mixed(b * sizeof(std::int64_t));
-      CHECK(cudaMemcpyAsync(d_mixed.ptr, mixed.data(), b * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream));
+      HPS_CUDA_CHECK(cudaMemcpyAsync(d_mixed.ptr, mixed.data(), b * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream));
       auto fill = [&](const std::int64_t*, std::size_t n, float* r, std::uint8_t* found) {
         std::fill(r, r + n * dim, 0.0f);
         std::fill(found, found + n, std::uint8_t{0});
@@ -349,7 +333,7 @@ void hit_rates(cudaStream_t stream) {
   for (std::size_t i = 0; i < keys_total; ++i) cdf[i] = (sum += std::pow(static_cast<double>(i + 1), -alpha));
   for (auto& c : cdf) c /= sum;
   std::vector<std::int64_t> by_rank(keys_total);  // Zipf rank r is key by_rank[r]
-  for (std::size_t i = 0; i < keys_total; ++i) by_rank[i] = static_cast<std::int64_t>(mix(i + 7));
+  for (std::size_t i = 0; i < keys_total; ++i) by_rank[i] = static_cast<std::int64_t>(hps::cuda::mix_key(static_cast<std::int64_t>(i + 7)));
   for (const std::size_t batch : {std::size_t{262144}, std::size_t{1048576}}) {
     std::mt19937_64 rng(batch);
     std::uniform_real_distribution<double> unit(0.0, 1.0);
@@ -377,7 +361,7 @@ void hit_rates(cudaStream_t stream) {
       where.reserve(capacity * 2);
       std::size_t hits = 0, lru_hits = 0, measured = 0;
       for (std::size_t c = 0; c < calls.size(); ++c) {
-        CHECK(cudaMemcpyAsync(d_keys.ptr, calls[c].data(), batch * sizeof(std::int64_t), cudaMemcpyHostToDevice,
+        HPS_CUDA_CHECK(cudaMemcpyAsync(d_keys.ptr, calls[c].data(), batch * sizeof(std::int64_t), cudaMemcpyHostToDevice,
                               stream));
         const auto result =
             cache->lookup(d_keys.ptr, hps::KeyDtype::kInt64, true, batch, d_out.as<float>(), stream, resolve, {});
@@ -421,9 +405,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     cudaDeviceProp prop{};
-    CHECK(cudaGetDeviceProperties(&prop, 0));
+    HPS_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     cudaStream_t stream;
-    CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    HPS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     const double bandwidth = copy_bandwidth(stream);
     std::printf("device: %s, %d SMs, L2 %d MiB; D2D copy bandwidth (read+write): %.0f GB/s\n", prop.name,
                 prop.multiProcessorCount, prop.l2CacheSize >> 20, bandwidth / 1e9);

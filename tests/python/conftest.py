@@ -89,6 +89,18 @@ def table(tmp_path) -> Table:
 
 
 @pytest.fixture
+def fresh_torch_servers():
+    """Torch suites: each test starts without the shared servers and compiled graphs of the last."""
+    yield
+    import torch
+
+    import hps.torch
+
+    hps.torch.clear_servers()
+    torch._dynamo.reset()
+
+
+@pytest.fixture
 def server(table):
     with hps.HPS(config_for([table])) as ps:
         yield ps

@@ -17,16 +17,10 @@ import hps.torch  # noqa: E402
 from hps.torch import LookupLayer, SparseLookupLayer, export_tables, swap_embeddings  # noqa: E402
 
 CUDA = torch.cuda.is_available() and hps.cuda_device_count() > 0
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="needs a CUDA device and hps built with CUDA")]
+pytestmark = [pytest.mark.usefixtures("fresh_torch_servers"), pytest.mark.gpu,
+              pytest.mark.skipif(not CUDA, reason="needs a CUDA device and hps built with CUDA")]
 
 N, D = 5000, 32
-
-
-@pytest.fixture(autouse=True)
-def fresh_registry():
-    yield
-    hps.torch.clear_servers()
-    torch._dynamo.reset()
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import hps  # noqa: E402
 import hps.torch  # noqa: E402
 from hps.torch import InferenceOnlyError, LookupLayer, SparseLookupLayer  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("fresh_torch_servers")
+
 N, D = 500, 8
 
 
@@ -33,12 +35,6 @@ def model_entry(name: str, folders, dims, **keys) -> dict:
 def write_config(path, *models) -> str:
     path.write_text(json.dumps({"supportlonglong": True, "models": list(models)}))
     return str(path)
-
-
-@pytest.fixture(autouse=True)
-def fresh_registry():
-    yield
-    hps.torch.clear_servers()
 
 
 @pytest.fixture

@@ -15,13 +15,9 @@ import hps  # noqa: E402
 import hps.torch  # noqa: E402
 from hps.torch import LookupLayer, SparseLookupLayer, export_tables, swap_embeddings, table_names  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("fresh_torch_servers")
+
 nn = torch.nn
-
-
-@pytest.fixture(autouse=True)
-def fresh_registry():
-    yield
-    hps.torch.clear_servers()
 
 
 class Recommender(nn.Module):

@@ -13,14 +13,9 @@ import hps  # noqa: E402
 import hps.torch  # noqa: E402
 from hps.torch import LookupLayer, MultiTableLookup  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("fresh_torch_servers")
+
 D, T = 8, 4
-
-
-@pytest.fixture(autouse=True)
-def fresh_registry():
-    yield
-    hps.torch.clear_servers()
-    torch._dynamo.reset()
 
 
 @pytest.fixture

@@ -18,14 +18,9 @@ import hps  # noqa: E402
 import hps.torch  # noqa: E402
 from hps.torch import LookupLayer, SparseLookupLayer  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("fresh_torch_servers")
+
 D = 8
-
-
-@pytest.fixture(autouse=True)
-def fresh_registry():
-    yield
-    hps.torch.clear_servers()
-    torch._dynamo.reset()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ namespace hps::cuda {
 
 namespace {
 /// Up to this many missed positions, the raw missed keys go to the host and are deduplicated
-/// there; above it the device sorts them (a dozen launches and two host waits, but linear in the
+/// there; above it the device sorts them (a dozen launches and one host wait, but linear in the
 /// misses). On the H100 VM the host's dedup of 26,000 keys took 0.4-0.5 ms, the device path less.
 constexpr std::size_t kHostDedupMisses = 8192;
 /// Missed keys are resolved and uploaded in up to this many slices of at least kSliceKeys keys:
@@ -127,17 +127,16 @@ void DynamicGpuCache::resolve_misses(LookupScratch& s, std::size_t n, std::size_
   unique_sorted_keys(s.temp.get(), s.temp.bytes(), s.sorted_keys.as<std::int64_t>(), m, s.head_flags.as<std::uint32_t>(),
                      s.unique_ids.as<std::uint32_t>(), unique_keys, unique_count, stream);
 
-  // 2. The unique keys to pinned host memory: their count first, then the keys.
+  // 2. [count][keys] to pinned host memory in one copy sized for m keys: missed keys are nearly
+  // all distinct, so copying the unused tail costs less than a second round trip to size it.
   s.unique_host.reserve((m + 1) * sizeof(std::int64_t));
   auto* count_host = s.unique_host.as<unsigned long long>();
   auto* keys_host = s.unique_host.as<std::int64_t>() + 1;
-  HPS_CUDA_CHECK(cudaMemcpyAsync(count_host, unique_count, sizeof(unsigned long long), cudaMemcpyDeviceToHost, stream));
-  // Host wait #2a (large miss sets only): the unique count sizes the copy of the keys.
+  HPS_CUDA_CHECK(cudaMemcpyAsync(count_host, unique_count, (m + 1) * sizeof(std::int64_t), cudaMemcpyDeviceToHost,
+                                 stream));
+  // Host wait #2 (large miss sets): the resolver runs on the host and needs the keys.
   HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
   const auto u = static_cast<std::size_t>(*count_host);
-  HPS_CUDA_CHECK(cudaMemcpyAsync(keys_host, unique_keys, u * sizeof(std::int64_t), cudaMemcpyDeviceToHost, stream));
-  // Host wait #2b: the resolver runs on the host and needs the keys.
-  HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
   result.missed_unique = u;
 
   // 3.-4. Resolve on the host into pinned memory laid out as [rows][found], uploading the rows

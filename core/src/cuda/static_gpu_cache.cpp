@@ -60,12 +60,11 @@ GpuLookupResult StaticGpuCache::lookup(const void* keys, KeyDtype dtype, bool ke
   }
   ScratchPool::Lease lease = scratch_.acquire(stream);
   LookupScratch& s = *lease;
-  const auto [status, next_status, eager_keys] = s.next_status();
-  (void)eager_keys;  // the static cache has no misses to report
-  launch_static_lookup(view_, half(), input, n, out, default_value_, status, next_status, defaults, probe_shape_,
+  const LookupScratch::StatusPair ring = s.next_status();  // no misses to report: eager_keys unused
+  launch_static_lookup(view_, half(), input, n, out, default_value_, ring.now, ring.next, defaults, probe_shape_,
                        sm_count_, stream);
   auto* status_host = s.status_host.as<LookupStatus>();
-  HPS_CUDA_CHECK(cudaMemcpyAsync(status_host, status, sizeof(LookupStatus), cudaMemcpyDeviceToHost, stream));
+  HPS_CUDA_CHECK(cudaMemcpyAsync(status_host, ring.now, sizeof(LookupStatus), cudaMemcpyDeviceToHost, stream));
   // Host wait (only for key dtypes that can hold values outside the model's key width: uint64,
   // or int64 in a 32-bit model): an invalid key must make this call throw.
   HPS_CUDA_CHECK(cudaStreamSynchronize(stream));

@@ -64,16 +64,13 @@ StreamFanout::StreamFanout(int device, void* caller_stream, std::size_t count) :
   State& s = *state_;
   s.device = device;
   s.caller = static_cast<cudaStream_t>(caller_stream);
-  int previous = 0;
-  HPS_CUDA_CHECK(cudaGetDevice(&previous));
-  HPS_CUDA_CHECK(cudaSetDevice(device));
+  const cuda::DeviceGuard guard(device);  // lanes are created on `device`; the caller's device is restored
   const Lane first = LanePool::instance().take(device);
   s.lanes.push_back(first);
   s.start = first.done;  // this lane's event marks the start; it is recorded again at its end
   HPS_CUDA_CHECK(cudaEventRecord(s.start, s.caller));
   for (std::size_t i = 1; i < count; ++i) s.lanes.push_back(LanePool::instance().take(device));
   for (const Lane& lane : s.lanes) HPS_CUDA_CHECK(cudaStreamWaitEvent(lane.stream, s.start, 0));
-  HPS_CUDA_CHECK(cudaSetDevice(previous));
 }
 
 StreamFanout::~StreamFanout() {
