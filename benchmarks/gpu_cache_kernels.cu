@@ -35,12 +35,12 @@
 #include <unordered_set>
 #include <vector>
 
-#include "cuda/cuda_check.hpp"
-#include "cuda/device_primitives.cuh"
-#include "cuda/dynamic_gpu_cache.hpp"
-#include "cuda/gpu_cache_base.hpp"
-#include "cuda/probe_dispatch.cuh"
-#include "hps/gpu_cache.hpp"
+#include "gpu/cuda_check.hpp"
+#include "gpu/device_primitives.cuh"
+#include "gpu/dynamic_gpu_cache.hpp"
+#include "gpu/gpu_cache_base.hpp"
+#include "gpu/probe_dispatch.cuh"
+#include "hps/gpu/gpu_cache.hpp"
 
 namespace {
 

@@ -50,7 +50,7 @@ build() {
       cmake --build "$BUILD/gtest-build" -j "$JOBS" >/dev/null || return 1
     gtest_dir=$(find_gtest) || return 1
   fi
-  local sources=("$ROOT"/core/src/cuda/*.cu "$ROOT"/core/src/cuda/*.cpp "$ROOT/core/src/keys.cpp"
+  local sources=("$ROOT"/core/src/gpu/*.cu "$ROOT"/core/src/gpu/*.cpp "$ROOT/core/src/keys.cpp"
                  "$ROOT/tests/cpp/gpu/test_gpu_cache.cu" "$ROOT/benchmarks/gpu_cache_kernels.cu")
   log "compiling ${#sources[@]} files for sm_{${ARCHS// /,}} with $JOBS jobs"
   printf '%s\n' "${sources[@]}" | xargs -P "$JOBS" -I{} sh -c \

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 namespace hps {
 
 const char* to_string(TierLevel level) {
@@ -166,6 +168,33 @@ std::string to_prometheus(const std::vector<TableStats>& stats) {
     out << "hps_lookup_latency_seconds_count{" << labels(s) << "} " << s.lookups << '\n';
   }
   return out.str();
+}
+
+std::string to_json(const std::vector<TableStats>& stats) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const TableStats& s : stats) {
+    auto per_tier = [](const std::array<std::uint64_t, kNumTierLevels>& values) {
+      nlohmann::ordered_json tiers = nlohmann::ordered_json::object();
+      for (int level = 0; level < kNumTierLevels; ++level) tiers[to_string(static_cast<TierLevel>(level))] = values[level];
+      return tiers;
+    };
+    nlohmann::ordered_json table;
+    table["model"] = s.model;
+    table["table"] = s.table;
+    table["lookups"] = s.lookups;
+    table["keys"] = s.keys;
+    table["hits"] = per_tier(s.hits);
+    table["defaults"] = s.defaults;
+    table["updated_keys"] = s.updated_keys;
+    table["erased_keys"] = s.erased_keys;
+    table["promoted_keys"] = s.promoted_keys;
+    table["latency_seconds"] = {{"p50", s.latency_p50}, {"p90", s.latency_p90}, {"p99", s.latency_p99},
+                                {"max", s.latency_max}, {"sum", s.latency_sum}};
+    table["tier_rows"] = per_tier(s.tier_rows);
+    table["tier_bytes"] = per_tier(s.tier_bytes);
+    out.push_back(std::move(table));
+  }
+  return out.dump();
 }
 
 }  // namespace hps

@@ -11,13 +11,13 @@
 #include <unordered_map>
 
 #include "hps/error.hpp"
-#include "hps/gpu_cache.hpp"
-#include "hps/hash_map_tier.hpp"
+#include "hps/gpu/gpu_cache.hpp"
+#include "hps/tiers/hash_map_tier.hpp"
 #include "hps/model_io.hpp"
-#include "hps/rocksdb_tier.hpp"
-#include "key_dedup.hpp"
-#include "stream_fanout.hpp"
-#include "thread_pool.hpp"
+#include "hps/tiers/rocksdb_tier.hpp"
+#include "detail/key_dedup.hpp"
+#include "detail/stream_fanout.hpp"
+#include "detail/thread_pool.hpp"
 
 namespace hps {
 

@@ -4,6 +4,8 @@
 Every call into the core releases the GIL. Array arguments arrive as raw addresses from the
 Python layer (hps.server), which checks dtypes and shapes and keeps the arrays alive for the call.
 """
+import json
+
 from libc.stdint cimport int64_t, uintptr_t
 from libcpp.memory cimport shared_ptr, unique_ptr
 from libcpp.string cimport string
@@ -103,9 +105,6 @@ def write_table(str folder, uintptr_t keys, uintptr_t rows, size_t n, size_t dim
 
 
 ctypedef const void* KeyPointer
-
-_TIERS = ("gpu_cache", "volatile_db", "persistent_db")
-
 
 cdef class Server:
     """Owns one C++ ParameterServer.
@@ -227,23 +226,12 @@ cdef class Server:
             ps.get().refresh(cmodel)
 
     def stats(self):
+        """Per-table metrics, as the core's JSON (the same objects hps_stats_json gives C hosts)."""
         cdef shared_ptr[ParameterServer] ps = self._get()
-        cdef vector[TableStats] all_stats
+        cdef string text
         with nogil:
-            all_stats = ps.get().stats()
-        out = []
-        for s in all_stats:
-            out.append({
-                "model": _str(s.model), "table": _str(s.table), "lookups": s.lookups, "keys": s.keys,
-                "hits": {_TIERS[i]: s.hits[i] for i in range(3)},
-                "defaults": s.defaults, "updated_keys": s.updated_keys, "erased_keys": s.erased_keys,
-                "promoted_keys": s.promoted_keys,
-                "latency_seconds": {"p50": s.latency_p50, "p90": s.latency_p90, "p99": s.latency_p99,
-                                    "max": s.latency_max, "sum": s.latency_sum},
-                "tier_rows": {_TIERS[i]: s.tier_rows[i] for i in range(3)},
-                "tier_bytes": {_TIERS[i]: s.tier_bytes[i] for i in range(3)},
-            })
-        return out
+            text = stats_to_json(ps.get().stats())
+        return json.loads(_str(text))
 
     def prometheus(self):
         cdef shared_ptr[ParameterServer] ps = self._get()

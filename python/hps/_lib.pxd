@@ -58,6 +58,8 @@ cdef extern from "hps/metrics.hpp" namespace "hps" nogil:
         uint64_t tier_rows[3]
         uint64_t tier_bytes[3]
 
+    string stats_to_json "hps::to_json"(const vector[TableStats]& stats) except +translate_exception
+
 cdef extern from "hps/model_io.hpp" namespace "hps" nogil:
     cdef cppclass SparseModelInfo:
         string folder
@@ -80,10 +82,10 @@ cdef extern from "hps/model_io.hpp" namespace "hps" nogil:
     void write_sparse_model(const string& folder, const int64_t* keys, const float* rows, size_t n, size_t dim,
                             const int64_t* meta) except +translate_exception
 
-cdef extern from "hps/gpu_cache.hpp" namespace "hps" nogil:
+cdef extern from "hps/gpu/gpu_cache.hpp" namespace "hps" nogil:
     int cuda_device_count() except +translate_exception
 
-cdef extern from "hps/rocksdb_tier.hpp" namespace "hps" nogil:
+cdef extern from "hps/tiers/rocksdb_tier.hpp" namespace "hps" nogil:
     bool rocksdb_available()
 
 cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:

@@ -6,7 +6,7 @@
 #include <set>
 #include <unistd.h>
 
-#include "hps/hash_map_tier.hpp"
+#include "hps/tiers/hash_map_tier.hpp"
 #include "tier_conformance.hpp"
 
 using hps::HashMapOptions;

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "hps/error.hpp"
-#include "hps/rocksdb_tier.hpp"
+#include "hps/tiers/rocksdb_tier.hpp"
 // tier_conformance.hpp's expect_size() trips GCC's -Wdangling-else (EXPECT_EQ expands to an
 // if/else under an unbraced `if constexpr`); that header belongs to the shared suite.
 #pragma GCC diagnostic push

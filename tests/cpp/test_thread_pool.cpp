@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "thread_pool.hpp"
+#include "detail/thread_pool.hpp"
 
 namespace {
 

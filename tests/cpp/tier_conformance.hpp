@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "hps/tier.hpp"
+#include "hps/tiers/tier.hpp"
 
 namespace hps_test {
 

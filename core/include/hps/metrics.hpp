@@ -83,4 +83,10 @@ struct TableMetrics {
 /// Prometheus text exposition (version 0.0.4) of the given tables.
 std::string to_prometheus(const std::vector<TableStats>& stats);
 
+/// The given tables as a JSON array of objects, one per table: the shape hps.HPS.stats() returns
+/// and the C ABI's hps_stats_json() gives (model, table, lookups, keys, hits{tier: n}, defaults,
+/// updated_keys, erased_keys, promoted_keys, latency_seconds{p50, p90, p99, max, sum},
+/// tier_rows{tier: n}, tier_bytes{tier: n}).
+std::string to_json(const std::vector<TableStats>& stats);
+
 }  // namespace hps

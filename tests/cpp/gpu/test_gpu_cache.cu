@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "hps/error.hpp"
-#include "hps/gpu_cache.hpp"
+#include "hps/gpu/gpu_cache.hpp"
 #include "hps/keys.hpp"
 
 namespace {

@@ -1,0 +1,77 @@
+// The CPU-memory tier (HugeCTR's `volatile_db` hash map) for one table.
+//
+// Layout: keys hash to one of `num_partitions` partitions. A partition is an open-addressing index
+// of 8-byte slots (32-bit fingerprint, 32-bit record number) over a value arena: fixed-size
+// records {key, access metadata, row} in pages of about `allocation_rate` bytes. Pages are never
+// moved, so the arena grows without copying and memory stays near the raw key and row bytes
+// (about 1.2x at D=16). Erased records go to a free list and are reused.
+//
+// Threads: one reader-writer lock per partition; lookups of a batch take each partition's shared
+// lock once (keys are grouped by partition first), writers take it exclusively. Nothing is shared
+// between tables, so a write to one table never waits on another.
+//
+// Overflow: a partition never holds more than `overflow_margin` rows. An insert that would exceed
+// it first evicts down to round(overflow_margin * overflow_resolution_target) rows, choosing
+// victims by `overflow_policy` (random, least used, oldest) with a linear-time selection.
+#pragma once
+
+#include "hps/export.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "hps/config.hpp"
+#include "hps/tiers/tier.hpp"
+
+namespace HPS_EXPORT hps {
+
+struct HashMapOptions {
+  std::size_t num_partitions = 16;
+  std::size_t allocation_rate = std::size_t{256} << 20;
+  std::size_t overflow_margin = static_cast<std::size_t>(-1);
+  OverflowPolicy overflow_policy = OverflowPolicy::kEvictRandom;
+  double overflow_resolution_target = 0.8;
+
+  static HashMapOptions from_config(const VolatileDbConfig& config);
+  /// Most rows the tier holds: overflow_margin per partition (saturating).
+  std::size_t capacity() const;
+};
+
+class HashMapTier final : public Tier {
+ public:
+  HashMapTier(std::size_t dim, const HashMapOptions& options);
+  ~HashMapTier() override;
+  HashMapTier(const HashMapTier&) = delete;
+  HashMapTier& operator=(const HashMapTier&) = delete;
+
+  const char* backend_name() const override { return "hash_map"; }
+  std::size_t dim() const override { return dim_; }
+  std::size_t find(const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found) override;
+  void insert(const std::int64_t* keys, const float* rows, std::size_t n) override;
+  std::size_t insert_if_absent(const std::int64_t* keys, const float* rows, std::size_t n,
+                               const std::function<bool()>& still_valid) override;
+  std::size_t erase(const std::int64_t* keys, std::size_t n) override;
+  std::size_t size() const override;
+  std::size_t capacity() const override;
+  std::size_t memory_bytes() const override;
+  void for_each(std::size_t chunk_rows,
+                const std::function<void(const std::int64_t*, const float*, std::size_t)>& fn) override;
+
+  /// Sizes the indexes for `rows` rows in all, so a bulk load does not rehash as it grows.
+  void reserve(std::size_t rows);
+  /// Rows evicted so far because a partition overflowed.
+  std::size_t evictions() const;
+
+  class Partition;
+
+ private:
+  std::size_t dim_;
+  HashMapOptions options_;
+  std::vector<std::unique_ptr<Partition>> partitions_;
+  std::atomic<std::uint32_t> clock_{0};  ///< logical time for evict_oldest, one tick per call
+};
+
+}  // namespace hps

@@ -1,0 +1,567 @@
+#include "hps/tiers/hash_map_tier.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <shared_mutex>
+#include <thread>
+#include <utility>
+
+#include <sys/mman.h>
+
+#include "detail/hashing.hpp"
+#include "hps/error.hpp"
+
+namespace hps {
+
+HashMapOptions HashMapOptions::from_config(const VolatileDbConfig& config) {
+  HashMapOptions options;
+  options.num_partitions = std::max<std::size_t>(config.num_partitions, 1);
+  options.allocation_rate = config.allocation_rate;
+  options.overflow_margin = config.overflow_margin;
+  options.overflow_policy = config.overflow_policy;
+  options.overflow_resolution_target = config.overflow_resolution_target;
+  return options;
+}
+
+namespace {
+
+constexpr double kMaxLoadFactor = 0.8;
+constexpr std::size_t kLargePartitionBytes = std::size_t{8} << 20;  // rows worth huge pages
+constexpr std::size_t kMinIndexSlots = 16;
+constexpr std::uint32_t kNoRecord = 0;  // a slot's `record` holds record number + 1; 0 = empty
+
+// One index slot. `hash` is the upper half of the key's 64-bit hash: it picks the home slot
+// (multiply-shift onto the slot count) and doubles as a fingerprint, so probing compares keys only
+// on a fingerprint match and rehashing never reads the records.
+struct Slot {
+  std::uint32_t hash;
+  std::uint32_t record;
+};
+static_assert(sizeof(Slot) == 8);
+
+inline std::size_t home_slot(std::uint32_t hash, std::size_t slots) {
+  return static_cast<std::size_t>((std::uint64_t{hash} * slots) >> 32);
+}
+
+inline std::size_t next_slot(std::size_t slot, std::size_t slots) { return slot + 1 == slots ? 0 : slot + 1; }
+
+// Memory mapped straight from the OS, for the index's slot arrays and the arena's pages: a rehash
+// hands an old slot array back at once (a heap block could stay in the process after it was
+// freed), and large regions that will be filled ask for transparent huge pages. A lookup touches
+// rows at random over gigabytes, and with 4 KiB pages nearly every row costs a TLB miss and a page
+// walk on top of its DRAM access. (A partition's first value page asks only when reserve()
+// announced many rows: a small table would otherwise take 2 MiB of memory per partition.)
+class MappedRegion {
+ public:
+  MappedRegion() = default;
+  MappedRegion(std::size_t bytes, const char* what, bool huge) : bytes_(bytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    HPS_EXPECTS(p != MAP_FAILED, OutOfMemory, "volatile_db: cannot map ", bytes, " bytes for ", what);
+    if (huge && bytes >= kHugePage) ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only: fine if refused
+    data_ = static_cast<char*>(p);  // anonymous mappings start zeroed
+  }
+  ~MappedRegion() { release(); }
+  MappedRegion(MappedRegion&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  MappedRegion& operator=(MappedRegion&& other) noexcept {
+    if (this != &other) {
+      release();
+      data_ = std::exchange(other.data_, nullptr);
+      bytes_ = std::exchange(other.bytes_, 0);
+    }
+    return *this;
+  }
+  char* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  static constexpr std::size_t kHugePage = std::size_t{2} << 20;
+  void release() {
+    if (data_) ::munmap(data_, bytes_);
+  }
+  char* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+// The index's slot array (zeroed: every slot empty).
+class SlotArray {
+ public:
+  SlotArray() = default;
+  explicit SlotArray(std::size_t n) : region_(n * sizeof(Slot), "an index", true), n_(n) {}
+  std::size_t size() const { return n_; }
+  Slot& operator[](std::size_t i) { return data()[i]; }
+  const Slot& operator[](std::size_t i) const { return data()[i]; }
+  const Slot* begin() const { return data(); }
+  const Slot* end() const { return data() + n_; }
+
+ private:
+  Slot* data() const { return reinterpret_cast<Slot*>(region_.data()); }
+  MappedRegion region_;
+  std::size_t n_ = 0;
+};
+
+}  // namespace
+
+// A partition: an open-addressing index over an arena of fixed-size records
+// {int64 key, [uint32 access metadata], float row[dim]} kept in pages that never move.
+class HashMapTier::Partition {
+ public:
+  Partition(std::size_t dim, const HashMapOptions& options, std::uint64_t seed)
+      : dim_(dim),
+        options_(options),
+        meta_bytes_(options.overflow_policy == OverflowPolicy::kEvictRandom ? 0 : 4),
+        record_bytes_(8 + meta_bytes_ + 4 * dim),
+        rng_(seed) {
+    // Pages hold a power-of-two number of records so a record number splits into page and offset
+    // with a shift and a mask.
+    std::size_t per_page = 1;
+    while (per_page * 2 * record_bytes_ <= std::max<std::size_t>(options.allocation_rate, record_bytes_)) per_page *= 2;
+    page_shift_ = static_cast<unsigned>(std::countr_zero(per_page));
+    slots_ = SlotArray(kMinIndexSlots);
+  }
+
+  mutable std::shared_mutex mutex;
+
+  std::size_t size() const { return size_; }
+  std::size_t evictions() const { return evictions_; }
+
+  std::size_t memory_bytes() const {
+    // Bytes touched: records up to the high-water mark, the index and the bookkeeping. Untouched
+    // page tails are reserved address space that the OS has not backed yet.
+    return std::size_t{high_water_} * record_bytes_ + slots_.size() * sizeof(Slot) +
+           free_records_.capacity() * sizeof(std::uint32_t) + pages_.capacity() * sizeof(void*);
+  }
+
+  void reserve(std::size_t rows) {
+    const auto wanted = static_cast<std::size_t>(static_cast<double>(rows) / kMaxLoadFactor) + 1;
+    if (wanted > slots_.size()) rehash(wanted);
+    expect_large_ = expect_large_ || rows * record_bytes_ >= kLargePartitionBytes;
+  }
+
+  // --- reads (caller holds the shared lock) ------------------------------------------------------
+
+  // Probes for (key, hash): returns the record number + 1, or kNoRecord.
+  std::uint32_t probe(std::int64_t key, std::uint32_t hash) const {
+    const std::size_t n = slots_.size();
+    for (std::size_t s = home_slot(hash, n);; s = next_slot(s, n)) {
+      const Slot slot = slots_[s];
+      if (slot.record == kNoRecord) return kNoRecord;
+      if (slot.hash == hash && record_key(slot.record - 1) == key) return slot.record;
+    }
+  }
+
+  void prefetch_home(std::uint32_t hash) const { __builtin_prefetch(&slots_[home_slot(hash, slots_.size())]); }
+
+  // First slot whose fingerprint matches (a guess, verified later against the record's key).
+  std::uint32_t guess(std::uint32_t hash) const {
+    const std::size_t n = slots_.size();
+    for (std::size_t s = home_slot(hash, n);; s = next_slot(s, n)) {
+      const Slot slot = slots_[s];
+      if (slot.record == kNoRecord || slot.hash == hash) return slot.record;
+    }
+  }
+
+  void prefetch_record(std::uint32_t record_plus1) const {
+    const char* rec = record_ptr(record_plus1 - 1);
+    for (std::size_t off = 0; off < record_bytes_; off += 64) __builtin_prefetch(rec + off);
+  }
+
+  bool record_matches(std::uint32_t record_plus1, std::int64_t key) const {
+    return record_key(record_plus1 - 1) == key;
+  }
+
+  void copy_row(std::uint32_t record_plus1, float* out) const {
+    std::memcpy(out, record_ptr(record_plus1 - 1) + 8 + meta_bytes_, dim_ * 4);
+  }
+
+  // Access metadata is written under the shared lock, so through relaxed atomics.
+  void touch(std::uint32_t record_plus1, std::uint32_t now) const {
+    if (meta_bytes_ == 0) return;
+    auto* meta = reinterpret_cast<std::uint32_t*>(record_ptr(record_plus1 - 1) + 8);
+    std::atomic_ref<std::uint32_t> word(*meta);
+    if (options_.overflow_policy == OverflowPolicy::kEvictOldest) {
+      word.store(now, std::memory_order_relaxed);
+    } else {
+      const std::uint32_t count = word.load(std::memory_order_relaxed);
+      if (count != UINT32_MAX) word.store(count + 1, std::memory_order_relaxed);
+    }
+  }
+
+  template <typename Fn>
+  void for_each_record(Fn&& fn) const {
+    for (const Slot& slot : slots_) {
+      if (slot.record != kNoRecord) fn(record_key(slot.record - 1), record_ptr(slot.record - 1) + 8 + meta_bytes_);
+    }
+  }
+
+  // --- writes (caller holds the exclusive lock) ---------------------------------------------------
+
+  // Stores (key, row); returns true when the key was new. `overwrite` false keeps an existing row.
+  bool put(std::int64_t key, std::uint32_t hash, const float* row, bool overwrite, std::uint32_t now) {
+    const std::uint32_t existing = probe(key, hash);
+    if (existing != kNoRecord) {
+      if (overwrite) {
+        std::memcpy(record_ptr(existing - 1) + 8 + meta_bytes_, row, dim_ * 4);
+        if (options_.overflow_policy == OverflowPolicy::kEvictOldest) set_meta(existing - 1, now);
+      }
+      return false;
+    }
+    if (size_ >= options_.overflow_margin) resolve_overflow();
+    if (static_cast<double>(size_ + 1) > kMaxLoadFactor * static_cast<double>(slots_.size())) {
+      rehash(slots_.size() * 2);
+    }
+    const std::uint32_t record = allocate_record();
+    char* rec = record_ptr(record);
+    std::memcpy(rec, &key, 8);
+    std::memcpy(rec + 8 + meta_bytes_, row, dim_ * 4);
+    if (meta_bytes_) set_meta(record, options_.overflow_policy == OverflowPolicy::kEvictOldest ? now : 0);
+    link(hash, record + 1);
+    ++size_;
+    return true;
+  }
+
+  bool remove(std::int64_t key, std::uint32_t hash) {
+    const std::size_t n = slots_.size();
+    for (std::size_t s = home_slot(hash, n);; s = next_slot(s, n)) {
+      const Slot slot = slots_[s];
+      if (slot.record == kNoRecord) return false;
+      if (slot.hash == hash && record_key(slot.record - 1) == key) {
+        unlink_at(s);
+        return true;
+      }
+    }
+  }
+
+ private:
+  char* record_ptr(std::uint32_t record) const {
+    const std::size_t mask = (std::size_t{1} << page_shift_) - 1;
+    return pages_[record >> page_shift_].data() + (record & mask) * record_bytes_;
+  }
+
+  std::int64_t record_key(std::uint32_t record) const {
+    std::int64_t key;
+    std::memcpy(&key, record_ptr(record), 8);
+    return key;
+  }
+
+  void set_meta(std::uint32_t record, std::uint32_t value) { std::memcpy(record_ptr(record) + 8, &value, 4); }
+
+  std::uint32_t get_meta(std::uint32_t record) const {
+    std::uint32_t value;
+    std::memcpy(&value, record_ptr(record) + 8, 4);
+    return value;
+  }
+
+  std::uint32_t allocate_record() {
+    if (!free_records_.empty()) {
+      const std::uint32_t record = free_records_.back();
+      free_records_.pop_back();
+      return record;
+    }
+    HPS_EXPECTS(high_water_ < UINT32_MAX - 1, OutOfMemory,
+                "a volatile_db partition holds at most 4294967294 rows; raise volatile_db.num_partitions");
+    const std::size_t page = high_water_ >> page_shift_;
+    if (page == pages_.size()) {
+      // Backed by the OS only where touched, so a large allocation_rate costs address space only.
+      pages_.emplace_back((std::size_t{1} << page_shift_) * record_bytes_, "a value page",
+                          expect_large_ || !pages_.empty());
+    }
+    return high_water_++;
+  }
+
+  void link(std::uint32_t hash, std::uint32_t record_plus1) {
+    const std::size_t n = slots_.size();
+    std::size_t s = home_slot(hash, n);
+    while (slots_[s].record != kNoRecord) s = next_slot(s, n);
+    slots_[s] = Slot{hash, record_plus1};
+  }
+
+  // Removes slot s and shifts later members of its probe run back (no tombstones, so probe
+  // lengths never degrade).
+  void unlink_at(std::size_t s) {
+    const std::size_t n = slots_.size();
+    free_records_.push_back(slots_[s].record - 1);
+    --size_;
+    std::size_t hole = s;
+    for (std::size_t j = next_slot(s, n);; j = next_slot(j, n)) {
+      const Slot slot = slots_[j];
+      if (slot.record == kNoRecord) break;
+      const std::size_t home = home_slot(slot.hash, n);
+      // Move j into the hole unless its home lies cyclically in (hole, j].
+      const bool home_between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+      if (!home_between) {
+        slots_[hole] = slot;
+        hole = j;
+      }
+    }
+    slots_[hole] = Slot{0, kNoRecord};
+  }
+
+  void rehash(std::size_t wanted) {
+    SlotArray old = std::move(slots_);
+    slots_ = SlotArray(std::max(wanted, kMinIndexSlots));
+    for (const Slot& slot : old) {
+      if (slot.record != kNoRecord) link(slot.hash, slot.record);
+    }
+  }
+
+  // Evicts down to round(margin * target) rows: random victims, or the least used / oldest by
+  // a linear-time selection over the access metadata.
+  void resolve_overflow() {
+    const auto target = static_cast<std::size_t>(
+        static_cast<double>(options_.overflow_margin) * options_.overflow_resolution_target + 0.5);
+    const std::size_t keep = std::min(target, options_.overflow_margin - 1);
+    if (size_ <= keep) return;
+    const std::size_t victims = size_ - keep;
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> candidates;  // (metadata, slot index)
+    candidates.reserve(size_);
+    for (std::size_t s = 0; s < slots_.size(); ++s) {
+      if (slots_[s].record == kNoRecord) continue;
+      const std::uint32_t rank =
+          meta_bytes_ ? get_meta(slots_[s].record - 1) : static_cast<std::uint32_t>(rng_());
+      candidates.emplace_back(rank, static_cast<std::uint32_t>(s));
+    }
+    std::nth_element(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(victims - 1),
+                     candidates.end());
+    // Slot positions move during backward-shift deletion, so collect the victims' keys first.
+    std::vector<std::pair<std::int64_t, std::uint32_t>> doomed;
+    doomed.reserve(victims);
+    for (std::size_t i = 0; i < victims; ++i) {
+      const Slot slot = slots_[candidates[i].second];
+      doomed.emplace_back(record_key(slot.record - 1), slot.hash);
+    }
+    for (const auto& [key, hash] : doomed) remove(key, hash);
+    evictions_ += victims;
+  }
+
+  std::size_t dim_;
+  HashMapOptions options_;
+  std::size_t meta_bytes_;
+  std::size_t record_bytes_;
+  unsigned page_shift_ = 0;
+  SlotArray slots_;
+  std::vector<MappedRegion> pages_;
+  std::vector<std::uint32_t> free_records_;
+  std::uint32_t high_water_ = 0;
+  std::size_t size_ = 0;
+  std::size_t evictions_ = 0;
+  bool expect_large_ = false;  // reserve() announced enough rows to fill huge pages
+  std::mt19937_64 rng_;
+};
+
+namespace {
+
+// Keys of one call grouped by partition (a stable counting sort), with their hashes, so each
+// partition's lock is taken once per call and the work is O(n) whatever the partition count.
+struct Grouping {
+  std::vector<std::uint32_t> hash_hi;  // per position: upper hash half (home slot + fingerprint)
+  std::vector<std::uint32_t> order;    // positions, partition by partition, in input order within one
+  std::vector<std::size_t> begin;      // partition p owns order[begin[p] .. begin[p + 1])
+};
+
+Grouping& group_by_partition(const std::int64_t* keys, std::size_t n, std::size_t partitions) {
+  thread_local Grouping g;  // reused across calls: no allocation on the hot path once warm
+  g.hash_hi.resize(n);
+  g.order.resize(n);
+  g.begin.assign(partitions + 1, 0);
+  thread_local std::vector<std::uint32_t> part_of;
+  part_of.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t h = mix_key(keys[i]);
+    g.hash_hi[i] = static_cast<std::uint32_t>(h >> 32);
+    const auto p = static_cast<std::uint32_t>((std::uint64_t{static_cast<std::uint32_t>(h)} * partitions) >> 32);
+    part_of[i] = p;
+    ++g.begin[p + 1];
+  }
+  for (std::size_t p = 0; p < partitions; ++p) g.begin[p + 1] += g.begin[p];
+  thread_local std::vector<std::size_t> cursor;
+  cursor.assign(g.begin.begin(), g.begin.end() - 1);
+  for (std::size_t i = 0; i < n; ++i) g.order[cursor[part_of[i]]++] = static_cast<std::uint32_t>(i);
+  return g;
+}
+
+// Looks up `count` positions of one partition with a software pipeline: the index slot of key
+// i + 2A is prefetched while the record of key i + A is prefetched and key i is copied, so many
+// DRAM misses are in flight at once instead of one after another.
+std::size_t find_in_partition(const HashMapTier::Partition& part, const std::int64_t* keys, const Grouping& g,
+                              const std::uint32_t* positions, std::size_t count, std::size_t dim, float* rows,
+                              std::uint8_t* found, std::uint32_t now) {
+  constexpr std::size_t kAhead = 8;
+  constexpr std::size_t kRing = 2 * kAhead;  // guesses live from stage two until stage three
+  std::uint32_t guesses[kRing];
+  std::size_t hits = 0;
+  for (std::size_t i = 0; i < count + 2 * kAhead; ++i) {
+    if (i < count) part.prefetch_home(g.hash_hi[positions[i]]);
+    if (i >= kAhead && i - kAhead < count) {
+      const std::uint32_t guess = part.guess(g.hash_hi[positions[i - kAhead]]);
+      guesses[(i - kAhead) % kRing] = guess;
+      if (guess != 0) part.prefetch_record(guess);
+    }
+    if (i >= 2 * kAhead) {
+      const std::size_t k = i - 2 * kAhead;
+      const std::uint32_t pos = positions[k];
+      std::uint32_t record = guesses[k % kRing];
+      // A fingerprint match on another key (rare) falls back to a full probe.
+      if (record != 0 && !part.record_matches(record, keys[pos])) record = part.probe(keys[pos], g.hash_hi[pos]);
+      if (record != 0) {
+        part.copy_row(record, rows + std::size_t{pos} * dim);
+        part.touch(record, now);
+        found[pos] = 1;
+        ++hits;
+      } else {
+        found[pos] = 0;
+      }
+    }
+  }
+  return hits;
+}
+
+}  // namespace
+
+HashMapTier::HashMapTier(std::size_t dim, const HashMapOptions& options) : dim_(dim), options_(options) {
+  HPS_EXPECTS(dim > 0, InvalidArgument, "hash map tier: dim must be positive");
+  HPS_EXPECTS(options.num_partitions > 0, InvalidArgument, "hash map tier: num_partitions must be positive");
+  HPS_EXPECTS(options.overflow_margin > 0, InvalidArgument, "hash map tier: overflow_margin must be positive");
+  partitions_.reserve(options.num_partitions);
+  for (std::size_t p = 0; p < options.num_partitions; ++p) {
+    partitions_.push_back(std::make_unique<Partition>(dim, options, 0x9e3779b97f4a7c15ULL * (p + 1)));
+  }
+}
+
+HashMapTier::~HashMapTier() = default;
+
+std::size_t HashMapTier::find(const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found) {
+  if (n == 0) return 0;
+  const std::uint32_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const Grouping& g = group_by_partition(keys, n, partitions_.size());
+  std::size_t hits = 0;
+  for (std::size_t p = 0; p < partitions_.size(); ++p) {
+    const std::size_t count = g.begin[p + 1] - g.begin[p];
+    if (count == 0) continue;
+    std::shared_lock lock(partitions_[p]->mutex);
+    hits += find_in_partition(*partitions_[p], keys, g, g.order.data() + g.begin[p], count, dim_, rows, found, now);
+  }
+  return hits;
+}
+
+void HashMapTier::insert(const std::int64_t* keys, const float* rows, std::size_t n) {
+  if (n == 0) return;
+  const std::uint32_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const Grouping& g = group_by_partition(keys, n, partitions_.size());
+  for (std::size_t p = 0; p < partitions_.size(); ++p) {
+    if (g.begin[p] == g.begin[p + 1]) continue;
+    std::unique_lock lock(partitions_[p]->mutex);
+    for (std::size_t i = g.begin[p]; i < g.begin[p + 1]; ++i) {
+      const std::uint32_t pos = g.order[i];
+      partitions_[p]->put(keys[pos], g.hash_hi[pos], rows + std::size_t{pos} * dim_, true, now);
+    }
+  }
+}
+
+std::size_t HashMapTier::insert_if_absent(const std::int64_t* keys, const float* rows, std::size_t n,
+                                          const std::function<bool()>& still_valid) {
+  if (n == 0) return 0;
+  const std::uint32_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const Grouping& g = group_by_partition(keys, n, partitions_.size());
+  std::size_t inserted = 0;
+  for (std::size_t p = 0; p < partitions_.size(); ++p) {
+    if (g.begin[p] == g.begin[p + 1]) continue;
+    std::unique_lock lock(partitions_[p]->mutex);
+    if (still_valid && !still_valid()) break;
+    for (std::size_t i = g.begin[p]; i < g.begin[p + 1]; ++i) {
+      const std::uint32_t pos = g.order[i];
+      inserted += partitions_[p]->put(keys[pos], g.hash_hi[pos], rows + std::size_t{pos} * dim_, false, now);
+    }
+  }
+  return inserted;
+}
+
+std::size_t HashMapTier::erase(const std::int64_t* keys, std::size_t n) {
+  if (n == 0) return 0;
+  const Grouping& g = group_by_partition(keys, n, partitions_.size());
+  std::size_t erased = 0;
+  for (std::size_t p = 0; p < partitions_.size(); ++p) {
+    if (g.begin[p] == g.begin[p + 1]) continue;
+    std::unique_lock lock(partitions_[p]->mutex);
+    for (std::size_t i = g.begin[p]; i < g.begin[p + 1]; ++i) {
+      const std::uint32_t pos = g.order[i];
+      erased += partitions_[p]->remove(keys[pos], g.hash_hi[pos]);
+    }
+  }
+  return erased;
+}
+
+std::size_t HashMapTier::size() const {
+  std::size_t total = 0;
+  for (const auto& part : partitions_) {
+    std::shared_lock lock(part->mutex);
+    total += part->size();
+  }
+  return total;
+}
+
+std::size_t HashMapOptions::capacity() const {
+  return overflow_margin > SIZE_MAX / num_partitions ? SIZE_MAX : overflow_margin * num_partitions;
+}
+
+std::size_t HashMapTier::capacity() const { return options_.capacity(); }
+
+std::size_t HashMapTier::memory_bytes() const {
+  std::size_t total = sizeof(*this);
+  for (const auto& part : partitions_) {
+    std::shared_lock lock(part->mutex);
+    total += part->memory_bytes();
+  }
+  return total;
+}
+
+std::size_t HashMapTier::evictions() const {
+  std::size_t total = 0;
+  for (const auto& part : partitions_) {
+    std::shared_lock lock(part->mutex);
+    total += part->evictions();
+  }
+  return total;
+}
+
+void HashMapTier::reserve(std::size_t rows) {
+  // Keys spread evenly over partitions; 5% headroom absorbs the imbalance of a random split.
+  const std::size_t per_partition = rows / partitions_.size() + rows / partitions_.size() / 20 + 16;
+  for (const auto& part : partitions_) {
+    std::unique_lock lock(part->mutex);
+    part->reserve(std::min(per_partition, options_.overflow_margin));
+  }
+}
+
+void HashMapTier::for_each(std::size_t chunk_rows,
+                           const std::function<void(const std::int64_t*, const float*, std::size_t)>& fn) {
+  HPS_EXPECTS(chunk_rows > 0, InvalidArgument, "for_each: chunk_rows must be positive");
+  std::vector<std::int64_t> keys;
+  std::vector<float> rows;
+  for (const auto& part : partitions_) {
+    {
+      // Copy the partition out so `fn` runs without the lock (it may write to this tier).
+      std::shared_lock lock(part->mutex);
+      keys.clear();
+      rows.clear();
+      keys.reserve(part->size());
+      rows.reserve(part->size() * dim_);
+      part->for_each_record([&](std::int64_t key, const char* row) {
+        keys.push_back(key);
+        const auto* values = reinterpret_cast<const float*>(row);
+        rows.insert(rows.end(), values, values + dim_);
+      });
+    }
+    for (std::size_t first = 0; first < keys.size(); first += chunk_rows) {
+      const std::size_t n = std::min(chunk_rows, keys.size() - first);
+      fn(keys.data() + first, rows.data() + first * dim_, n);
+    }
+  }
+}
+
+}  // namespace hps
