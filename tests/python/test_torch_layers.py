@@ -129,8 +129,8 @@ def test_the_op_checks_its_arguments_too(weights):
         torch.ops.hps.lookup(keys, server, "m", 0, 4)
     with pytest.raises(hps.NotFoundError, match="out of range"):
         torch.ops.hps.lookup(keys, server, "m", 7, D)
-    with pytest.raises(hps.NotFoundError, match="no parameter server 'hps-local:999999'"):
-        torch.ops.hps.lookup(keys, "hps-local:999999", "m", 0, D)
+    with pytest.raises(hps.NotFoundError, match="no parameter server 'hps-json:999999'"):
+        torch.ops.hps.lookup(keys, "hps-json:999999", "m", 0, D)
 
 
 def test_devices_not_deployed_are_refused(weights):
