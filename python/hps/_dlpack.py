@@ -69,13 +69,11 @@ _get_name = ctypes.pythonapi.PyCapsule_GetName
 _get_name.restype, _get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
 _get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _get_pointer.restype, _get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-_is_capsule = ctypes.pythonapi.PyCapsule_CheckExact
-_is_capsule.restype, _is_capsule.argtypes = ctypes.c_int, [ctypes.py_object]
 
 
 def parse_dlpack_capsule(capsule: Any, what: str = "keys") -> ArrayView:
     """An ArrayView of the tensor in `capsule` (which it keeps alive); errors name what is wrong."""
-    if not _is_capsule(capsule):
+    if type(capsule).__name__ != "PyCapsule":  # (PyCapsule_CheckExact is a macro, not a symbol)
         raise InvalidArgumentError(f"{what}: __dlpack__ must return a PyCapsule, got {type(capsule).__name__}")
     name = _get_name(capsule)
     if name == b"dltensor_versioned":

@@ -113,10 +113,10 @@ def adapter_for(array: Any) -> Optional[ArrayAdapter]:
     try:
         return _by_type[kind]
     except KeyError:
-        return _resolve(kind)
+        return _resolve(array, kind)
 
 
-def _resolve(kind: type) -> Optional[ArrayAdapter]:
+def _resolve(array: Any, kind: type) -> Optional[ArrayAdapter]:
     adapter = _registered_for(kind)
     if adapter is None:
         module = (kind.__module__ or "").partition(".")[0]
@@ -124,11 +124,18 @@ def _resolve(kind: type) -> Optional[ArrayAdapter]:
             _tried_entry_points.add(module)
             _load_entry_point(module)
             adapter = _registered_for(kind)
-    if adapter is None and (hasattr(kind, "__cuda_array_interface__") or hasattr(kind, "__dlpack_device__")):
+    if adapter is None and _speaks_protocols(kind):
         adapter = CUDA_ARRAY_PROTOCOLS
-    with _lock:
-        _by_type[kind] = adapter
-    return adapter
+    if adapter is not None:
+        with _lock:
+            _by_type[kind] = adapter
+        return adapter
+    # Not cached: a wrapper may carry the protocols as instance attributes, another instance not.
+    return CUDA_ARRAY_PROTOCOLS if _speaks_protocols(array) else None
+
+
+def _speaks_protocols(obj: Any) -> bool:
+    return hasattr(obj, "__cuda_array_interface__") or hasattr(obj, "__dlpack_device__")
 
 
 def _registered_for(kind: type) -> Optional[ArrayAdapter]:

@@ -382,7 +382,7 @@ def test_generic_device_keys_of_a_model_without_gpu_cache(table, driver_calls):
         with pytest.raises(hps.BackendUnavailableError, match="has no GPU cache here.*keys of type "
                                                               "test_device_arrays.FakeCAIWithDevice"):
             ps.lookup("m", 0, FakeCAIWithDevice(device=0, stream=9))
-        with pytest.raises(hps.InvalidArgumentError, match=r"device 2, which is not in model 'm's "
+        with pytest.raises(hps.InvalidArgumentError, match=r"keys are on CUDA device 2, which is not in model 'm''s "
                                                            r"deployed_device_list \[0\]"):
             ps.lookup("m", 0, FakeCAIWithDevice(device=2, stream=9))
         with pytest.raises(hps.InvalidArgumentError, match="hps cannot tell which stream"):
