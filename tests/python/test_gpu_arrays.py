@@ -199,3 +199,26 @@ def test_cupy_arrays_with_streams(pair):
     np.testing.assert_array_equal(cupy.asnumpy(rows), expected(cpu, keys_np[::-1]))
     with pytest.raises(hps.KeyTypeError, match="got float32"):
         gpu.lookup("m", 0, cupy.zeros(3, dtype=cupy.float32))
+
+
+def test_driver_answers_devices_and_orders_streams():
+    from hps._cuda_driver import pointer_device, stream_wait
+
+    assert pointer_device(torch.arange(10, device="cuda").data_ptr()) == 0
+    producer, consumer = torch.cuda.Stream(), torch.cuda.Stream()
+    for trial in range(3):
+        src = torch.zeros(1 << 20, device="cuda")
+        dst = torch.empty_like(src)
+        torch.cuda.synchronize()
+        with torch.cuda.stream(producer):
+            torch.cuda._sleep(100_000_000)  # the producer writes late
+            src.fill_(trial + 1)
+        stream_wait(0, consumer.cuda_stream, producer.cuda_stream)
+        with torch.cuda.stream(consumer):
+            dst.copy_(src)
+        consumer.synchronize()
+        assert bool((dst == trial + 1).all()), "the consumer stream did not wait for the producer's"
+        torch.cuda.synchronize()
+    stream_wait(0, consumer.cuda_stream, 1)  # the legacy and per-thread default streams are streams too
+    stream_wait(0, 2, consumer.cuda_stream)
+    torch.cuda.synchronize()
