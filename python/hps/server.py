@@ -177,13 +177,15 @@ class HPS:
                             first: DeviceKeys, out: Optional[list]) -> list:
         # The rest run on the first array's stream (given, or its library's current stream).
         on = [first] + [_device_keys_of(adapter, k, first.stream) for k in keys[1:]]
-        if any(o.device != first.device for o in on):
-            raise InvalidArgumentError("lookup_many: every key array must be on the same CUDA device, found devices "
-                                       f"{sorted({o.device for o in on})}")
-        if first.device >= 0:
-            self._check_device(model, first.device)
-        if not self._gpu_cached(model) or len({o.code for o in on}) != 1 or first.device < 0:
-            # Through the host, or keys of several dtypes (the core takes one per call): one lookup each.
+        devices = sorted({o.device for o in on if o.device >= 0})  # (-1: an empty array without memory)
+        if len(devices) > 1:
+            raise InvalidArgumentError(f"lookup_many: every key array must be on the same CUDA device, found devices "
+                                       f"{devices}")
+        if devices:
+            self._check_device(model, devices[0])
+        if not self._gpu_cached(model) or len({o.code for o in on}) != 1 or any(o.device < 0 for o in on):
+            # Through the host, keys of several dtypes (the core takes one per call) or an array
+            # without memory: one lookup each.
             return [self.lookup(model, t, k, out=None if out is None else out[i], stream=first.stream)
                     for i, (t, k) in enumerate(zip(tables, keys))]
         if out is None:
