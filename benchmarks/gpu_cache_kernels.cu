@@ -225,14 +225,14 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
     for (const std::size_t b : batches) {
       auto key_batches = make_batches(keys, b, rng);
       const double t = time_on_stream(stream, b, [&](int r) {
-        cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream, no_resolve, {});
+        cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), hps::StreamView::cuda(stream), no_resolve, {});
       });
       report("static", b, dim, t, bandwidth);
       if (sweep && b == max_batch) {
         for (const auto& [label, shape] : shape_variants(dim)) {
           base->set_probe_shape(shape);
           const double tk = time_on_stream(stream, b, [&](int r) {
-            cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream, no_resolve, {});
+            cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), hps::StreamView::cuda(stream), no_resolve, {});
           });
           report("static " + label, b, dim, tk, bandwidth);
         }
@@ -296,7 +296,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
         for (const auto& [label, shape] : shape_variants(dim)) {
           base->set_probe_shape(shape);
           const double tk = time_on_host(b, [&](int r) {
-            cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream, no_resolve, {});
+            cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), hps::StreamView::cuda(stream), no_resolve, {});
           });
           report("dynamic " + label, b, dim, tk, bandwidth);
         }
