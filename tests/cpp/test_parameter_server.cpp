@@ -129,7 +129,10 @@ TEST(ParameterServer, VolatileOnlyAnswersEveryKey) {
 TEST(ParameterServer, DeviceLookupRefusesAnUnsetStream) {
   TempDir dir;
   auto t0 = make_table(dir / "t0", 10, 2);
-  hps::ParameterServer ps(make_config({t0}));
+  auto config = make_config({t0});
+  config.models[0].gpucache = false;  // so the last device call below fails the same way on a GPU machine
+  config.models[0].deployed_device_list = {0};
+  hps::ParameterServer ps(config);
   const auto ref = ps.find_table("m", 0);
   std::int64_t key = 0;
   float out[2];

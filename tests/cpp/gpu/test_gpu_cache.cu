@@ -866,7 +866,7 @@ PlainLookup plain_lookup(GpuCache& cache, const std::vector<std::int64_t>& keys,
   cuda_ok(cudaMemcpyAsync(d_keys.get(), keys.data(), n * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream), "keys");
   cuda_ok(cudaMemsetAsync(d_out.get(), 0xFF, n * dim * sizeof(float), stream), "poison");
   const float fill = cache.options().default_value;
-  run.result = cache.lookup(d_keys.get(), KeyDtype::kInt64, true, n, d_out.as<float>(), stream,
+  run.result = cache.lookup(d_keys.get(), KeyDtype::kInt64, true, n, d_out.as<float>(), hps::StreamView::cuda(stream),
                             [&](const std::int64_t* k, std::size_t m, float* rows, std::uint8_t* found) {
                               run.resolved.insert(run.resolved.end(), k, k + m);
                               std::fill(rows, rows + m * dim, fill);
@@ -1084,7 +1084,8 @@ void lookups_race_updates(bool is_static, std::size_t keys_in_play, double capac
         const std::uint64_t fetched_generation = generation.load();
         // The guard vetoes inserting rows fetched before an update began.
         const hps::InsertGuard guard = [&] { return generation.load() == fetched_generation; };
-        misses += cache->lookup(d_keys.get(), KeyDtype::kInt64, true, n, d_out.as<float>(), stream.handle(),
+        misses += cache->lookup(d_keys.get(), KeyDtype::kInt64, true, n, d_out.as<float>(),
+                                hps::StreamView::cuda(stream.handle()),
                                 tier.resolver(), guard)
                       .missed_positions;
         cuda_ok(cudaMemcpyAsync(out.data(), d_out.get(), out.size() * sizeof(float), cudaMemcpyDeviceToHost,
