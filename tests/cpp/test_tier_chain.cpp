@@ -222,4 +222,47 @@ TEST(TierChain, LookupsThroughTheChainMatchTheOracle) {
   }
 }
 
+// A chain whose first tier sees only distinct keys (persistent_db alone): duplicates and misses are
+// answered by it through the deduplicated path, counted under its name, every position once.
+TEST(TierChain, PersistentOnlyChainSeesDistinctKeys) {
+  TempDir dir;
+  const std::size_t dim = 3;
+  std::vector<std::int64_t> keys = {10, -20, 30, 40};
+  const auto values = hps_test::rows_for(keys, dim);
+  hps::write_sparse_model((dir / "t").string(), keys.data(), values.data(), keys.size(), dim);
+  hps::Config config = all_tiers(dir / "db");
+  config.volatile_db.type = hps::VolatileDbType::kDisabled;
+  hps::ModelConfig model;
+  model.name = "m";
+  hps::TableConfig table;
+  table.name = "t";
+  table.sparse_file = (dir / "t").string();
+  table.dim = dim;
+  table.default_value = 7.0f;
+  model.tables.push_back(table);
+  config.models.push_back(model);
+  hps::ParameterServer ps(config);
+  const auto ref = ps.find_table("m", "t");
+  const std::vector<std::int64_t> batch = {30, 30, 5, -20, 5, 10, 30};
+  std::vector<float> out(batch.size() * dim);
+  ps.lookup(ref, batch.data(), hps::KeyDtype::kInt64, batch.size(), out.data());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    std::vector<float> want(dim, 7.0f);
+    if (batch[i] != 5) hps_test::fill_row(batch[i], dim, want.data());
+    EXPECT_EQ(std::vector<float>(out.begin() + i * dim, out.begin() + (i + 1) * dim), want) << "position " << i;
+  }
+  const auto s = ps.stats()[0];
+  EXPECT_EQ(s.tiers[1].name, "volatile_db");
+  EXPECT_EQ(s.tiers[1].hits, 0u);
+  EXPECT_EQ(s.tiers[2].hits, 5u);
+  EXPECT_EQ(s.defaults, 2u);
+  // Writes go to the one tier; a read-only-free chain accepts them.
+  const std::vector<float> fresh(dim, 1.25f);
+  const std::int64_t key = 5;
+  ps.update(ref, &key, hps::KeyDtype::kInt64, 1, fresh.data());
+  ps.lookup(ref, &key, hps::KeyDtype::kInt64, 1, out.data());
+  EXPECT_EQ(std::vector<float>(out.begin(), out.begin() + dim), fresh);
+  EXPECT_EQ(ps.erase(ref, batch.data(), hps::KeyDtype::kInt64, batch.size()), 4u);  // 30, 5, -20, 10
+}
+
 #endif  // HPS_HAVE_ROCKSDB
