@@ -45,7 +45,7 @@ class RocksDbChainTier final : public Tier, public BulkLoadable {
 
   std::optional<std::string> load_marker() const override { return store_->load_marker(tag_); }
   void clear() override {
-    table_.reset();  // the old table object must not outlive its dropped column family's use
+    // If dropping fails the old table stays in use; once dropped, it refuses every call (NotFound).
     store_->drop_table(tag_);
     table_ = store_->open_table(tag_, dim_);
   }
