@@ -60,7 +60,7 @@ fi
 
 if wants pytest; then
   run_stage pytest pytest.log "$PYTHON" -m pytest -q -p no:cacheprovider -rs \
-    tests/python/test_gpu.py tests/python/test_torch_*.py
+    tests/python/test_gpu*.py tests/python/test_torch_*.py
 fi
 
 if wants kernels; then

@@ -5,9 +5,9 @@
 
 namespace hps {
 
-/// A bijective 64-bit mixer (the splitmix64 finalizer): distinct keys get distinct hashes, and
+/// splitmix64's finalizer, a bijective 64-bit mixer: distinct keys get distinct hashes, and
 /// every output bit depends on every key bit, so both halves can be used independently.
-inline std::uint64_t mix_key(std::int64_t key) {
+inline std::uint64_t splitmix64(std::int64_t key) {
   auto x = static_cast<std::uint64_t>(key);
   x ^= x >> 30;
   x *= 0xbf58476d1ce4e5b9ULL;

@@ -24,7 +24,7 @@ class KeyDedup {
     for (std::size_t i = 0; i < n; ++i) {
       if (skip && skip[i]) continue;
       const std::int64_t key = keys[i];
-      std::size_t s = static_cast<std::size_t>(mix_key(key)) & mask;
+      std::size_t s = static_cast<std::size_t>(splitmix64(key)) & mask;
       while (true) {
         const std::uint32_t u = table_[s];
         if (u == kEmpty) {

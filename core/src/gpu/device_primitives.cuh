@@ -64,9 +64,9 @@ __device__ __forceinline__ std::int64_t join_key(std::uint32_t low, std::uint32_
 
 // ---- hashing ------------------------------------------------------------------------------------
 
-/// A bijective 64-bit mix (MurmurHash3's finaliser): spreads structured keys (sequential ids,
+/// MurmurHash3's 64-bit finaliser (fmix64), a bijective mix: spreads structured keys (sequential ids,
 /// keys with a common stride) over sets and buckets.
-__host__ __device__ __forceinline__ std::uint64_t mix_key(std::int64_t key) {
+__host__ __device__ __forceinline__ std::uint64_t murmur3_fmix64(std::int64_t key) {
   auto h = static_cast<std::uint64_t>(key);
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdULL;

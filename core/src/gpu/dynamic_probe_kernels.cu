@@ -225,7 +225,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
         pos[k] = kDeadPosition;
         continue;
       }
-      const std::uint64_t hash = mix_key(key[k]);
+      const std::uint64_t hash = murmur3_fmix64(key[k]);
       candidate_sets(hash, table.num_sets, set[k], other[k]);
       digest[k] = static_cast<std::uint32_t>(hash & 0xFFFFu);
       if (rank < static_cast<unsigned>(kMetaLanes)) meta[k].load(table.meta, set[k], other[k], rank);

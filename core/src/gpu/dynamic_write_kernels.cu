@@ -62,7 +62,7 @@ __device__ __forceinline__ void unlock_set(std::uint32_t* lock) {
 /// The set of a resident key other than `own` (the set it lives in).
 __device__ __forceinline__ std::uint32_t other_set(std::int64_t key, std::uint32_t own, std::uint64_t num_sets) {
   std::uint32_t first = 0, second = 0;
-  candidate_sets(mix_key(key), num_sets, first, second);
+  candidate_sets(murmur3_fmix64(key), num_sets, first, second);
   return first == own ? second : first;
 }
 
@@ -271,7 +271,7 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
     if (kind == WriteKind::kInsert && batch.found != nullptr && batch.found[i] == 0) continue;
     if (kind == WriteKind::kRefresh) action = batch.found[i] != 0 ? WriteKind::kUpdate : WriteKind::kErase;
     const std::int64_t key = batch.keys[i];
-    const std::uint64_t hash = mix_key(key);
+    const std::uint64_t hash = murmur3_fmix64(key);
     std::uint32_t first = 0, second = 0;
     candidate_sets(hash, table.num_sets, first, second);
     const std::uint32_t lo = min(first, second), hi = max(first, second);

@@ -224,7 +224,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T>)
         pos[k] = kDeadPosition;
         continue;
       }
-      bucket[k] = static_cast<std::uint32_t>(reduce_hash(mix_key(key[k]), table.num_buckets));
+      bucket[k] = static_cast<std::uint32_t>(reduce_hash(murmur3_fmix64(key[k]), table.num_buckets));
       entries[k].load(table.entries + static_cast<std::uint64_t>(bucket[k]) * kEntriesPerBucket, rank);
     }
 
@@ -319,7 +319,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T>)
       } else if (outcome[k] == kAbsent) {
         if (pos[k] != kDeadPosition) write_default<Chunk::kElems>(dst, chunks, rank, kLanes, default_value);
       } else {
-        static_probe_slow<T, kVector, kLanes>(table, key[k], reduce_hash(mix_key(key[k]), table.num_buckets), dst,
+        static_probe_slow<T, kVector, kLanes>(table, key[k], reduce_hash(murmur3_fmix64(key[k]), table.num_buckets), dst,
                                               rank, group_base, group_mask, default_value);
       }
     }

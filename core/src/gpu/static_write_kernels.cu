@@ -30,7 +30,7 @@ __device__ __forceinline__ std::uint32_t next_seq(std::uint32_t old_seq, std::ui
 
 /// The entry holding `key`, or kNotFound. `seq` receives its seq word.
 __device__ std::uint64_t find_entry(const StaticTableView& table, std::int64_t key, std::uint32_t& seq) {
-  std::uint64_t bucket = reduce_hash(mix_key(key), table.num_buckets);
+  std::uint64_t bucket = reduce_hash(murmur3_fmix64(key), table.num_buckets);
   for (std::uint64_t probed = 0; probed < table.num_buckets; ++probed) {
     for (int e = 0; e < kEntriesPerBucket; ++e) {
       const std::uint64_t index = bucket * kEntriesPerBucket + static_cast<std::uint64_t>(e);
@@ -54,7 +54,7 @@ enum class Action : int { kNone = 0, kOverwrite = 1, kFill = 2 };
 __device__ Action locate_for_upsert(const StaticTableView& table, std::int64_t key, std::uint64_t& index,
                                     std::uint32_t& seq) {
   for (;;) {
-    std::uint64_t bucket = reduce_hash(mix_key(key), table.num_buckets);
+    std::uint64_t bucket = reduce_hash(murmur3_fmix64(key), table.num_buckets);
     std::uint64_t free_index = kNotFound;
     std::uint32_t free_seq = 0;
     bool done = false;

@@ -372,7 +372,7 @@ Grouping& group_by_partition(const std::int64_t* keys, std::size_t n, std::size_
   thread_local std::vector<std::uint32_t> part_of;
   part_of.resize(n);
   for (std::size_t i = 0; i < n; ++i) {
-    const std::uint64_t h = mix_key(keys[i]);
+    const std::uint64_t h = splitmix64(keys[i]);
     g.hash_hi[i] = static_cast<std::uint32_t>(h >> 32);
     const auto p = static_cast<std::uint32_t>((std::uint64_t{static_cast<std::uint32_t>(h)} * partitions) >> 32);
     part_of[i] = p;
