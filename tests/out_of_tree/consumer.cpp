@@ -1,6 +1,8 @@
 // The C ABI from C++: one lookup, printed like consumer.c. Usage: consumer_cxx <config> <model> <table> <key>
 #include <hps/c_api.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
