@@ -19,10 +19,10 @@ def cache_dir() -> str:
 
 
 def candidate_paths() -> "list[str]":
-    """$HPS_TF_OP_LIBRARY, the package folder, the user cache: the order they are tried in."""
-    paths = []
+    """Where to look: $HPS_TF_OP_LIBRARY alone when set, else the package folder, then the user cache."""
     if os.environ.get("HPS_TF_OP_LIBRARY"):
-        paths.append(os.environ["HPS_TF_OP_LIBRARY"])
+        return [os.environ["HPS_TF_OP_LIBRARY"]]
+    paths = []
     paths.append(os.path.join(PACKAGE_DIR, LIBRARY_NAME))
     paths.append(os.path.join(cache_dir(), LIBRARY_NAME))
     return paths
