@@ -220,3 +220,32 @@ def test_updates_are_seen(setup, tmp_path):
     np.testing.assert_array_equal(serve(ids).numpy()[0], own.rows[3])
     layer.ps.update("m", 0, np.array([3], np.int64), np.full((1, 4), 7.0, np.float32))
     np.testing.assert_array_equal(serve(ids).numpy()[0], np.full(4, 7.0, np.float32))
+
+
+def test_cpu_and_gpu_kernels_are_registered():
+    # The GPU kernel is compiled into every build whose TensorFlow headers have StreamExecutor
+    # (CPU wheels included); it can only run where TensorFlow sees a GPU (test_gpu_matches_cpu).
+    from tensorflow.python.framework import kernels
+    registered = kernels.get_registered_kernels_for_op("HpsLookup").kernel
+    by_device = {}
+    for kernel in registered:
+        dtype = kernel.constraint[0].allowed_values.list.type[0]
+        by_device.setdefault(kernel.device_type, set()).add(tf.as_dtype(dtype).name)
+    assert by_device == {"CPU": {"int32", "int64"}, "GPU": {"int32", "int64"}}
+    gpu_int32 = [k for k in registered if k.device_type == "GPU"
+                 and k.constraint[0].allowed_values.list.type[0] == tf.int32.as_datatype_enum]
+    assert list(gpu_int32[0].host_memory_arg) == ["keys"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not tf.config.list_physical_devices("GPU"), reason="TensorFlow sees no GPU")
+@pytest.mark.parametrize("dtype", [tf.int32, tf.int64])
+def test_gpu_matches_cpu(tmp_path, dtype):
+    table = make_dense_table(tmp_path / "t", VOCAB, DIM, seed=3)
+    path = write_config(tmp_path / "gpu.json", [table])
+    layer = hps.tf.LookupLayer("m", 0, DIM, ps_config_file=path)
+    ids = ids_for((64, 5), dtype)
+    with tf.device("/GPU:0"):
+        rows = tf.function(layer)(ids)
+    assert "GPU" in rows.device
+    np.testing.assert_array_equal(rows.numpy(), reference_lookup(table, ids).numpy())
