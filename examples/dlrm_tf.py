@@ -8,7 +8,7 @@
    largest prediction difference against the trained model.
 4. Save the swapped model as a SavedModel (a serving signature) and in the Keras format.
 5. Load both in a fresh Python process that only runs `import hps.tf` first, predict, and compare.
-6. Serve: time the SavedModel's signature at a few batch sizes (CPU here; a GPU where TensorFlow
+6. Serve: time the serving function that was saved at a few batch sizes (CPU here; a GPU where TensorFlow
    sees one).
 
 Usage: python examples/dlrm_tf.py [--quick] [--rows 20000] [--dim 16] [--epochs 2] [--out DIR]
