@@ -88,7 +88,7 @@ def test_op_errors(path, mode, model, table, dim, error, message):
 @pytest.mark.parametrize("mode", MODES)
 def test_op_missing_config(tmp_path, mode):
     missing = str(tmp_path / "gone.json")
-    with pytest.raises(tf.errors.OpError, match="gone.json"):
+    with pytest.raises(tf.errors.NotFoundError, match="gone.json"):
         run(mode, lambda k: hps.tf.lookup(k, missing, "m", 0, DIM), np.array([1], np.int64))
 
 

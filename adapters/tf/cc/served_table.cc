@@ -21,6 +21,9 @@ absl::Status FromHps(hps_status_t status, const std::string& context) {
     case HPS_ERROR_OUT_OF_MEMORY:
       return absl::ResourceExhaustedError(message);
     case HPS_ERROR_IO:
+      // A missing file is what TensorFlow's own file ops call NotFound; anything else unreadable
+      // (short or corrupt table files) is data loss.
+      if (message.find("No such file or directory") != std::string::npos) return absl::NotFoundError(message);
       return absl::DataLossError(message);
     default:
       return absl::InternalError(message);
