@@ -20,7 +20,6 @@ from ._paths import candidate_paths
 __all__ = ["ops", "library_path", "OpLibraryError", "resolve_config", "map_config", "clear_config_map"]
 
 
-
 class OpLibraryError(hps.HpsError, ImportError):
     """The op library is missing or does not fit the installed TensorFlow or hps."""
 

@@ -15,6 +15,7 @@ table or row width fails there, with the layer's arguments in the message, and s
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import warnings
@@ -98,7 +99,6 @@ def server(config: str) -> hps.HPS:
 
 
 def _json_config(text: str) -> hps.Config:
-    import json
     return hps.Config(json.loads(text))
 
 
