@@ -7,6 +7,7 @@
 #include <hps/c_api.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,26 @@ int main(int argc, char** argv) {
   hps_server_t* refused = NULL;
   FAILS(hps_server_acquire_json(json, NULL, &other, &refused), HPS_ERROR_INVALID_ARGUMENT, "lookup_threads 3");
   CHECK(refused == NULL);
+
+  /* struct_size: too small to hold the settings is refused; one that stops before `progress` (an
+   * older caller's struct) is accepted and its missing fields are not read. */
+  hps_server_options_t small;
+  hps_server_options_init(&small);
+  small.struct_size = sizeof(size_t);
+  FAILS(hps_server_acquire_json(json, NULL, &small, &refused), HPS_ERROR_INVALID_ARGUMENT, "struct_size");
+  hps_server_options_init(&small);
+  small.struct_size = offsetof(hps_server_options_t, progress);
+  size_t unseen_calls = 0;
+  small.progress = on_progress;
+  small.progress_user = &unseen_calls;
+  hps_server_t* older = NULL;
+  char json3[8192];
+  snprintf(json3, sizeof json3, "%s", json);
+  memcpy(strstr(json3, "\"model\": \"m\""), "\"model\": \"o\"", 12); /* a config not served yet */
+  OK(hps_server_acquire_json(json3, NULL, &small, &older));
+  CHECK(older != NULL && older != a);
+  CHECK(unseen_calls == 0); /* built, but the caller's struct does not reach `progress` */
+  OK(hps_server_release(older));
 
   int key64 = -1, gpu = -1;
   OK(hps_server_key64(a, &key64));

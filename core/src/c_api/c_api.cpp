@@ -6,6 +6,7 @@
 // is kept under one mutex (acquire and release are rare; lookups never touch it).
 #include "hps/c_api.h"
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -170,7 +171,9 @@ hps_status_t acquire(const hps_server_options_t* options, hps_server_t** out, Ac
     need(out, "server");
     const hps::ServerOptions opts = server_options(options);
     std::unique_ptr<ProgressAdapter> progress;
-    if (options != nullptr && options->progress != nullptr) {
+    // The progress fields are read only when the caller's struct_size covers them.
+    if (options != nullptr && options->struct_size >= offsetof(hps_server_options_t, progress_user) + sizeof(void*) &&
+        options->progress != nullptr) {
       progress = std::make_unique<ProgressAdapter>(options->progress, options->progress_user);
     }
     std::shared_ptr<hps::ParameterServer> server = acquire_fn(opts, progress.get());
