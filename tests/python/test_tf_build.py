@@ -41,3 +41,13 @@ def test_build_command_builds_a_library_that_loads(tmp_path):
     loaded = python("-c", script, env_extra={"HPS_TF_OP_LIBRARY": str(out)})
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     assert loaded.stdout.split() == [str(out), "ok"]
+
+
+def test_without_tensorflow_import_hps_works_and_hps_tf_says_what_to_install():
+    script = ("import sys; sys.modules['tensorflow'] = None\n"
+              "import hps; print('hps ok')\n"
+              "try:\n    import hps.tf\nexcept ImportError as e:\n    print(e)\n")
+    done = python("-c", script)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "hps ok" and "hps.tf needs TensorFlow" in lines[1] and "pip install tensorflow-cpu" in lines[1]

@@ -20,6 +20,12 @@ from __future__ import annotations
 import sys as _sys
 
 try:
+    import tensorflow as _tf  # noqa: F401
+except ImportError as _e:
+    raise ImportError("hps.tf needs TensorFlow 2.16 or later, which is not installed: pip install tensorflow-cpu "
+                      "(or tensorflow), then python -m hps.tf.build to build hps.tf's op library against it") from _e
+
+try:
     from . import _library  # noqa: F401  (loads the op library first: a clear error if it is missing)
 except ImportError:
     # `python -m hps.tf.build` imports this package before running the builder; Python documents
