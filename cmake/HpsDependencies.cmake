@@ -52,5 +52,41 @@ hps_resolve_feature(HPS_WITH_ROCKSDB ROCKSDB ${_rocksdb_found} "RocksDB not foun
 
 # Redis, TensorFlow and TensorRT adapters are separate targets that plug in here later.
 hps_resolve_feature(HPS_WITH_REDIS REDIS OFF "the Redis Cluster tier is not part of this version yet")
-hps_resolve_feature(HPS_WITH_TF TF OFF "the TensorFlow adapter is not part of this version yet")
+# TensorFlow: the op library of hps.tf, built against the TensorFlow of the Python that builds the
+# wheel (its tf.sysconfig flags). Without it the wheel still ships hps.tf, which then tells how to
+# build the library (python -m hps.tf.build).
+set(_tf_found OFF)
+set(_tf_why "TensorFlow is not importable by the Python building hps (install tensorflow-cpu first, or build the op library later with python -m hps.tf.build)")
+string(TOUPPER "${HPS_WITH_TF}" _tf_mode)
+if(NOT _tf_mode STREQUAL "OFF")
+  if(NOT (SKBUILD OR HPS_BUILD_PYTHON))
+    set(_tf_why "the op library is part of the Python package build (SKBUILD or HPS_BUILD_PYTHON)")
+  else()
+    find_package(Python 3.9 COMPONENTS Interpreter QUIET)
+    if(Python_EXECUTABLE)
+      # One line each: compile flags, link flags (items joined by "|"), include folder, version.
+      execute_process(
+        COMMAND ${CMAKE_COMMAND} -E env TF_CPP_MIN_LOG_LEVEL=3 ${Python_EXECUTABLE} -c
+          "import tensorflow as tf; s = tf.sysconfig; print('|'.join(s.get_compile_flags())); print('|'.join(s.get_link_flags())); print(s.get_include()); print(tf.__version__)"
+        OUTPUT_VARIABLE _tf_out ERROR_QUIET RESULT_VARIABLE _tf_rc OUTPUT_STRIP_TRAILING_WHITESPACE)
+      if(_tf_rc EQUAL 0)
+        string(REPLACE "\n" ";" _tf_lines "${_tf_out}")
+        list(LENGTH _tf_lines _tf_count)
+        if(_tf_count GREATER_EQUAL 4)
+          list(GET _tf_lines -4 HPS_TF_COMPILE_FLAGS)
+          list(GET _tf_lines -3 HPS_TF_LINK_FLAGS)
+          list(GET _tf_lines -2 HPS_TF_INCLUDE)
+          list(GET _tf_lines -1 HPS_TF_VERSION)
+          string(REPLACE "|" ";" HPS_TF_COMPILE_FLAGS "${HPS_TF_COMPILE_FLAGS}")
+          string(REPLACE "|" ";" HPS_TF_LINK_FLAGS "${HPS_TF_LINK_FLAGS}")
+          set(_tf_found ON)
+        endif()
+      endif()
+    endif()
+  endif()
+endif()
+hps_resolve_feature(HPS_WITH_TF TF ${_tf_found} "${_tf_why}")
+if(HPS_HAVE_TF)
+  message(STATUS "hps: TensorFlow ${HPS_TF_VERSION} for the hps.tf op library (${HPS_TF_INCLUDE})")
+endif()
 hps_resolve_feature(HPS_WITH_TENSORRT TENSORRT OFF "the TensorRT plugin is not part of this version yet")

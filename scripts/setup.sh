@@ -37,6 +37,8 @@ pip=("$venv/bin/python" -m pip -q --disable-pip-version-check)
 if (( with_tests )); then
   # A CPU build of torch, pinned: an unpinned torch would pull a CUDA build of several GB.
   "${pip[@]}" install "pytest>=7" pytest-timeout "torch==2.13.0"
+  # TensorFlow (CPU) before hps: the build then compiles hps.tf's op library against it.
+  "${pip[@]}" install "tensorflow-cpu==2.21.0"
 fi
 
 # ---- build and install hps -------------------------------------------------------------------------
@@ -47,3 +49,6 @@ echo "setup: building hps (build folder $build_dir)"
 "${pip[@]}" install --no-build-isolation --no-deps \
   -C build-dir="$build_dir" -C cmake.define.HPS_BUILD_TESTS="$tests_flag" .
 "$venv/bin/python" -c "import hps; print('setup: hps', hps.__version__, 'installed in $venv; CUDA devices:', hps.cuda_device_count(), '; RocksDB:', hps.rocksdb_available())"
+if (( with_tests )); then
+  TF_CPP_MIN_LOG_LEVEL=2 "$venv/bin/python" -c "import hps.tf, tensorflow as tf; print('setup: hps.tf op library built for TensorFlow', tf.__version__)"
+fi

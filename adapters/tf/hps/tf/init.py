@@ -1,0 +1,27 @@
+"""`hps.tf.Init`, kept for HugeCTR code: serve a config and make it the layers' default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _servers
+
+__all__ = ["Init"]
+
+
+def Init(global_batch_size: int, ps_config_file: Any) -> str:  # noqa: N802 (HugeCTR's name)
+    """Builds (or finds) the server of `ps_config_file` and makes it the config of layers built with
+    `ps_config_file=""`; returns "OK" as HugeCTR's did.
+
+    Unlike HugeCTR's it may be called again with another config (layers built before keep theirs),
+    and it is optional: layers given a config need no Init. A bad config raises here.
+    `global_batch_size` is checked and otherwise unused: any batch size works.
+    """
+    if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, int) or global_batch_size < 1:
+        raise ValueError(f"global_batch_size must be a positive int, got {global_batch_size!r}")
+    if ps_config_file is None or ps_config_file == "":
+        raise ValueError("hps.tf.Init needs ps_config_file: a config file path, a dict or an hps.Config")
+    config = _servers.config_string(ps_config_file)
+    _servers.server(config)
+    _servers.set_default(config)
+    return "OK"
