@@ -113,7 +113,9 @@ def expose_keys(graph: gs.Graph, key_dtype: Any, dtypes: Mapping[str, int]) -> t
                                    dtype=onnx.helper.tensor_dtype_to_np_dtype(original[id(t)]), shape=t.shape)
                 home[id(t)].nodes.append(gs.Node("Cast", f"{back.name}.cast", attrs={"to": original[id(t)]},
                                                  inputs=[t], outputs=[back]))
-            consumer.inputs[:] = [back if i is t else i for i in consumer.inputs]
+            for i, tensor in enumerate(consumer.inputs):
+                if tensor is t:
+                    consumer.inputs[i] = back
         if id(t) in outputs:  # a graph output keeps its type: never reached, retyping stops before outputs
             raise AssertionError(f"retyped a graph output {t.name}")
 

@@ -41,6 +41,7 @@ __all__ = ["replace_embeddings", "NoEmbeddingsError", "MAX_IR_VERSION"]
 # The GPU machine's onnxruntime 1.30 reads IR versions up to 13.
 MAX_IR_VERSION = 13
 REDUCES = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,120}")
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -171,7 +172,14 @@ def _find_tables(graph: gs.Graph, dtypes: Mapping[str, int], only: Optional[set[
     tables: dict[int, _Table] = {}
     for sub, parent, parent_graph in _graphs(graph):
         for node in sub.nodes:
-            if node.op != "Gather" or len(node.inputs) != 2 or not isinstance(node.inputs[0], gs.Constant):
+            if node.op != "Gather" or len(node.inputs) != 2:
+                continue
+            if not isinstance(node.inputs[0], gs.Constant):
+                # Gathers of shapes and indices are everywhere; a float one looks like a table kept outside.
+                if dtypes.get(node.inputs[0].name) in FLOAT_TYPES and _const_value(node.inputs[0]) is None:
+                    skipped.append(Skipped(_node_label(node), node.op, f"its data {node.inputs[0].name!r} is computed "
+                                           f"or fed to the model, not an initializer: hps serves tables stored in "
+                                           f"the model"))
                 continue
             data = node.inputs[0]
             why = _check_gather(node, dtypes)
