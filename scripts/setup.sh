@@ -37,6 +37,9 @@ pip=("$venv/bin/python" -m pip -q --disable-pip-version-check)
 if (( with_tests )); then
   # A CPU build of torch, pinned: an unpinned torch would pull a CUDA build of several GB.
   "${pip[@]}" install "pytest>=7" pytest-timeout "torch==2.13.0"
+  # hps.onnx and its tests (onnxscript: torch.onnx.export's dynamo exporter). Pinned: the versions tested.
+  "${pip[@]}" install onnx==1.23.2 onnx-graphsurgeon==0.6.1 onnxruntime==1.32.0 onnxruntime-extensions==0.15.2 \
+    onnxscript==0.7.2
 fi
 
 # ---- build and install hps -------------------------------------------------------------------------

@@ -233,3 +233,35 @@ def test_bad_arguments(recommender, tmp_path):
         hps.onnx.replace_embeddings(tmp_path / "junk.onnx", tmp_path / "o.onnx", tmp_path / "t", "m")
     with pytest.raises(hps.ConfigError):  # a misspelt model key is refused when the config is checked
         hps.onnx.replace_embeddings(path, tmp_path / "o.onnx", tmp_path / "t", "m", gpucachee=0.5)
+
+
+def test_cli(recommender, tmp_path, capsys):
+    from hps.cli import main
+
+    _, path = recommender
+    code = main(["onnx-surgery", path, "--out", str(tmp_path / "c.onnx"), "--tables", str(tmp_path / "t"),
+                 "--model", "rec", "--key-dtype", "int32", "--table", "user.weight", "--table", "item.weight", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [t["initializer"] for t in report["replaced"]] == ["user.weight", "item.weight"]
+    assert report["key_dtype"] == "int32" and (tmp_path / "c.onnx").is_file()
+
+    assert main(["onnx-surgery", str(tmp_path / "c.onnx"), "--out", str(tmp_path / "d.onnx"), "--tables",
+                 str(tmp_path / "t2"), "--model", "rec", "--table", "user.weight"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hps onnx-surgery: error: ") and "no embedding lookup to replace" in err
+    assert main(["onnx-surgery", path, "--out", "x.onnx", "--tables", "t", "--model", "rec", "--key-dtype", "int8"]) == 2
+
+
+def test_import_names_a_missing_package():
+    """`import hps` never imports onnx; `import hps.onnx` without onnx-graphsurgeon says what to install."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import hps; assert 'onnx' not in sys.modules, 'import hps imported onnx'\n"
+            "sys.modules['onnx_graphsurgeon'] = None\n"
+            "try:\n    import hps.onnx\nexcept ImportError as e:\n    print(e)\nelse:\n    raise SystemExit('imported')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "hps.onnx needs the package 'onnx-graphsurgeon'" in done.stdout
+    assert "pip install onnx-graphsurgeon==0.6.1" in done.stdout
