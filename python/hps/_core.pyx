@@ -106,26 +106,93 @@ def write_table(str folder, uintptr_t keys, uintptr_t rows, size_t n, size_t dim
 
 ctypedef const void* KeyPointer
 
-cdef class Server:
-    """Owns one C++ ParameterServer.
+cdef enum AcquireKind:
+    ACQUIRE_FILE, ACQUIRE_JSON, ACQUIRE_CONFIG, ACQUIRE_ID
 
-    Each call holds its own reference to the server while the GIL is released, so close() on
-    another thread never frees it under a running call: the last reference frees it.
+
+cdef class Server:
+    """A reference to one C++ ParameterServer of the core's process-wide registry.
+
+    Servers are shared: every Server acquired for the same config file (or the same normalized
+    config) in this process refers to the same C++ server, as do hps.torch, the C ABI and the
+    adapters over it; close() drops this reference and the last one frees the server. Each call
+    holds its own reference while the GIL is released, so close() on another thread never frees
+    the server under a running call.
     """
     cdef shared_ptr[ParameterServer] c
+    cdef readonly str server_id
 
-    def __cinit__(self, CoreConfig config, observer=None, size_t lookup_threads=0):
-        cdef Config copy = config.c
+    def __cinit__(self, CoreConfig config=None, observer=None, size_t lookup_threads=0):
+        if config is not None:
+            self._acquire(ACQUIRE_CONFIG, config.c, b"", b"", observer, lookup_threads)
+
+    cdef _acquire(self, AcquireKind kind, const Config& config, string text, string base_dir, observer,
+                  size_t lookup_threads):
         cdef ServerOptions options
         options.lookup_threads = lookup_threads
         cdef PyLoadObserver* progress = NULL
         if observer is not None:
-            progress = new PyLoadObserver(observer)
+            progress = new PyLoadObserver(observer)  # sees the load only if this acquire builds
         try:
             with nogil:
-                self.c.reset(new ParameterServer(copy, progress, options))
+                if kind == ACQUIRE_FILE:
+                    self.c = acquire_server_file(text, options, progress)
+                elif kind == ACQUIRE_JSON:
+                    self.c = acquire_server_json(text, base_dir, options, progress)
+                elif kind == ACQUIRE_CONFIG:
+                    self.c = acquire_server_config(config, options, progress)
+                else:
+                    self.c = acquire_server_id(text, options, progress)
         finally:
             del progress
+        self.server_id = _str(registry_server_id(self.c.get()[0]))
+
+    @staticmethod
+    def acquire_file(str path, observer=None, size_t lookup_threads=0):
+        """The shared server of the config file at `path` (built if none is live)."""
+        cdef Server self = Server.__new__(Server)
+        cdef Config unused
+        self._acquire(ACQUIRE_FILE, unused, _bytes(path), b"", observer, lookup_threads)
+        return self
+
+    @staticmethod
+    def acquire_json(str text, str base_dir, observer=None, size_t lookup_threads=0):
+        """The shared server of config JSON text (relative paths against `base_dir`)."""
+        cdef Server self = Server.__new__(Server)
+        cdef Config unused
+        self._acquire(ACQUIRE_JSON, unused, _bytes(text), _bytes(base_dir), observer, lookup_threads)
+        return self
+
+    @staticmethod
+    def acquire_config(CoreConfig config, observer=None, size_t lookup_threads=0):
+        """The shared server of a parsed config (id "hps-json:<digest>")."""
+        cdef Server self = Server.__new__(Server)
+        self._acquire(ACQUIRE_CONFIG, config.c, b"", b"", observer, lookup_threads)
+        return self
+
+    @staticmethod
+    def acquire_id(str server_id, observer=None, size_t lookup_threads=0):
+        """The live server named `server_id`, or for an absolute path the server of that file."""
+        cdef Server self = Server.__new__(Server)
+        cdef Config unused
+        self._acquire(ACQUIRE_ID, unused, _bytes(server_id), b"", observer, lookup_threads)
+        return self
+
+    @staticmethod
+    def find(str server_id):
+        """The live server named `server_id`, or None (builds nothing)."""
+        cdef shared_ptr[ParameterServer] found = find_server(_bytes(server_id))
+        cdef Server self
+        if not found:
+            return None
+        self = Server.__new__(Server)
+        self.c = found
+        self.server_id = server_id
+        return self
+
+    def config_json(self, int indent=2):
+        """The normalized config the server runs."""
+        return _str(config_to_json(self._get().get().config(), indent))
 
     cdef shared_ptr[ParameterServer] _get(self) except *:
         if not self.c:

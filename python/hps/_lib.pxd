@@ -1,7 +1,7 @@
 # C++ declarations of the hps core used by the extension module (declarations only).
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libcpp cimport bool
-from libcpp.memory cimport unique_ptr
+from libcpp.memory cimport shared_ptr, unique_ptr
 from libcpp.string cimport string
 from libcpp.vector cimport vector
 from libcpp.utility cimport pair
@@ -122,6 +122,19 @@ cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:
         bool gpu_enabled()
         vector[TableStats] stats() except +translate_exception
         string prometheus() except +translate_exception
+
+cdef extern from "hps/server_registry.hpp" namespace "hps" nogil:
+    shared_ptr[ParameterServer] acquire_server_file(const string& path, const ServerOptions& options,
+                                                    LoadObserver* observer) except +translate_exception
+    shared_ptr[ParameterServer] acquire_server_json(const string& json_text, const string& base_dir,
+                                                    const ServerOptions& options,
+                                                    LoadObserver* observer) except +translate_exception
+    shared_ptr[ParameterServer] acquire_server_config(const Config& config, const ServerOptions& options,
+                                                      LoadObserver* observer) except +translate_exception
+    shared_ptr[ParameterServer] acquire_server_id(const string& id, const ServerOptions& options,
+                                                  LoadObserver* observer) except +translate_exception
+    shared_ptr[ParameterServer] find_server(const string& id) except +translate_exception
+    string registry_server_id "hps::server_id"(const ParameterServer& server) except +translate_exception
 
 cdef extern from "_bridge.hpp" namespace "hps::python":
     cdef cppclass PyLoadObserver(LoadObserver):

@@ -26,13 +26,15 @@ class Config:
     """
 
     def __init__(self, source: "ConfigLike"):
+        self._path: "str | None" = None  # the absolute path of the file it was read from
         if isinstance(source, Config):
-            self._core, self._source = source._core, source._source
+            self._core, self._source, self._path = source._core, source._source, source._path
             return
         if isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)
             self._core = _core.CoreConfig.from_file(path)
             self._source = path
+            self._path = os.path.abspath(path)
         elif isinstance(source, Mapping):
             text = json.dumps(source)
             self._core = _core.CoreConfig.from_json(text, "<dict>", os.getcwd())
@@ -46,6 +48,19 @@ class Config:
     def source(self) -> str:
         """The file path the config came from, or "<dict>"."""
         return self._source
+
+    def _file(self) -> "str | None":
+        """The absolute path of the file this config was read from, while that file still holds it
+        (servers of a file are shared by path; see hps/server_registry.hpp)."""
+        if self._path is None or not os.path.isfile(self._path):
+            return None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConfigWarning)
+                same = _core.CoreConfig.from_file(self._path).to_json(2) == self._core.to_json(2)
+        except Exception:  # unreadable or invalid now: not that file's config any more
+            return None
+        return self._path if same else None
 
     @property
     def warnings(self) -> list[str]:

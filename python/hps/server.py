@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import threading
 from typing import Any, Optional, Union
@@ -31,6 +33,11 @@ class HPS:
     200, 0 = sleep at once) before they sleep, since waking a sleeping thread costs tens of
     microseconds on virtual machines.
 
+    Servers are shared: every HPS in one process on the same config file (or on equal dicts or
+    Configs) uses one server, as do hps.torch layers and the C ABI; updates through one are seen by
+    all. close() drops this instance's reference; the last one frees the server. A second HPS asking
+    for a different `lookup_threads` than the live server runs with is an InvalidArgumentError.
+
     Example::
 
         with hps.HPS("ps.json") as ps:
@@ -41,11 +48,40 @@ class HPS:
         self.config = Config(config)
         if lookup_threads is not None and (not isinstance(lookup_threads, int) or lookup_threads < 1):
             raise InvalidArgumentError(f"lookup_threads must be a positive integer, got {lookup_threads!r}")
+        # One server per config per process (the core's registry): a file is named by its path, a
+        # dict or Config by its normalized JSON. A live one is shared, else this call builds it.
+        if isinstance(config, (str, os.PathLike)):
+            path = self.config._path
+        else:
+            path = self.config._file() if isinstance(config, Config) else None
         observer = LoadProgress(enabled=progress)
         try:
-            self._server = _core.Server(self.config._core, observer, lookup_threads or 0)
+            if path is not None:
+                server = _core.Server.acquire_file(path, observer, lookup_threads or 0)
+            else:
+                server = _core.Server.acquire_config(self.config._core, observer, lookup_threads or 0)
         finally:
             observer.close()
+        self._attach(server)
+
+    @classmethod
+    def _from_server_id(cls, server_id: str, *, progress: Optional[bool] = None) -> "HPS":
+        """Another reference to the live server named `server_id` (for an absolute config file path:
+        that file's server, built if none is live). Raises NotFoundError for an unknown id."""
+        observer = LoadProgress(enabled=progress)
+        try:
+            server = _core.Server.acquire_id(server_id, observer, 0)
+        finally:
+            observer.close()
+        self = cls.__new__(cls)
+        self.config = Config(json.loads(server.config_json()))  # what the live server runs
+        if os.path.isabs(server_id):
+            self.config._source = self.config._path = server_id
+        self._attach(server)
+        return self
+
+    def _attach(self, server: Any) -> None:
+        self._server = server
         self._gpucache = {m["model"]: bool(m["gpucache"]) for m in self.config.models}
         self._devices = {m["model"]: list(m["deployed_device_list"]) for m in self.config.models}
         self._tables: dict[tuple[str, TableKey], tuple[int, int, int]] = {}
@@ -232,6 +268,12 @@ class HPS:
         return self._server.prometheus()
 
     # ---- lifetime --------------------------------------------------------------------------------
+
+    @property
+    def server_id(self) -> str:
+        """The id of the shared server in this process's registry: the absolute config file path,
+        or "hps-json:<digest>" for a dict or Config (the id the C ABI and hps.torch use too)."""
+        return self._server.server_id
 
     def close(self) -> None:
         """Releases every tier (a call still running on another thread finishes first)."""

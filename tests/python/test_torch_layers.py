@@ -129,8 +129,8 @@ def test_the_op_checks_its_arguments_too(weights):
         torch.ops.hps.lookup(keys, server, "m", 0, 4)
     with pytest.raises(hps.NotFoundError, match="out of range"):
         torch.ops.hps.lookup(keys, server, "m", 7, D)
-    with pytest.raises(hps.NotFoundError, match="no parameter server 'hps-local:999999'"):
-        torch.ops.hps.lookup(keys, "hps-local:999999", "m", 0, D)
+    with pytest.raises(hps.NotFoundError, match="no parameter server 'hps-json:999999'"):
+        torch.ops.hps.lookup(keys, "hps-json:999999", "m", 0, D)
 
 
 def test_devices_not_deployed_are_refused(weights):
@@ -254,7 +254,9 @@ def test_layers_on_one_config_share_one_server(weights, tmp_path):
     d = LookupLayer(as_dict, "m", 0, D)
     e = LookupLayer(dict(as_dict), "m", "users", D)
     assert d.ps is e.ps and d.ps is not a.ps
-    assert d.server_id.startswith("hps-local:")
+    assert d.server_id.startswith("hps-json:")  # the core registry's id of a config given as JSON
+    with hps.HPS(as_dict) as same:
+        assert d.server_id == e.server_id == same.server_id
 
 
 def test_an_hps_instance_is_used_as_it_is(weights):
@@ -265,9 +267,10 @@ def test_an_hps_instance_is_used_as_it_is(weights):
         ps.update("m", 0, [3], np.full((1, D), 9.0, np.float32))
         assert torch.equal(layer(torch.tensor([3, 4])), torch.stack([torch.full((D,), 9.0), w0[4]]))
         other = hps.HPS(config)
-        try:  # a second instance from the same file: its own, process-local id
+        try:  # a second instance from the same file: the same core server, so the same id
             layer2 = LookupLayer(other, "m", 0, D)
-            assert layer2.ps is other and layer2.server_id.startswith("hps-local:")
+            assert layer2.server_id == layer.server_id == str(config)
+            assert torch.equal(layer2(torch.tensor([3])), torch.full((1, D), 9.0))
         finally:
             hps.torch.clear_servers()
             other.close()

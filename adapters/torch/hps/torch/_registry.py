@@ -1,18 +1,19 @@
 """One shared hps.HPS per configuration per process, named by a string the custom op can carry.
 
 The op `torch.ops.hps.lookup` takes only tensors and plain values, so it names its server with a
-string, the *server id*:
+string, the *server id*: the id of the core's server registry (hps/server_registry.hpp), which the
+C ABI, hps.HPS and the TensorFlow and TensorRT adapters use too:
 
 - a config **file** is named by its absolute path. An id of that form is enough to re-create the
   server, so a program exported with it (torch.export, TorchScript) runs in a fresh process: the
   first lookup there builds the server from the path.
-- a dict, an `hps.Config` not read from a file, or an `hps.HPS` that did not come from a file is
-  named `hps-local:<n>`, an id valid only in the process that registered it.
+- a dict or an `hps.Config` not read from a file is named `hps-json:<digest>` (of its normalized
+  JSON), an id valid only in the process that built the server.
 
-Servers are shared: every layer built on the same file path, on equal dicts or Configs (the same
-normalized JSON), or on the same HPS instance uses one server. Different configs get different
-servers, all in one process. Registration and first use are thread-safe; a lookup of a registered
-id takes no lock.
+Servers are shared by the core: every layer built on the same file path, on equal dicts or
+Configs, on an hps.HPS of that config (or in another adapter of this process) uses one server.
+Different configs get different servers. This module only remembers, per id, an hps.HPS to call and
+the facts the op checks, so that a lookup of a registered id takes no lock.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import operator
 import os
 import threading
-import warnings
 from collections.abc import Mapping
 from typing import Any, Union
 
@@ -28,7 +28,7 @@ import hps
 
 __all__ = ["register", "get", "get_server", "clear_servers", "Served"]
 
-LOCAL_PREFIX = "hps-local:"
+JSON_PREFIX = "hps-json:"  # the core's ids of servers built from JSON text or a Config
 
 ServerSource = Union[str, "os.PathLike[str]", Mapping, hps.Config, hps.HPS]
 
@@ -98,97 +98,61 @@ def _integer(value: Any, what: str, expected: str) -> int:
 
 _lock = threading.RLock()
 _by_id: dict[str, Served] = {}
-_by_json: dict[str, str] = {}       # normalized config JSON -> id (dicts and Configs not from a file)
-_by_instance: dict[int, str] = {}   # id(HPS) -> id (the Served entry keeps the instance alive)
-_next_local = [1]
-
-
-def _local_id() -> str:
-    server_id = f"{LOCAL_PREFIX}{_next_local[0]}"
-    _next_local[0] += 1
-    return server_id
-
-
-def _file_of(config: hps.Config) -> Union[str, None]:
-    """The absolute path of the file `config` was read from, when it still holds the same config."""
-    if config.source == "<dict>":
-        return None
-    path = os.path.abspath(config.source)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", hps.ConfigWarning)
-            same = hps.Config(path).to_json() == config.to_json()
-    except hps.HpsError:
-        return None
-    return path if same else None
 
 
 def register(source: ServerSource) -> str:
     """The server id of `source` (a config file path, dict, hps.Config, hps.HPS or a server id),
     registering it.
 
-    A server is built for a path, dict or Config that has none yet (loading its tables); an HPS is
-    used as it is.
+    A server is acquired from the core for a path, dict or Config (built there if no adapter in
+    this process holds one yet, loading its tables); an HPS is used as it is.
     """
-    with _lock:
-        if isinstance(source, hps.HPS):
-            found = _by_instance.get(id(source))
-            if found is not None:
-                return found
-            path = _file_of(source.config)
-            server_id = path if path is not None and path not in _by_id else _local_id()
-            _by_id[server_id] = Served(server_id, source, owned=False)
-            _by_instance[id(source)] = server_id
-            return server_id
-        if isinstance(source, str) and (source in _by_id or source.startswith(LOCAL_PREFIX)):
-            return get(source).server_id  # already a server id
-        if isinstance(source, (str, os.PathLike)):
-            server_id = os.path.abspath(os.fspath(source))
-            get(server_id)
-            return server_id
-        if isinstance(source, (Mapping, hps.Config)):
-            config = hps.Config(source)
-            path = _file_of(config) if isinstance(source, hps.Config) else None
-            if path is not None:
-                if path not in _by_id:
-                    _add_owned(path, config)
-                return path
-            text = config.to_json()
-            server_id = _by_json.get(text)
-            if server_id is None:
-                server_id = _local_id()
-                _add_owned(server_id, config)
-                _by_json[text] = server_id
+    if isinstance(source, hps.HPS):
+        server_id = source.server_id
+        with _lock:
+            known = _by_id.get(server_id)
+            if known is None or known.ps.closed:
+                _by_id[server_id] = Served(server_id, source, owned=False)
+        return server_id
+    if isinstance(source, str) and (source in _by_id or source.startswith(JSON_PREFIX)):
+        return get(source).server_id  # already a server id
+    if isinstance(source, (str, os.PathLike)):
+        server_id = os.path.normpath(os.path.abspath(os.fspath(source)))
+        get(server_id)
+        return server_id
+    if isinstance(source, (Mapping, hps.Config)):
+        with _lock:
+            ps = hps.HPS(source)  # the core's shared server of this config
+            server_id = ps.server_id
+            known = _by_id.get(server_id)
+            if known is not None and not known.ps.closed:
+                ps.close()  # one more reference to the same server; the registered one serves
+            else:
+                _by_id[server_id] = Served(server_id, ps, owned=True)
             return server_id
     raise TypeError(f"a parameter server is given as a config file path, a dict, an hps.Config or an hps.HPS, "
                     f"not {type(source).__name__}")
 
 
-def _add_owned(server_id: str, config: hps.ConfigLike) -> Served:
-    ps = hps.HPS(config)
-    served = Served(server_id, ps, owned=True)
-    _by_id[server_id] = served
-    _by_instance[id(ps)] = server_id
-    return served
-
-
 def get(server_id: str) -> Served:
     """The server named `server_id`; a config file path not seen before builds its server."""
     served = _by_id.get(server_id)
-    if served is not None:
+    if served is not None and not served.ps.closed:
         return served
     with _lock:
         served = _by_id.get(server_id)
-        if served is not None:
+        if served is not None and not served.ps.closed:
             return served
-        if server_id.startswith(LOCAL_PREFIX) or not os.path.isabs(server_id):
+        try:
+            ps = hps.HPS._from_server_id(server_id)
+        except hps.NotFoundError:
             raise hps.NotFoundError(
                 f"no parameter server {server_id!r} in this process. Servers given as a dict, an hps.Config or "
                 f"an hps.HPS are known only to the process that built the layers; build the layers from a "
-                f"config file to run an exported program in another process")
-        return _add_owned(server_id, server_id)
+                f"config file to run an exported program in another process") from None
+        served = Served(server_id, ps, owned=True)
+        _by_id[server_id] = served
+        return served
 
 
 def get_server(source: ServerSource) -> hps.HPS:
@@ -197,15 +161,15 @@ def get_server(source: ServerSource) -> hps.HPS:
 
 
 def clear_servers() -> None:
-    """Closes the servers the registry built and forgets every registration.
+    """Drops the registry's references to its servers (closing the hps.HPS it built) and forgets
+    every registration; a server no one else holds is freed.
 
     Layers built before keep their ids: a config-file id rebuilds its server on next use; a
-    process-local id then raises NotFoundError. HPS instances given by the caller are not closed.
+    `hps-json:` id then raises NotFoundError unless something else in the process still holds that
+    server. HPS instances given by the caller are not closed.
     """
     with _lock:
         for served in _by_id.values():
             if served.owned:
                 served.ps.close()
         _by_id.clear()
-        _by_json.clear()
-        _by_instance.clear()
