@@ -50,7 +50,25 @@ if(NOT _rocksdb_mode STREQUAL "OFF")
 endif()
 hps_resolve_feature(HPS_WITH_ROCKSDB ROCKSDB ${_rocksdb_found} "RocksDB not found (Debian: librocksdb-dev)")
 
-# Redis, TensorFlow and TensorRT adapters are separate targets that plug in here later.
+# Redis and TensorFlow adapters are separate targets that plug in here later.
 hps_resolve_feature(HPS_WITH_REDIS REDIS OFF "the Redis Cluster tier is not part of this version yet")
 hps_resolve_feature(HPS_WITH_TF TF OFF "the TensorFlow adapter is not part of this version yet")
-hps_resolve_feature(HPS_WITH_TENSORRT TENSORRT OFF "the TensorRT plugin is not part of this version yet")
+
+# TensorRT: the plugin shell compiles against TensorRT's public headers (NvInferRuntime.h, which
+# includes cuda_runtime_api.h, hence CUDA) and links no TensorRT library. Hints: TensorRT_ROOT
+# (its include/ folder) or HPS_TENSORRT_INCLUDE (the folder itself).
+set(_trt_found OFF)
+set(_trt_why "TensorRT headers (NvInferRuntime.h) not found; set TensorRT_ROOT or HPS_TENSORRT_INCLUDE")
+string(TOUPPER "${HPS_WITH_TENSORRT}" _trt_mode)
+if(NOT _trt_mode STREQUAL "OFF")
+  find_path(HPS_TENSORRT_INCLUDE NvInferRuntime.h
+            HINTS ${TensorRT_ROOT} $ENV{TensorRT_ROOT} $ENV{TENSORRT_ROOT}
+            PATH_SUFFIXES include
+            PATHS /usr/include/x86_64-linux-gnu /usr/include/aarch64-linux-gnu /usr/local/tensorrt/include)
+  if(HPS_TENSORRT_INCLUDE AND NOT HPS_HAVE_CUDA)
+    set(_trt_why "TensorRT headers found at ${HPS_TENSORRT_INCLUDE}, but no CUDA toolkit (they need cuda_runtime_api.h)")
+  elseif(HPS_TENSORRT_INCLUDE)
+    set(_trt_found ON)
+  endif()
+endif()
+hps_resolve_feature(HPS_WITH_TENSORRT TENSORRT ${_trt_found} "${_trt_why}")
