@@ -170,16 +170,17 @@ def _find_tables(graph: gs.Graph, dtypes: Mapping[str, int], only: Optional[set[
                  min_rows: int, skipped: list[Skipped]) -> list[_Table]:
     """The initializers to serve, in order of their first lookup, with the Gathers reading them."""
     tables: dict[int, _Table] = {}
+    graph_inputs = {id(t) for t in graph.inputs}
     for sub, parent, parent_graph in _graphs(graph):
         for node in sub.nodes:
             if node.op != "Gather" or len(node.inputs) != 2:
                 continue
             if not isinstance(node.inputs[0], gs.Constant):
-                # Gathers of shapes and indices are everywhere; a float one looks like a table kept outside.
-                if dtypes.get(node.inputs[0].name) in FLOAT_TYPES and _const_value(node.inputs[0]) is None:
-                    skipped.append(Skipped(_node_label(node), node.op, f"its data {node.inputs[0].name!r} is computed "
-                                           f"or fed to the model, not an initializer: hps serves tables stored in "
-                                           f"the model"))
+                # Gathers of shapes and computed tensors are everywhere; one of a float graph input is a
+                # table the model is fed, which hps cannot serve.
+                if id(node.inputs[0]) in graph_inputs and dtypes.get(node.inputs[0].name) in FLOAT_TYPES:
+                    skipped.append(Skipped(_node_label(node), node.op, f"its data {node.inputs[0].name!r} is a graph "
+                                           f"input, not an initializer: hps serves tables stored in the model"))
                 continue
             data = node.inputs[0]
             why = _check_gather(node, dtypes)
