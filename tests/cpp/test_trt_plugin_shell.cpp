@@ -2,6 +2,7 @@
 // TensorRT library is loaded, so no engine is built; TensorRT would make these same calls).
 // Built only where TensorRT's headers are found. The enqueue case needs a CUDA device.
 #include <NvInferRuntime.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -152,18 +153,32 @@ TEST_F(TrtShell, SerializedStateRecreatesThePlugin) {
   EXPECT_EQ(creator_->createPlugin("hps", nullptr, TensorRTPhase::kBUILD), nullptr);
 }
 
-TEST_F(TrtShell, EnqueueOnTheDevice) {
+// Keys [2, 3] (one absent) through the runtime capability's enqueue, with device buffers; rows as
+// float32, or as float16 through the workspace (the values are exact in float16).
+class TrtShellDevice : public TrtShell, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(TrtShellDevice, EnqueueOnTheDevice) {
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) GTEST_SKIP() << "no CUDA device";
   cudaSetDevice(0);
-  std::unique_ptr<IPluginV3> plugin(create());
+  const bool half = GetParam();
+  std::unique_ptr<IPluginV3> plugin(create(kDim, half ? "float16" : nullptr));
   ASSERT_NE(plugin, nullptr);
+  auto* build = static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
   auto* runtime = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
-  const std::vector<std::int32_t> keys = {3, 1, 99, 40, 2, 3};  // [2, 3], one absent key
+  const std::vector<std::int32_t> keys = {3, 1, 99, 40, 2, 3};
+  DynamicPluginTensorDesc io[2] = {desc(DataType::kINT32, {2, 3}), desc(DataType::kFLOAT, {2, 3, kDim})};
+  const std::size_t workspace_bytes = build->getWorkspaceSize(io, 1, io + 1, 1);
+  EXPECT_EQ(workspace_bytes, half ? keys.size() * kDim * sizeof(float) : 0u);
+  const std::size_t row_bytes = half ? sizeof(__half) : sizeof(float);
   void* d_keys = nullptr;
   void* d_rows = nullptr;
+  void* d_workspace = nullptr;
   ASSERT_EQ(cudaMalloc(&d_keys, keys.size() * sizeof(std::int32_t)), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&d_rows, keys.size() * kDim * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d_rows, keys.size() * kDim * row_bytes), cudaSuccess);
+  if (workspace_bytes) {
+    ASSERT_EQ(cudaMalloc(&d_workspace, workspace_bytes), cudaSuccess);
+  }
   cudaStream_t stream;
   cudaStreamCreate(&stream);
   cudaMemcpyAsync(d_keys, keys.data(), keys.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice, stream);
@@ -173,13 +188,20 @@ TEST_F(TrtShell, EnqueueOnTheDevice) {
   in.dims.nbDims = 2;
   in.dims.d[0] = 2;
   in.dims.d[1] = 3;
-  out.type = DataType::kFLOAT;
+  out.type = half ? DataType::kHALF : DataType::kFLOAT;
   const void* inputs[] = {d_keys};
   void* outputs[] = {d_rows};
-  ASSERT_EQ(runtime->enqueue(&in, &out, inputs, outputs, nullptr, stream), 0);
+  ASSERT_EQ(runtime->enqueue(&in, &out, inputs, outputs, d_workspace, stream), 0);
   std::vector<float> got(keys.size() * kDim);
-  cudaMemcpyAsync(got.data(), d_rows, got.size() * sizeof(float), cudaMemcpyDeviceToHost, stream);
-  cudaStreamSynchronize(stream);
+  if (half) {
+    std::vector<__half> raw(got.size());
+    cudaMemcpyAsync(raw.data(), d_rows, raw.size() * sizeof(__half), cudaMemcpyDeviceToHost, stream);
+    cudaStreamSynchronize(stream);
+    for (std::size_t i = 0; i < raw.size(); ++i) got[i] = __half2float(raw[i]);
+  } else {
+    cudaMemcpyAsync(got.data(), d_rows, got.size() * sizeof(float), cudaMemcpyDeviceToHost, stream);
+    cudaStreamSynchronize(stream);
+  }
   const std::vector<std::int64_t> stored = {1, 2, 3, 40};
   for (std::size_t i = 0; i < keys.size(); ++i) {
     std::size_t row = 0;
@@ -191,5 +213,9 @@ TEST_F(TrtShell, EnqueueOnTheDevice) {
   }
   cudaFree(d_keys);
   cudaFree(d_rows);
+  cudaFree(d_workspace);
   cudaStreamDestroy(stream);
 }
+
+INSTANTIATE_TEST_SUITE_P(Rows, TrtShellDevice, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Float16" : "Float32"; });

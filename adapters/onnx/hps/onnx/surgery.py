@@ -40,6 +40,7 @@ __all__ = ["replace_embeddings", "NoEmbeddingsError", "MAX_IR_VERSION"]
 
 # The GPU machine's onnxruntime 1.30 reads IR versions up to 13.
 MAX_IR_VERSION = 13
+MAX_INLINE_BYTES = (2 << 30) - (64 << 20)  # protobuf's limit, with room for the graph
 REDUCES = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,120}")
@@ -210,34 +211,29 @@ def _kind(site: _Site) -> str:
 def _hoistable_slice(site: _Site) -> Optional[gs.Node]:
     """The Slice feeding a Loop-body Gather when the lookup can move out of the loop: it slices
     axis 0 of a tensor defined in the main graph, so lookup(slice(keys)) == slice(lookup(keys))."""
-    if site.parent is None or site.parent.op != "Loop" or site.parent_graph is None or \
-            site.parent_graph.nodes is None:
+    if site.parent is None or site.parent.op != "Loop" or site.parent_graph is None:
         return None
     indices = site.node.inputs[1]
     if len(indices.inputs) != 1 or indices.inputs[0].op != "Slice":
         return None
     slice_node = indices.inputs[0]
     keys = slice_node.inputs[0]
-    inside = {id(t) for n in site.graph.nodes for t in n.outputs} | {id(t) for t in site.graph.inputs}
-    if id(keys) in inside or isinstance(keys, gs.Constant):
+    if isinstance(keys, gs.Constant):
         return None
-    # `keys` must be visible where the Loop node is: produced by a node of, or an input of, that graph.
+    # `keys` must come from the graph holding the Loop (a node's output or an input there), not from the body.
     outer = site.parent_graph
     visible = {id(t) for n in outer.nodes for t in n.outputs} | {id(t) for t in outer.inputs}
     if id(keys) not in visible:
         return None
-    starts = slice_node.inputs[1] if len(slice_node.inputs) > 1 else None
     axes = slice_node.inputs[3] if len(slice_node.inputs) > 3 and slice_node.inputs[3].name else None
     if axes is None:
-        # Axes default to [0, .., len(starts) - 1]: only axis 0 when one start is given.
-        start_value = _const_value(starts) if starts is not None else None
-        if start_value is None or start_value.size != 1:
-            shape = starts.shape if starts is not None else None
-            if not shape or list(shape) != [1]:
-                return None
-        return slice_node
-    axes_value = _const_value(axes)
-    if axes_value is None or axes_value.size != 1 or int(axes_value.reshape(-1)[0]) != 0:
+        # Axes default to [0, .., len(starts) - 1]: axis 0 alone when one start is given.
+        starts = slice_node.inputs[1]
+        value = _const_value(starts)
+        count = value.size if value is not None else (starts.shape[0] if starts.shape and len(starts.shape) == 1 else None)
+        return slice_node if count == 1 else None
+    value = _const_value(axes)
+    if value is None or value.size != 1 or int(value.reshape(-1)[0]) != 0:
         return None
     return slice_node
 
@@ -402,7 +398,11 @@ def replace_embeddings(onnx_in: Union[PathLike, onnx.ModelProto], onnx_out: Path
         result.metadata_props.add().CopyFrom(prop)
     if os.path.dirname(onnx_out):
         os.makedirs(os.path.dirname(onnx_out), exist_ok=True)
-    onnx.save(result, onnx_out)
+    if result.ByteSize() > MAX_INLINE_BYTES:  # initializers left (e.g. tied weights) past protobuf's 2 GiB
+        onnx.save(result, onnx_out, save_as_external_data=True, location=os.path.basename(onnx_out) + ".data")
+        report.notes.append(f"initializers saved beside the model in {os.path.basename(onnx_out)}.data (over 2 GiB)")
+    else:
+        onnx.save(result, onnx_out)
     if check:
         onnx.checker.check_model(onnx_out)
     return report
