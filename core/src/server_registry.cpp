@@ -117,16 +117,10 @@ class Registry {
       forget(entry);
       throw;
     }
-    ParameterServer* raw = built.get();
-    std::shared_ptr<ParameterServer> server;
-    try {
-      server = std::shared_ptr<ParameterServer>(raw, [entry](ParameterServer* p) { instance().retire(entry, p); });
-      built.release();  // the shared_ptr owns it now
-    } catch (...) {
-      built.reset();
-      forget(entry);
-      throw;
-    }
+    ParameterServer* raw = built.release();
+    // If this throws (no memory for the control block), the constructor calls the deleter, which
+    // frees the server and forgets the entry.
+    std::shared_ptr<ParameterServer> server(raw, [entry](ParameterServer* p) { instance().retire(entry, p); });
     lock.lock();
     entry->server = server;
     entry->state = Entry::State::kLive;

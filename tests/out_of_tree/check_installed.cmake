@@ -13,13 +13,21 @@ endfunction()
 
 file(REMOVE_RECURSE ${WORK})
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK}/prefix)
-foreach(f lib/libhps_core.so include/hps/c_api.h include/hps/tiers/tier.hpp include/hps/gpu/gpu_cache.hpp
-          lib/cmake/hps/hpsConfig.cmake lib/cmake/hps/hpsConfigVersion.cmake)
-  if(NOT EXISTS ${WORK}/prefix/${f})
-    message(FATAL_ERROR "cmake --install did not install ${f}")
+# Either layout (cmake/HpsInstall.cmake): lib/ + include/ + lib/cmake/hps, or a wheel build's
+# hps/ + hps/include + hps/lib/cmake/hps.
+file(GLOB_RECURSE installed LIST_DIRECTORIES false ${WORK}/prefix/*)
+foreach(f libhps_core.so hps/c_api.h hps/tiers/tier.hpp hps/gpu/gpu_cache.hpp cmake/hps/hpsConfig.cmake
+          cmake/hps/hpsConfigVersion.cmake)
+  set(found ${installed})
+  list(FILTER found INCLUDE REGEX "/${f}$")
+  if(NOT found)
+    message(FATAL_ERROR "cmake --install did not install .../${f} under ${WORK}/prefix")
+  endif()
+  if(f MATCHES "hpsConfig.cmake$")
+    get_filename_component(cmake_dir "${found}" DIRECTORY)
   endif()
 endforeach()
-run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK}/build -DCMAKE_PREFIX_PATH=${WORK}/prefix)
+run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK}/build -Dhps_DIR=${cmake_dir})
 run(${CMAKE_COMMAND} --build ${WORK}/build)
 run(${WORK}/build/consumer_c ${CONFIG} m t0 1003)
 string(STRIP "${out}" out)

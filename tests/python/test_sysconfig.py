@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -101,10 +102,51 @@ def test_plain_cc_with_sysconfig_flags(served, tmp_path):
     check_output(program, table, path)
 
 
-def test_the_c_abi_and_python_share_one_server(served, tmp_path):
-    """A C program in another process cannot share, but in this process hps.HPS and the core's
-    registry do: the id the C ABI would report is the one hps.HPS reports."""
+class _Table(ctypes.Structure):
+    _fields_ = [("model", ctypes.c_uint32), ("table", ctypes.c_uint32)]
+
+
+def _c_abi():
+    """libhps_core's C ABI through ctypes: the same library (and registry) hps._core loaded."""
+    lib = ctypes.CDLL(os.path.join(hps.sysconfig.get_lib_dir(), "libhps_core.so"))
+    handle_p = ctypes.POINTER(ctypes.c_void_p)
+    lib.hps_server_acquire_file.argtypes = [ctypes.c_char_p, ctypes.c_void_p, handle_p]
+    lib.hps_server_id.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p)]
+    lib.hps_table_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(_Table)]
+    lib.hps_lookup.argtypes = [ctypes.c_void_p, _Table, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t,
+                               ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    lib.hps_server_release.argtypes = [ctypes.c_void_p]
+    lib.hps_last_error.restype = ctypes.c_char_p
+    return lib
+
+
+def test_the_c_abi_and_python_share_one_server(served):
+    """In one process, hps.HPS and a C ABI caller naming the same file use one server."""
     table, path = served
-    with hps.HPS(path) as ps:
-        assert ps.server_id == str(path.resolve())
-        assert np.array_equal(ps.lookup("m", 0, table.keys[:2]), table.rows[:2])
+    lib = _c_abi()
+    key = np.array([int(table.keys[5])], dtype=np.int64)
+    new_row = np.full((1, 3), 4.25, np.float32)
+
+    def c_lookup(handle, t):
+        out = np.zeros((1, 3), np.float32)
+        status = lib.hps_lookup(handle, t, key.ctypes.data, 1, 1, out.ctypes.data, -1, None)  # HPS_KEY_INT64, HPS_HOST
+        assert status == 0, lib.hps_last_error()
+        return out
+
+    ps = hps.HPS(path)
+    handle = ctypes.c_void_p()
+    assert lib.hps_server_acquire_file(str(path).encode(), None, ctypes.byref(handle)) == 0, lib.hps_last_error()
+    try:
+        server_id = ctypes.c_char_p()
+        assert lib.hps_server_id(handle, ctypes.byref(server_id)) == 0
+        assert server_id.value.decode() == ps.server_id
+        t = _Table()
+        assert lib.hps_table_by_name(handle, b"m", TABLE.encode(), ctypes.byref(t)) == 0, lib.hps_last_error()
+        ps.update("m", 0, key, new_row)
+        assert np.array_equal(c_lookup(handle, t), new_row)  # the update made through Python
+        ps.close()
+        assert np.array_equal(c_lookup(handle, t), new_row)  # the C reference keeps the server alive
+    finally:
+        lib.hps_server_release(handle)
+    with hps.HPS(path) as again:  # every reference gone: rebuilt from the files
+        assert np.array_equal(again.lookup("m", 0, key), table.rows[5:6])
