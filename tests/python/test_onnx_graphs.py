@@ -154,6 +154,17 @@ def test_int32_keys_shared_with_arithmetic(tmp_path):
     np.testing.assert_array_equal(idsum, ids.sum(1))
 
 
+def test_int32_input_becomes_int64(tmp_path):
+    """tf2onnx-style int32 keys, exposed as int64 when asked."""
+    path = save(tmp_path, [helper.make_node("Gather", ["W", "ids"], ["y"])],
+                [keys_input(dtype=TensorProto.INT32, shape=("B", 2))], [out(rank=3)], [numpy_helper.from_array(W, "W")])
+    ids = RNG.integers(0, 30, (4, 2))
+    report, (y,) = surgered(path, {"ids": ids.astype(np.int64)}, tmp_path, key_dtype="int64")
+    assert report.key_inputs == ["ids"]
+    assert onnx.load(tmp_path / "out.onnx").graph.input[0].type.tensor_type.elem_type == TensorProto.INT64
+    np.testing.assert_array_equal(y, W[ids])
+
+
 def test_lookup_inside_a_loop_body_stays_there(tmp_path):
     """A Gather in a Loop body on keys made inside the body is replaced where it is."""
     body = helper.make_graph(

@@ -98,6 +98,16 @@ def test_torch_export_surgery_matches_torch(recommender, tmp_path):
     out = onnx.load(tmp_path / "rec.hps.onnx")
     assert not [i.name for i in out.graph.initializer if i.name.endswith(".weight") and "top" not in i.name]
     assert ("hps", 1) in [(o.domain, o.version) for o in out.opset_import]
+    # HugeCTR's plugin fields, typed as its plugin reads them (strings and ints), table ids in order.
+    nodes = [n for n in out.graph.node if n.op_type == "HPS_TRT"]
+    assert len(nodes) == 6 and {n.domain for n in nodes} == {"hps"}
+    for n in nodes:
+        kinds = {a.name: a.type for a in n.attribute}
+        assert kinds == {"ps_config_file": onnx.AttributeProto.STRING, "model_name": onnx.AttributeProto.STRING,
+                         "table_id": onnx.AttributeProto.INT, "emb_vec_size": onnx.AttributeProto.INT}
+    fields = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in nodes]
+    assert {f["model_name"] for f in fields} == {b"rec"} and {f["emb_vec_size"] for f in fields} == {8}
+    assert sorted({f["table_id"] for f in fields}) == [0, 1, 2, 3, 4]
     assert out.ir_version <= 13
     config = json.load(open(report.config))
     assert config["supportlonglong"] is True
