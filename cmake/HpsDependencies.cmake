@@ -58,7 +58,7 @@ hps_resolve_feature(HPS_WITH_TF TF OFF "the TensorFlow adapter is not part of th
 # includes cuda_runtime_api.h, hence CUDA) and links no TensorRT library. Hints: TensorRT_ROOT
 # (its include/ folder) or HPS_TENSORRT_INCLUDE (the folder itself).
 set(_trt_found OFF)
-set(_trt_why "TensorRT headers (NvInferRuntime.h) not found; set TensorRT_ROOT or HPS_TENSORRT_INCLUDE")
+set(_trt_why "TensorRT headers (NvInferRuntime.h) not found: set TensorRT_ROOT or HPS_TENSORRT_INCLUDE")
 string(TOUPPER "${HPS_WITH_TENSORRT}" _trt_mode)
 if(NOT _trt_mode STREQUAL "OFF")
   find_path(HPS_TENSORRT_INCLUDE NvInferRuntime.h
