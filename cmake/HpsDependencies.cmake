@@ -65,7 +65,9 @@ if(NOT _trt_mode STREQUAL "OFF")
             HINTS ${TensorRT_ROOT} $ENV{TensorRT_ROOT} $ENV{TENSORRT_ROOT}
             PATH_SUFFIXES include
             PATHS /usr/include/x86_64-linux-gnu /usr/include/aarch64-linux-gnu /usr/local/tensorrt/include)
-  if(HPS_TENSORRT_INCLUDE AND NOT HPS_HAVE_CUDA)
+  if(HPS_TENSORRT_INCLUDE AND NOT EXISTS "${HPS_TENSORRT_INCLUDE}/NvInferRuntime.h")
+    set(_trt_why "HPS_TENSORRT_INCLUDE=${HPS_TENSORRT_INCLUDE} holds no NvInferRuntime.h")
+  elseif(HPS_TENSORRT_INCLUDE AND NOT HPS_HAVE_CUDA)
     set(_trt_why "TensorRT headers found at ${HPS_TENSORRT_INCLUDE}, but no CUDA toolkit (they need cuda_runtime_api.h)")
   elseif(HPS_TENSORRT_INCLUDE)
     set(_trt_found ON)
