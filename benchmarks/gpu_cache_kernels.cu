@@ -225,14 +225,14 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
     for (const std::size_t b : batches) {
       auto key_batches = make_batches(keys, b, rng);
       const double t = time_on_stream(stream, b, [&](int r) {
-        cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream, no_resolve, {});
+        cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), hps::StreamView::cuda(stream), no_resolve, {});
       });
       report("static", b, dim, t, bandwidth);
       if (sweep && b == max_batch) {
         for (const auto& [label, shape] : shape_variants(dim)) {
           base->set_probe_shape(shape);
           const double tk = time_on_stream(stream, b, [&](int r) {
-            cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream, no_resolve, {});
+            cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), hps::StreamView::cuda(stream), no_resolve, {});
           });
           report("static " + label, b, dim, tk, bandwidth);
         }
@@ -272,7 +272,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
         const std::size_t n = std::min(chunk, rows - begin);
         HPS_CUDA_CHECK(cudaMemcpyAsync(d_keys.ptr, keys.data() + begin, n * sizeof(std::int64_t), cudaMemcpyHostToDevice,
                               stream));
-        cache->lookup(d_keys.ptr, hps::KeyDtype::kInt64, true, n, d_out.as<float>(), stream, collect, {});
+        cache->lookup(d_keys.ptr, hps::KeyDtype::kInt64, true, n, d_out.as<float>(), hps::StreamView::cuda(stream), collect, {});
       }
     }
     std::vector<std::int64_t> held;
@@ -286,8 +286,8 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
       auto key_batches = make_batches(held, b, rng);
       std::size_t misses = 0;
       const double t = time_on_host(b, [&](int r) {
-        misses += cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream,
-                                no_resolve, {})
+        misses += cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(),
+                                hps::StreamView::cuda(stream), no_resolve, {})
                       .missed_positions;
       });
       report("dynamic (incl. 1 host sync)", b, dim, t, bandwidth);
@@ -296,7 +296,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
         for (const auto& [label, shape] : shape_variants(dim)) {
           base->set_probe_shape(shape);
           const double tk = time_on_host(b, [&](int r) {
-            cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream, no_resolve, {});
+            cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), hps::StreamView::cuda(stream), no_resolve, {});
           });
           report("dynamic " + label, b, dim, tk, bandwidth);
         }
@@ -316,7 +316,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
         std::fill(found, found + n, std::uint8_t{0});
       };
       const double t = time_on_host(b, [&](int) {
-        cache->lookup(d_mixed.ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), stream, fill, {});
+        cache->lookup(d_mixed.ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), hps::StreamView::cuda(stream), fill, {});
       });
       report("dynamic 1% misses (host)", b, dim, t, bandwidth);
     }
@@ -364,7 +364,7 @@ void hit_rates(cudaStream_t stream) {
         HPS_CUDA_CHECK(cudaMemcpyAsync(d_keys.ptr, calls[c].data(), batch * sizeof(std::int64_t), cudaMemcpyHostToDevice,
                               stream));
         const auto result =
-            cache->lookup(d_keys.ptr, hps::KeyDtype::kInt64, true, batch, d_out.as<float>(), stream, resolve, {});
+            cache->lookup(d_keys.ptr, hps::KeyDtype::kInt64, true, batch, d_out.as<float>(), hps::StreamView::cuda(stream), resolve, {});
         std::size_t lru = 0;
         for (const auto k : calls[c]) {
           const auto it = where.find(k);

@@ -9,15 +9,6 @@
 
 namespace hps {
 
-const char* to_string(TierLevel level) {
-  switch (level) {
-    case TierLevel::kGpuCache: return "gpu_cache";
-    case TierLevel::kVolatile: return "volatile_db";
-    case TierLevel::kPersistent: return "persistent_db";
-  }
-  return "unknown";
-}
-
 namespace {
 constexpr double kMinSeconds = 1e-6;  // bucket 0 holds everything up to 1 µs
 }
@@ -87,22 +78,41 @@ std::vector<std::pair<double, std::uint64_t>> LatencyHistogram::cumulative(const
   return out;
 }
 
+TableMetrics::TableMetrics(std::vector<std::string> tier_names)
+    : tier_names_(std::move(tier_names)), hits_(new std::atomic<std::uint64_t>[tier_names_.size()]) {
+  for (std::size_t t = 0; t < tier_names_.size(); ++t) hits_[t].store(0, std::memory_order_relaxed);
+}
+
+namespace {
+
+void summarize(const LatencyHistogram& h, LatencyStats& out) {
+  static const std::vector<double> kBounds = {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3,
+                                              2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0};
+  out.count = h.count();
+  out.p50 = h.quantile(0.50);
+  out.p90 = h.quantile(0.90);
+  out.p99 = h.quantile(0.99);
+  out.max = h.max();
+  out.sum = h.sum();
+  out.buckets = h.cumulative(kBounds);
+}
+
+}  // namespace
+
 void TableMetrics::snapshot(TableStats& out) const {
   out.lookups = lookups.load(std::memory_order_relaxed);
   out.keys = keys.load(std::memory_order_relaxed);
-  for (int t = 0; t < kNumTierLevels; ++t) out.hits[t] = hits[t].load(std::memory_order_relaxed);
+  out.tiers.resize(tier_names_.size());
+  for (std::size_t t = 0; t < tier_names_.size(); ++t) {
+    out.tiers[t].name = tier_names_[t];
+    out.tiers[t].hits = hits_[t].load(std::memory_order_relaxed);
+  }
   out.defaults = defaults.load(std::memory_order_relaxed);
   out.updated_keys = updated_keys.load(std::memory_order_relaxed);
   out.erased_keys = erased_keys.load(std::memory_order_relaxed);
   out.promoted_keys = promoted_keys.load(std::memory_order_relaxed);
-  out.latency_p50 = latency.quantile(0.50);
-  out.latency_p90 = latency.quantile(0.90);
-  out.latency_p99 = latency.quantile(0.99);
-  out.latency_max = latency.max();
-  out.latency_sum = latency.sum();
-  static const std::vector<double> kBounds = {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3,
-                                              2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0};
-  out.latency_buckets = latency.cumulative(kBounds);
+  summarize(latency, out.latency);
+  summarize(device_call_latency, out.device_call_latency);
 }
 
 namespace {
@@ -110,6 +120,11 @@ namespace {
 std::string labels(const TableStats& s) {
   // Model and table names are [A-Za-z0-9_-], so they need no escaping.
   return "model=\"" + s.model + "\",table=\"" + s.table + "\"";
+}
+
+std::string tier_label(const TierStats& t) {
+  // Tier names are config role names ([a-z_]), so they need no escaping either.
+  return ",tier=\"" + t.name + "\"} ";
 }
 
 std::string number(double v) {
@@ -131,10 +146,7 @@ std::string to_prometheus(const std::vector<TableStats>& stats) {
   for (const auto& s : stats) out << "hps_lookup_keys_total{" << labels(s) << "} " << s.keys << '\n';
   family("hps_tier_hits_total", "counter", "Keys answered by each tier.");
   for (const auto& s : stats) {
-    for (int t = 0; t < kNumTierLevels; ++t) {
-      out << "hps_tier_hits_total{" << labels(s) << ",tier=\"" << to_string(static_cast<TierLevel>(t)) << "\"} "
-          << s.hits[t] << '\n';
-    }
+    for (const TierStats& t : s.tiers) out << "hps_tier_hits_total{" << labels(s) << tier_label(t) << t.hits << '\n';
   }
   family("hps_defaults_total", "counter", "Keys stored in no tier, answered with the table's default row.");
   for (const auto& s : stats) out << "hps_defaults_total{" << labels(s) << "} " << s.defaults << '\n';
@@ -146,36 +158,39 @@ std::string to_prometheus(const std::vector<TableStats>& stats) {
   for (const auto& s : stats) out << "hps_promoted_keys_total{" << labels(s) << "} " << s.promoted_keys << '\n';
   family("hps_tier_rows", "gauge", "Rows each tier holds for the table.");
   for (const auto& s : stats) {
-    for (int t = 0; t < kNumTierLevels; ++t) {
-      out << "hps_tier_rows{" << labels(s) << ",tier=\"" << to_string(static_cast<TierLevel>(t)) << "\"} "
-          << s.tier_rows[t] << '\n';
-    }
+    for (const TierStats& t : s.tiers) out << "hps_tier_rows{" << labels(s) << tier_label(t) << t.rows << '\n';
   }
   family("hps_tier_memory_bytes", "gauge", "Memory each tier holds for the table (device bytes for the GPU cache).");
   for (const auto& s : stats) {
-    for (int t = 0; t < kNumTierLevels; ++t) {
-      out << "hps_tier_memory_bytes{" << labels(s) << ",tier=\"" << to_string(static_cast<TierLevel>(t)) << "\"} "
-          << s.tier_bytes[t] << '\n';
+    for (const TierStats& t : s.tiers) {
+      out << "hps_tier_memory_bytes{" << labels(s) << tier_label(t) << t.bytes << '\n';
     }
   }
-  family("hps_lookup_latency_seconds", "histogram", "Lookup latency.");
-  for (const auto& s : stats) {
-    for (const auto& [bound, count] : s.latency_buckets) {
-      out << "hps_lookup_latency_seconds_bucket{" << labels(s) << ",le=\"" << number(bound) << "\"} " << count << '\n';
+  auto histogram = [&](const char* name, const char* help, LatencyStats TableStats::*field) {
+    family(name, "histogram", help);
+    for (const auto& s : stats) {
+      const LatencyStats& h = s.*field;
+      for (const auto& [bound, count] : h.buckets) {
+        out << name << "_bucket{" << labels(s) << ",le=\"" << number(bound) << "\"} " << count << '\n';
+      }
+      out << name << "_bucket{" << labels(s) << ",le=\"+Inf\"} " << h.count << '\n';
+      out << name << "_sum{" << labels(s) << "} " << number(h.sum) << '\n';
+      out << name << "_count{" << labels(s) << "} " << h.count << '\n';
     }
-    out << "hps_lookup_latency_seconds_bucket{" << labels(s) << ",le=\"+Inf\"} " << s.lookups << '\n';
-    out << "hps_lookup_latency_seconds_sum{" << labels(s) << "} " << number(s.latency_sum) << '\n';
-    out << "hps_lookup_latency_seconds_count{" << labels(s) << "} " << s.lookups << '\n';
-  }
+  };
+  histogram("hps_lookup_latency_seconds", "Host lookup latency, until the rows are complete.", &TableStats::latency);
+  histogram("hps_device_call_latency_seconds",
+            "Host time of device lookup calls; their rows are ready later, in the caller's stream order.",
+            &TableStats::device_call_latency);
   return out.str();
 }
 
 std::string to_json(const std::vector<TableStats>& stats) {
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (const TableStats& s : stats) {
-    auto per_tier = [](const std::array<std::uint64_t, kNumTierLevels>& values) {
+    auto per_tier = [&s](std::uint64_t TierStats::*field) {
       nlohmann::ordered_json tiers = nlohmann::ordered_json::object();
-      for (int level = 0; level < kNumTierLevels; ++level) tiers[to_string(static_cast<TierLevel>(level))] = values[level];
+      for (const TierStats& t : s.tiers) tiers[t.name] = t.*field;
       return tiers;
     };
     nlohmann::ordered_json table;
@@ -183,15 +198,18 @@ std::string to_json(const std::vector<TableStats>& stats) {
     table["table"] = s.table;
     table["lookups"] = s.lookups;
     table["keys"] = s.keys;
-    table["hits"] = per_tier(s.hits);
+    table["hits"] = per_tier(&TierStats::hits);
     table["defaults"] = s.defaults;
     table["updated_keys"] = s.updated_keys;
     table["erased_keys"] = s.erased_keys;
     table["promoted_keys"] = s.promoted_keys;
-    table["latency_seconds"] = {{"p50", s.latency_p50}, {"p90", s.latency_p90}, {"p99", s.latency_p99},
-                                {"max", s.latency_max}, {"sum", s.latency_sum}};
-    table["tier_rows"] = per_tier(s.tier_rows);
-    table["tier_bytes"] = per_tier(s.tier_bytes);
+    const LatencyStats& l = s.latency;
+    table["latency_seconds"] = {{"p50", l.p50}, {"p90", l.p90}, {"p99", l.p99}, {"max", l.max}, {"sum", l.sum}};
+    table["tier_rows"] = per_tier(&TierStats::rows);
+    table["tier_bytes"] = per_tier(&TierStats::bytes);
+    const LatencyStats& d = s.device_call_latency;
+    table["device_call_latency_seconds"] = {{"p50", d.p50}, {"p90", d.p90}, {"p99", d.p99},
+                                            {"max", d.max}, {"sum", d.sum}, {"count", d.count}};
     out.push_back(std::move(table));
   }
   return out.dump();

@@ -6,15 +6,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <numeric>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
 #include "hps/error.hpp"
 #include "hps/gpu/gpu_cache.hpp"
-#include "hps/tiers/hash_map_tier.hpp"
 #include "hps/model_io.hpp"
-#include "hps/tiers/rocksdb_tier.hpp"
+#include "hps/tiers/bulk_loadable.hpp"
+#include "hps/tiers/tier_factory.hpp"
 #include "detail/key_dedup.hpp"
 #include "detail/stream_fanout.hpp"
 #include "detail/thread_pool.hpp"
@@ -63,11 +65,21 @@ class MutationScope {
   std::atomic<std::uint64_t>& epoch_;
 };
 
-// Counts one lookup call of n keys that began at `start`.
-void record_lookup(TableMetrics& metrics, std::size_t n, std::chrono::steady_clock::time_point start) {
+// Counts one lookup call of n keys that began at `start`, into `histogram` (host lookups and
+// device calls are timed apart: see metrics.hpp).
+void record_lookup(TableMetrics& metrics, LatencyHistogram& histogram, std::size_t n,
+                   std::chrono::steady_clock::time_point start) {
   metrics.lookups.fetch_add(1, std::memory_order_relaxed);
   metrics.keys.fetch_add(n, std::memory_order_relaxed);
-  metrics.latency.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  histogram.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+// The GPU cache's entry in a table's metrics comes first, then the host tier roles.
+constexpr std::size_t kGpuCacheStats = 0;
+std::vector<std::string> stats_names(const TierFactory& factory) {
+  std::vector<std::string> names{"gpu_cache"};
+  names.insert(names.end(), factory.tier_names().begin(), factory.tier_names().end());
+  return names;
 }
 
 class NullObserver final : public LoadObserver {
@@ -79,7 +91,11 @@ class NullObserver final : public LoadObserver {
 
 }  // namespace
 
+constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+
 struct TableState {
+  explicit TableState(std::vector<std::string> stats_names) : metrics(std::move(stats_names)) {}
+
   std::string model;
   std::string name;
   std::string tag;
@@ -87,10 +103,11 @@ struct TableState {
   float default_value = 0;
   std::size_t rows = 0;  // rows in the table files (or the persistent tier) at start
 
-  std::shared_ptr<Tier> volatile_tier;    // may be null
-  std::shared_ptr<Tier> persistent_tier;  // may be null
-  bool persistent_read_only = false;
-  bool promote_missed = false;  // cache_missed_embeddings with both tiers present
+  // The host tiers, fastest first (never empty). Roles come from the entries, never from names.
+  std::vector<ChainTier> chain;
+  std::size_t durable = kNone;          // index of the store of record in `chain`, kNone without one
+  const ChainTier* read_only = nullptr;  // a tier that refuses writes, if any
+  bool promotes = false;                // some tier takes promotions from one below it
 
   std::vector<int> devices;                     // deployed_device_list
   std::vector<std::unique_ptr<GpuCache>> caches;  // one per device, empty without GPU caches
@@ -102,18 +119,87 @@ struct TableState {
   std::atomic<std::size_t> last_gpu_misses{0};
 };
 
+// Stats slot of a chain tier.
+inline std::size_t stats_slot(const ChainTier& tier) { return 1 + tier.name_index; }
+
 struct ModelState {
   const ModelConfig* config = nullptr;
   std::vector<std::unique_ptr<TableState>> tables;
 };
 
+// The server's update path as one source sees it: resolves tables by name, applies through
+// ParameterServer::update/erase, and counts what happened. Never lets an exception reach the source.
+class SourceSink final : public UpdateSink {
+ public:
+  SourceSink(ParameterServer& server, std::string name) : server_(server), name_(std::move(name)) {}
+
+  void received(std::size_t messages) noexcept override { received_.fetch_add(messages, std::memory_order_relaxed); }
+  bool update(const std::string& model, const std::string& table, const void* keys, KeyDtype dtype, std::size_t n,
+              const float* rows) noexcept override {
+    return apply("update", model, table, [&](TableRef ref) { server_.update(ref, keys, dtype, n, rows); });
+  }
+  bool erase(const std::string& model, const std::string& table, const void* keys, KeyDtype dtype,
+             std::size_t n) noexcept override {
+    return apply("erase", model, table, [&](TableRef ref) { server_.erase(ref, keys, dtype, n); });
+  }
+  void error(const std::string& message) noexcept override { count_error(message); }
+
+  UpdateSourceStats stats() const {
+    UpdateSourceStats out;
+    out.name = name_;
+    out.received = received_.load(std::memory_order_relaxed);
+    out.applied = applied_.load(std::memory_order_relaxed);
+    out.errors = errors_.load(std::memory_order_relaxed);
+    std::lock_guard lock(error_mutex_);
+    out.last_error = last_error_;
+    return out;
+  }
+
+ private:
+  template <typename Fn>
+  bool apply(const char* what, const std::string& model, const std::string& table, Fn&& fn) noexcept {
+    try {
+      fn(server_.find_table(model, table));
+      applied_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    } catch (const std::exception& e) {
+      count_error(std::string(what) + " of " + model + "/" + table + ": " + e.what());
+    } catch (...) {
+      count_error(std::string(what) + " of " + model + "/" + table + ": unknown exception");
+    }
+    return false;
+  }
+  void count_error(const std::string& message) noexcept {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    try {
+      std::lock_guard lock(error_mutex_);
+      last_error_ = message;
+    } catch (...) {  // out of memory for the message: the count above still tells
+    }
+  }
+
+  ParameterServer& server_;
+  const std::string name_;
+  std::atomic<std::uint64_t> received_{0}, applied_{0}, errors_{0};
+  mutable std::mutex error_mutex_;
+  std::string last_error_;
+};
+
+struct SourceEntry {
+  std::unique_ptr<SourceSink> sink;  // outlives the source's use of it: the source stops first
+  std::unique_ptr<UpdateSource> source;
+};
+
 struct ParameterServer::Impl {
   Config config;
   std::unique_ptr<ThreadPool> pool;  // lookup_threads - 1 workers; null when lookups use one thread
-  std::shared_ptr<RocksDbStore> rocksdb;
+  std::unique_ptr<TierFactory> factory;  // builds each table's chain; keeps shared backends open
+  std::vector<std::string> stats_names;  // "gpu_cache", then the factory's tier roles
   std::vector<ModelState> models;
   std::unordered_map<std::string, std::size_t> model_index;
   bool gpu_enabled = false;
+  mutable std::mutex sources_mutex;  // guards `sources` (not the sources' own work)
+  std::vector<SourceEntry> sources;
 
   TableState& table(TableRef ref) {
     HPS_EXPECTS(ref.model < models.size() && ref.table < models[ref.model].tables.size(), NotFound,
@@ -129,6 +215,11 @@ struct ParameterServer::Impl {
   // The host cascade over positions: writes every row, sets found[i] where a tier held keys[i],
   // and counts the answers per tier into the table's metrics.
   void cascade(TableState& table, const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found);
+  // Copies the distinct keys tier `from` found (unique_found[u] == level) into every tier above it
+  // that takes promotions, unless the table's mutation epoch moved since `epoch` was read.
+  void promote(TableState& table, std::size_t from, std::uint8_t level, const std::int64_t* unique_keys,
+               const float* unique_rows, const std::uint8_t* unique_found, std::size_t unique, std::size_t hits,
+               std::uint64_t epoch);
   // The cascade, split into chunks over the pool's threads when the batch is large.
   void resolve(TableState& table, const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found);
 };
@@ -136,15 +227,10 @@ struct ParameterServer::Impl {
 // ---- construction ---------------------------------------------------------------------------------
 
 void ParameterServer::Impl::check_backends() const {
-  HPS_EXPECTS(config.volatile_db.type != VolatileDbType::kRedisCluster, BackendUnavailable,
-              "volatile_db.type redis_cluster: this build has no Redis Cluster tier yet; use hash_map");
+  // Tier backends are the factory's to check; update sources are the server's.
   HPS_EXPECTS(config.update_source.type == UpdateSourceType::kNone, BackendUnavailable,
               "update_source.type kafka_message_queue: this build has no Kafka consumer yet; remove update_source "
               "and apply updates with update()");
-  if (config.persistent_db.type == PersistentDbType::kRocksDb) {
-    HPS_EXPECTS(rocksdb_available(), BackendUnavailable,
-                "persistent_db.type rocks_db: this build has no RocksDB tier (install librocksdb-dev and reinstall hps)");
-  }
 }
 
 ParameterServer::ParameterServer(Config config, LoadObserver* observer, ServerOptions options)
@@ -156,15 +242,19 @@ ParameterServer::ParameterServer(Config config, LoadObserver* observer, ServerOp
   impl_->config = std::move(config);
   const Config& cfg = impl_->config;
   HPS_EXPECTS(!cfg.models.empty(), ConfigError, "models: at least one model is required");
-  impl_->check_backends();
+  impl_->check_backends();  // before the factory opens (and maybe creates) a database
+  impl_->factory = std::make_unique<TierFactory>(cfg);
+  impl_->stats_names = stats_names(*impl_->factory);
   impl_->gpu_enabled = cuda_device_count() > 0 &&
                        std::any_of(cfg.models.begin(), cfg.models.end(), [](const ModelConfig& m) { return m.gpucache; });
-  if (cfg.persistent_db.type == PersistentDbType::kRocksDb) impl_->rocksdb = RocksDbStore::open(cfg.persistent_db);
   for (const ModelConfig& model : cfg.models) impl_->build_model(model, progress);
 }
 
 ParameterServer::~ParameterServer() {
   if (!impl_) return;
+  // Sources first: once stop() returns none calls update() again, so the tiers may go.
+  for (auto& entry : impl_->sources) entry.source->stop();
+  impl_->sources.clear();
   // Let queued GPU cache insertions finish before their tables go away.
   for (auto& model : impl_->models) {
     for (auto& table : model.tables) {
@@ -178,7 +268,7 @@ void ParameterServer::Impl::build_model(const ModelConfig& model, LoadObserver& 
   ModelState state;
   state.config = &model;
   for (const TableConfig& table_config : model.tables) {
-    auto table = std::make_unique<TableState>();
+    auto table = std::make_unique<TableState>(stats_names);
     table->model = model.name;
     table->name = table_config.name;
     table->tag = table_tag(model.name, table_config.name);
@@ -195,104 +285,109 @@ void ParameterServer::Impl::build_model(const ModelConfig& model, LoadObserver& 
 
 void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& model, const TableConfig& tc,
                                        LoadObserver& observer) {
-  const VolatileDbConfig& vcfg = config.volatile_db;
-  const PersistentDbConfig& pcfg = config.persistent_db;
   const std::string where = model.name + "/" + tc.name;
+  table.chain = factory->build(table.tag, tc.dim, where);
+  for (std::size_t t = 0; t < table.chain.size(); ++t) {
+    const ChainTier& tier = table.chain[t];
+    if (tier.durable) table.durable = t;  // the lowest durable tier is the store of record
+    if (tier.read_only && !table.read_only) table.read_only = &tier;
+    if (tier.takes_promotions && t + 1 < table.chain.size()) table.promotes = true;
+  }
+  ChainTier* store = table.durable == kNone ? nullptr : &table.chain[table.durable];
+  BulkLoadable* loader = store ? store->tier->bulk_loader() : nullptr;
 
-  // The persistent tier: (re)load it from the table files unless it already holds exactly them.
-  bool files_in_persistent = false;
-  if (rocksdb) {
-    table.persistent_read_only = pcfg.read_only;
-    if (pcfg.read_only) {
-      HPS_EXPECTS(rocksdb->has_table(table.tag), ConfigError, "persistent_db.read_only is true but the database at ",
-                  rocksdb->path(), " holds no table '", table.tag, "' (", where,
-                  "); build it once without read_only");
-      table.persistent_tier = rocksdb->open_table(table.tag, tc.dim);
-    } else if (pcfg.initialize_after_startup) {
-      const SparseModelInfo info = inspect_sparse_model(tc.sparse_file, tc.dim);
-      table.rows = info.rows;
-      if (rocksdb->has_table(table.tag) && rocksdb->load_marker(table.tag) == info.signature) {
-        table.persistent_tier = rocksdb->open_table(table.tag, tc.dim);  // current: keep its updates
-      } else {
-        if (rocksdb->has_table(table.tag)) rocksdb->drop_table(table.tag);
-        table.persistent_tier = rocksdb->open_table(table.tag, tc.dim);
-        files_in_persistent = true;
-      }
-    } else {
-      table.persistent_tier = rocksdb->open_table(table.tag, tc.dim);
+  // The store of record: (re)load it from the table files unless it already holds exactly them.
+  bool files_in_store = false;
+  if (store && store->load_from_files) {
+    const SparseModelInfo info = inspect_sparse_model(tc.sparse_file, tc.dim);
+    table.rows = info.rows;
+    const bool current = loader && loader->load_marker() == info.signature;  // current: keep its updates
+    if (!current) {
+      if (loader) loader->clear();
+      files_in_store = true;
     }
   }
 
-  // The volatile tier.
-  HashMapTier* hash_map = nullptr;
-  if (vcfg.type == VolatileDbType::kHashMap) {
-    auto tier = std::make_shared<HashMapTier>(tc.dim, HashMapOptions::from_config(vcfg));
-    hash_map = tier.get();
-    table.volatile_tier = std::move(tier);
+  // Tiers above the store filled at start (all of them when there is no store: they hold every row).
+  std::vector<ChainTier*> fills;
+  for (ChainTier& tier : table.chain) {
+    if (!tier.durable && tier.fill_at_start) fills.push_back(&tier);
   }
-  table.promote_missed = vcfg.cache_missed_embeddings && table.volatile_tier && table.persistent_tier;
+  auto budget_of = [](const ChainTier& tier, double rows) {
+    return std::min(tier.tier->capacity(), static_cast<std::size_t>(std::ceil(tier.fill_rate * rows)));
+  };
+  auto names_of = [](const std::vector<ChainTier*>& tiers, const std::vector<std::size_t>& budgets) {
+    std::string names;
+    for (std::size_t i = 0; i < tiers.size(); ++i) {
+      if (budgets[i]) names += (names.empty() ? " " : " + ") + tiers[i]->name;
+    }
+    return names;
+  };
 
-  HPS_EXPECTS(table.volatile_tier || table.persistent_tier, ConfigError, "models[", where,
-              "]: no tier holds this table's rows: enable volatile_db or persistent_db");
-
-  // Without a persistent tier the volatile tier must hold every row, or rows would be lost.
-  const bool volatile_is_only_store = !table.persistent_tier;
-  const bool fill_volatile = table.volatile_tier && (vcfg.initialize_after_startup || volatile_is_only_store);
-  const std::size_t vcap = table.volatile_tier ? table.volatile_tier->capacity() : 0;
-
-  if (files_in_persistent || (fill_volatile && !table.persistent_tier)) {
-    // One pass over the files feeds both tiers.
+  if (files_in_store || (!fills.empty() && !store)) {
+    // One pass over the files feeds every tier that loads.
     SparseModelReader reader(tc.sparse_file, tc.dim);
     table.rows = reader.rows();
-    if (volatile_is_only_store) check_table_fits(config, reader.rows(), where);
-    std::size_t volatile_budget = 0;
-    if (fill_volatile) {
-      volatile_budget = std::min(vcap, static_cast<std::size_t>(std::ceil(vcfg.initial_cache_rate * reader.rows())));
-      if (hash_map) hash_map->reserve(volatile_budget);
+    if (!store) check_table_fits(config, reader.rows(), where);
+    std::vector<std::size_t> budgets;
+    for (ChainTier* tier : fills) {
+      budgets.push_back(budget_of(*tier, static_cast<double>(reader.rows())));
+      if (budgets.back()) tier->tier->reserve(budgets.back());
     }
     std::string what = where + ": table files ->";
-    if (files_in_persistent) what += " persistent_db";
-    if (volatile_budget) what += files_in_persistent ? " + volatile_db" : " volatile_db";
+    if (files_in_store) what += " " + store->name;
+    const std::string filled = names_of(fills, budgets);
+    if (!filled.empty()) what += files_in_store ? " +" + filled.substr(1) : filled;
     observer.begin(what, reader.rows());
     reader.for_each_chunk(load_chunk_rows(tc.dim), [&](const std::int64_t* file_keys, const float* rows,
                                                        const std::int64_t*, std::size_t n) {
       std::vector<std::int64_t> keys(n);
       canonicalize_keys(file_keys, KeyDtype::kInt64, n, config.supportlonglong, keys.data(),
                         tc.sparse_file + "/key");
-      if (files_in_persistent) rocksdb->bulk_insert(table.tag, keys.data(), rows, n);
-      if (volatile_budget) {
-        const std::size_t take = std::min(n, volatile_budget);
-        table.volatile_tier->insert(keys.data(), rows, take);
-        volatile_budget -= take;
+      if (files_in_store) {
+        if (loader) {
+          loader->bulk_insert(keys.data(), rows, n);
+        } else {
+          store->tier->insert(keys.data(), rows, n);
+        }
+      }
+      for (std::size_t i = 0; i < fills.size(); ++i) {
+        const std::size_t take = std::min(n, budgets[i]);
+        if (take) fills[i]->tier->insert(keys.data(), rows, take);
+        budgets[i] -= take;
       }
       observer.advance(n);
     });
     observer.end();
-    if (files_in_persistent) {
-      rocksdb->flush(table.tag);
-      rocksdb->set_load_marker(table.tag, reader.info().signature);  // what was read, not re-inspected
-    }
-  } else if (fill_volatile) {
-    // The persistent tier is current (it may hold updates newer than the files): fill from it.
-    const std::size_t stored = table.persistent_tier->size();
+    if (files_in_store && loader) loader->finish(reader.info().signature);  // what was read, not re-inspected
+  } else if (!fills.empty()) {
+    // The store is current (it may hold updates newer than the files): fill from it.
+    const std::size_t stored = store->tier->size();
     if (table.rows == 0) table.rows = stored;
-    std::size_t budget =
-        std::min(vcap, static_cast<std::size_t>(std::ceil(vcfg.initial_cache_rate * static_cast<double>(stored))));
-    if (budget > 0) {
-      if (hash_map) hash_map->reserve(budget);
-      observer.begin(where + ": persistent_db -> volatile_db", budget);
-      table.persistent_tier->for_each(load_chunk_rows(tc.dim), [&](const std::int64_t* keys, const float* rows,
-                                                                    std::size_t n) {
-        const std::size_t take = std::min(n, budget);
-        if (take) table.volatile_tier->insert(keys, rows, take);
-        budget -= take;
-        observer.advance(take);
+    std::vector<std::size_t> budgets;
+    std::size_t most = 0;
+    for (ChainTier* tier : fills) {
+      budgets.push_back(budget_of(*tier, static_cast<double>(stored)));
+      if (budgets.back()) tier->tier->reserve(budgets.back());
+      most = std::max(most, budgets.back());
+    }
+    if (most > 0) {
+      observer.begin(where + ": " + store->name + " ->" + names_of(fills, budgets), most);
+      store->tier->for_each(load_chunk_rows(tc.dim), [&](const std::int64_t* keys, const float* rows, std::size_t n) {
+        std::size_t advanced = 0;
+        for (std::size_t i = 0; i < fills.size(); ++i) {
+          const std::size_t take = std::min(n, budgets[i]);
+          if (take) fills[i]->tier->insert(keys, rows, take);
+          budgets[i] -= take;
+          advanced = std::max(advanced, take);
+        }
+        observer.advance(advanced);
       });
       observer.end();
     }
   }
-  if (table.rows == 0 && table.persistent_tier) table.rows = table.persistent_tier->size();
-  if (table.rows == 0 && table.volatile_tier) table.rows = table.volatile_tier->size();
+  // Rows at start, when no file said: what the lowest tier holding any has.
+  for (std::size_t t = table.chain.size(); t-- > 0 && table.rows == 0;) table.rows = table.chain[t].tier->size();
 }
 
 void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfig& model, const TableConfig& tc) {
@@ -344,76 +439,120 @@ void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfi
   }
 }
 
-void check_table_fits(const Config& config, std::size_t rows, const std::string& where) {
-  const VolatileDbConfig& v = config.volatile_db;
-  if (config.persistent_db.type != PersistentDbType::kDisabled || v.type != VolatileDbType::kHashMap) return;
-  HPS_EXPECTS(v.initial_cache_rate >= 1.0, ConfigError,
-              "volatile_db.initial_cache_rate < 1 needs a persistent_db to hold the other rows (", where, ")");
-  const std::size_t capacity = HashMapOptions::from_config(v).capacity();
-  HPS_EXPECTS(rows <= capacity, ConfigError, where, ": the table has ", rows, " rows but volatile_db holds at most ",
-              capacity, " (overflow_margin x num_partitions) and there is no persistent_db for the rest");
-}
-
 // ---- lookups ----------------------------------------------------------------------------------------
 
 void ParameterServer::Impl::cascade(TableState& table, const std::int64_t* keys, std::size_t n, float* rows,
                                     std::uint8_t* found) {
   if (n == 0) return;
   const std::size_t dim = table.dim;
-  std::size_t volatile_hits = 0;
-  if (table.volatile_tier) {
-    volatile_hits = table.volatile_tier->find(keys, n, rows, found);
+  const std::vector<ChainTier>& chain = table.chain;
+  // The first tier sees every position when duplicates cost it nothing (memory); below it, and
+  // for a first tier that does not, only distinct keys travel.
+  std::size_t next = 0;
+  if (chain.front().probes_positions) {
+    const std::size_t first_hits = chain.front().tier->find(keys, n, rows, found);
+    table.metrics.hits(stats_slot(chain.front())).fetch_add(first_hits, std::memory_order_relaxed);
+    if (first_hits == n) return;
+    next = 1;
   } else {
     std::memset(found, 0, n);
   }
-  table.metrics.hits[static_cast<int>(TierLevel::kVolatile)].fetch_add(volatile_hits, std::memory_order_relaxed);
-  if (volatile_hits == n) return;
 
   // The misses go down as one batch of distinct keys.
   thread_local KeyDedup dedup;
   dedup.build(keys, found, n);
   const std::size_t unique = dedup.unique_count();
+  const std::int64_t* unique_keys = dedup.unique_keys();
   thread_local std::vector<float> unique_rows;
+  // 0: found nowhere yet; k > 0: found by tier next + k - 1.
   thread_local std::vector<std::uint8_t> unique_found;
   unique_rows.resize(unique * dim);
   unique_found.assign(unique, 0);
+  thread_local std::vector<std::size_t> level_hits;  // positions answered by tier next + k
+  level_hits.assign(chain.size() - next, 0);
 
-  if (table.persistent_tier) {
-    const std::uint64_t epoch = table.epoch.load(std::memory_order_acquire);
-    const std::size_t hits = table.persistent_tier->find(dedup.unique_keys(), unique, unique_rows.data(),
-                                                         unique_found.data());
-    if (table.promote_missed && hits > 0 && epoch % 2 == 0) {
-      // Promote only rows really found, and only if no update or erase began since the read.
-      std::vector<std::int64_t> promote_keys;
-      std::vector<float> promote_rows;
-      promote_keys.reserve(hits);
-      promote_rows.reserve(hits * dim);
+  const std::uint64_t epoch = table.epoch.load(std::memory_order_acquire);
+  std::size_t missing = unique;
+  for (std::size_t t = next; t < chain.size() && missing > 0; ++t) {
+    const auto level = static_cast<std::uint8_t>(t - next + 1);
+    std::size_t hits = 0;
+    if (t == next) {
+      // Every distinct key is still missing: the tier reads and writes the batch in place.
+      hits = chain[t].tier->find(unique_keys, unique, unique_rows.data(), unique_found.data());
+    } else {
+      // A deeper tier: only keys every tier above missed, compacted into a batch of their own.
+      thread_local std::vector<std::int64_t> deep_keys;
+      thread_local std::vector<std::uint32_t> deep_slot;
+      thread_local std::vector<float> deep_rows;
+      thread_local std::vector<std::uint8_t> deep_found;
+      deep_keys.clear();
+      deep_slot.clear();
       for (std::size_t u = 0; u < unique; ++u) {
-        if (!unique_found[u]) continue;
-        promote_keys.push_back(dedup.unique_keys()[u]);
-        promote_rows.insert(promote_rows.end(), &unique_rows[u * dim], &unique_rows[(u + 1) * dim]);
+        if (unique_found[u]) continue;
+        deep_keys.push_back(unique_keys[u]);
+        deep_slot.push_back(static_cast<std::uint32_t>(u));
       }
-      const std::size_t promoted = table.volatile_tier->insert_if_absent(
-          promote_keys.data(), promote_rows.data(), promote_keys.size(),
-          [&table, epoch] { return table.epoch.load(std::memory_order_acquire) == epoch; });
-      table.metrics.promoted_keys.fetch_add(promoted, std::memory_order_relaxed);
+      deep_rows.resize(deep_keys.size() * dim);
+      deep_found.resize(deep_keys.size());
+      hits = chain[t].tier->find(deep_keys.data(), deep_keys.size(), deep_rows.data(), deep_found.data());
+      for (std::size_t d = 0; d < deep_keys.size() && hits > 0; ++d) {
+        if (!deep_found[d]) continue;
+        std::memcpy(&unique_rows[std::size_t{deep_slot[d]} * dim], &deep_rows[d * dim], dim * 4);
+        unique_found[deep_slot[d]] = level;
+      }
+    }
+    missing -= hits;
+    if (hits > 0 && table.promotes && epoch % 2 == 0) {
+      promote(table, t, level, unique_keys, unique_rows.data(), unique_found.data(), unique, hits, epoch);
     }
   }
   for (std::size_t u = 0; u < unique; ++u) {
     if (!unique_found[u]) std::fill_n(&unique_rows[u * dim], dim, table.default_value);
   }
   // Scatter each distinct miss to every position that asked for it.
-  std::size_t persistent_hits = 0, defaults = 0;
+  std::size_t defaults = 0;
   const std::uint32_t* slot_of = dedup.slot_of_position();
   for (std::size_t i = 0; i < n; ++i) {
     if (found[i]) continue;
     const std::uint32_t u = slot_of[i];
     std::memcpy(rows + i * dim, &unique_rows[std::size_t{u} * dim], dim * 4);
-    found[i] = unique_found[u];
-    (unique_found[u] ? persistent_hits : defaults) += 1;
+    const std::uint8_t level = unique_found[u];
+    found[i] = level != 0;
+    if (level) {
+      level_hits[level - 1] += 1;
+    } else {
+      defaults += 1;
+    }
   }
-  table.metrics.hits[static_cast<int>(TierLevel::kPersistent)].fetch_add(persistent_hits, std::memory_order_relaxed);
+  for (std::size_t k = 0; k < level_hits.size(); ++k) {
+    table.metrics.hits(stats_slot(chain[next + k])).fetch_add(level_hits[k], std::memory_order_relaxed);
+  }
   table.metrics.defaults.fetch_add(defaults, std::memory_order_relaxed);
+}
+
+void ParameterServer::Impl::promote(TableState& table, std::size_t from, std::uint8_t level,
+                                    const std::int64_t* unique_keys, const float* unique_rows,
+                                    const std::uint8_t* unique_found, std::size_t unique, std::size_t hits,
+                                    std::uint64_t epoch) {
+  const std::size_t dim = table.dim;
+  // Promote only rows really found (by tier `from`), and only if no update or erase began since the read.
+  std::vector<std::int64_t> promote_keys;
+  std::vector<float> promote_rows;
+  promote_keys.reserve(hits);
+  promote_rows.reserve(hits * dim);
+  for (std::size_t u = 0; u < unique; ++u) {
+    if (unique_found[u] != level) continue;
+    promote_keys.push_back(unique_keys[u]);
+    promote_rows.insert(promote_rows.end(), &unique_rows[u * dim], &unique_rows[(u + 1) * dim]);
+  }
+  std::size_t promoted = 0;
+  for (std::size_t t = 0; t < from; ++t) {
+    if (!table.chain[t].takes_promotions) continue;
+    promoted += table.chain[t].tier->insert_if_absent(
+        promote_keys.data(), promote_rows.data(), promote_keys.size(),
+        [&table, epoch] { return table.epoch.load(std::memory_order_acquire) == epoch; });
+  }
+  table.metrics.promoted_keys.fetch_add(promoted, std::memory_order_relaxed);
 }
 
 void ParameterServer::Impl::resolve(TableState& table, const std::int64_t* keys, std::size_t n, float* rows,
@@ -466,13 +605,16 @@ void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std
   thread_local std::vector<std::uint8_t> found;
   found.resize(n);
   impl_->resolve(table, canonical.data(), n, out, found.data());
-  record_lookup(table.metrics, n, start);
+  record_lookup(table.metrics, table.metrics.latency, n, start);
 }
 
 void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std::size_t n, float* out,
                              const DeviceBuffers& where) {
   if (where.device < 0) return lookup(ref, keys, dtype, n, out);
   TableState& table = impl_->table(ref);
+  HPS_EXPECTS(where.stream.is_set(), InvalidArgument, "lookup(", table.model, "/", table.name, ") on device ",
+              where.device, ": no stream given; pass the caller's stream (StreamView::cuda(handle); a null handle "
+              "means the legacy default stream)");
   const auto it = std::find(table.devices.begin(), table.devices.end(), where.device);
   HPS_EXPECTS(it != table.devices.end(), InvalidArgument, "device ", where.device, " is not in models[",
               table.model, "].deployed_device_list");
@@ -491,9 +633,10 @@ void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std
         impl_->resolve(table, miss_keys, m, rows, found);
       },
       [&table, epoch] { return epoch % 2 == 0 && table.epoch.load(std::memory_order_acquire) == epoch; });
-  table.metrics.hits[static_cast<int>(TierLevel::kGpuCache)].fetch_add(result.hits, std::memory_order_relaxed);
+  table.metrics.hits(kGpuCacheStats).fetch_add(result.hits, std::memory_order_relaxed);
   table.last_gpu_misses.store(result.missed_unique, std::memory_order_relaxed);
-  record_lookup(table.metrics, n, start);
+  // The host time of the call: the rows are complete later, in stream order (see metrics.hpp).
+  record_lookup(table.metrics, table.metrics.device_call_latency, n, start);
 }
 
 void ParameterServer::lookup_many(std::size_t count, const TableRef* tables, const void* const* keys, KeyDtype dtype,
@@ -509,8 +652,11 @@ void ParameterServer::lookup_many(std::size_t count, const TableRef* tables, con
     }
   };
   if (where.device < 0) return side_by_side([&](std::size_t i) { run(i, where); });
-  StreamFanout fanout(where.device, where.stream, count);
-  side_by_side([&](std::size_t i) { run(i, DeviceBuffers{where.device, fanout.stream(i)}); });
+  HPS_EXPECTS(where.stream.is_set(), InvalidArgument, "lookup_many on device ", where.device,
+              ": no stream given; pass the caller's stream (StreamView::cuda(handle); a null handle means the "
+              "legacy default stream)");
+  StreamFanout fanout(where.device, where.stream.handle(), count);
+  side_by_side([&](std::size_t i) { run(i, DeviceBuffers{where.device, StreamView::cuda(fanout.stream(i))}); });
   fanout.join();
 }
 
@@ -518,20 +664,28 @@ void ParameterServer::lookup_many(std::size_t count, const TableRef* tables, con
 
 void ParameterServer::update(TableRef ref, const void* keys, KeyDtype dtype, std::size_t n, const float* rows) {
   TableState& table = impl_->table(ref);
-  HPS_EXPECTS(!table.persistent_read_only, InvalidArgument, "update(", table.model, "/", table.name,
-              "): persistent_db is read-only, so the update could not be stored durably");
+  HPS_EXPECTS(!table.read_only, InvalidArgument, "update(", table.model, "/", table.name, "): ",
+              table.read_only ? table.read_only->name : "", " is read-only, so the update could not be stored durably");
   if (n == 0) return;
   const CanonicalKeys canonical(keys, dtype, n, key64());
   MutationScope scope(table.epoch);
-  if (table.persistent_tier) table.persistent_tier->insert(canonical.data(), rows, n);
+  std::vector<ChainTier>& chain = table.chain;
+  // The store of record first: once it holds the rows, the update is durable.
+  if (table.durable != kNone) chain[table.durable].tier->insert(canonical.data(), rows, n);
   try {
-    if (table.volatile_tier) table.volatile_tier->insert(canonical.data(), rows, n);
+    for (std::size_t t = chain.size(); t-- > 0;) {  // then the tiers above it, bottom up
+      if (t != table.durable) chain[t].tier->insert(canonical.data(), rows, n);
+    }
     for (auto& cache : table.caches) cache->update(canonical.data(), rows, n);
   } catch (...) {
     // Never leave a stale copy above a tier that took the new rows: drop the cached copies (and
-    // the volatile ones when the persistent tier holds the truth), then report the failure.
+    // the other tiers' copies when a store of record holds the truth), then report the failure.
     for (auto& cache : table.caches) cache->erase(canonical.data(), n);
-    if (table.persistent_tier && table.volatile_tier) table.volatile_tier->erase(canonical.data(), n);
+    if (table.durable != kNone) {
+      for (std::size_t t = 0; t < chain.size(); ++t) {
+        if (t != table.durable) chain[t].tier->erase(canonical.data(), n);
+      }
+    }
     throw;
   }
   table.metrics.updated_keys.fetch_add(n, std::memory_order_relaxed);
@@ -539,8 +693,8 @@ void ParameterServer::update(TableRef ref, const void* keys, KeyDtype dtype, std
 
 std::size_t ParameterServer::erase(TableRef ref, const void* keys, KeyDtype dtype, std::size_t n) {
   TableState& table = impl_->table(ref);
-  HPS_EXPECTS(!table.persistent_read_only, InvalidArgument, "erase(", table.model, "/", table.name,
-              "): persistent_db is read-only");
+  HPS_EXPECTS(!table.read_only, InvalidArgument, "erase(", table.model, "/", table.name, "): ",
+              table.read_only ? table.read_only->name : "", " is read-only");
   if (n == 0) return 0;
   const CanonicalKeys canonical(keys, dtype, n, key64());
   // Count distinct keys some tier holds, before removing them.
@@ -549,14 +703,13 @@ std::size_t ParameterServer::erase(TableRef ref, const void* keys, KeyDtype dtyp
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
   std::vector<std::uint8_t> held(distinct.size(), 0), found(distinct.size());
   std::vector<float> scratch(distinct.size() * table.dim);
-  for (Tier* tier : {table.volatile_tier.get(), table.persistent_tier.get()}) {
-    if (!tier) continue;
-    tier->find(distinct.data(), distinct.size(), scratch.data(), found.data());
+  for (const ChainTier& tier : table.chain) {
+    tier.tier->find(distinct.data(), distinct.size(), scratch.data(), found.data());
     for (std::size_t i = 0; i < distinct.size(); ++i) held[i] |= found[i];
   }
   MutationScope scope(table.epoch);
-  if (table.persistent_tier) table.persistent_tier->erase(distinct.data(), distinct.size());
-  if (table.volatile_tier) table.volatile_tier->erase(distinct.data(), distinct.size());
+  // Bottom up, as update(): the store of record first.
+  for (std::size_t t = table.chain.size(); t-- > 0;) table.chain[t].tier->erase(distinct.data(), distinct.size());
   for (auto& cache : table.caches) cache->erase(distinct.data(), distinct.size());
   const auto count = static_cast<std::size_t>(std::count(held.begin(), held.end(), 1));
   table.metrics.erased_keys.fetch_add(count, std::memory_order_relaxed);
@@ -593,21 +746,18 @@ std::vector<TableStats> ParameterServer::stats() const {
       std::uint64_t device_defaults = 0;
       for (const auto& cache : table->caches) device_defaults += cache->defaults_served();
       table->metrics.snapshot(s);
-      const auto gpu = static_cast<int>(TierLevel::kGpuCache);
-      device_defaults = std::min<std::uint64_t>(device_defaults, s.hits[gpu]);  // a kernel may finish before lookup() counts
-      s.hits[gpu] -= device_defaults;
+      TierStats& gpu = s.tiers[kGpuCacheStats];
+      device_defaults = std::min<std::uint64_t>(device_defaults, gpu.hits);  // a kernel may finish before lookup() counts
+      gpu.hits -= device_defaults;
       s.defaults += device_defaults;
       for (const auto& cache : table->caches) {
-        s.tier_rows[gpu] += cache->size();
-        s.tier_bytes[gpu] += cache->memory_bytes();
+        gpu.rows += cache->size();
+        gpu.bytes += cache->memory_bytes();
       }
-      if (table->volatile_tier) {
-        s.tier_rows[static_cast<int>(TierLevel::kVolatile)] = table->volatile_tier->size();
-        s.tier_bytes[static_cast<int>(TierLevel::kVolatile)] = table->volatile_tier->memory_bytes();
-      }
-      if (table->persistent_tier) {
-        s.tier_rows[static_cast<int>(TierLevel::kPersistent)] = table->persistent_tier->size();
-        s.tier_bytes[static_cast<int>(TierLevel::kPersistent)] = table->persistent_tier->memory_bytes();
+      for (const ChainTier& tier : table->chain) {
+        TierStats& entry = s.tiers[stats_slot(tier)];
+        entry.rows += tier.tier->size();
+        entry.bytes += tier.tier->memory_bytes();
       }
       out.push_back(std::move(s));
     }
@@ -616,5 +766,34 @@ std::vector<TableStats> ParameterServer::stats() const {
 }
 
 std::string ParameterServer::prometheus() const { return to_prometheus(stats()); }
+
+// ---- update sources ------------------------------------------------------------------------------
+
+void ParameterServer::add_update_source(std::unique_ptr<UpdateSource> source) {
+  HPS_EXPECTS(source != nullptr, InvalidArgument, "add_update_source: the source is null");
+  SourceEntry entry;
+  entry.sink = std::make_unique<SourceSink>(*this, source->name());
+  entry.source = std::move(source);
+  // Started outside the lock: a source may feed updates (and so take table locks) as it starts.
+  entry.source->start(*entry.sink);
+  std::lock_guard lock(impl_->sources_mutex);
+  impl_->sources.push_back(std::move(entry));
+}
+
+void ParameterServer::drain_update_sources() {
+  std::vector<UpdateSource*> sources;
+  {
+    std::lock_guard lock(impl_->sources_mutex);
+    for (auto& entry : impl_->sources) sources.push_back(entry.source.get());
+  }
+  for (UpdateSource* source : sources) source->drain();  // sources are only removed by the destructor
+}
+
+std::vector<UpdateSourceStats> ParameterServer::update_source_stats() const {
+  std::lock_guard lock(impl_->sources_mutex);
+  std::vector<UpdateSourceStats> out;
+  for (const auto& entry : impl_->sources) out.push_back(entry.sink->stats());
+  return out;
+}
 
 }  // namespace hps

@@ -237,7 +237,8 @@ cdef class Server:
         ref.table = table
         cdef DeviceBuffers where
         where.device = device
-        where.stream = <void*>stream
+        if device >= 0:
+            where.stream = StreamView.cuda(<void*>stream)  # the caller's stream; 0 is the legacy default stream
         with nogil:
             ps.get().lookup(ref, <const void*>keys, <KeyDtype>dtype, n, <float*>out, where)
 
@@ -264,7 +265,8 @@ cdef class Server:
             out_ptrs[i] = <float*><uintptr_t>outs[i]
         cdef DeviceBuffers where
         where.device = device
-        where.stream = <void*>stream
+        if device >= 0:
+            where.stream = StreamView.cuda(<void*>stream)  # the caller's stream; 0 is the legacy default stream
         with nogil:
             ps.get().lookup_many(count, refs.data(), key_ptrs.data(), <KeyDtype>dtype, ns.data(), out_ptrs.data(), where)
 

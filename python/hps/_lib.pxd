@@ -44,19 +44,9 @@ cdef extern from "hps/config.hpp" namespace "hps" nogil:
     string table_tag(const string& model, const string& table)
 
 cdef extern from "hps/metrics.hpp" namespace "hps" nogil:
+    # Opaque here: stats reach Python as the core's JSON (to_json), so tiers need no fields here.
     cdef cppclass TableStats:
-        string model
-        string table
-        uint64_t lookups
-        uint64_t keys
-        uint64_t hits[3]
-        uint64_t defaults
-        uint64_t updated_keys
-        uint64_t erased_keys
-        uint64_t promoted_keys
-        double latency_p50, latency_p90, latency_p99, latency_max, latency_sum
-        uint64_t tier_rows[3]
-        uint64_t tier_bytes[3]
+        pass
 
     string stats_to_json "hps::to_json"(const vector[TableStats]& stats) except +translate_exception
 
@@ -88,6 +78,12 @@ cdef extern from "hps/gpu/gpu_cache.hpp" namespace "hps" nogil:
 cdef extern from "hps/tiers/rocksdb_tier.hpp" namespace "hps" nogil:
     bool rocksdb_available()
 
+cdef extern from "hps/stream.hpp" namespace "hps" nogil:
+    cdef cppclass StreamView:
+        StreamView()
+        @staticmethod
+        StreamView cuda(void* handle)
+
 cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:
     cdef cppclass LoadObserver:
         pass
@@ -103,7 +99,7 @@ cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:
 
     cdef cppclass DeviceBuffers:
         int device
-        void* stream
+        StreamView stream
 
     cdef cppclass ParameterServer:
         ParameterServer(Config config, LoadObserver* observer, ServerOptions options) except +translate_exception

@@ -19,17 +19,14 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 import hps
-from hps import _core
+from hps import _core, demo
+from hps._command import UserError, run_command
 
 __all__ = ["main", "build_parser"]
 
 TIERS = ("gpu_cache", "volatile_db", "persistent_db")
 TIER_LABELS = {"gpu_cache": "gpu", "volatile_db": "volatile", "persistent_db": "persistent"}
 SCAN_CHUNK_ROWS = 1 << 22  # keys read at a time when scanning a key file (32 MiB)
-
-
-class UserError(Exception):
-    """A problem with what the user gave; main() prints it as one line and exits with 1."""
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -329,8 +326,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def _bench_batches(rng: np.random.Generator, key_file: np.ndarray, zipf: float, batch: int,
                    count: int) -> list:
     """`count` distinct batches of keys drawn from the table's own keys, uniform or Zipf-popular."""
-    from .demo import zipf_ranks
-
     n = key_file.shape[0]
     # Scatter popularity over the file: rank r -> row (r * step) mod n, a bijection when gcd(step, n) = 1.
     step = 2654435761
@@ -339,7 +334,7 @@ def _bench_batches(rng: np.random.Generator, key_file: np.ndarray, zipf: float, 
     batches = []
     for _ in range(count):
         if zipf > 0:
-            rows = (zipf_ranks(rng, n, zipf, batch) * step) % n
+            rows = (demo.zipf_ranks(rng, n, zipf, batch) * step) % n
         else:
             rows = rng.integers(0, n, batch)
         batches.append(np.asarray(key_file[np.sort(rows)])[rng.permutation(batch)])
@@ -406,17 +401,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       f"{total['p99_ms']:.2f}", "", "", ""))
     _print_table(["table", "rows", "dim", "M keys/s", "p50 ms", "p99 ms", "volatile hit", "persistent hit",
                   "default"], lines)
-    return 0
-
-
-# ---- demo ---------------------------------------------------------------------------------------
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    run_demo(dir=args.dir, rows_total=args.rows_total, dim=args.dim, batches=args.batches, keep=args.keep,
-             seed=args.seed, progress=None)
     return 0
 
 
@@ -541,17 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_bench)
 
-    p = command("demo", "run a synthetic DLRM-style model end to end",
-                "Writes 26 synthetic tables (Zipf-popular keys), a HugeCTR-style config with a hash map in front "
-                "of RocksDB, loads it and serves batches of 1,024 samples x 26 features, then prints where the "
-                "keys were answered and the throughput. Deterministic given --seed.")
-    p.add_argument("--dir", metavar="FOLDER", help="where to write (default: a new temporary folder)")
-    p.add_argument("--rows-total", type=int, default=3_000_000, metavar="N", help="rows in all (default 3000000)")
-    p.add_argument("--dim", type=int, default=16, metavar="D", help="floats per row (default 16)")
-    p.add_argument("--batches", type=int, default=200, metavar="N", help="batches to serve (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--keep", action="store_true", help="keep the tables, config and RocksDB folder")
-    p.set_defaults(func=cmd_demo)
+    demo.add_arguments(command("demo", demo.HELP, demo.DESCRIPTION))
 
     p = command("onnx-surgery", "serve an ONNX model's embedding tables from hps",
                 "Finds the embedding lookups of MODEL.onnx (a Gather on a 2-D float initializer: alone, before a "
@@ -576,44 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _message(error: BaseException) -> str:
-    if isinstance(error, KeyError) and not isinstance(error, hps.HpsError) and error.args:
-        return str(error.args[0])
-    if isinstance(error, OSError) and not isinstance(error, hps.HpsError) and error.filename and error.strerror:
-        return f"{error.filename}: {error.strerror}"
-    return str(error) or type(error).__name__
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the command line `argv` (default: sys.argv[1:]); returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as done:  # --help, --version, usage errors
-        return done.code if isinstance(done.code, int) else 2
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return args.func(args)
-    except (UserError, hps.HpsError, OSError, ValueError, KeyError, OverflowError) as error:
-        if isinstance(error, BrokenPipeError):
-            return _broken_pipe()
-        print(f"hps {args.command}: error: {_message(error)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"hps {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-def _broken_pipe() -> int:
-    """Output piped into a program that stopped reading (`hps schema | head`): exit quietly."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    return 1
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

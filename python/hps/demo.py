@@ -21,6 +21,7 @@ Run it with ``hps demo`` or ``python -m hps.demo``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ from typing import Any, Optional, TextIO
 
 import numpy as np
 
-__all__ = ["run_demo", "zipf_ranks", "DemoTable"]
+__all__ = ["run_demo", "zipf_ranks", "DemoTable", "add_arguments", "main"]
 
 NUM_TABLES = 26
 SAMPLES_PER_BATCH = 1024
@@ -266,10 +267,36 @@ def _report(out: TextIO, tables: list, stats: dict, seconds: np.ndarray) -> dict
     return summary
 
 
-def main(argv: Optional[list] = None) -> int:
-    from .cli import main as cli_main
+HELP = "run a synthetic DLRM-style model end to end"
+DESCRIPTION = ("Writes 26 synthetic tables (Zipf-popular keys), a HugeCTR-style config with a hash map in front "
+               "of RocksDB, loads it and serves batches of 1,024 samples x 26 features, then prints where the "
+               "keys were answered and the throughput. Deterministic given --seed.")
 
-    return cli_main(["demo"] + list(sys.argv[1:] if argv is None else argv))
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The demo's options, on `p` (the `hps demo` subcommand, or the parser of `python -m hps.demo`)."""
+    p.add_argument("--dir", metavar="FOLDER", help="where to write (default: a new temporary folder)")
+    p.add_argument("--rows-total", type=int, default=3_000_000, metavar="N", help="rows in all (default 3000000)")
+    p.add_argument("--dim", type=int, default=16, metavar="D", help="floats per row (default 16)")
+    p.add_argument("--batches", type=int, default=200, metavar="N", help="batches to serve (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--keep", action="store_true", help="keep the tables, config and RocksDB folder")
+    p.set_defaults(func=_run_from_args, command="demo")
+    return p
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
+    run_demo(dir=args.dir, rows_total=args.rows_total, dim=args.dim, batches=args.batches, keep=args.keep,
+             seed=args.seed, progress=None)
+    return 0
+
+
+def main(argv: Optional[list] = None) -> int:
+    """`python -m hps.demo [options]`, the same as `hps demo [options]`."""
+    from ._command import run_command
+
+    parser = argparse.ArgumentParser(prog="hps demo", description=DESCRIPTION)
+    return run_command(add_arguments(parser), argv)
 
 
 if __name__ == "__main__":

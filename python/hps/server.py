@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from typing import Any, Optional, Union
 
 import numpy as np
 
 from . import _core
-from ._arrays import device_keys, host_keys, host_rows, is_torch_cuda, torch_key_code
+from ._arrays import host_keys, host_rows
 from ._progress import LoadProgress
+from .array_adapters import ArrayAdapter, DeviceKeys, adapter_for
 from .config import Config, ConfigLike
 from .errors import InvalidArgumentError
 
@@ -122,26 +122,33 @@ class HPS:
 
     # ---- lookups and updates -----------------------------------------------------------------------
 
-    def lookup(self, model: str, table: TableKey, keys: Any, *, out: Any = None, stream: Optional[int] = None) -> Any:
-        """Rows for `keys` (any integer array of shape [...]) as float32 [..., D].
+    def lookup(self, model: str, table: TableKey, keys: Any, *, out: Any = None, stream: Any = None) -> Any:
+        """Rows for `keys` (an integer array of shape [...]) as float32 [..., D].
 
-        Host arrays give a NumPy array. CUDA arrays (torch tensors, CuPy arrays) give rows on the
-        same device, computed on `stream` (default: the array library's current stream).
+        Host arrays (NumPy, or anything `np.asarray` takes) give a NumPy array (or fill `out`).
+        Arrays in CUDA memory give rows on the same device: torch tensors and CuPy arrays, and any
+        array with `__cuda_array_interface__` (v2, v3) or DLPack (`__dlpack__`, kDLCUDA). Device
+        keys are int32, int64, uint32 or uint64 and C-contiguous. `out`, when given, is a writable
+        C-contiguous float32 array of shape keys.shape + (D,) on the keys' device; it is required
+        for arrays of a library without an adapter (hps allocates rows only for torch and CuPy).
+
+        `stream` (device keys only): an int cudaStream_t or an object with `__cuda_stream__`, on
+        which the lookup runs. None means the array library's current stream for torch and CuPy,
+        the `stream` field of a `__cuda_array_interface__` for other arrays, and is an error for an
+        array that names no stream (a DLPack-only array, an interface without `stream`): hps never
+        picks the legacy default stream by itself. With an explicit stream, a
+        `__cuda_array_interface__` producer stream is waited for on the device and DLPack's
+        producer orders its work before it (CuPy arrays included); for torch tensors that ordering
+        is the caller's, as for any torch op. Details: hps.array_adapters, docs/architecture.md.
+
         Keys stored in no tier get the table's default row.
         """
         m, t, dim = self._resolve(model, table)
-        if is_torch_cuda(keys):
-            return self._lookup_torch_cuda(sys.modules["torch"], model, table, m, t, dim, keys, out, stream)
-        dev = device_keys(keys, stream)
-        if dev is not None:
-            self._check_device(model, dev.device)
-            if not self._gpu_cached(model):
-                return _through_host(self, model, table, keys, out)
-            n = int(np.prod(dev.shape, dtype=np.int64))
-            rows = dev.allocate_rows(dev.shape + (dim,)) if out is None else out
-            address = _device_address(rows, dev.shape + (dim,))
-            self._server.lookup(m, t, dev.address, dev.dtype_code, n, address, dev.device, dev.stream)
-            return rows
+        adapter = adapter_for(keys)
+        if adapter is not None:
+            on = adapter.device_keys(keys, stream)
+            if on is not None:
+                return self._lookup_device(adapter, model, table, m, t, dim, keys, on, out)
         array, code = host_keys(keys)
         if out is None:
             rows = np.empty(array.shape + (dim,), dtype=np.float32)
@@ -151,13 +158,27 @@ class HPS:
         self._server.lookup(m, t, array.ctypes.data, code, array.size, rows.ctypes.data)
         return rows
 
+    def _lookup_device(self, adapter: ArrayAdapter, model: str, table: TableKey, m: int, t: int, dim: int,
+                       keys: Any, on: DeviceKeys, out: Any) -> Any:
+        """Device keys: a few attribute reads in the adapter, one allocation, one core call."""
+        shape = on.shape + (dim,)
+        if on.device < 0:  # an empty array without memory: nothing to look up, nowhere to look
+            return adapter.empty_rows(keys, shape, on)[0] if out is None else out
+        self._check_device(model, on.device)
+        if not self._gpu_cached(model):
+            return adapter.through_host(keys, out, lambda host: self.lookup(model, table, host))
+        rows, address = adapter.empty_rows(keys, shape, on) if out is None else (out, adapter.rows_address(out, shape, on))
+        self._server.lookup(m, t, on.address, on.code, on.size, address, on.device, on.stream)
+        return rows
+
     def lookup_many(self, model: str, tables: "list[TableKey]", keys: "list[Any]", *,
-                    out: Optional[list] = None, stream: Optional[int] = None) -> list:
+                    out: Optional[list] = None, stream: Any = None) -> list:
         """Rows of several tables of one model in one call: `keys[i]` looked up in `tables[i]`.
 
         The tables run side by side (on the host over the lookup threads, on a GPU each on a stream
-        of its own joined back into `stream`), so a model's many tables cost about one lookup's
-        latency rather than the sum. The keys are all host arrays or all CUDA tensors of one device.
+        of its own joined back into the lookup stream), so a model's many tables cost about one
+        lookup's latency rather than the sum. The keys are all host arrays or all device arrays of
+        one device and one library; `stream` as in lookup() (resolved from the first key array).
         Returns one rows array per table, as lookup() would (`out`: the arrays to fill, e.g. views
         into one tensor, each C-contiguous float32 of shape keys[i].shape + (D,)).
         """
@@ -169,11 +190,13 @@ class HPS:
         m = resolved[0][0]
         if out is not None and len(out) != len(keys):
             raise InvalidArgumentError(f"lookup_many: {len(keys)} key arrays but {len(out)} outputs")
-        if all(is_torch_cuda(k) for k in keys):
-            return self._lookup_many_torch_cuda(sys.modules["torch"], model, tables, resolved, keys, out, stream)
-        if any(is_torch_cuda(k) or device_keys(k) is not None for k in keys):
-            return [self.lookup(model, t, k, out=None if out is None else out[i], stream=stream)
-                    for i, (t, k) in enumerate(zip(tables, keys))]
+        adapter = adapter_for(keys[0])
+        first = adapter.device_keys(keys[0], stream) if adapter is not None else None
+        if first is not None:
+            return self._lookup_many_device(adapter, model, tables, resolved, keys, first, out)
+        if any(adapter_for(k) is not None and adapter_for(k).device_keys(k, stream) is not None for k in keys[1:]):
+            raise InvalidArgumentError("lookup_many: the key arrays must be all in host memory or all on one "
+                                       "CUDA device; found host and device arrays")
         arrays = [host_keys(k) for k in keys]
         arrays = _one_key_dtype(arrays)
         if out is None:
@@ -186,51 +209,28 @@ class HPS:
                                  [a.size for a, _ in arrays], [o.ctypes.data for o in outs])
         return outs
 
-    def _lookup_many_torch_cuda(self, torch, model, tables, resolved, keys, out, stream):
-        device = keys[0].get_device()
-        if any(k.get_device() != device for k in keys):
-            raise InvalidArgumentError("lookup_many: every key tensor must be on the same CUDA device")
-        self._check_device(model, device)
-        if not self._gpu_cached(model):
-            return [_through_host(self, model, t, k, None if out is None else out[i])
+    def _lookup_many_device(self, adapter: ArrayAdapter, model: str, tables: list, resolved: list, keys: list,
+                            first: DeviceKeys, out: Optional[list]) -> list:
+        # The rest run on the first array's stream (given, or its library's current stream).
+        on = [first] + [_device_keys_of(adapter, k, first.stream) for k in keys[1:]]
+        devices = sorted({o.device for o in on if o.device >= 0})  # (-1: an empty array without memory)
+        if len(devices) > 1:
+            raise InvalidArgumentError(f"lookup_many: every key array must be on the same CUDA device, found devices "
+                                       f"{devices}")
+        if devices:
+            self._check_device(model, devices[0])
+        if not self._gpu_cached(model) or len({o.code for o in on}) != 1 or any(o.device < 0 for o in on):
+            # Through the host, keys of several dtypes (the core takes one per call) or an array
+            # without memory: one lookup each.
+            return [self.lookup(model, t, k, out=None if out is None else out[i], stream=first.stream)
                     for i, (t, k) in enumerate(zip(tables, keys))]
-        codes = {torch_key_code(k) for k in keys}  # refuses other dtypes
-        if len(codes) != 1:  # the core takes one key dtype per call; int64 names the same keys
-            keys = [k.to(torch.int64) for k in keys]
-        keys = [k if k.is_contiguous() else k.contiguous() for k in keys]
-        if stream is None:
-            stream = _current_torch_stream(torch, device)
         if out is None:
-            outs = [torch.empty(tuple(k.shape) + (dim,), dtype=torch.float32, device=k.device)
-                    for k, (_, _, dim) in zip(keys, resolved)]
+            made = [adapter.empty_rows(k, o.shape + (dim,), o) for k, o, (_, _, dim) in zip(keys, on, resolved)]
         else:
-            outs = list(out)
-            for o, k, (_, _, dim) in zip(outs, keys, resolved):
-                _device_address(o, tuple(k.shape) + (dim,))
-        self._server.lookup_many(resolved[0][0], [t for _, t, _ in resolved], [k.data_ptr() for k in keys],
-                                 torch_key_code(keys[0]), [k.numel() for k in keys],
-                                 [o.data_ptr() for o in outs], device, stream)
-        return outs
-
-    def _lookup_torch_cuda(self, torch, model, table, m, t, dim, keys, out, stream):
-        """The torch fast path: a few attribute reads, one allocation, one core call."""
-        code = torch_key_code(keys)
-        if not keys.is_contiguous():
-            keys = keys.contiguous()
-        device = keys.get_device()
-        self._check_device(model, device)
-        if not self._gpu_cached(model):
-            return _through_host(self, model, table, keys, out)
-        if stream is None:
-            stream = _current_torch_stream(torch, device)
-        shape = tuple(keys.shape) + (dim,)
-        if out is None:
-            rows = torch.empty(shape, dtype=torch.float32, device=keys.device)
-        else:
-            rows = out
-            _device_address(rows, shape)  # checks dtype, shape and contiguity
-        self._server.lookup(m, t, keys.data_ptr(), code, keys.numel(), rows.data_ptr(), device, stream)
-        return rows
+            made = [(r, adapter.rows_address(r, o.shape + (dim,), o)) for r, o, (_, _, dim) in zip(out, on, resolved)]
+        self._server.lookup_many(resolved[0][0], [t for _, t, _ in resolved], [o.address for o in on], first.code,
+                                 [o.size for o in on], [address for _, address in made], first.device, first.stream)
+        return [rows for rows, _ in made]
 
     def _check_device(self, model: str, device: int) -> None:
         if device not in self._devices[model]:
@@ -311,42 +311,10 @@ def _check_host_out(rows: Any, shape: tuple) -> None:
         raise InvalidArgumentError(f"out must be a C-contiguous float32 array of shape {shape}")
 
 
-def _current_torch_stream(torch, device: int) -> int:
-    """The raw cudaStream_t of torch's current stream on `device`."""
-    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # no Stream object: a few µs less
-    return raw(device) if raw is not None else torch.cuda.current_stream(device).cuda_stream
-
-
-def _through_host(ps: HPS, model: str, table: TableKey, keys: Any, out: Any) -> Any:
-    """Device keys without a GPU cache: copy the keys to the host, look up, copy the rows back.
-
-    The copies are ordered after the array library's pending work on its current stream (the
-    device-to-host copy waits for it), which is what a caller without a stream argument expects.
-    """
-    torch = __import__("sys").modules.get("torch")
-    if torch is not None and isinstance(keys, torch.Tensor):
-        rows = torch.from_numpy(ps.lookup(model, table, keys.cpu().numpy()))
-        if out is None:
-            return rows.to(keys.device)
-        out.copy_(rows)
-        return out
-    import cupy
-
-    rows = ps.lookup(model, table, cupy.asnumpy(keys))
-    with cupy.cuda.Device(keys.device.id):
-        if out is None:
-            return cupy.asarray(rows)
-        out.set(rows)
-        return out
-
-
-def _device_address(rows: Any, shape: tuple) -> int:
-    torch = __import__("sys").modules.get("torch")
-    if torch is not None and isinstance(rows, torch.Tensor):
-        if rows.dtype != torch.float32 or not rows.is_contiguous() or tuple(rows.shape) != shape:
-            raise InvalidArgumentError(f"out must be a contiguous float32 tensor of shape {shape}")
-        return rows.data_ptr()
-    iface = getattr(rows, "__cuda_array_interface__", None)
-    if iface is None or np.dtype(iface["typestr"]) != np.float32 or tuple(iface["shape"]) != shape:
-        raise InvalidArgumentError(f"out must be a float32 CUDA array of shape {shape}")
-    return int(iface["data"][0])
+def _device_keys_of(adapter: ArrayAdapter, keys: Any, stream: int) -> DeviceKeys:
+    """Device keys of one more array of a lookup_many call, of the same library as the first."""
+    on = adapter.device_keys(keys, stream) if adapter_for(keys) is adapter else None
+    if on is None:
+        raise InvalidArgumentError("lookup_many: the key arrays must be all in host memory or all on one CUDA "
+                                   f"device of one library; found {type(keys).__name__} among device arrays")
+    return on

@@ -32,10 +32,10 @@ TEST(LatencyHistogram, EmptyIsZero) {
 }
 
 TEST(Prometheus, ExposesCountersAndHistogram) {
-  hps::TableMetrics m;
+  hps::TableMetrics m({"gpu_cache", "volatile_db", "persistent_db"});
   m.lookups = 3;
   m.keys = 30;
-  m.hits[1] = 20;
+  m.hits(1) = 20;
   m.defaults = 10;
   m.latency.record(2e-5);
   m.latency.record(3e-4);
@@ -51,4 +51,58 @@ TEST(Prometheus, ExposesCountersAndHistogram) {
   EXPECT_NE(text.find("le=\"2.5e-05\"} 1"), std::string::npos) << text;
   EXPECT_NE(text.find("le=\"0.0005\"} 3"), std::string::npos) << text;
   EXPECT_NE(text.find("hps_lookup_latency_seconds_count{model=\"dlrm\",table=\"t0\"} 3"), std::string::npos);
+}
+
+// Tiers are entries by name: any list of names comes out in JSON and Prometheus, in order, with no
+// code that knows them.
+TEST(Metrics, TiersAreEntriesByName) {
+  hps::TableMetrics m({"gpu_cache", "volatile_db", "persistent_db", "fourth_db"});
+  m.lookups = 2;
+  m.keys = 7;
+  m.hits(0) = 1;
+  m.hits(3) = 4;
+  m.defaults = 2;
+  m.latency.record(1e-4);
+  m.device_call_latency.record(3e-6);
+  std::vector<hps::TableStats> stats(1);
+  stats[0].model = "m";
+  stats[0].table = "t";
+  m.snapshot(stats[0]);
+  ASSERT_EQ(stats[0].tiers.size(), 4u);
+  stats[0].tiers[3].rows = 11;
+  stats[0].tiers[3].bytes = 99;
+  EXPECT_EQ(stats[0].tiers[3].name, "fourth_db");
+  EXPECT_EQ(stats[0].tiers[3].hits, 4u);
+
+  const std::string json = hps::to_json(stats);
+  EXPECT_NE(json.find("\"hits\":{\"gpu_cache\":1,\"volatile_db\":0,\"persistent_db\":0,\"fourth_db\":4}"),
+            std::string::npos) << json;
+  EXPECT_NE(json.find("\"tier_rows\":{\"gpu_cache\":0,\"volatile_db\":0,\"persistent_db\":0,\"fourth_db\":11}"),
+            std::string::npos) << json;
+  EXPECT_NE(json.find("\"tier_bytes\":{\"gpu_cache\":0,\"volatile_db\":0,\"persistent_db\":0,\"fourth_db\":99}"),
+            std::string::npos) << json;
+  // The per-table keys of stats() stay in their order; device calls get their own entry.
+  const char* order[] = {"\"model\"", "\"table\"", "\"lookups\"", "\"keys\"", "\"hits\"", "\"defaults\"",
+                         "\"updated_keys\"", "\"erased_keys\"", "\"promoted_keys\"", "\"latency_seconds\"",
+                         "\"tier_rows\"", "\"tier_bytes\"", "\"device_call_latency_seconds\""};
+  std::size_t at = 0;
+  for (const char* key : order) {
+    const std::size_t found = json.find(key, at);
+    ASSERT_NE(found, std::string::npos) << key << " in " << json;
+    at = found;
+  }
+  EXPECT_NE(json.find("\"device_call_latency_seconds\":{\"p50\":"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"count\":1}"), std::string::npos) << json;
+
+  const std::string text = hps::to_prometheus(stats);
+  EXPECT_NE(text.find("hps_tier_hits_total{model=\"m\",table=\"t\",tier=\"fourth_db\"} 4\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("hps_tier_rows{model=\"m\",table=\"t\",tier=\"fourth_db\"} 11\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("hps_tier_memory_bytes{model=\"m\",table=\"t\",tier=\"fourth_db\"} 99\n"), std::string::npos);
+  // Each histogram counts its own calls: one host lookup, one device call.
+  EXPECT_NE(text.find("hps_lookup_latency_seconds_count{model=\"m\",table=\"t\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("hps_device_call_latency_seconds_count{model=\"m\",table=\"t\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("hps_device_call_latency_seconds_bucket{model=\"m\",table=\"t\",le=\"1e-05\"} 1\n"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("hps_lookup_latency_seconds_bucket{model=\"m\",table=\"t\",le=\"5e-05\"} 0\n"),
+            std::string::npos) << text;
 }

@@ -113,8 +113,49 @@ TEST(ParameterServer, VolatileOnlyAnswersEveryKey) {
   const auto stats = ps.stats();
   ASSERT_EQ(stats.size(), 2u);
   EXPECT_EQ(stats[0].keys, keys.size());
-  EXPECT_EQ(stats[0].hits[1] + stats[0].defaults, keys.size());
-  EXPECT_EQ(stats[0].tier_rows[1], 5000u);
+  EXPECT_EQ(stats[0].tiers[1].hits + stats[0].defaults, keys.size());
+  EXPECT_EQ(stats[0].tiers[1].rows, 5000u);
+  // Every tier role is reported, enabled or not, by name and in cascade order.
+  ASSERT_EQ(stats[0].tiers.size(), 3u);
+  EXPECT_EQ(stats[0].tiers[0].name, "gpu_cache");
+  EXPECT_EQ(stats[0].tiers[1].name, "volatile_db");
+  EXPECT_EQ(stats[0].tiers[2].name, "persistent_db");
+  EXPECT_EQ(stats[0].tiers[2].hits + stats[0].tiers[2].rows, 0u);
+  // Host lookups are timed as lookups; no device call ran.
+  EXPECT_EQ(stats[0].latency.count, stats[0].lookups);
+  EXPECT_EQ(stats[0].device_call_latency.count, 0u);
+}
+
+TEST(ParameterServer, DeviceLookupRefusesAnUnsetStream) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 10, 2);
+  auto config = make_config({t0});
+  config.models[0].gpucache = false;  // so the last device call below fails the same way on a GPU machine
+  config.models[0].deployed_device_list = {0};
+  hps::ParameterServer ps(config);
+  const auto ref = ps.find_table("m", 0);
+  std::int64_t key = 0;
+  float out[2];
+  // Checked before anything else about the device, so it holds in builds and on machines without a GPU.
+  try {
+    ps.lookup(ref, &key, KeyDtype::kInt64, 1, out, hps::DeviceBuffers{0, {}});
+    ADD_FAILURE() << "did not throw";
+  } catch (const hps::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("no stream given"), std::string::npos) << e.what();
+  }
+  float* outs[] = {out};
+  const void* keys[] = {&key};
+  const std::size_t n[] = {1};
+  EXPECT_THROW(ps.lookup_many(1, &ref, keys, KeyDtype::kInt64, n, outs,
+                              hps::DeviceBuffers{0, {}}),
+               hps::InvalidArgument);
+  // An explicit stream passes that check (a null handle is the legacy default stream, on purpose);
+  // without a GPU cache for the model the call then fails for that reason instead.
+  EXPECT_THROW(ps.lookup(ref, &key, KeyDtype::kInt64, 1, out, hps::DeviceBuffers{0, hps::StreamView::cuda(nullptr)}),
+               hps::BackendUnavailable);
+  // Host buffers need no stream.
+  ps.lookup(ref, &key, KeyDtype::kInt64, 1, out, hps::DeviceBuffers{});
+  EXPECT_EQ(out[0], 0.0f);
 }
 
 TEST(ParameterServer, TablesByNameAndErrorsNameWhatExists) {
@@ -290,12 +331,12 @@ TEST(ParameterServer, PersistentTierAnswersWhatTheVolatileTierCannotHold) {
   auto keys = mixed_keys(t0, 5000, 5);
   expect_rows(t0, keys, lookup(ps, "m", 0, keys));
   const auto s = ps.stats()[0];
-  EXPECT_GT(s.hits[2], 0u);
+  EXPECT_GT(s.tiers[2].hits, 0u);
   EXPECT_GT(s.defaults, 0u);
-  EXPECT_EQ(s.hits[1] + s.hits[2] + s.defaults, keys.size());
+  EXPECT_EQ(s.tiers[1].hits + s.tiers[2].hits + s.defaults, keys.size());
   EXPECT_GT(s.promoted_keys, 0u);
   // Promotion never brings in rows that exist nowhere: the volatile tier holds only real keys.
-  EXPECT_LE(s.tier_rows[1], 3u * 100u);
+  EXPECT_LE(s.tiers[1].rows, 3u * 100u);
   expect_rows(t0, keys, lookup(ps, "m", 0, keys));  // again, now partly from promoted rows
 }
 
@@ -343,5 +384,5 @@ TEST(ParameterServer, LargeBatchesSplitOverThreadsGiveTheSameRows) {
   expect_rows(t0, keys, rows);
   EXPECT_EQ(rows, lookup(one, "m", 0, keys));
   const auto s = many.stats()[0];
-  EXPECT_EQ(s.hits[1] + s.defaults, keys.size());  // every chunk counted once
+  EXPECT_EQ(s.tiers[1].hits + s.defaults, keys.size());  // every chunk counted once
 }

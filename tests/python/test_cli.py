@@ -477,3 +477,30 @@ def test_demo_is_deterministic_and_keep(run, tmp_path):
 def test_demo_bad_arguments(run):
     status, _, err = run("demo", "--rows-total", "10")
     assert status == 1 and "--rows-total must be at least" in one_error_line(err, "demo")
+
+
+# ---- module structure: no cli <-> demo import cycle -------------------------------------------------
+
+
+def test_demo_does_not_import_the_cli():
+    import ast
+    import pathlib
+
+    code = "import sys, hps.demo; assert 'hps.cli' not in sys.modules, 'hps.demo imported hps.cli'; print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    folder = pathlib.Path(hps.__file__).parent
+    for name in ("demo.py", "_command.py"):  # not even inside a function
+        for node in ast.walk(ast.parse((folder / name).read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module not in ("cli", "hps.cli"), f"{name} imports {node.module}"
+                assert not (node.module is None and any(a.name == "cli" for a in node.names)), name
+            if isinstance(node, ast.Import):
+                assert "hps.cli" not in [a.name for a in node.names], name
+
+
+def test_python_m_hps_demo_runs_the_same_command():
+    done = subprocess.run([sys.executable, "-m", "hps.demo", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--rows-total" in done.stdout and done.stdout.startswith("usage: hps demo")
+    done = subprocess.run([sys.executable, "-m", "hps.demo", "--rows-total", "10"], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.startswith("hps demo: error: --rows-total must be at least")

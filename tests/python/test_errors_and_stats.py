@@ -40,6 +40,9 @@ def test_stats_count_keys_hits_and_defaults(server, table):
     assert s["tier_bytes"]["volatile_db"] >= 1999 * (8 + 4 * table.dim)
     lat = s["latency_seconds"]
     assert 0 < lat["p50"] <= lat["p99"] <= lat["max"] * 1.2
+    # Every tier role is reported by name, enabled or not; device calls are timed apart (none here).
+    assert list(s["hits"]) == list(s["tier_rows"]) == ["gpu_cache", "volatile_db", "persistent_db"]
+    assert s["device_call_latency_seconds"]["count"] == 0
 
 
 def test_prometheus_text(server, table):

@@ -96,7 +96,12 @@ def test_static_cache_answers_unknown_keys_with_the_default(tmp_path):
     rng = np.random.default_rng(3)
     q = np.concatenate([table.keys[rng.integers(0, 30000, 100000)], rng.integers(10**15, 10**16, 1000)])
     check(gpu, cpu, q)
-    assert gpu.stats()[0]["hits"]["gpu_cache"] == 100000
+    s = gpu.stats()[0]
+    assert s["hits"]["gpu_cache"] == 100000
+    # Device calls are timed as what they are (host time of the call), apart from host lookups.
+    assert s["device_call_latency_seconds"]["count"] == s["lookups"] == 1
+    assert s["latency_seconds"]["sum"] == 0
+    assert 'hps_device_call_latency_seconds_count{model="m",table=' in gpu.prometheus()
 
 
 def test_fp16_storage_returns_rows_rounded_to_half(tmp_path):

@@ -1,4 +1,14 @@
-// Per-table lookup metrics: counters and a latency histogram, updated without locks.
+// Per-table lookup metrics: counters and latency histograms, updated without locks.
+//
+// Tiers are entries by name (TierStats), not fixed slots: a new tier adds an entry, and the JSON
+// and Prometheus output below take it up without edits here or in the bindings.
+//
+// Latency: `latency_seconds` (Prometheus hps_lookup_latency_seconds) times host lookups, which
+// are complete when they return. Device lookups return once their work is queued on the caller's
+// stream, so their host time is recorded apart, as device_call_latency_seconds
+// (hps_device_call_latency_seconds): what the call cost the calling thread, not the rows' latency.
+//
+// Ownership: TableStats are plain values; TableMetrics belongs to its table.
 //
 // Threads: record_* may be called from many threads at once; snapshot() reads a consistent-enough
 // view (each counter is exact, counters are not read atomically together).
@@ -8,6 +18,7 @@
 
 #include <array>
 #include <atomic>
+#include <memory>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -15,30 +26,42 @@
 
 namespace HPS_EXPORT hps {
 
-/// The tiers a key can be answered from, in cascade order.
-enum class TierLevel : int { kGpuCache = 0, kVolatile = 1, kPersistent = 2 };
-constexpr int kNumTierLevels = 3;
-const char* to_string(TierLevel level);
+/// One tier's share of a table: the GPU cache first ("gpu_cache"), then each host tier role of the
+/// chain by its config name ("volatile_db", "persistent_db"), in cascade order.
+struct TierStats {
+  std::string name;
+  std::uint64_t hits = 0;   ///< key positions this tier answered
+  std::uint64_t rows = 0;   ///< rows it holds for the table now (0 where the tier is absent)
+  std::uint64_t bytes = 0;  ///< memory it holds for the table (device bytes for the GPU cache)
+};
+
+/// A latency histogram's summary, in seconds (all 0 before the first call).
+struct LatencyStats {
+  std::uint64_t count = 0;
+  double p50 = 0, p90 = 0, p99 = 0, max = 0;
+  double sum = 0;
+  /// Cumulative histogram: (upper bound in seconds, calls at or below it).
+  std::vector<std::pair<double, std::uint64_t>> buckets;
+};
 
 struct TableStats {
   std::string model;
   std::string table;
-  std::uint64_t lookups = 0;      ///< lookup calls
+  std::uint64_t lookups = 0;      ///< lookup calls, host and device
   /// Counts are of key positions: a key asked for twice in one call counts twice.
   std::uint64_t keys = 0;  ///< keys asked for
-  std::array<std::uint64_t, kNumTierLevels> hits{};  ///< keys answered by each tier
+  std::vector<TierStats> tiers;  ///< the GPU cache, then each host tier role, in cascade order
   std::uint64_t defaults = 0;  ///< keys stored nowhere, answered with the table's default row
   std::uint64_t updated_keys = 0;
   std::uint64_t erased_keys = 0;
   std::uint64_t promoted_keys = 0;  ///< rows copied up into a faster tier after a miss
-  /// Lookup latency in seconds: p50, p90, p99, max (0 when no lookup ran).
-  double latency_p50 = 0, latency_p90 = 0, latency_p99 = 0, latency_max = 0;
-  double latency_sum = 0;  ///< seconds, over all lookups
-  /// Cumulative histogram: (upper bound in seconds, lookups at or below it).
-  std::vector<std::pair<double, std::uint64_t>> latency_buckets;
-  /// Rows and host bytes each tier holds for this table now (0 where a tier is absent).
-  std::array<std::uint64_t, kNumTierLevels> tier_rows{};
-  std::array<std::uint64_t, kNumTierLevels> tier_bytes{};
+  /// Host lookups (host keys and output): from the call to its return, when the rows are complete.
+  LatencyStats latency;
+  /// Device lookups: the host time of the call (enqueueing the GPU work and resolving misses on the
+  /// host), NOT until the rows are ready; those are ready later, in the caller's stream order.
+  /// Measuring that would take a host synchronisation (or a host callback) per call, which the
+  /// lookup path must not pay, so device calls get their own, honestly named, histogram.
+  LatencyStats device_call_latency;
 };
 
 /// Log-linear histogram of durations: 8 sub-buckets per power of two from 1 µs to about 1 h.
@@ -67,17 +90,31 @@ class LatencyHistogram {
 };
 
 struct TableMetrics {
+  /// `tier_names` name the tiers whose hits are counted, in the order of TableStats::tiers.
+  explicit TableMetrics(std::vector<std::string> tier_names);
+  TableMetrics(const TableMetrics&) = delete;
+  TableMetrics& operator=(const TableMetrics&) = delete;
+
+  const std::vector<std::string>& tier_names() const { return tier_names_; }
+  /// The hit counter of tier `index` (an index into tier_names()).
+  std::atomic<std::uint64_t>& hits(std::size_t index) { return hits_[index]; }
+
   std::atomic<std::uint64_t> lookups{0};
   std::atomic<std::uint64_t> keys{0};
-  std::array<std::atomic<std::uint64_t>, kNumTierLevels> hits{};
   std::atomic<std::uint64_t> defaults{0};
   std::atomic<std::uint64_t> updated_keys{0};
   std::atomic<std::uint64_t> erased_keys{0};
   std::atomic<std::uint64_t> promoted_keys{0};
-  LatencyHistogram latency;
+  LatencyHistogram latency;              ///< host lookups, until the rows are complete
+  LatencyHistogram device_call_latency;  ///< device lookups, the host time of the call (see TableStats)
 
-  /// Fills the counter and latency fields of `out` (not model, table or tier sizes).
+  /// Fills the counter and latency fields of `out` and its `tiers` (names and hits; not rows or
+  /// bytes, which the tiers themselves know).
   void snapshot(TableStats& out) const;
+
+ private:
+  std::vector<std::string> tier_names_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> hits_;
 };
 
 /// Prometheus text exposition (version 0.0.4) of the given tables.
@@ -85,8 +122,9 @@ std::string to_prometheus(const std::vector<TableStats>& stats);
 
 /// The given tables as a JSON array of objects, one per table: the shape hps.HPS.stats() returns
 /// and the C ABI's hps_stats_json() gives (model, table, lookups, keys, hits{tier: n}, defaults,
-/// updated_keys, erased_keys, promoted_keys, latency_seconds{p50, p90, p99, max, sum},
-/// tier_rows{tier: n}, tier_bytes{tier: n}).
+/// updated_keys, erased_keys, promoted_keys, latency_seconds{p50, p90, p99, max, sum} of host
+/// lookups, tier_rows{tier: n}, tier_bytes{tier: n}, device_call_latency_seconds{p50, p90, p99,
+/// max, sum, count} of device lookups). Tiers appear in the order of TableStats::tiers.
 std::string to_json(const std::vector<TableStats>& stats);
 
 }  // namespace hps

@@ -1,11 +1,14 @@
 // The parameter server: owns the tiers of every table of every model and runs the lookup cascade.
 //
-//   keys ── dedup ──► [GPU cache] ──► CPU-memory tier ──► persistent tier ──► table default
+//   keys ── [GPU cache] ──► host tier chain (TierFactory: volatile_db, persistent_db) ──► table default
 //
-// A key stored in some tier is always answered with its stored row; only keys stored nowhere get
-// the table's default row. Rows found in the persistent tier are promoted into the CPU-memory tier
-// when `cache_missed_embeddings` is set (never a default row). update() and erase() write through
-// every tier (persistent first), so a lookup that starts after they return sees the change.
+// Each table's host tiers form a chain built by TierFactory (tiers/tier_factory.hpp); the cascade
+// walks it: misses of one tier go down, deduplicated, as one batch to the next. A key stored in
+// some tier is always answered with its stored row; only keys stored nowhere get the table's
+// default row. Rows found lower are promoted into tiers that take promotions
+// (`cache_missed_embeddings`; never a default row). update() and erase() write through every tier
+// (the durable one first) and every GPU cache, so a lookup that starts after they return sees the
+// change. Update sources (update_source.hpp) feed update() and erase() while the server runs.
 //
 // Threads: every public method may be called from many threads at once. Tables share no lock.
 // Ownership: pointers passed to a method are borrowed for the call.
@@ -22,6 +25,8 @@
 #include "hps/config.hpp"
 #include "hps/keys.hpp"
 #include "hps/metrics.hpp"
+#include "hps/stream.hpp"
+#include "hps/update_source.hpp"
 
 namespace HPS_EXPORT hps {
 
@@ -59,8 +64,10 @@ struct TableRef {
 
 /// Where a call's buffers live.
 struct DeviceBuffers {
-  int device = -1;        ///< CUDA device of keys and output; -1 = host memory
-  void* stream = nullptr; ///< cudaStream_t to run on (device calls); never defaulted by the server
+  int device = -1;     ///< CUDA device of keys and output; -1 = host memory
+  /// The stream device calls run on. It must be set for a device call (InvalidArgument otherwise):
+  /// the server never picks the legacy default stream by itself. Ignored for host memory.
+  StreamView stream;
 };
 
 class ParameterServer {
@@ -84,8 +91,9 @@ class ParameterServer {
   /// Writes the rows of keys[0..n) to out[n][dim]. Keys and output in host memory.
   void lookup(TableRef table, const void* keys, KeyDtype dtype, std::size_t n, float* out);
 
-  /// Same with keys and output in CUDA memory on `where.device`, on `where.stream`.
-  /// Throws BackendUnavailable in builds without CUDA.
+  /// Same with keys and output in CUDA memory on `where.device`, on `where.stream` (which must be
+  /// set). Throws BackendUnavailable in builds without CUDA. Its host time is recorded as
+  /// device_call_latency (the rows are ready later, in stream order), not as lookup latency.
   void lookup(TableRef table, const void* keys, KeyDtype dtype, std::size_t n, float* out,
               const DeviceBuffers& where);
 
@@ -112,6 +120,15 @@ class ParameterServer {
 
   std::vector<TableStats> stats() const;
   std::string prometheus() const;
+
+  /// Takes ownership of `source` and starts it, feeding this server's update() and erase() (see
+  /// update_source.hpp for the path a message takes). Throws what source->start() throws (the
+  /// source is then dropped). The destructor stops every source before any tier goes away.
+  void add_update_source(std::unique_ptr<UpdateSource> source);
+  /// Waits until every source has applied what it received so far.
+  void drain_update_sources();
+  /// Counters of each source, in the order they were added.
+  std::vector<UpdateSourceStats> update_source_stats() const;
 
   struct Impl;
 

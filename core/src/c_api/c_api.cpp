@@ -108,7 +108,7 @@ hps::DeviceBuffers device_buffers(int device, void* stream) {
   HPS_EXPECTS(device >= 0, hps::InvalidArgument, "device ", device, " is neither a CUDA ordinal nor HPS_HOST (-1)");
   hps::DeviceBuffers where;
   where.device = device;
-  where.stream = stream;
+  where.stream = hps::StreamView::cuda(stream);  // NULL: the legacy default stream, as c_api.h says
   return where;
 }
 

@@ -63,12 +63,13 @@ DynamicGpuCache::DynamicGpuCache(const GpuCacheOptions& options) : GpuCacheBase(
 DynamicGpuCache::~DynamicGpuCache() { shutdown(); }
 
 GpuLookupResult DynamicGpuCache::lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out,
-                                        void* stream_handle, const MissResolver& resolve, const InsertGuard& guard) {
+                                        StreamView stream_view, const MissResolver& resolve, const InsertGuard& guard) {
   check_lookup_arguments(keys, dtype, n, out);
+  HPS_EXPECTS(stream_view.is_set(), InvalidArgument, "GpuCache::lookup: no stream given (StreamView is unset)");
   GpuLookupResult result;
   if (n == 0) return result;
   DeviceGuard device(options_.device);
-  const auto stream = static_cast<cudaStream_t>(stream_handle);
+  const auto stream = static_cast<cudaStream_t>(stream_view.handle());
   ScratchPool::Lease lease = scratch_.acquire(stream);
   LookupScratch& s = *lease;
   s.miss_keys.reserve(n * sizeof(std::int64_t), stream);

@@ -14,7 +14,7 @@ class DynamicGpuCache final : public GpuCacheBase {
   explicit DynamicGpuCache(const GpuCacheOptions& options);
   ~DynamicGpuCache() override;
 
-  GpuLookupResult lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out, void* stream,
+  GpuLookupResult lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out, StreamView stream,
                          const MissResolver& resolve, const InsertGuard& guard) override;
   std::size_t size() const override;
   /// Keys held at most (the option); the table has about 11% more slots, so that this many keys

@@ -40,13 +40,14 @@ StaticGpuCache::StaticGpuCache(const GpuCacheOptions& options) : GpuCacheBase(op
 StaticGpuCache::~StaticGpuCache() { shutdown(); }
 
 GpuLookupResult StaticGpuCache::lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out,
-                                       void* stream_handle, const MissResolver& /*resolve*/,
+                                       StreamView stream_view, const MissResolver& /*resolve*/,
                                        const InsertGuard& /*guard*/) {
   check_lookup_arguments(keys, dtype, n, out);
+  HPS_EXPECTS(stream_view.is_set(), InvalidArgument, "GpuCache::lookup: no stream given (StreamView is unset)");
   GpuLookupResult result;
   if (n == 0) return result;
   DeviceGuard device(options_.device);
-  const auto stream = static_cast<cudaStream_t>(stream_handle);
+  const auto stream = static_cast<cudaStream_t>(stream_view.handle());
   const KeyInput input{keys, dtype, key64};
   // Every position is answered on the device (row or default); the kernel counts the defaults
   // on the device (defaults_served()), so the call never waits to learn how many there were.

@@ -13,7 +13,7 @@ class StaticGpuCache final : public GpuCacheBase {
   explicit StaticGpuCache(const GpuCacheOptions& options);
   ~StaticGpuCache() override;
 
-  GpuLookupResult lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out, void* stream,
+  GpuLookupResult lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out, StreamView stream,
                          const MissResolver& resolve, const InsertGuard& guard) override;
   std::size_t size() const override;
   std::size_t capacity() const override { return view_.capacity; }

@@ -304,8 +304,8 @@ LookupRun lookup(GpuCache& cache, HostTier& tier, const std::vector<std::int64_t
   // Poison: every element must be written by the lookup.
   if (n > 0) cuda_ok(cudaMemsetAsync(out_ptr, 0xFF, n * dim * sizeof(float), stream), "poison");
   LookupRun run;
-  run.result = cache.lookup(n == 0 ? nullptr : keys.get(), dtype, key64, n, n == 0 ? nullptr : out_ptr, stream,
-                            tier.resolver(), guard);
+  run.result = cache.lookup(n == 0 ? nullptr : keys.get(), dtype, key64, n, n == 0 ? nullptr : out_ptr,
+                            hps::StreamView::cuda(stream), tier.resolver(), guard);
   run.rows.resize(n * dim);
   if (n > 0) {
     cuda_ok(cudaMemcpyAsync(run.rows.data(), out_ptr, n * dim * sizeof(float), cudaMemcpyDeviceToHost, stream), "out");
@@ -540,8 +540,8 @@ TEST(GpuCache, InvalidKeysThrowNamingThePosition) {
     DeviceBytes out(keys.size() * 4 * sizeof(float));
     CUDA_OK(cudaMemcpyAsync(d_keys.get(), keys.data(), keys.size() * 8, cudaMemcpyHostToDevice, stream.get()));
     try {
-      cache->lookup(d_keys.get(), KeyDtype::kInt64, false, keys.size(), out.as<float>(), stream.handle(),
-                    tier.resolver(), {});
+      cache->lookup(d_keys.get(), KeyDtype::kInt64, false, keys.size(), out.as<float>(),
+                    hps::StreamView::cuda(stream.handle()), tier.resolver(), {});
       ADD_FAILURE() << "no exception";
     } catch (const hps::InvalidArgument& e) {
       EXPECT_NE(std::string(e.what()).find("keys[5] = 4294967296"), std::string::npos) << e.what();
@@ -550,12 +550,16 @@ TEST(GpuCache, InvalidKeysThrowNamingThePosition) {
     std::vector<std::uint64_t> wide = {1, 2, 9223372036854775808ULL, 4};
     CUDA_OK(cudaMemcpyAsync(d_keys.get(), wide.data(), wide.size() * 8, cudaMemcpyHostToDevice, stream.get()));
     try {
-      cache->lookup(d_keys.get(), KeyDtype::kUInt64, true, wide.size(), out.as<float>(), stream.handle(),
-                    tier.resolver(), {});
+      cache->lookup(d_keys.get(), KeyDtype::kUInt64, true, wide.size(), out.as<float>(),
+                    hps::StreamView::cuda(stream.handle()), tier.resolver(), {});
       ADD_FAILURE() << "no exception";
     } catch (const hps::InvalidArgument& e) {
       EXPECT_NE(std::string(e.what()).find("keys[2]"), std::string::npos) << e.what();
     }
+    // No stream given: refused, never run on the legacy default stream by default.
+    EXPECT_THROW(cache->lookup(d_keys.get(), KeyDtype::kUInt64, true, 1, out.as<float>(), hps::StreamView{},
+                               tier.resolver(), {}),
+                 hps::InvalidArgument);
     // The cache still works afterwards.
     const std::vector<std::int64_t> fine = {1, 2, 3};
     const auto run = lookup(*cache, tier, fine, KeyDtype::kInt64, false, stream.get());
@@ -862,7 +866,7 @@ PlainLookup plain_lookup(GpuCache& cache, const std::vector<std::int64_t>& keys,
   cuda_ok(cudaMemcpyAsync(d_keys.get(), keys.data(), n * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream), "keys");
   cuda_ok(cudaMemsetAsync(d_out.get(), 0xFF, n * dim * sizeof(float), stream), "poison");
   const float fill = cache.options().default_value;
-  run.result = cache.lookup(d_keys.get(), KeyDtype::kInt64, true, n, d_out.as<float>(), stream,
+  run.result = cache.lookup(d_keys.get(), KeyDtype::kInt64, true, n, d_out.as<float>(), hps::StreamView::cuda(stream),
                             [&](const std::int64_t* k, std::size_t m, float* rows, std::uint8_t* found) {
                               run.resolved.insert(run.resolved.end(), k, k + m);
                               std::fill(rows, rows + m * dim, fill);
@@ -1080,7 +1084,8 @@ void lookups_race_updates(bool is_static, std::size_t keys_in_play, double capac
         const std::uint64_t fetched_generation = generation.load();
         // The guard vetoes inserting rows fetched before an update began.
         const hps::InsertGuard guard = [&] { return generation.load() == fetched_generation; };
-        misses += cache->lookup(d_keys.get(), KeyDtype::kInt64, true, n, d_out.as<float>(), stream.handle(),
+        misses += cache->lookup(d_keys.get(), KeyDtype::kInt64, true, n, d_out.as<float>(),
+                                hps::StreamView::cuda(stream.handle()),
                                 tier.resolver(), guard)
                       .missed_positions;
         cuda_ok(cudaMemcpyAsync(out.data(), d_out.get(), out.size() * sizeof(float), cudaMemcpyDeviceToHost,

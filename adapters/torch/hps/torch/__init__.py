@@ -16,6 +16,7 @@ Inference only. Importing this module imports torch; `import hps` alone never do
 
 from __future__ import annotations
 
+from . import _arrays  # noqa: F401  (registers the adapter hps.HPS uses for torch tensors)
 from ._op import lookup, lookup_tables
 from ._registry import clear_servers, get_server
 from .layers import InferenceOnlyError, LookupLayer, MultiTableLookup, SparseLookupLayer

@@ -30,6 +30,7 @@
 #include "hps/config.hpp"
 #include "hps/export.hpp"
 #include "hps/keys.hpp"
+#include "hps/stream.hpp"
 
 namespace HPS_EXPORT hps {
 
@@ -74,9 +75,10 @@ class GpuCache {
 
   /// keys: n keys of `dtype` in device memory on options().device; out: n x dim fp32 there.
   /// `key64` is the model's key width (see keys.hpp); invalid keys throw InvalidArgument.
-  /// `stream` is a cudaStream_t of that device. Returns once `out` is complete in stream order.
+  /// `stream` is a stream of that device, given explicitly (an unset view throws InvalidArgument).
+  /// Returns once `out` is complete in stream order.
   virtual GpuLookupResult lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out,
-                                 void* stream, const MissResolver& resolve, const InsertGuard& guard) = 0;
+                                 StreamView stream, const MissResolver& resolve, const InsertGuard& guard) = 0;
 
   /// Inserts rows (host memory) into the cache, evicting as needed (dynamic) — warm start and
   /// static fill. Synchronous.

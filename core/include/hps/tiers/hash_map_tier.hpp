@@ -61,7 +61,7 @@ class HashMapTier final : public Tier {
                 const std::function<void(const std::int64_t*, const float*, std::size_t)>& fn) override;
 
   /// Sizes the indexes for `rows` rows in all, so a bulk load does not rehash as it grows.
-  void reserve(std::size_t rows);
+  void reserve(std::size_t rows) override;
   /// Rows evicted so far because a partition overflowed.
   std::size_t evictions() const;
 

@@ -18,6 +18,8 @@
 
 namespace HPS_EXPORT hps {
 
+class BulkLoadable;
+
 class Tier {
  public:
   virtual ~Tier() = default;
@@ -57,6 +59,13 @@ class Tier {
   /// unspecified order. A snapshot: concurrent updates may or may not be seen.
   virtual void for_each(std::size_t chunk_rows,
                         const std::function<void(const std::int64_t*, const float*, std::size_t)>& fn) = 0;
+
+  /// A hint before a bulk fill of about `rows` rows (a hash map sizes its index once instead of
+  /// rehashing as it grows). Does nothing by default.
+  virtual void reserve(std::size_t /*rows*/) {}
+  /// The tier's bulk-load side (see bulk_loadable.hpp), or null when it has none: the server then
+  /// fills it with insert(). Owned by the tier.
+  virtual BulkLoadable* bulk_loader() { return nullptr; }
 };
 
 }  // namespace hps

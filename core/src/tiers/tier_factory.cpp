@@ -1,0 +1,129 @@
+#include "hps/tiers/tier_factory.hpp"
+
+#include <utility>
+
+#include "hps/error.hpp"
+#include "hps/parameter_server.hpp"  // check_table_fits, declared with the server that loads by it
+#include "hps/tiers/bulk_loadable.hpp"
+#include "hps/tiers/hash_map_tier.hpp"
+#include "hps/tiers/rocksdb_tier.hpp"
+
+namespace hps {
+
+namespace {
+
+constexpr const char* kVolatileName = "volatile_db";
+constexpr const char* kPersistentName = "persistent_db";
+
+// One RocksDB table as a chain tier that can bulk-load. Clearing drops and recreates the column
+// family, which replaces RocksDB's table object, so lookups go through this wrapper (one extra
+// virtual call per batch, none per key).
+class RocksDbChainTier final : public Tier, public BulkLoadable {
+ public:
+  RocksDbChainTier(std::shared_ptr<RocksDbStore> store, std::string tag, std::size_t dim)
+      : store_(std::move(store)), tag_(std::move(tag)), dim_(dim), table_(store_->open_table(tag_, dim_)) {}
+
+  const char* backend_name() const override { return table_->backend_name(); }
+  std::size_t dim() const override { return dim_; }
+  std::size_t find(const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found) override {
+    return table_->find(keys, n, rows, found);
+  }
+  void insert(const std::int64_t* keys, const float* rows, std::size_t n) override { table_->insert(keys, rows, n); }
+  std::size_t insert_if_absent(const std::int64_t* keys, const float* rows, std::size_t n,
+                               const std::function<bool()>& still_valid) override {
+    return table_->insert_if_absent(keys, rows, n, still_valid);
+  }
+  std::size_t erase(const std::int64_t* keys, std::size_t n) override { return table_->erase(keys, n); }
+  std::size_t size() const override { return table_->size(); }
+  std::size_t capacity() const override { return table_->capacity(); }
+  std::size_t memory_bytes() const override { return table_->memory_bytes(); }
+  void for_each(std::size_t chunk_rows,
+                const std::function<void(const std::int64_t*, const float*, std::size_t)>& fn) override {
+    table_->for_each(chunk_rows, fn);
+  }
+  BulkLoadable* bulk_loader() override { return store_->read_only() ? nullptr : this; }
+
+  std::optional<std::string> load_marker() const override { return store_->load_marker(tag_); }
+  void clear() override {
+    // If dropping fails the old table stays in use; once dropped, it refuses every call (NotFound).
+    store_->drop_table(tag_);
+    table_ = store_->open_table(tag_, dim_);
+  }
+  void bulk_insert(const std::int64_t* keys, const float* rows, std::size_t n) override {
+    store_->bulk_insert(tag_, keys, rows, n);
+  }
+  void finish(const std::string& marker) override {
+    store_->flush(tag_);
+    store_->set_load_marker(tag_, marker);
+  }
+
+ private:
+  std::shared_ptr<RocksDbStore> store_;
+  std::string tag_;
+  std::size_t dim_;
+  std::shared_ptr<Tier> table_;
+};
+
+}  // namespace
+
+TierFactory::TierFactory(const Config& config) : config_(config), names_{kVolatileName, kPersistentName} {
+  HPS_EXPECTS(config.volatile_db.type != VolatileDbType::kRedisCluster, BackendUnavailable,
+              "volatile_db.type redis_cluster: this build has no Redis Cluster tier yet; use hash_map");
+  if (config.persistent_db.type == PersistentDbType::kRocksDb) {
+    HPS_EXPECTS(rocksdb_available(), BackendUnavailable,
+                "persistent_db.type rocks_db: this build has no RocksDB tier (install librocksdb-dev and reinstall hps)");
+    rocksdb_ = RocksDbStore::open(config.persistent_db);
+  }
+}
+
+TierFactory::~TierFactory() = default;
+
+std::vector<ChainTier> TierFactory::build(const std::string& tag, std::size_t dim, const std::string& where) const {
+  const VolatileDbConfig& vcfg = config_.volatile_db;
+  const PersistentDbConfig& pcfg = config_.persistent_db;
+  std::vector<ChainTier> chain;
+
+  if (vcfg.type == VolatileDbType::kHashMap) {
+    ChainTier t;
+    t.name = kVolatileName;
+    t.name_index = 0;
+    t.tier = std::make_shared<HashMapTier>(dim, HashMapOptions::from_config(vcfg));
+    t.takes_promotions = vcfg.cache_missed_embeddings;
+    t.probes_positions = true;
+    // Without a persistent tier it is the only store and must hold every row.
+    t.fill_at_start = vcfg.initialize_after_startup || !rocksdb_;
+    t.fill_rate = vcfg.initial_cache_rate;
+    chain.push_back(std::move(t));
+  }
+
+  if (rocksdb_) {
+    ChainTier t;
+    t.name = kPersistentName;
+    t.name_index = 1;
+    t.durable = true;
+    t.read_only = pcfg.read_only;
+    t.load_from_files = pcfg.initialize_after_startup && !pcfg.read_only;
+    if (pcfg.read_only) {
+      HPS_EXPECTS(rocksdb_->has_table(tag), ConfigError, "persistent_db.read_only is true but the database at ",
+                  rocksdb_->path(), " holds no table '", tag, "' (", where, "); build it once without read_only");
+    }
+    t.tier = std::make_shared<RocksDbChainTier>(rocksdb_, tag, dim);
+    chain.push_back(std::move(t));
+  }
+
+  HPS_EXPECTS(!chain.empty(), ConfigError, "models[", where,
+              "]: no tier holds this table's rows: enable volatile_db or persistent_db");
+  return chain;
+}
+
+void check_table_fits(const Config& config, std::size_t rows, const std::string& where) {
+  const VolatileDbConfig& v = config.volatile_db;
+  if (config.persistent_db.type != PersistentDbType::kDisabled || v.type != VolatileDbType::kHashMap) return;
+  HPS_EXPECTS(v.initial_cache_rate >= 1.0, ConfigError,
+              "volatile_db.initial_cache_rate < 1 needs a persistent_db to hold the other rows (", where, ")");
+  const std::size_t capacity = HashMapOptions::from_config(v).capacity();
+  HPS_EXPECTS(rows <= capacity, ConfigError, where, ": the table has ", rows, " rows but volatile_db holds at most ",
+              capacity, " (overflow_margin x num_partitions) and there is no persistent_db for the rest");
+}
+
+}  // namespace hps
