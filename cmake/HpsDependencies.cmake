@@ -50,8 +50,9 @@ if(NOT _rocksdb_mode STREQUAL "OFF")
 endif()
 hps_resolve_feature(HPS_WITH_ROCKSDB ROCKSDB ${_rocksdb_found} "RocksDB not found (Debian: librocksdb-dev)")
 
-# Redis, TensorFlow and TensorRT adapters are separate targets that plug in here later.
+# Redis Cluster: a tier that plugs into the tier factory later.
 hps_resolve_feature(HPS_WITH_REDIS REDIS OFF "the Redis Cluster tier is not part of this version yet")
+
 # TensorFlow: the op library of hps.tf, built against the TensorFlow of the Python that builds the
 # wheel (its tf.sysconfig flags). Without it the wheel still ships hps.tf, which then tells how to
 # build the library (python -m hps.tf.build).
@@ -89,4 +90,23 @@ hps_resolve_feature(HPS_WITH_TF TF ${_tf_found} "${_tf_why}")
 if(HPS_HAVE_TF)
   message(STATUS "hps: TensorFlow ${HPS_TF_VERSION} for the hps.tf op library (${HPS_TF_INCLUDE})")
 endif()
-hps_resolve_feature(HPS_WITH_TENSORRT TENSORRT OFF "the TensorRT plugin is not part of this version yet")
+# TensorRT: the plugin shell compiles against TensorRT's public headers (NvInferRuntime.h, which
+# includes cuda_runtime_api.h, hence CUDA) and links no TensorRT library. Hints: TensorRT_ROOT
+# (its include/ folder) or HPS_TENSORRT_INCLUDE (the folder itself).
+set(_trt_found OFF)
+set(_trt_why "TensorRT headers (NvInferRuntime.h) not found: set TensorRT_ROOT or HPS_TENSORRT_INCLUDE")
+string(TOUPPER "${HPS_WITH_TENSORRT}" _trt_mode)
+if(NOT _trt_mode STREQUAL "OFF")
+  find_path(HPS_TENSORRT_INCLUDE NvInferRuntime.h
+            HINTS ${TensorRT_ROOT} $ENV{TensorRT_ROOT} $ENV{TENSORRT_ROOT}
+            PATH_SUFFIXES include
+            PATHS /usr/include/x86_64-linux-gnu /usr/include/aarch64-linux-gnu /usr/local/tensorrt/include)
+  if(HPS_TENSORRT_INCLUDE AND NOT EXISTS "${HPS_TENSORRT_INCLUDE}/NvInferRuntime.h")
+    set(_trt_why "HPS_TENSORRT_INCLUDE=${HPS_TENSORRT_INCLUDE} holds no NvInferRuntime.h")
+  elseif(HPS_TENSORRT_INCLUDE AND NOT HPS_HAVE_CUDA)
+    set(_trt_why "TensorRT headers found at ${HPS_TENSORRT_INCLUDE}, but no CUDA toolkit (they need cuda_runtime_api.h)")
+  elseif(HPS_TENSORRT_INCLUDE)
+    set(_trt_found ON)
+  endif()
+endif()
+hps_resolve_feature(HPS_WITH_TENSORRT TENSORRT ${_trt_found} "${_trt_why}")

@@ -39,6 +39,9 @@ if (( with_tests )); then
   "${pip[@]}" install "pytest>=7" pytest-timeout "torch==2.13.0"
   # TensorFlow (CPU) before hps: the build then compiles hps.tf's op library against it.
   "${pip[@]}" install "tensorflow-cpu==2.21.0"
+  # hps.onnx and its tests (onnxscript: torch.onnx.export's dynamo exporter). Pinned: the versions tested.
+  "${pip[@]}" install onnx==1.23.2 onnx-graphsurgeon==0.6.1 onnxruntime==1.32.0 onnxruntime-extensions==0.15.2 \
+    onnxscript==0.7.2
 fi
 
 # ---- build and install hps -------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The `hps` command: check configs and table files, convert arrays, look up keys, benchmark, demo.
+"""The `hps` command: check configs and table files, convert arrays, look up keys, benchmark, demo,
+move an ONNX model's embeddings into hps.
 
 Run `hps --help` or `hps COMMAND --help`. Exit codes: 0 success, 1 a problem with the input (one
 line on stderr names it), 2 a usage error. Also runs as `python -m hps.cli`.
@@ -403,6 +404,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- onnx-surgery -------------------------------------------------------------------------------
+
+
+def cmd_onnx_surgery(args: argparse.Namespace) -> int:
+    try:
+        import hps.onnx
+    except ImportError as error:
+        raise UserError(str(error)) from None
+    if args.min_rows <= 0:
+        raise UserError(f"--min-rows must be positive, got {args.min_rows}")
+    report = hps.onnx.replace_embeddings(args.model_file, args.out, args.tables, args.model, key_dtype=args.key_dtype,
+                                         ps_config_file=args.ps_config_file, config_name=args.config_name,
+                                         tables=args.table, min_rows=args.min_rows)
+    print(report.to_json() if args.json else report)
+    return 0
+
+
 # ---- the parser ---------------------------------------------------------------------------------
 
 
@@ -416,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hps", formatter_class=formatter,
         description="Hierarchical parameter server: check configs and table files, convert arrays into table "
-                    "folders, look up keys, print statistics, benchmark, run the demo.",
+                    "folders, look up keys, print statistics, benchmark, run the demo, move an ONNX model's "
+                    "embeddings into hps.",
         epilog="Exit status: 0 success, 1 a problem with the input (named on stderr), 2 a usage error.\n"
                "Start with `hps demo`.")
     parser.add_argument("--version", action="version", version=_version())
@@ -507,6 +526,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     demo.add_arguments(command("demo", demo.HELP, demo.DESCRIPTION))
+
+    p = command("onnx-surgery", "serve an ONNX model's embedding tables from hps",
+                "Finds the embedding lookups of MODEL.onnx (a Gather on a 2-D float initializer: alone, before a "
+                "reduce, or inside the Loop torch.onnx.export makes of nn.EmbeddingBag), writes each table as a "
+                "table folder under --tables plus an hps config, and writes --out with each lookup replaced by an "
+                "HPS_TRT node (the TensorRT plugin's op; hps.onnx.session runs it in onnxruntime). Prints what was "
+                "replaced and what was left, and why. Needs onnx and onnx-graphsurgeon (pip install hps[onnx]).")
+    p.add_argument("model_file", metavar="MODEL.onnx", help="the ONNX model")
+    p.add_argument("--out", required=True, metavar="OUT.onnx", help="the surgered model to write")
+    p.add_argument("--tables", required=True, metavar="FOLDER", help="where to write the table folders and config")
+    p.add_argument("--model", required=True, metavar="NAME", help="the model name in the config")
+    p.add_argument("--key-dtype", choices=("int64", "int32"), default="int64",
+                   help="type of the key inputs (default int64; HugeCTR's TensorRT plugin takes int32)")
+    p.add_argument("--ps-config-file", metavar="PATH", help="the config path the HPS_TRT nodes carry, where the "
+                   "model will run (default: the absolute path of the config written)")
+    p.add_argument("--config-name", default="ps.json", metavar="FILE", help="the config's file name (default ps.json)")
+    p.add_argument("--table", action="append", metavar="INITIALIZER", help="serve only this initializer "
+                   "(repeatable; default: every lookup found)")
+    p.add_argument("--min-rows", type=int, default=1, metavar="N", help="leave tables of fewer rows in the graph")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_onnx_surgery)
     return parser
 
 

@@ -7,7 +7,9 @@ An out-of-tree plugin (a TensorFlow op library, a TensorRT plugin, a C program) 
     cc $(python -m hps.sysconfig --includes) prog.c $(python -m hps.sysconfig --libs)
 
 The library lives next to the extension module inside the package (``hps/libhps_core.so``), the
-headers under ``hps/include``, the CMake package under ``hps/lib/cmake/hps``. This module imports
+headers under ``hps/include``, the CMake package under ``hps/lib/cmake/hps``. A build that found
+TensorRT's headers also ships the TensorRT plugin, ``hps/libhps_trt_plugin.so``
+(``--trt-plugin``; see docs/onnx_tensorrt.md). This module imports
 nothing but the standard library, so it works without loading the extension.
 """
 
@@ -17,7 +19,10 @@ import argparse
 import os
 import sys
 
-__all__ = ["get_include", "get_lib_dir", "get_cmake_dir", "get_compile_flags", "get_link_flags", "main"]
+__all__ = ["get_include", "get_lib_dir", "get_cmake_dir", "get_compile_flags", "get_link_flags", "get_trt_plugin",
+           "main"]
+
+TRT_PLUGIN = "libhps_trt_plugin.so"
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -47,6 +52,17 @@ def get_link_flags() -> list[str]:
     return [f"-L{lib}", "-lhps_core", f"-Wl,-rpath,{lib}"]
 
 
+def get_trt_plugin() -> str:
+    """The path of the TensorRT plugin library (HPS_TRT); FileNotFoundError when this build has none."""
+    path = os.path.join(_PACKAGE_DIR, TRT_PLUGIN)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"this hps has no TensorRT plugin ({path} is absent): it was built where TensorRT's headers were not "
+            f"found; rebuild with -C cmake.define.TensorRT_ROOT=<TensorRT folder> (or HPS_TENSORRT_INCLUDE=<its "
+            f"include folder>)")
+    return path
+
+
 def main(argv: "list[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hps.sysconfig",
                                      description="Print where the installed hps keeps its library, headers and "
@@ -57,7 +73,15 @@ def main(argv: "list[str] | None" = None) -> int:
     group.add_argument("--include-dir", action="store_true", help="the include folder")
     group.add_argument("--lib-dir", action="store_true", help="the folder holding libhps_core.so")
     group.add_argument("--cmake-dir", action="store_true", help="the folder holding hpsConfig.cmake")
+    group.add_argument("--trt-plugin", action="store_true", help="the TensorRT plugin library (libhps_trt_plugin.so)")
     args = parser.parse_args(argv)
+    if args.trt_plugin:
+        try:
+            print(get_trt_plugin())
+        except FileNotFoundError as error:
+            print(f"python -m hps.sysconfig: error: {error}", file=sys.stderr)
+            return 1
+        return 0
     if args.includes:
         print(" ".join(get_compile_flags()))
     elif args.libs:
