@@ -21,7 +21,7 @@ from .errors import (
     OutOfMemoryError,
     StorageError,
 )
-from .model_files import inspect_sparse_model, read_sparse_model, write_sparse_model
+from .model_files import inspect_sparse_model, read_sparse_model, write_model_config, write_sparse_model
 from .server import HPS
 
 _core.register_errors(HpsError, ConfigError, InvalidArgumentError, NotFoundError, StorageError,
@@ -47,6 +47,7 @@ __all__ = [
     "HPS",
     "Config",
     "json_schema",
+    "write_model_config",
     "write_sparse_model",
     "read_sparse_model",
     "inspect_sparse_model",

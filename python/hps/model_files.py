@@ -62,3 +62,39 @@ def read_sparse_model(folder: "str | os.PathLike[str]", dim: int = 0, *, first: 
     _core.read_table(os.fspath(folder), info["dim"], first, count, keys.ctypes.data, rows.ctypes.data,
                      meta.ctypes.data if meta is not None else 0)
     return keys, rows, meta
+
+
+def write_model_config(path: "str | os.PathLike[str]", model_name: str, table_names: list, dims: list, *,
+                       key64: bool = True, model_keys: Optional[dict] = None,
+                       server_keys: Optional[dict] = None) -> str:
+    """Writes an hps config serving one model whose tables are the folders `table_names` (relative to
+    the config's folder, one row width in `dims` each), atomically, and validates it.
+
+    `model_keys` are added to the model's entry (e.g. gpucache), `server_keys` to the top level (e.g.
+    volatile_db). A config that would not load raises ConfigError and is still written, so its
+    error can be read next to it. Returns the config's absolute path. The migration tools of every
+    adapter (hps.torch, hps.tf, hps.onnx) write their configs through this one function.
+    """
+    import json
+
+    if len(table_names) != len(dims):
+        raise InvalidArgumentError(f"{len(table_names)} table names but {len(dims)} row widths")
+    entry: dict[str, Any] = {
+        "model": model_name,
+        "sparse_files": list(table_names),
+        "embedding_table_names": list(table_names),
+        "embedding_vecsize_per_table": [int(d) for d in dims],
+        "default_value_for_each_table": [0.0] * len(table_names),
+    }
+    entry.update(model_keys or {})
+    config = {"supportlonglong": bool(key64), **(server_keys or {}), "models": [entry]}
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+    from .config import Config
+
+    Config(path)  # refuse a config that would not load (e.g. a misspelt model key)
+    return os.path.abspath(path)

@@ -73,3 +73,21 @@ def test_writer_checks_its_input(tmp_path):
         hps.write_sparse_model(tmp_path / "t", np.array([1, 2]), np.zeros((3, 2)))
     with pytest.raises(hps.InvalidArgumentError, match="meta"):
         hps.write_sparse_model(tmp_path / "t", np.array([1, 2]), np.zeros((2, 2)), meta=[1])
+
+
+def test_write_model_config_writes_a_config_the_server_loads(tmp_path):
+    rows = np.arange(12, dtype=np.float32).reshape(3, 4)
+    hps.write_sparse_model(tmp_path / "t0", keys=np.array([5, 6, 7]), rows=rows)
+    path = hps.write_model_config(tmp_path / "ps.json", "m", ["t0"], [4], key64=False)
+    assert path == str((tmp_path / "ps.json").resolve())
+    with hps.HPS(path) as ps:
+        np.testing.assert_array_equal(ps.lookup("m", "t0", np.array([6, 9])), np.stack([rows[1], np.zeros(4, np.float32)]))
+        assert ps.config.to_dict()["supportlonglong"] is False
+
+
+def test_write_model_config_refuses_bad_input(tmp_path):
+    with pytest.raises(hps.InvalidArgumentError, match="2 table names but 1 row widths"):
+        hps.write_model_config(tmp_path / "ps.json", "m", ["a", "b"], [4])
+    hps.write_sparse_model(tmp_path / "a", keys=np.array([1]), rows=np.ones((1, 4)))
+    with pytest.raises(hps.ConfigError, match="gpucacheper"):
+        hps.write_model_config(tmp_path / "ps.json", "m", ["a"], [4], model_keys={"gpucacheper": 7})

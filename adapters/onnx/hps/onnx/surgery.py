@@ -19,7 +19,6 @@ is left as it was.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -313,21 +312,8 @@ def replace_embeddings(onnx_in: Union[PathLike, onnx.ModelProto], onnx_out: Path
                          f"a Cast after the lookup gives {table.initializer.values.dtype} as before")
         report.replaced.append(Lookup(table_id, name, table.initializer.name, int(weight.shape[0]), dims[-1],
                                       [], [], folder, notes))
-    entry: dict[str, Any] = {
-        "model": model_name,
-        "sparse_files": names,
-        "embedding_table_names": names,
-        "embedding_vecsize_per_table": dims,
-        "default_value_for_each_table": [0.0] * len(names),
-    }
-    entry.update(model_keys)
-    config = {"supportlonglong": key_dtype == "int64", **(server_keys or {}), "models": [entry]}
-    tmp = f"{config_path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, config_path)
-    hps.Config(config_path)  # refuse a config that would not load (e.g. a misspelt model key)
+    hps.write_model_config(config_path, model_name, names, dims, key64=key_dtype == "int64",
+                           model_keys=model_keys, server_keys=server_keys)
 
     # ---- the graph ----
     hoisted: dict[tuple[int, int], gs.Variable] = {}   # (keys tensor, table) -> looked-up rows, outside a loop

@@ -13,7 +13,6 @@ the same names.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -88,23 +87,9 @@ def export_tables(model, out_dir: Union[str, "os.PathLike[str]"], model_name: st
         hps.write_sparse_model(os.path.join(out_dir, names[layer.name]), np.arange(weight.shape[0], dtype=np.int64),
                                weight)
         dims.append(int(weight.shape[1]))
-    entry: dict = {
-        "model": model_name,
-        "sparse_files": [names[layer.name] for layer in layers],
-        "embedding_table_names": [names[layer.name] for layer in layers],
-        "embedding_vecsize_per_table": dims,
-        "default_value_for_each_table": [0.0] * len(layers),
-    }
-    entry.update(model_keys)
-    config = {"supportlonglong": True, **(server_keys or {}), "models": [entry]}
-    path = os.path.join(out_dir, config_name)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-    hps.Config(path)  # refuse a config that would not load
-    return os.path.abspath(path)
+    return hps.write_model_config(os.path.join(out_dir, config_name), model_name,
+                                  [names[layer.name] for layer in layers], dims,
+                                  model_keys=model_keys, server_keys=server_keys)
 
 
 def swap_embeddings(model, config: Any, model_name: Optional[str] = None, *,

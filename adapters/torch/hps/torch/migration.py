@@ -12,7 +12,6 @@ indices, so the keys the model was fed stay its keys. Tables are named after the
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -88,23 +87,9 @@ def export_tables(model: nn.Module, out_dir: Union[str, "os.PathLike[str]"], mod
         weight = module.weight.detach().to("cpu", torch.float32).contiguous().numpy()
         hps.write_sparse_model(os.path.join(out_dir, names[path]), np.arange(weight.shape[0], dtype=np.int64), weight)
         dims.append(int(weight.shape[1]))
-    entry: dict[str, Any] = {
-        "model": model_name,
-        "sparse_files": [names[path] for path, _ in modules],
-        "embedding_table_names": [names[path] for path, _ in modules],
-        "embedding_vecsize_per_table": dims,
-        "default_value_for_each_table": [0.0] * len(modules),
-    }
-    entry.update(model_keys)
-    config = {"supportlonglong": True, **(server_keys or {}), "models": [entry]}
-    path = os.path.join(out_dir, config_name)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-    hps.Config(path)  # refuse a config that would not load (e.g. a misspelt model key)
-    return os.path.abspath(path)
+    return hps.write_model_config(os.path.join(out_dir, config_name), model_name,
+                                  [names[path] for path, _ in modules], dims,
+                                  model_keys=model_keys, server_keys=server_keys)
 
 
 def swap_embeddings(model: nn.Module, ps: ServerSource, model_name: Optional[str] = None, *,
