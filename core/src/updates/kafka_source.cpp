@@ -184,8 +184,8 @@ class KafkaUpdateSource final : public UpdateSource {
                                                                 static_cast<rd_kafka_resp_err_t>(err)) + ")");
   }
   static void on_log(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
-    // librdkafka's own log: errors only (connection trouble also arrives through on_error).
-    if (level > 3) return;
+    // librdkafka's own log: critical lines only (errors arrive, counted, through on_error).
+    if (level > 2) return;
     // Runs on librdkafka's threads: touches only the (locked) log.
     auto* self = static_cast<KafkaUpdateSource*>(librdkafka().rd_kafka_opaque(rk));
     if (self) self->log_.write(std::string("librdkafka ") + facility + ": " + message);

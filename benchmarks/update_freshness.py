@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Freshness of streamed updates: publish -> visible to lookups, and the lookup throughput they cost.
+
+One run, two phases over the same server (CPU tiers: the hash map, plus RocksDB with --rocksdb),
+fed by a tansu broker on 127.0.0.1 (the one the tests use; scripts/setup.sh --test installs it):
+  1. baseline: a lookup thread looks up batches of --batch keys in a closed loop for --seconds;
+  2. updates: the same lookups while a publisher (hps.UpdatePublisher) sends --rate rows per second
+     in batches every 10 ms, and a watcher polls a probe key of every batch (every ~1 ms) until a
+     lookup returns its new row. Freshness = time from publish() returning to that lookup;
+     after the server's update path returns, every later lookup sees the row (update_source.hpp),
+     so the first lookup that sees it bounds when every lookup does.
+Printed: p50/p99/max freshness, lookup keys/s in both phases and the share lost.
+Usage: python benchmarks/update_freshness.py [--rows 200000] [--dim 32] [--rate 10000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+import hps
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+from kafka_broker import Broker, wait_until  # noqa: E402
+
+
+def lookup_loop(ps: "hps.HPS", keys: np.ndarray, batch: int, stop: threading.Event, counts: list) -> None:
+    rng = np.random.default_rng(1)
+    out = np.empty((batch, ps.dim("m", 0)), np.float32)
+    batches = [keys[rng.integers(0, keys.size, batch)] for _ in range(64)]
+    done = 0
+    i = 0
+    while not stop.is_set():
+        ps.lookup("m", 0, batches[i % 64], out=out)
+        done += batch
+        i += 1
+    counts.append(done)
+
+
+def run_phase(ps, keys, batch, seconds, during=None) -> float:
+    stop = threading.Event()
+    counts: list = []
+    t = threading.Thread(target=lookup_loop, args=(ps, keys, batch, stop, counts))
+    started = time.perf_counter()
+    t.start()
+    if during:
+        during(started + seconds)
+    else:
+        time.sleep(seconds)
+    stop.set()
+    t.join()
+    return counts[0] / (time.perf_counter() - started)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--dim", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=4096, help="keys per lookup call")
+    ap.add_argument("--rate", type=int, default=10_000, help="updated rows per second")
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--rocksdb", action="store_true", help="add the RocksDB persistent tier")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="hps_fresh_")
+    rng = np.random.default_rng(0)
+    keys = rng.choice(np.arange(0, 2**40, 2**40 // (4 * args.rows), dtype=np.int64), args.rows, replace=False)
+    hps.write_sparse_model(os.path.join(tmp, "t0"), keys, rng.standard_normal((args.rows, args.dim), np.float32))
+    broker = Broker(os.path.join(tmp, "tansu.log"))
+    broker.start()
+    config = {"supportlonglong": True, "volatile_db": {"type": "hash_map"},
+              "update_source": {"type": "kafka_message_queue", "brokers": broker.brokers,
+                                "metadata_refresh_interval_ms": 500, "poll_timeout_ms": 50},
+              "models": [{"model": "m", "sparse_files": [os.path.join(tmp, "t0")],
+                          "embedding_vecsize_per_table": [args.dim]}]}
+    if args.rocksdb:
+        config["persistent_db"] = {"type": "rocks_db", "path": os.path.join(tmp, "db")}
+    try:
+        with hps.HPS(config) as ps:
+            pub = hps.UpdatePublisher(broker.brokers, "m", partitions=args.partitions)
+            pub.publish("sparse_embedding0", keys[:1], np.zeros((1, args.dim)))  # topic exists, consumer assigned
+            pub.flush()
+            wait_until(lambda: ps.update_source_stats()[0]["rows"] >= 1, "the consumer runs")
+
+            base = run_phase(ps, keys, args.batch, args.seconds)
+
+            per_tick = max(1, args.rate // 100)  # every 10 ms
+            pending: dict[int, tuple[int, float]] = {}  # probe key -> (sequence, publish time)
+            lock = threading.Lock()
+            latencies: list[float] = []
+            stop_watch = threading.Event()
+
+            def watch() -> None:
+                while not stop_watch.is_set() or pending:
+                    with lock:
+                        probes = list(pending.items())
+                    if probes:
+                        got = ps.lookup("m", 0, np.array([k for k, _ in probes], np.int64))[:, 0]
+                        now = time.perf_counter()
+                        with lock:
+                            for (k, (seq, t0)), v in zip(probes, got):
+                                if v == seq:
+                                    latencies.append(now - t0)
+                                    pending.pop(k, None)
+                    if stop_watch.is_set() and time.perf_counter() > stop_deadline[0]:
+                        break
+                    time.sleep(0.001)
+
+            stop_deadline = [float("inf")]
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            published = [0]
+
+            def publish_until(deadline: float) -> None:
+                seq = 1
+                next_tick = time.perf_counter()
+                while time.perf_counter() < deadline:
+                    batch_keys = keys[rng.integers(0, keys.size, per_tick)]
+                    batch_keys = np.unique(batch_keys)
+                    rows = np.full((batch_keys.size, args.dim), float(seq), np.float32)
+                    probe = int(batch_keys[0])
+                    with lock:
+                        stale = [k for k in batch_keys.tolist() if k in pending]
+                        for k in stale:  # a newer row supersedes a watched one: stop watching it
+                            pending.pop(k)
+                    pub.publish("sparse_embedding0", batch_keys, rows)
+                    with lock:
+                        pending[probe] = (seq, time.perf_counter())
+                    published[0] += batch_keys.size
+                    seq += 1
+                    next_tick += 0.01
+                    time.sleep(max(0.0, next_tick - time.perf_counter()))
+
+            with_updates = run_phase(ps, keys, args.batch, args.seconds, publish_until)
+            pub.flush()
+            stop_deadline[0] = time.perf_counter() + 10
+            stop_watch.set()
+            watcher.join()
+            stats = ps.update_source_stats()[0]
+    finally:
+        broker.stop()
+
+    lat = np.array(latencies) * 1e3
+    result = {
+        "rows": args.rows, "dim": args.dim, "batch": args.batch, "rate_rows_per_s": args.rate,
+        "published_rows": published[0], "achieved_rate": published[0] / args.seconds,
+        "probes": int(lat.size), "unseen_probes": len(pending),
+        "fresh_ms_p50": float(np.percentile(lat, 50)), "fresh_ms_p99": float(np.percentile(lat, 99)),
+        "fresh_ms_max": float(lat.max()),
+        "lookup_keys_per_s_base": base, "lookup_keys_per_s_updates": with_updates,
+        "throughput_lost": 1 - with_updates / base, "source": stats,
+        "tiers": "hash_map" + (" + rocksdb" if args.rocksdb else ""),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"# update_freshness: {args.rows:,} rows x {args.dim}, tiers {result['tiers']}, lookups of "
+          f"{args.batch:,} keys, {args.rate:,} rows/s published for {args.seconds:.0f} s; hps {hps.__version__}; "
+          f"{platform.machine()}, {os.cpu_count()} cores")
+    print(f"published {published[0]:,} rows ({result['achieved_rate']:,.0f}/s), "
+          f"{int(lat.size):,} probes seen, {len(pending)} unseen; consumer: {stats['rows']:,} rows applied, "
+          f"{stats['errors']} errors")
+    print(f"freshness (publish returned -> lookup sees the row): p50 {result['fresh_ms_p50']:.1f} ms, "
+          f"p99 {result['fresh_ms_p99']:.1f} ms, max {result['fresh_ms_max']:.1f} ms")
+    print(f"lookup throughput: {base / 1e6:.2f} Mkeys/s without updates, {with_updates / 1e6:.2f} Mkeys/s with "
+          f"them: {100 * result['throughput_lost']:.1f}% lost")
+
+
+if __name__ == "__main__":
+    main()
