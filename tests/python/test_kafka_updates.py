@@ -266,3 +266,28 @@ def test_server_killed_mid_stream_loses_no_update(tmp_path, broker):
     with hps.HPS(config) as ps:  # the same RocksDB and consumer group
         wait_until(lambda: sees(ps, "m", 0, keys, rows), "every update, before and after the kill, is served")
         assert source_stats(ps)["errors"] == 0
+
+
+def test_hps_publish_command(tmp_path, broker, capsys):
+    from hps.cli import main
+
+    table = make_table(tmp_path / "t0", 100, 4)
+    keys = np.array([table.keys[1], 12345], np.int64)
+    rows = np.full((2, 4), 7.0, np.float32)
+    np.save(tmp_path / "k.npy", keys)
+    np.save(tmp_path / "r.npy", rows)
+    folder_keys = table.keys[10:20]
+    hps.write_sparse_model(tmp_path / "delta", folder_keys, np.full((10, 4), 8.0, np.float32))
+    with hps.HPS(kafka_config([table], broker.brokers, embedding_table_names=["emb"])) as ps:
+        assert main(["publish", "--brokers", broker.brokers, "--model", "m", "--table", "emb",
+                     "--keys", str(tmp_path / "k.npy"), "--rows", str(tmp_path / "r.npy"), "--partitions", "2"]) == 0
+        assert capsys.readouterr().out.startswith(f"published 2 rows x 4 to hps_et.m.emb on {broker.brokers}: ")
+        assert main(["publish", "--brokers", broker.brokers, "--model", "m", "--table", "emb",
+                     "--from-table", str(tmp_path / "delta"), "--chunk-rows", "3"]) == 0
+        wait_until(lambda: sees(ps, "m", "emb", keys, rows), "rows published from .npy")
+        wait_until(lambda: sees(ps, "m", "emb", folder_keys, np.full((10, 4), 8.0)), "rows published from a folder")
+    # Rows that do not match the keys: status 1, one line naming the problem.
+    np.save(tmp_path / "bad.npy", np.zeros((3, 4), np.float32))
+    assert main(["publish", "--brokers", broker.brokers, "--model", "m", "--table", "emb",
+                 "--keys", str(tmp_path / "k.npy"), "--rows", str(tmp_path / "bad.npy")]) == 1
+    assert "expected rows of shape [2, D], got [3, 4]" in capsys.readouterr().err
