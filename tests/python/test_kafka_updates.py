@@ -291,3 +291,22 @@ def test_hps_publish_command(tmp_path, broker, capsys):
     assert main(["publish", "--brokers", broker.brokers, "--model", "m", "--table", "emb",
                  "--keys", str(tmp_path / "k.npy"), "--rows", str(tmp_path / "bad.npy")]) == 1
     assert "expected rows of shape [2, D], got [3, 4]" in capsys.readouterr().err
+
+
+def test_librdkafka_that_does_not_load_is_named(tmp_path):
+    """HPS_LIBRDKAFKA points at the library to load; one that does not load is an error naming it
+    (no broker needed: the library is loaded before anything connects)."""
+    table = make_table(tmp_path / "t0", 10, 4)
+    config_path = tmp_path / "ps.json"
+    config_path.write_text(json.dumps(kafka_config([table], "127.0.0.1:1")))
+    script = textwrap.dedent("""
+        import sys, hps
+        try:
+            hps.HPS(sys.argv[1])
+        except hps.BackendUnavailableError as e:
+            print(e)
+    """)
+    env = dict(os.environ, HPS_LIBRDKAFKA=str(tmp_path / "nowhere.so"))
+    out = subprocess.run([sys.executable, "-c", script, str(config_path)], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert "cannot load librdkafka" in out.stdout and "nowhere.so (HPS_LIBRDKAFKA)" in out.stdout, out
