@@ -3,14 +3,17 @@
 
 One run, two phases over the same server (CPU tiers: the hash map, plus RocksDB with --rocksdb),
 fed by a tansu broker on 127.0.0.1 (the one the tests use; scripts/setup.sh --test installs it):
-  1. baseline: a lookup thread looks up batches of --batch keys in a closed loop for --seconds;
-  2. updates: the same lookups while a publisher (hps.UpdatePublisher) sends --rate rows per second
+  1. alone: a lookup thread looks up batches of --batch keys in a closed loop for --seconds;
+  2. control: the same, while a publisher sends --rate rows per second to a model the server does
+     not follow (the broker, the publisher and the polling share the machine; nothing is applied);
+  3. updates: the same lookups while a publisher (hps.UpdatePublisher) sends --rate rows per second
      in batches every 10 ms, and a watcher polls a probe key of every batch (every ~1 ms) until a
      lookup returns its new row. Freshness = time from publish() returning to that lookup;
      after the server's update path returns, every later lookup sees the row (update_source.hpp),
      so the first lookup that sees it bounds when every lookup does.
-Printed: p50/p99/max freshness, lookup keys/s in both phases and the share lost.
-Usage: python benchmarks/update_freshness.py [--rows 200000] [--dim 32] [--rate 10000] [--seconds 10]
+Printed: p50/p99/max freshness, lookup keys/s in each phase, the share lost to updates and the
+share lost to applying them (updates vs control).
+Usage: python benchmarks/update_freshness.py [--rows 200000] [--dim 32] [--rate 10000] [--seconds 4] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096, help="keys per lookup call")
     ap.add_argument("--rate", type=int, default=10_000, help="updated rows per second")
-    ap.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    ap.add_argument("--seconds", type=float, default=4.0, help="length of each phase")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the three phases (medians reported)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--rocksdb", action="store_true", help="add the RocksDB persistent tier")
     ap.add_argument("--json", action="store_true")
@@ -92,19 +96,20 @@ def main() -> None:
             pub.flush()
             wait_until(lambda: ps.update_source_stats()[0]["rows"] >= 1, "the consumer runs")
 
-            base = run_phase(ps, keys, args.batch, args.seconds)
-
             per_tick = max(1, args.rate // 100)  # every 10 ms
             pending: dict[int, tuple[int, float]] = {}  # probe key -> (sequence, publish time)
             lock = threading.Lock()
             latencies: list[float] = []
-            stop_watch = threading.Event()
 
-            def watch() -> None:
-                while not stop_watch.is_set() or pending:
+            def watch(stop: threading.Event, control: bool) -> None:
+                """Polls the probe keys every ~1 ms; in the control phase, 5 fixed keys (same cost)."""
+                fixed = keys[:5]
+                while not stop.is_set():
                     with lock:
                         probes = list(pending.items())
-                    if probes:
+                    if control:
+                        ps.lookup("m", 0, fixed)
+                    elif probes:
                         got = ps.lookup("m", 0, np.array([k for k, _ in probes], np.int64))[:, 0]
                         now = time.perf_counter()
                         with lock:
@@ -112,40 +117,50 @@ def main() -> None:
                                 if v == seq:
                                     latencies.append(now - t0)
                                     pending.pop(k, None)
-                    if stop_watch.is_set() and time.perf_counter() > stop_deadline[0]:
-                        break
                     time.sleep(0.001)
 
-            stop_deadline = [float("inf")]
-            watcher = threading.Thread(target=watch)
-            watcher.start()
             published = [0]
 
-            def publish_until(deadline: float) -> None:
-                seq = 1
-                next_tick = time.perf_counter()
-                while time.perf_counter() < deadline:
-                    batch_keys = keys[rng.integers(0, keys.size, per_tick)]
-                    batch_keys = np.unique(batch_keys)
-                    rows = np.full((batch_keys.size, args.dim), float(seq), np.float32)
-                    probe = int(batch_keys[0])
-                    with lock:
-                        stale = [k for k in batch_keys.tolist() if k in pending]
-                        for k in stale:  # a newer row supersedes a watched one: stop watching it
-                            pending.pop(k)
-                    pub.publish("sparse_embedding0", batch_keys, rows)
-                    with lock:
-                        pending[probe] = (seq, time.perf_counter())
-                    published[0] += batch_keys.size
-                    seq += 1
-                    next_tick += 0.01
-                    time.sleep(max(0.0, next_tick - time.perf_counter()))
+            def publisher_phase(publisher: "hps.UpdatePublisher", control: bool):
+                def publish_until(deadline: float) -> None:
+                    stop = threading.Event()
+                    watcher = threading.Thread(target=watch, args=(stop, control))
+                    watcher.start()
+                    seq = 1
+                    next_tick = time.perf_counter()
+                    while time.perf_counter() < deadline:
+                        batch_keys = np.unique(keys[rng.integers(0, keys.size, per_tick)])
+                        rows = np.full((batch_keys.size, args.dim), float(seq), np.float32)
+                        if not control:
+                            with lock:
+                                for k in batch_keys.tolist():  # a newer row supersedes a watched one
+                                    pending.pop(k, None)
+                        publisher.publish("sparse_embedding0", batch_keys, rows)
+                        if not control:
+                            with lock:
+                                pending[int(batch_keys[0])] = (seq, time.perf_counter())
+                            published[0] += batch_keys.size
+                        seq += 1
+                        next_tick += 0.01
+                        time.sleep(max(0.0, next_tick - time.perf_counter()))
+                    if not control:  # let the last probes land
+                        publisher.flush()
+                        wait_until(lambda: not pending, "every probe is seen", timeout=30)
+                    stop.set()
+                    watcher.join()
+                return publish_until
 
-            with_updates = run_phase(ps, keys, args.batch, args.seconds, publish_until)
-            pub.flush()
-            stop_deadline[0] = time.perf_counter() + 10
-            stop_watch.set()
-            watcher.join()
+            # Control: the same publishing, broker and polling, to a model the server does not follow
+            # (what co-locating the broker and the publisher costs, without applying anything).
+            # The phases alternate over --rounds rounds (the machine is shared); medians are reported.
+            other = hps.UpdatePublisher(broker.brokers, "other", partitions=args.partitions)
+            bases, controls, updates = [], [], []
+            for _ in range(args.rounds):
+                bases.append(run_phase(ps, keys, args.batch, args.seconds))
+                controls.append(run_phase(ps, keys, args.batch, args.seconds, publisher_phase(other, True)))
+                other.flush()
+                updates.append(run_phase(ps, keys, args.batch, args.seconds, publisher_phase(pub, False)))
+            base, control, with_updates = (float(np.median(v)) for v in (bases, controls, updates))
             stats = ps.update_source_stats()[0]
     finally:
         broker.stop()
@@ -153,27 +168,34 @@ def main() -> None:
     lat = np.array(latencies) * 1e3
     result = {
         "rows": args.rows, "dim": args.dim, "batch": args.batch, "rate_rows_per_s": args.rate,
-        "published_rows": published[0], "achieved_rate": published[0] / args.seconds,
-        "probes": int(lat.size), "unseen_probes": len(pending),
+        "published_rows": published[0], "achieved_rate": published[0] / (args.seconds * args.rounds),
+        "probes": int(lat.size),
         "fresh_ms_p50": float(np.percentile(lat, 50)), "fresh_ms_p99": float(np.percentile(lat, 99)),
         "fresh_ms_max": float(lat.max()),
-        "lookup_keys_per_s_base": base, "lookup_keys_per_s_updates": with_updates,
-        "throughput_lost": 1 - with_updates / base, "source": stats,
+        "lookup_keys_per_s_base": base, "lookup_keys_per_s_control": control,
+        "lookup_keys_per_s_updates": with_updates,
+        "throughput_lost": 1 - with_updates / base, "throughput_lost_to_applying": 1 - with_updates / control,
+        "rounds": {"alone": bases, "control": controls, "updates": updates},
+        "source": stats,
         "tiers": "hash_map" + (" + rocksdb" if args.rocksdb else ""),
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"# update_freshness: {args.rows:,} rows x {args.dim}, tiers {result['tiers']}, lookups of "
-          f"{args.batch:,} keys, {args.rate:,} rows/s published for {args.seconds:.0f} s; hps {hps.__version__}; "
+          f"{args.batch:,} keys, {args.rate:,} rows/s published; {args.rounds} rounds of 3 phases of {args.seconds:.0f} s; "
+          f"hps {hps.__version__}; "
           f"{platform.machine()}, {os.cpu_count()} cores")
     print(f"published {published[0]:,} rows ({result['achieved_rate']:,.0f}/s), "
-          f"{int(lat.size):,} probes seen, {len(pending)} unseen; consumer: {stats['rows']:,} rows applied, "
+          f"{int(lat.size):,} probes seen (every one); consumer: {stats['rows']:,} rows applied, "
           f"{stats['errors']} errors")
     print(f"freshness (publish returned -> lookup sees the row): p50 {result['fresh_ms_p50']:.1f} ms, "
           f"p99 {result['fresh_ms_p99']:.1f} ms, max {result['fresh_ms_max']:.1f} ms")
-    print(f"lookup throughput: {base / 1e6:.2f} Mkeys/s without updates, {with_updates / 1e6:.2f} Mkeys/s with "
-          f"them: {100 * result['throughput_lost']:.1f}% lost")
+    print(f"lookup throughput: {base / 1e6:.2f} Mkeys/s alone; {control / 1e6:.2f} Mkeys/s next to the broker and "
+          f"a publisher of rows the server does not follow (control); {with_updates / 1e6:.2f} Mkeys/s with the "
+          f"updates applied")
+    print(f"lost to updates: {100 * result['throughput_lost']:.1f}% of alone, of which applying them (vs control): "
+          f"{100 * result['throughput_lost_to_applying']:.1f}%")
 
 
 if __name__ == "__main__":

@@ -232,14 +232,18 @@ class KafkaUpdateSource final : public UpdateSource {
         const milliseconds period{options_.config.metadata_refresh_interval_ms};
         next_metadata = now + (all_found ? period : std::min(period, kMissingTopicPeriod));
       }
-      const milliseconds wait = std::min(kSlice, milliseconds(options_.config.poll_timeout_ms));
+      // With rows pending, only take what librdkafka already fetched: once its queue is empty,
+      // apply (fresh rows under light load, large batches when messages arrive faster).
+      const bool pending = pending_messages_ > 0;
+      const milliseconds wait = pending ? milliseconds(0) : std::min(kSlice, milliseconds(options_.config.poll_timeout_ms));
       rd_kafka_message_t* m = rk_api_->rd_kafka_consumer_poll(rk_, static_cast<int>(wait.count()));
       if (m != nullptr) {
         if (take(*m) && oldest_pending == Clock::time_point::max()) oldest_pending = Clock::now();
         rk_api_->rd_kafka_message_destroy(m);
       }
-      // Apply when idle, when a batch is full, after max_commit_interval messages, or when the
-      // oldest received message has waited poll_timeout_ms; always before answering a drain.
+      // Apply when nothing more is at hand, when a batch is full, after max_commit_interval
+      // messages, or when the oldest received message has waited poll_timeout_ms; always before
+      // answering a drain.
       const bool due = m == nullptr || pending_pairs_ >= options_.config.max_batch_size ||
                        pending_messages_ >= options_.config.max_commit_interval ||
                        Clock::now() - oldest_pending >= milliseconds(options_.config.poll_timeout_ms) ||
