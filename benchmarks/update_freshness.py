@@ -48,7 +48,18 @@ def lookup_loop(ps: "hps.HPS", keys: np.ndarray, batch: int, stop: threading.Eve
     counts.append(done)
 
 
-def run_phase(ps, keys, batch, seconds, during=None) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU: dict[str, list[float]] = {}  # phase -> [hps process CPU s per s, broker CPU s per s] per round
+
+
+def run_phase(ps, keys, batch, seconds, during=None, name="", broker_pid=0) -> float:
+    cpu0 = (time.process_time(), cpu_seconds(broker_pid) if broker_pid else 0.0)
     stop = threading.Event()
     counts: list = []
     t = threading.Thread(target=lookup_loop, args=(ps, keys, batch, stop, counts))
@@ -60,7 +71,11 @@ def run_phase(ps, keys, batch, seconds, during=None) -> float:
         time.sleep(seconds)
     stop.set()
     t.join()
-    return counts[0] / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    if name:
+        CPU.setdefault(name, []).append(((time.process_time() - cpu0[0]) / elapsed,
+                                         ((cpu_seconds(broker_pid) - cpu0[1]) if broker_pid else 0.0) / elapsed))
+    return counts[0] / elapsed
 
 
 def main() -> None:
@@ -156,10 +171,13 @@ def main() -> None:
             other = hps.UpdatePublisher(broker.brokers, "other", partitions=args.partitions)
             bases, controls, updates = [], [], []
             for _ in range(args.rounds):
-                bases.append(run_phase(ps, keys, args.batch, args.seconds))
-                controls.append(run_phase(ps, keys, args.batch, args.seconds, publisher_phase(other, True)))
+                pid = broker.process.pid
+                bases.append(run_phase(ps, keys, args.batch, args.seconds, None, "alone", pid))
+                controls.append(run_phase(ps, keys, args.batch, args.seconds, publisher_phase(other, True),
+                                          "control", pid))
                 other.flush()
-                updates.append(run_phase(ps, keys, args.batch, args.seconds, publisher_phase(pub, False)))
+                updates.append(run_phase(ps, keys, args.batch, args.seconds, publisher_phase(pub, False),
+                                         "updates", pid))
             base, control, with_updates = (float(np.median(v)) for v in (bases, controls, updates))
             stats = ps.update_source_stats()[0]
     finally:
@@ -176,6 +194,8 @@ def main() -> None:
         "lookup_keys_per_s_updates": with_updates,
         "throughput_lost": 1 - with_updates / base, "throughput_lost_to_applying": 1 - with_updates / control,
         "rounds": {"alone": bases, "control": controls, "updates": updates},
+        "cpu_cores_used": {k: {"hps_process": float(np.median([a for a, _ in v])),
+                               "broker": float(np.median([b for _, b in v]))} for k, v in CPU.items()},
         "source": stats,
         "tiers": "hash_map" + (" + rocksdb" if args.rocksdb else ""),
     }
@@ -194,6 +214,9 @@ def main() -> None:
     print(f"lookup throughput: {base / 1e6:.2f} Mkeys/s alone; {control / 1e6:.2f} Mkeys/s next to the broker and "
           f"a publisher of rows the server does not follow (control); {with_updates / 1e6:.2f} Mkeys/s with the "
           f"updates applied")
+    cores = result["cpu_cores_used"]
+    print("cores busy (median): " + ", ".join(f"{k}: hps process {v['hps_process']:.2f} + broker {v['broker']:.2f}"
+                                               for k, v in cores.items()))
     print(f"lost to updates: {100 * result['throughput_lost']:.1f}% of alone, of which applying them (vs control): "
           f"{100 * result['throughput_lost_to_applying']:.1f}%")
 

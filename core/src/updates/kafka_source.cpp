@@ -153,7 +153,7 @@ class KafkaUpdateSource final : public UpdateSource {
     set(conf, "message.max.bytes", std::to_string(message_max));
     set(conf, "fetch.max.bytes", std::to_string(fetch_max));
     set(conf, "receive.message.max.bytes", std::to_string(fetch_max + 512));
-    set(conf, "fetch.wait.max.ms", "10");  // freshness: a fetch returns soon after a message lands
+    set(conf, "fetch.wait.max.ms", "100");  // the broker answers at once when data lands; this bounds idle polling
     set(conf, "reconnect.backoff.ms", std::to_string(std::max<std::size_t>(1, c.failure_backoff_ms)));
     set(conf, "reconnect.backoff.max.ms", std::to_string(std::max<std::size_t>(1000, c.failure_backoff_ms)));
     k.rd_kafka_conf_set_opaque(conf, this);
