@@ -35,6 +35,8 @@ constexpr int kMetadataTimeoutMs = 1000;
 constexpr milliseconds kMissingTopicPeriod{1000};
 // How long stop() waits for its last commit to be acknowledged.
 constexpr milliseconds kFinalCommitWait{2000};
+// Least wait before a failed commit is tried again.
+constexpr milliseconds kCommitRetry{500};
 
 std::string hostname() {
   char name[256] = {};
@@ -204,7 +206,8 @@ class KafkaUpdateSource final : public UpdateSource {
       }
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
     }
-    self->commit_dirty_ = true;  // commit again at the next chance
+    self->commit_dirty_ = true;  // commit again, after a pause (the broker may be away)
+    self->commit_retry_at_ = Clock::now() + std::max(milliseconds(self->options_.config.failure_backoff_ms), kCommitRetry);
     self->report(std::string("commit of offsets failed: ") + self->rk_api_->rd_kafka_err2str(err));
   }
 
@@ -418,6 +421,7 @@ class KafkaUpdateSource final : public UpdateSource {
   // comes to on_commit during a later poll).
   void commit() {
     const RdKafka& k = *rk_api_;
+    if (commit_dirty_ && Clock::now() < commit_retry_at_) return;  // a failed commit waits its pause
     rd_kafka_topic_partition_list_t* list = k.rd_kafka_topic_partition_list_new(8);
     for (const auto& [key, offset] : applied_offset_) {
       auto& done = committed_offset_[key];
@@ -432,6 +436,7 @@ class KafkaUpdateSource final : public UpdateSource {
       if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         --commits_in_flight_;
         commit_dirty_ = true;
+        commit_retry_at_ = Clock::now() + kCommitRetry;
         report(std::string("commit of offsets failed: ") + k.rd_kafka_err2str(err));
       }
     }
@@ -440,6 +445,7 @@ class KafkaUpdateSource final : public UpdateSource {
 
   // On stop: the last commit, waited for (bounded, so a missing broker cannot hold stop()).
   void final_commit() {
+    commit_retry_at_ = {};  // no pause for the last one
     commit();
     const auto deadline = Clock::now() + kFinalCommitWait;
     while (commits_in_flight_ > 0 && Clock::now() < deadline) {
@@ -486,6 +492,7 @@ class KafkaUpdateSource final : public UpdateSource {
   std::uint64_t drained_ = 0;
   bool broker_trouble_ = false;
   bool commit_dirty_ = false;
+  Clock::time_point commit_retry_at_{};
   int commits_in_flight_ = 0;
   std::set<PartitionKey> assigned_;
   std::set<std::string> reported_topics_;
