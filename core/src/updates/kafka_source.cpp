@@ -238,7 +238,8 @@ class KafkaUpdateSource final : public UpdateSource {
       // With rows pending, only take what librdkafka already fetched: once its queue is empty,
       // apply (fresh rows under light load, large batches when messages arrive faster).
       const bool pending = pending_messages_ > 0;
-      const milliseconds wait = pending ? milliseconds(0) : std::min(kSlice, milliseconds(options_.config.poll_timeout_ms));
+      const milliseconds wait =
+          pending ? milliseconds(0) : std::clamp(milliseconds(options_.config.poll_timeout_ms), milliseconds(1), kSlice);
       rd_kafka_message_t* m = rk_api_->rd_kafka_consumer_poll(rk_, static_cast<int>(wait.count()));
       if (m != nullptr) {
         if (take(*m) && oldest_pending == Clock::time_point::max()) oldest_pending = Clock::now();
