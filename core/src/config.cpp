@@ -847,6 +847,9 @@ const Fields<UpdateSourceConfig>& update_source_fields() {
       bind("failure_backoff_ms", &U::failure_backoff_ms, integer(), "Wait after a failed poll, in ms."),
       bind("max_commit_interval", &U::max_commit_interval, integer(at_least(1)),
            "Most messages consumed between two commits of the consumer's offsets."),
+      bind("group_id", &U::group_id, string(),
+           "Kafka (hps extension): the consumer group whose offsets are committed after each applied batch. "
+           "Empty: `hps.<hostname>.<hash of persistent_db.path>`, stable across restarts of one store."),
   };
   return fields;
 }

@@ -20,6 +20,9 @@
 #include "detail/key_dedup.hpp"
 #include "detail/stream_fanout.hpp"
 #include "detail/thread_pool.hpp"
+#if defined(HPS_HAVE_KAFKA)
+#include "updates/kafka_source.hpp"
+#endif
 
 namespace hps {
 
@@ -136,11 +139,11 @@ class SourceSink final : public UpdateSink {
   void received(std::size_t messages) noexcept override { received_.fetch_add(messages, std::memory_order_relaxed); }
   bool update(const std::string& model, const std::string& table, const void* keys, KeyDtype dtype, std::size_t n,
               const float* rows) noexcept override {
-    return apply("update", model, table, [&](TableRef ref) { server_.update(ref, keys, dtype, n, rows); });
+    return apply("update", model, table, n, [&](TableRef ref) { server_.update(ref, keys, dtype, n, rows); });
   }
   bool erase(const std::string& model, const std::string& table, const void* keys, KeyDtype dtype,
              std::size_t n) noexcept override {
-    return apply("erase", model, table, [&](TableRef ref) { server_.erase(ref, keys, dtype, n); });
+    return apply("erase", model, table, n, [&](TableRef ref) { server_.erase(ref, keys, dtype, n); });
   }
   void error(const std::string& message) noexcept override { count_error(message); }
 
@@ -149,6 +152,7 @@ class SourceSink final : public UpdateSink {
     out.name = name_;
     out.received = received_.load(std::memory_order_relaxed);
     out.applied = applied_.load(std::memory_order_relaxed);
+    out.rows = rows_.load(std::memory_order_relaxed);
     out.errors = errors_.load(std::memory_order_relaxed);
     std::lock_guard lock(error_mutex_);
     out.last_error = last_error_;
@@ -157,10 +161,11 @@ class SourceSink final : public UpdateSink {
 
  private:
   template <typename Fn>
-  bool apply(const char* what, const std::string& model, const std::string& table, Fn&& fn) noexcept {
+  bool apply(const char* what, const std::string& model, const std::string& table, std::size_t n, Fn&& fn) noexcept {
     try {
       fn(server_.find_table(model, table));
       applied_.fetch_add(1, std::memory_order_relaxed);
+      rows_.fetch_add(n, std::memory_order_relaxed);
       return true;
     } catch (const std::exception& e) {
       count_error(std::string(what) + " of " + model + "/" + table + ": " + e.what());
@@ -180,7 +185,7 @@ class SourceSink final : public UpdateSink {
 
   ParameterServer& server_;
   const std::string name_;
-  std::atomic<std::uint64_t> received_{0}, applied_{0}, errors_{0};
+  std::atomic<std::uint64_t> received_{0}, applied_{0}, rows_{0}, errors_{0};
   mutable std::mutex error_mutex_;
   std::string last_error_;
 };
@@ -228,9 +233,15 @@ struct ParameterServer::Impl {
 
 void ParameterServer::Impl::check_backends() const {
   // Tier backends are the factory's to check; update sources are the server's.
+#if !defined(HPS_HAVE_KAFKA)
   HPS_EXPECTS(config.update_source.type == UpdateSourceType::kNone, BackendUnavailable,
-              "update_source.type kafka_message_queue: this build has no Kafka consumer yet; remove update_source "
-              "and apply updates with update()");
+              "update_source.type kafka_message_queue: this build of hps has no Kafka consumer (built without the "
+              "librdkafka headers, HPS_WITH_KAFKA); remove update_source and apply updates with update()");
+#else
+  HPS_EXPECTS(config.update_source.type == UpdateSourceType::kNone || !config.persistent_db.read_only ||
+                  config.persistent_db.type == PersistentDbType::kDisabled,
+              ConfigError, "update_source: streamed updates need a writable persistent_db (read_only is set)");
+#endif
 }
 
 ParameterServer::ParameterServer(Config config, LoadObserver* observer, ServerOptions options)
@@ -248,6 +259,14 @@ ParameterServer::ParameterServer(Config config, LoadObserver* observer, ServerOp
   impl_->gpu_enabled = cuda_device_count() > 0 &&
                        std::any_of(cfg.models.begin(), cfg.models.end(), [](const ModelConfig& m) { return m.gpucache; });
   for (const ModelConfig& model : cfg.models) impl_->build_model(model, progress);
+#if defined(HPS_HAVE_KAFKA)
+  if (cfg.update_source.type == UpdateSourceType::kKafka) {
+    const bool durable = std::any_of(impl_->models.begin(), impl_->models.end(), [](const ModelState& m) {
+      return std::any_of(m.tables.begin(), m.tables.end(), [](const auto& t) { return t->durable != kNone; });
+    });
+    add_update_source(kafka::make_kafka_source(kafka::kafka_source_options(cfg, durable)));
+  }
+#endif
 }
 
 ParameterServer::~ParameterServer() {
@@ -765,7 +784,7 @@ std::vector<TableStats> ParameterServer::stats() const {
   return out;
 }
 
-std::string ParameterServer::prometheus() const { return to_prometheus(stats()); }
+std::string ParameterServer::prometheus() const { return to_prometheus(stats()) + to_prometheus(update_source_stats()); }
 
 // ---- update sources ------------------------------------------------------------------------------
 
@@ -792,7 +811,10 @@ void ParameterServer::drain_update_sources() {
 std::vector<UpdateSourceStats> ParameterServer::update_source_stats() const {
   std::lock_guard lock(impl_->sources_mutex);
   std::vector<UpdateSourceStats> out;
-  for (const auto& entry : impl_->sources) out.push_back(entry.sink->stats());
+  for (const auto& entry : impl_->sources) {
+    out.push_back(entry.sink->stats());
+    out.back().lag = entry.source->lag();
+  }
   return out;
 }
 

@@ -22,6 +22,7 @@ from .errors import (
     StorageError,
 )
 from .model_files import inspect_sparse_model, read_sparse_model, write_model_config, write_sparse_model
+from .publisher import UpdatePublisher
 from .server import HPS
 
 _core.register_errors(HpsError, ConfigError, InvalidArgumentError, NotFoundError, StorageError,
@@ -45,6 +46,7 @@ def rocksdb_available() -> bool:
 
 __all__ = [
     "HPS",
+    "UpdatePublisher",
     "Config",
     "json_schema",
     "write_model_config",

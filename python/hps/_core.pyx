@@ -308,3 +308,16 @@ cdef class Server:
         with nogil:
             text = ps.get().prometheus()
         return _str(text)
+
+    def update_source_stats(self):
+        """The update sources' counters, as the core's JSON (hps_update_sources_json for C hosts)."""
+        cdef shared_ptr[ParameterServer] ps = self._get()
+        cdef string text
+        with nogil:
+            text = update_sources_to_json(ps.get().update_source_stats())
+        return json.loads(_str(text))
+
+    def drain_update_sources(self):
+        cdef shared_ptr[ParameterServer] ps = self._get()
+        with nogil:
+            ps.get().drain_update_sources()

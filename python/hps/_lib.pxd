@@ -50,6 +50,13 @@ cdef extern from "hps/metrics.hpp" namespace "hps" nogil:
 
     string stats_to_json "hps::to_json"(const vector[TableStats]& stats) except +translate_exception
 
+cdef extern from "hps/update_source.hpp" namespace "hps" nogil:
+    # Opaque: reach Python as the core's JSON.
+    cdef cppclass UpdateSourceStats:
+        pass
+
+    string update_sources_to_json "hps::to_json"(const vector[UpdateSourceStats]& sources) except +translate_exception
+
 cdef extern from "hps/model_io.hpp" namespace "hps" nogil:
     cdef cppclass SparseModelInfo:
         string folder
@@ -118,6 +125,8 @@ cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:
         bool gpu_enabled()
         vector[TableStats] stats() except +translate_exception
         string prometheus() except +translate_exception
+        vector[UpdateSourceStats] update_source_stats() except +translate_exception
+        void drain_update_sources() except +translate_exception
 
 cdef extern from "hps/server_registry.hpp" namespace "hps" nogil:
     shared_ptr[ParameterServer] acquire_server_file(const string& path, const ServerOptions& options,

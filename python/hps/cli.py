@@ -1,5 +1,5 @@
-"""The `hps` command: check configs and table files, convert arrays, look up keys, benchmark, demo,
-move an ONNX model's embeddings into hps.
+"""The `hps` command: check configs and table files, convert arrays, look up keys, benchmark, publish
+updates to Kafka, demo, move an ONNX model's embeddings into hps.
 
 Run `hps --help` or `hps COMMAND --help`. Exit codes: 0 success, 1 a problem with the input (one
 line on stderr names it), 2 a usage error. Also runs as `python -m hps.cli`.
@@ -429,6 +429,50 @@ def _version() -> str:
     return f"hps {hps.__version__} ({features})"
 
 
+# ---- publish ------------------------------------------------------------------------------------
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    if args.chunk_rows < 1:
+        raise UserError(f"--chunk-rows must be 1 or more, got {args.chunk_rows}")
+    if args.from_table:
+        info = hps.inspect_sparse_model(args.from_table, args.dim or 0)
+        total, dim = info["rows"], info["dim"]
+
+        def chunks():
+            for first in range(0, total, args.chunk_rows):
+                keys, rows, _ = hps.read_sparse_model(args.from_table, dim, first=first,
+                                                      count=min(args.chunk_rows, total - first))
+                yield keys, rows
+    else:
+        if not (args.keys and args.rows):
+            raise UserError("give --from-table FOLDER, or --keys K.npy with --rows R.npy")
+        keys = _load_keys_file(args.keys)
+        if not os.path.isfile(args.rows):
+            raise UserError(f"{args.rows}: no such file")
+        rows = np.load(args.rows, mmap_mode="r", allow_pickle=False)
+        if rows.ndim != 2 or rows.shape[0] != keys.size:
+            raise UserError(f"{args.rows}: expected rows of shape [{keys.size}, D], got {list(rows.shape)}")
+        if args.dim and rows.shape[1] != args.dim:
+            raise UserError(f"{args.rows}: rows have {rows.shape[1]} floats, --dim says {args.dim}")
+        total, dim = keys.size, rows.shape[1]
+
+        def chunks():
+            for first in range(0, total, args.chunk_rows):
+                yield np.asarray(keys[first:first + args.chunk_rows]), np.asarray(rows[first:first + args.chunk_rows])
+    started = time.perf_counter()
+    with hps.UpdatePublisher(args.brokers, args.model, key_bits=args.key_bits, partitions=args.partitions,
+                             max_message_bytes=args.max_message_bytes) as publisher:
+        for keys, rows in chunks():
+            publisher.publish(args.table, keys, rows)
+        publisher.flush()
+        messages = publisher.messages
+    seconds = time.perf_counter() - started
+    topic = hps.publisher.topic_name(args.model, args.table)
+    print(f"published {total:,} rows x {dim} to {topic} on {args.brokers}: {messages:,} messages in {seconds:.2f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -524,6 +568,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_bench)
+
+    p = command("publish", "send rows to running servers through Kafka",
+                "Publishes rows as updates of one table to Kafka, in HugeCTR's message format, on the topic\n"
+                "hps_et.<MODEL>.<TABLE>; every server whose config has an update_source of type\n"
+                "kafka_message_queue on those brokers applies them (docs/kafka.md). Rows come from a table\n"
+                "folder (--from-table) or from two .npy files (--keys, --rows), read in chunks.")
+    p.add_argument("--brokers", required=True, metavar="HOST:PORT[,...]", help="Kafka bootstrap brokers")
+    p.add_argument("--model", required=True, metavar="M", help="model name")
+    p.add_argument("--table", required=True, metavar="T", help="table name")
+    p.add_argument("--from-table", metavar="FOLDER", help="a table folder (key, emb_vector) to publish")
+    p.add_argument("--keys", metavar="K.npy", help="keys [N] (integers), with --rows")
+    p.add_argument("--rows", metavar="R.npy", help="rows [N, D] (float32), with --keys")
+    p.add_argument("--dim", type=int, default=0, metavar="D", help="floats per row (default: inferred)")
+    p.add_argument("--key-bits", type=int, choices=(32, 64), default=64,
+                   help="key width on the wire: 64, or 32 for servers with supportlonglong false (default 64)")
+    p.add_argument("--partitions", type=int, default=8, metavar="N",
+                   help="partitions of a topic created here (default 8; existing topics keep theirs)")
+    p.add_argument("--max-message-bytes", type=int, default=262144, metavar="B",
+                   help="largest message (default 262144, the servers' default receive_buffer_size)")
+    p.add_argument("--chunk-rows", type=int, default=1 << 16, metavar="N", help="rows read at a time (default 65536)")
+    p.set_defaults(func=cmd_publish)
 
     demo.add_arguments(command("demo", demo.HELP, demo.DESCRIPTION))
 

@@ -264,8 +264,19 @@ class HPS:
         return self._server.stats()
 
     def prometheus(self) -> str:
-        """The metrics in Prometheus text format."""
+        """The metrics in Prometheus text format (update sources included)."""
         return self._server.prometheus()
+
+    def update_source_stats(self) -> list[dict[str, Any]]:
+        """The update sources feeding this server (the Kafka consumer of `update_source`), each a
+        dict: name, received (messages), applied (batches through every tier), rows (applied),
+        errors (malformed messages, lost brokers, failed batches or commits), lag (messages in
+        the broker not applied yet; -1 unknown), last_error. See docs/kafka.md."""
+        return self._server.update_source_stats()
+
+    def drain_update_sources(self) -> None:
+        """Waits until every update source has applied the messages it has received so far."""
+        self._server.drain_update_sources()
 
     # ---- lifetime --------------------------------------------------------------------------------
 

@@ -272,6 +272,10 @@ int main(int argc, char** argv) {
   hps_free(stats);
   hps_free(prom);
   hps_free(NULL);
+  char* sources = NULL;  /* no update_source: an empty array */
+  OK(hps_update_sources_json(a, &sources));
+  CHECK(sources != NULL && strcmp(sources, "[]") == 0);
+  hps_free(sources);
 
   /* ---- errors: codes and messages ---- */
   float one[DIM];
@@ -292,6 +296,7 @@ int main(int argc, char** argv) {
   FAILS(hps_server_acquire_file(NULL, NULL, &none), HPS_ERROR_INVALID_ARGUMENT, "path");
   FAILS(hps_server_acquire_json(json, NULL, NULL, NULL), HPS_ERROR_INVALID_ARGUMENT, "server");
   FAILS(hps_stats_json(a, NULL), HPS_ERROR_INVALID_ARGUMENT, "json");
+  FAILS(hps_update_sources_json(a, NULL), HPS_ERROR_INVALID_ARGUMENT, "json");
   /* A device lookup without a CUDA device is refused. (With one, these host pointers would not be
    * device memory: the GPU path is tested by the GPU suites, not here.) */
   if (devices == 0) {

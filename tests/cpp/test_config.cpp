@@ -958,7 +958,7 @@ const std::vector<std::string> kPersistentKeys = {"type", "path", "num_threads",
                                                   "update_filters", "initialize_after_startup"};
 const std::vector<std::string> kUpdateKeys = {"type", "brokers", "metadata_refresh_interval_ms",
                                               "receive_buffer_size", "poll_timeout_ms", "max_batch_size",
-                                              "failure_backoff_ms", "max_commit_interval"};
+                                              "failure_backoff_ms", "max_commit_interval", "group_id"};
 const std::vector<std::string> kModelKeys = {
     "model", "max_batch_size", "sparse_files", "gpucache", "hit_rate_threshold", "gpucacheper", "dense_file",
     "num_of_worker_buffer_in_pool", "num_of_refresher_buffer_in_pool", "cache_refresh_percentage_per_iteration",

@@ -223,7 +223,7 @@ TEST(UpdateSource, BadMessagesAreCountedNotThrown) {
     return r;
   }());
   const std::string json = hps::to_json(stats);
-  EXPECT_NE(json.find("\"name\":\"queue\",\"received\":3,\"applied\":1,\"errors\":2"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"name\":\"queue\",\"received\":3,\"applied\":1,\"rows\":1,\"errors\":2,\"lag\":-1"), std::string::npos) << json;
 }
 
 TEST(UpdateSource, ServerStopsSourcesInItsDestructor) {

@@ -80,7 +80,7 @@ def test_version(run):
     assert out.startswith(f"hps {hps.__version__} (RocksDB ")
 
 
-@pytest.mark.parametrize("command", ["validate", "schema", "convert", "inspect", "lookup", "stats", "bench", "demo"])
+@pytest.mark.parametrize("command", ["validate", "schema", "convert", "inspect", "lookup", "stats", "bench", "publish", "demo"])
 def test_every_subcommand_has_help(run, command):
     status, out, _ = run(command, "--help")
     assert status == 0

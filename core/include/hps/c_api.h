@@ -171,6 +171,9 @@ HPS_C_EXPORT hps_status_t hps_refresh(hps_server_t* server, const char* model);
 HPS_C_EXPORT hps_status_t hps_stats_json(hps_server_t* server, char** json);
 /* The metrics in Prometheus text format (0.0.4); free with hps_free. */
 HPS_C_EXPORT hps_status_t hps_prometheus(hps_server_t* server, char** text);
+/* The update sources (the Kafka consumer) as a JSON array of {name, received, applied, rows, errors,
+ * lag, last_error}; free with hps_free. */
+HPS_C_EXPORT hps_status_t hps_update_sources_json(hps_server_t* server, char** json);
 
 #ifdef __cplusplus
 } /* extern "C" */

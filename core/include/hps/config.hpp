@@ -89,6 +89,9 @@ struct UpdateSourceConfig {
   std::size_t max_batch_size = 8192;
   std::size_t failure_backoff_ms = 50;
   std::size_t max_commit_interval = 32;
+  /// hps extension: the consumer group whose offsets are committed; "" derives
+  /// "hps.<hostname>.<hash of the persistent_db path>" (see docs/kafka.md).
+  std::string group_id;
 };
 
 /// One embedding table of a model (HugeCTR spreads these over parallel arrays).

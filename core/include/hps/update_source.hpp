@@ -18,6 +18,9 @@
 //   When the sink returns, every lookup that starts afterwards sees the new rows: a source may
 //   acknowledge (commit its offset) then.
 //
+// The Kafka consumer (update_source.type kafka_message_queue) is one such source, which the
+// server adds itself (docs/kafka.md).
+//
 // Lifetime: ParameterServer::add_update_source() takes ownership and calls start(); the server
 // calls stop() in its destructor before any tier or cache goes away, so the sink is valid from
 // start() until stop() returns. drain() applies everything the source received so far.
@@ -68,6 +71,9 @@ class UpdateSource {
   virtual void stop() = 0;
   /// Returns once every message received before the call has been passed to the sink.
   virtual void drain() = 0;
+  /// Messages waiting at the source not applied yet (a Kafka consumer's lag), or -1 when unknown.
+  /// Called from any thread.
+  virtual std::int64_t lag() const { return -1; }
 };
 
 /// Counters of one source, as ParameterServer::update_source_stats() reports them.
@@ -75,11 +81,15 @@ struct UpdateSourceStats {
   std::string name;
   std::uint64_t received = 0;  ///< messages the source received
   std::uint64_t applied = 0;   ///< update or erase calls that reached every tier
+  std::uint64_t rows = 0;      ///< rows (keys) those calls carried
+  std::int64_t lag = -1;       ///< UpdateSource::lag(): messages not applied yet, -1 when unknown
   std::uint64_t errors = 0;    ///< calls that failed, and errors the source reported
   std::string last_error;      ///< the latest error's message ("" when none)
 };
 
-/// The sources as a JSON array of {name, received, applied, errors, last_error}.
+/// The sources as a JSON array of {name, received, applied, rows, errors, lag, last_error}.
 std::string to_json(const std::vector<UpdateSourceStats>& sources);
+/// The sources in Prometheus text format (hps_update_source_*{source="..."}); "" without sources.
+std::string to_prometheus(const std::vector<UpdateSourceStats>& sources);
 
 }  // namespace hps

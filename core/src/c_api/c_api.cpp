@@ -417,4 +417,12 @@ hps_status_t hps_prometheus(hps_server_t* server, char** text) {
   });
 }
 
+hps_status_t hps_update_sources_json(hps_server_t* server, char** json) {
+  return guarded([&] {
+    hps::ParameterServer& ps = server_of(server);
+    need(json, "json");
+    *json = copy_out(hps::to_json(ps.update_source_stats()));
+  });
+}
+
 }  // extern "C"
