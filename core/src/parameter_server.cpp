@@ -14,6 +14,7 @@
 #include "hps/gpu/gpu_cache.hpp"
 #include "hps/tiers/hash_map_tier.hpp"
 #include "hps/model_io.hpp"
+#include "hps/tiers/redis_cluster_tier.hpp"
 #include "hps/tiers/rocksdb_tier.hpp"
 #include "detail/key_dedup.hpp"
 #include "detail/stream_fanout.hpp"
@@ -136,8 +137,9 @@ struct ParameterServer::Impl {
 // ---- construction ---------------------------------------------------------------------------------
 
 void ParameterServer::Impl::check_backends() const {
-  HPS_EXPECTS(config.volatile_db.type != VolatileDbType::kRedisCluster, BackendUnavailable,
-              "volatile_db.type redis_cluster: this build has no Redis Cluster tier yet; use hash_map");
+  HPS_EXPECTS(config.volatile_db.type != VolatileDbType::kRedisCluster || redis_available(), BackendUnavailable,
+              "volatile_db.type redis_cluster: this build of hps has no Redis Cluster tier (install libhiredis-dev "
+              "and reinstall hps)");
   HPS_EXPECTS(config.update_source.type == UpdateSourceType::kNone, BackendUnavailable,
               "update_source.type kafka_message_queue: this build has no Kafka consumer yet; remove update_source "
               "and apply updates with update()");
@@ -230,6 +232,22 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     hash_map = tier.get();
     table.volatile_tier = std::move(tier);
   }
+  // Redis Cluster: a cluster that already holds this table, loaded from these files (its load
+  // marker), is current and shared: keep it, with the updates other servers made since.
+  std::shared_ptr<RedisClusterTier> redis;
+  std::string redis_marker;
+  if (vcfg.type == VolatileDbType::kRedisCluster) {
+    redis = make_redis_cluster_tier(vcfg, table.tag, tc.dim);
+    table.volatile_tier = redis;
+    if (vcfg.initialize_after_startup || !table.persistent_tier) {
+      redis_marker = inspect_sparse_model(tc.sparse_file, tc.dim).signature;
+      if (redis->load_marker() == redis_marker) {
+        redis.reset();  // current: nothing to load
+      } else {
+        redis->clear();
+      }
+    }
+  }
   table.promote_missed = vcfg.cache_missed_embeddings && table.volatile_tier && table.persistent_tier;
 
   HPS_EXPECTS(table.volatile_tier || table.persistent_tier, ConfigError, "models[", where,
@@ -237,7 +255,8 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
 
   // Without a persistent tier the volatile tier must hold every row, or rows would be lost.
   const bool volatile_is_only_store = !table.persistent_tier;
-  const bool fill_volatile = table.volatile_tier && (vcfg.initialize_after_startup || volatile_is_only_store);
+  const bool fill_volatile = table.volatile_tier && (vcfg.initialize_after_startup || volatile_is_only_store) &&
+                             (vcfg.type != VolatileDbType::kRedisCluster || redis);
   const std::size_t vcap = table.volatile_tier ? table.volatile_tier->capacity() : 0;
 
   if (files_in_persistent || (fill_volatile && !table.persistent_tier)) {
@@ -291,6 +310,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
       observer.end();
     }
   }
+  if (redis && !redis_marker.empty()) redis->set_load_marker(redis_marker);
   if (table.rows == 0 && table.persistent_tier) table.rows = table.persistent_tier->size();
   if (table.rows == 0 && table.volatile_tier) table.rows = table.volatile_tier->size();
 }

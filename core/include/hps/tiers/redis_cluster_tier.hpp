@@ -1,0 +1,76 @@
+// The Redis Cluster tier (`volatile_db.type: redis_cluster`): one table's rows in a Redis Cluster
+// that many hps processes share.
+//
+// Layout: a table is split into `num_partitions` partitions (a fixed 64-bit mix of the key, modulo
+// the count). Partition p is one Redis hash `hps{<tag>/p<p>}v` (field = the key's 8 bytes, value
+// = the row's raw fp32 bytes); the hash tag puts the whole partition on one slot, so one HMGET or
+// HSET serves many keys. Where eviction needs it (evict_oldest, evict_least_used, with a finite
+// overflow_margin) a sorted set `hps{<tag>/p<p>}t` on the same slot holds each row's access time
+// or count. `hps{<tag>}m` is the table's load marker.
+//
+// Faults: a lookup never returns a wrong row and never waits past `operation_timeout_ms`: keys whose
+// node failed or timed out are reported not found (they fall through) and counted. Writes retry
+// through redirects and failovers until the timeout, then throw IOError; nothing is dropped
+// silently. The tier reconnects and refreshes its slot map by itself on later calls.
+//
+// Ownership: the tier owns its cluster client (connections are shared by every table of this
+// process that uses the same cluster and credentials). Threads: every method may be called from
+// many threads at once.
+#pragma once
+
+#include "hps/export.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "hps/config.hpp"
+#include "hps/tiers/tier.hpp"
+
+namespace HPS_EXPORT hps {
+
+/// Fault and protocol events of one Redis Cluster tier, since it was created. The connection
+/// counters (redirects, reconnects, refreshes, timeouts, node errors) belong to the cluster client,
+/// which tables of one process share, so they count that client's events.
+struct RedisClusterCounters {
+  std::uint64_t fallthrough_keys = 0;   ///< lookup keys reported missing because their node failed
+  std::uint64_t failed_writes = 0;      ///< write calls that threw because Redis could not take them
+  std::uint64_t evicted_rows = 0;       ///< rows removed by overflow resolution
+  std::uint64_t bad_rows = 0;           ///< stored values of the wrong size (reported missing)
+  std::uint64_t timeouts = 0;           ///< operations that ran past operation_timeout_ms
+  std::uint64_t node_errors = 0;        ///< connection failures and error replies from nodes
+  std::uint64_t moved_redirects = 0;    ///< MOVED replies (each triggers a slot map refresh)
+  std::uint64_t ask_redirects = 0;      ///< ASK replies (followed with ASKING)
+  std::uint64_t reconnects = 0;         ///< connections opened after a connection was lost
+  std::uint64_t slot_map_refreshes = 0; ///< CLUSTER SLOTS reads
+};
+
+class RedisClusterTier : public Tier {
+ public:
+  /// The marker recorded by the last completed load of this table, if any.
+  virtual std::optional<std::string> load_marker() = 0;
+  virtual void set_load_marker(const std::string& marker) = 0;
+  /// Removes every row of this table, its eviction metadata and its load marker.
+  virtual void clear() = 0;
+  virtual RedisClusterCounters counters() const = 0;
+  /// The table tag this tier stores ("hps_et.<model>.<table>").
+  virtual const std::string& tag() const = 0;
+};
+
+/// True when this build has the Redis Cluster tier (hiredis was found).
+bool redis_available();
+
+/// Connects to the cluster named by config.address (any reachable seed) and returns the tier of
+/// table `table_tag`. Throws BackendUnavailable when the build has no Redis support, no seed can
+/// be reached, the server is not in cluster mode or AUTH fails; ConfigError for settings this tier
+/// cannot honour (TLS: hiredis 0.14 has none).
+std::shared_ptr<RedisClusterTier> make_redis_cluster_tier(const VolatileDbConfig& config, const std::string& table_tag,
+                                                          std::size_t dim);
+
+/// Prometheus text lines of one table's Redis counters (metric names hps_redis_*), labelled
+/// model and table; for the server's metrics page.
+std::string redis_cluster_prometheus(const std::string& model, const std::string& table,
+                                     const RedisClusterCounters& counters);
+
+}  // namespace hps
