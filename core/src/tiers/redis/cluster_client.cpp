@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,7 +23,7 @@ using Clock = std::chrono::steady_clock;
 // paying a connect attempt each while a node is down.
 constexpr auto kDownBackoff = std::chrono::milliseconds(100);
 // Slot map refreshes are rate-limited: many threads seeing the same MOVED need one CLUSTER SLOTS.
-constexpr auto kRefreshInterval = std::chrono::milliseconds(20);
+constexpr auto kRefreshInterval = std::chrono::milliseconds(50);
 // Redirect rounds one lookup follows before it gives up (a slot migrating while the map moves).
 constexpr int kLookupRounds = 4;
 
@@ -391,7 +392,8 @@ void ClusterClient::exchange(std::vector<Flight>& flights, Batch& batch, Clock::
       if (ev & POLLOUT) {
         while (f.out_piece < f.out.size()) {
           auto& [data, len] = f.out[f.out_piece];
-          const ssize_t w = ::write(f.conn->ctx->fd, data + f.out_offset, len - f.out_offset);
+          // send(MSG_NOSIGNAL): a node that died must fail this flight, not raise SIGPIPE in the process.
+          const ssize_t w = ::send(f.conn->ctx->fd, data + f.out_offset, len - f.out_offset, MSG_NOSIGNAL);
           if (w < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
               fail(f, f.node->name + ": write failed: " + std::strerror(errno));
