@@ -775,7 +775,9 @@ const Fields<VolatileDbConfig>& volatile_db_fields() {
            "Redis: connections kept open to each cluster node."),
       bind("max_batch_size", &V::max_batch_size, integer(at_least(1)),
            "Most keys sent to the backend in one operation; larger calls are split."),
-      bind("enable_tls", &V::enable_tls, boolean(), "Redis: connect over TLS."),
+      bind("enable_tls", &V::enable_tls, boolean(),
+           "Redis: connect over TLS. Not supported (hps's Redis client, hiredis 0.14, has no TLS): "
+           "true with redis_cluster is a config error."),
       bind("tls_ca_certificate", &V::tls_ca_certificate, string(),
            "Redis TLS: CA certificate file, or a folder of them."),
       bind("tls_client_certificate", &V::tls_client_certificate, string(), "Redis TLS: client certificate file."),

@@ -635,6 +635,17 @@ std::vector<TableStats> ParameterServer::stats() const {
   return out;
 }
 
-std::string ParameterServer::prometheus() const { return to_prometheus(stats()); }
+std::string ParameterServer::prometheus() const {
+  // Redis Cluster fault counters (fall-throughs, timeouts, redirects, reconnects) follow the tables'.
+  std::vector<RedisTableCounters> redis;
+  for (const auto& model : impl_->models) {
+    for (const auto& table : model.tables) {
+      if (const auto* tier = dynamic_cast<const RedisClusterTier*>(table->volatile_tier.get())) {
+        redis.push_back(RedisTableCounters{table->model, table->name, tier->counters()});
+      }
+    }
+  }
+  return to_prometheus(stats()) + redis_cluster_prometheus(redis);
+}
 
 }  // namespace hps

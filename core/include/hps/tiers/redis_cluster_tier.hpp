@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "hps/config.hpp"
 #include "hps/tiers/tier.hpp"
@@ -68,9 +69,15 @@ bool redis_available();
 std::shared_ptr<RedisClusterTier> make_redis_cluster_tier(const VolatileDbConfig& config, const std::string& table_tag,
                                                           std::size_t dim);
 
-/// Prometheus text lines of one table's Redis counters (metric names hps_redis_*), labelled
-/// model and table; for the server's metrics page.
-std::string redis_cluster_prometheus(const std::string& model, const std::string& table,
-                                     const RedisClusterCounters& counters);
+/// One table's counters, for the metrics page.
+struct RedisTableCounters {
+  std::string model;
+  std::string table;
+  RedisClusterCounters counters;
+};
+
+/// Prometheus text of the tables' Redis counters (metrics hps_redis_*_total, labelled model and
+/// table); "" when there are none. Appended to the server's metrics page.
+std::string redis_cluster_prometheus(const std::vector<RedisTableCounters>& tables);
 
 }  // namespace hps

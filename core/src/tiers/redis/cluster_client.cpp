@@ -207,10 +207,18 @@ std::unique_ptr<ClusterClient::Connection> ClusterClient::connect(Node& n, Clock
 }
 
 std::string ClusterClient::refresh(bool force) {
-  std::lock_guard<std::mutex> lock(refresh_mu_);
+  // A thread that finds another one refreshing does not wait for it: the map it gets next is
+  // the other's result, and a call never stalls behind someone else's connect timeouts.
+  std::unique_lock<std::mutex> lock(refresh_mu_, std::defer_lock);
+  if (force) {
+    lock.lock();
+  } else if (!lock.try_lock()) {
+    return "";
+  }
   if (!force && Clock::now() - last_refresh_ < kRefreshInterval) return "";
   last_refresh_ = Clock::now();
-  // Ask the nodes of the current map first (the seeds may be gone), then the seeds.
+  // Ask the nodes of the current map first (the seeds may be gone), then the seeds; nodes that
+  // just refused a connection go last.
   std::vector<Node*> candidates;
   if (auto map = slot_map()) {
     for (Node* n : map->owner) {
@@ -221,6 +229,11 @@ std::string ClusterClient::refresh(bool force) {
     Node* n = &node(host, port);
     if (std::find(candidates.begin(), candidates.end(), n) == candidates.end()) candidates.push_back(n);
   }
+  const auto now = Clock::now();
+  std::stable_partition(candidates.begin(), candidates.end(), [now](Node* n) {
+    std::lock_guard<std::mutex> node_lock(n->mu);
+    return n->down_until <= now;
+  });
   std::string failures;
   for (Node* n : candidates) {
     std::string error;
@@ -491,7 +504,10 @@ void ClusterClient::run(Batch& batch, RetryPolicy policy) {
       flights[it->second].commands.push_back(index);
       c.node = target->name;
     }
-    // A connection per node; a node that cannot be reached fails its commands.
+    // A connection per node, taken in one global order (by address) so that calls waiting for
+    // connections can never wait on each other in a cycle; a node that cannot be reached fails
+    // its commands.
+    std::sort(flights.begin(), flights.end(), [](const Flight& a, const Flight& b) { return a.node->name < b.node->name; });
     for (Flight& f : flights) {
       std::string error;
       f.conn = acquire(*f.node, deadline, error);
