@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[2048, 16384, 131072, 262144])
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lookup-threads", type=int, default=0, help="hps.HPS lookup_threads (0: its default)")
     parser.add_argument("--no-naive", action="store_true", help="skip the Python redis client")
     args = parser.parse_args()
     try:
@@ -94,7 +95,8 @@ def main() -> None:
         RedisCluster = None
         args.no_naive = True
 
-    print(f"# redis_tier: {args.rows:,} rows, 3 masters (no replicas), {args.partitions} partitions; "
+    print(f"# redis_tier: {args.rows:,} rows, 3 masters (no replicas), {args.partitions} partitions, "
+          f"lookup_threads {args.lookup_threads or 'default'}; "
           f"hps {hps.__version__}; {platform.machine()}, {os.cpu_count()} cores")
     print(f"{'D':>4} {'batch':>8} | {'hps Mkeys/s':>11} {'p50 ms':>8} | {'roof Mkeys/s':>12} | "
           f"{'naive Mkeys/s':>13} | {'hps/roof':>8} {'hps/naive':>9}")
@@ -115,7 +117,7 @@ def main() -> None:
                                       "num_partitions": args.partitions, "num_node_connections": 4},
                       "models": [{"model": model, "sparse_files": [folder], "embedding_vecsize_per_table": [dim]}]}
             mem_before = used_memory(cluster)
-            with hps.HPS(config) as ps:
+            with hps.HPS(config, **({"lookup_threads": args.lookup_threads} if args.lookup_threads else {})) as ps:
                 per_row = (used_memory(cluster) - mem_before) / args.rows
                 print(f"# D={dim}: {per_row:.0f} bytes of Redis memory per row ({4 * dim + 8} raw key and row bytes)")
                 roof = roof_get_rate(cluster, 4 * dim, args.rows, 400000 if dim <= 16 else 200000)

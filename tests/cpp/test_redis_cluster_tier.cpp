@@ -30,7 +30,7 @@ namespace {
 // test for that reason); each test uses its own tables. Its static owner stops it, by pid, at exit.
 hps_test::LocalRedis* shared_cluster() {
   static std::unique_ptr<hps_test::LocalRedis> cluster;
-  if (!cluster && hps_test::redis_server_installed()) cluster = std::make_unique<hps_test::LocalRedis>(3, 1, 1000);
+  if (!cluster && hps_test::redis_server_installed()) cluster = std::make_unique<hps_test::LocalRedis>(3, 1, 5000);  // no spurious failovers on a busy machine
   return cluster.get();
 }
 

@@ -23,7 +23,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalRedis(masters=3, replicas=1) as c:
+    # A long node timeout: no spurious failovers on a busy machine (no test here kills a node).
+    with LocalRedis(masters=3, replicas=1, node_timeout_ms=5000) as c:
         yield c
 
 
