@@ -120,7 +120,9 @@ def main() -> None:
             with hps.HPS(config, **({"lookup_threads": args.lookup_threads} if args.lookup_threads else {})) as ps:
                 per_row = (used_memory(cluster) - mem_before) / args.rows
                 print(f"# D={dim}: {per_row:.0f} bytes of Redis memory per row ({4 * dim + 8} raw key and row bytes)")
-                roof = roof_get_rate(cluster, 4 * dim, args.rows, 400000 if dim <= 16 else 200000)
+                # The better of two runs: the machine may be shared, and the roof should not be low.
+                roof = max(roof_get_rate(cluster, 4 * dim, args.rows, 400000 if dim <= 16 else 200000)
+                           for _ in range(2))
                 tag = f"hps_et.{model}.sparse_embedding0"
                 part_keys = [f"hps{{{tag}/p{p}}}v" for p in range(args.partitions)]
                 for batch in args.batches:
@@ -149,7 +151,7 @@ def main() -> None:
                             return result
 
                         np.testing.assert_array_equal(naive_lookup(check), got)
-                        t_naive = time_calls(naive_lookup, batches[:2], 1)
+                        t_naive = time_calls(naive_lookup, batches[:4], 2)
                         naive = batch / t_naive / 1e6
                     mk = batch / t_hps / 1e6
                     print(f"{dim:>4} {batch:>8} | {mk:>11.2f} {t_hps * 1e3:>8.2f} | {roof / 1e6:>12.2f} | "
