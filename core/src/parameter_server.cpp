@@ -240,7 +240,9 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     redis = make_redis_cluster_tier(vcfg, table.tag, tc.dim);
     table.volatile_tier = redis;
     if (vcfg.initialize_after_startup || !table.persistent_tier) {
-      redis_marker = inspect_sparse_model(tc.sparse_file, tc.dim).signature;
+      // A read-only persistent tier is the source (the files may be absent): its path is the marker.
+      redis_marker = table.persistent_read_only ? "persistent_db " + pcfg.path
+                                                : inspect_sparse_model(tc.sparse_file, tc.dim).signature;
       if (redis->load_marker() == redis_marker) {
         redis.reset();  // current: nothing to load
       } else {
