@@ -243,11 +243,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
       // A read-only persistent tier is the source (the files may be absent): its path is the marker.
       redis_marker = table.persistent_read_only ? "persistent_db " + pcfg.path
                                                 : inspect_sparse_model(tc.sparse_file, tc.dim).signature;
-      if (redis->load_marker() == redis_marker) {
-        redis.reset();  // current: nothing to load
-      } else {
-        redis->clear();
-      }
+      if (!redis->begin_load(redis_marker)) redis.reset();  // current (maybe loaded by another server just now)
     }
   }
   table.promote_missed = vcfg.cache_missed_embeddings && table.volatile_tier && table.persistent_tier;
@@ -312,7 +308,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
       observer.end();
     }
   }
-  if (redis && !redis_marker.empty()) redis->set_load_marker(redis_marker);
+  if (redis && !redis_marker.empty()) redis->end_load(redis_marker);
   if (table.rows == 0 && table.persistent_tier) table.rows = table.persistent_tier->size();
   if (table.rows == 0 && table.volatile_tier) table.rows = table.volatile_tier->size();
 }

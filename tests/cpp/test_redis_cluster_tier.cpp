@@ -176,6 +176,35 @@ TEST(RedisTier, LoadMarkerAndClear) {
   EXPECT_FALSE(tier->load_marker().has_value());
 }
 
+TEST(RedisTier, ASecondLoaderWaitsForTheFirst) {
+  REQUIRE_REDIS();
+  const std::string tag = unique_tag("load");
+  auto config = redis_config(shared_cluster()->address());
+  auto a = hps::make_redis_cluster_tier(config, tag, 2);
+  config.num_node_connections = 3;  // another client, as another server would have
+  auto b = hps::make_redis_cluster_tier(config, tag, 2);
+  ASSERT_TRUE(a->begin_load("files:1"));
+  std::atomic<int> b_result{-1};
+  std::thread second([&] { b_result = b->begin_load("files:1") ? 1 : 0; });
+  std::vector<std::int64_t> keys(500);
+  std::iota(keys.begin(), keys.end(), 0);
+  auto rows = rows_for(keys, 2);
+  for (std::size_t first = 0; first < keys.size(); first += 100) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    a->insert(keys.data() + first, rows.data() + first * 2, 100);
+  }
+  EXPECT_EQ(b_result.load(), -1) << "the second loader did not wait";
+  a->end_load("files:1");
+  second.join();
+  EXPECT_EQ(b_result.load(), 0);  // current: nothing cleared, nothing to load
+  EXPECT_EQ(b->size(), 500u);
+  // Other files: the next loader takes the lock at once and starts from an empty table.
+  EXPECT_TRUE(b->begin_load("files:2"));
+  EXPECT_EQ(a->size(), 0u);
+  b->end_load("files:2");
+  EXPECT_EQ(a->load_marker(), std::optional<std::string>("files:2"));
+}
+
 class RedisOverflow : public ::testing::TestWithParam<OverflowPolicy> {};
 
 TEST_P(RedisOverflow, PartitionsStayWithinTheMargin) {

@@ -54,6 +54,15 @@ class RedisClusterTier : public Tier {
   virtual void set_load_marker(const std::string& marker) = 0;
   /// Removes every row of this table, its eviction metadata and its load marker.
   virtual void clear() = 0;
+  /// Starts loading the table from a source whose signature is `marker`, for servers that share
+  /// the cluster: returns false when the table already holds exactly that (nothing to load).
+  /// Otherwise takes the table's load lock (waiting while another server loads it, then checking
+  /// the marker again), clears the table and returns true; the caller fills it and calls
+  /// end_load(). The lock expires 60 s after the last write of the load, so a crashed loader
+  /// never blocks the others for long.
+  virtual bool begin_load(const std::string& marker) = 0;
+  /// Records `marker` and releases the load lock.
+  virtual void end_load(const std::string& marker) = 0;
   virtual RedisClusterCounters counters() const = 0;
   /// The table tag this tier stores ("hps_et.<model>.<table>").
   virtual const std::string& tag() const = 0;

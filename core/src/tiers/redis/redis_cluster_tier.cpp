@@ -8,6 +8,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
 #include <unordered_set>
 
 #include "hps/error.hpp"
@@ -80,6 +83,14 @@ end
 return {added, redis.call('HLEN', KEYS[1])}
 )lua";
 
+// Deletes the load lock only if it still holds this loader's token.
+constexpr const char* kUnlockScript = R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+)lua";
+
+constexpr const char* kLockMs = "60000";
+
 // Counts one use of each key that has metadata (never creates metadata for absent rows).
 constexpr const char* kTouchCountScript = R"lua(
 for i = 1, #ARGV do redis.call('ZADD', KEYS[1], 'XX', 'INCR', 1, ARGV[i]) end
@@ -143,6 +154,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
       slots_.push_back(redis::key_slot(value_keys_.back()));
     }
     marker_key_ = "hps{" + tag_ + "}m";
+    lock_key_ = "hps{" + tag_ + "}l";
     marker_slot_ = redis::key_slot(marker_key_);
   }
 
@@ -229,6 +241,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
         c.arg(value_keys_[p]);
       }
     }
+    extend_load_lock(batch);
     client_->run(batch, RetryPolicy::kWrite);
     throw_if_failed(batch, n, "store");
     std::vector<std::size_t> overflowing;
@@ -425,6 +438,48 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     throw_if_failed(rows, 0, "clear");
   }
 
+  bool begin_load(const std::string& marker) override {
+    const std::string token = lock_token();
+    for (;;) {
+      if (load_marker() == marker) return false;
+      Batch batch;
+      Command& c = batch.add(marker_slot_);
+      c.arg("SET", 3);
+      c.arg(lock_key_);
+      c.arg(token);
+      c.arg("NX", 2);
+      c.arg("PX", 2);
+      c.arg(kLockMs);
+      client_->run(batch, RetryPolicy::kWrite);
+      HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot take the load lock of table '", tag_, "' (", lock_key_,
+                  " on ", c.node, "): ", c.what());
+      if (c.reply->type == REDIS_REPLY_STATUS) break;  // +OK: ours
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // another server is loading it
+    }
+    {
+      std::lock_guard<std::mutex> lock(load_mu_);
+      load_token_ = token;
+    }
+    if (load_marker() == marker) {  // finished by another server just before we took the lock
+      release_load_lock();
+      return false;
+    }
+    clear();
+    return true;
+  }
+
+  void end_load(const std::string& marker) override {
+    set_load_marker(marker);
+    release_load_lock();
+  }
+
+  ~RedisClusterTierImpl() override {
+    try {
+      release_load_lock();  // a load that threw: let the next server start at once
+    } catch (...) {  // the cluster is gone: the lock expires by itself
+    }
+  }
+
   RedisClusterCounters counters() const override {
     RedisClusterCounters out;
     out.fallthrough_keys = fallthrough_keys_.load(std::memory_order_relaxed);
@@ -481,6 +536,40 @@ class RedisClusterTierImpl final : public RedisClusterTier {
       }
       c.arg(&keys[order[j]], 8);
     }
+  }
+
+  static std::string lock_token() {
+    static std::atomic<std::uint64_t> counter{0};
+    return std::to_string(::getpid()) + "/" + std::to_string(reinterpret_cast<std::uintptr_t>(&counter)) + "/" +
+           std::to_string(counter.fetch_add(1)) + "/" + now_ms();
+  }
+
+  // Releases the load lock if this tier holds it (only if the token is still ours).
+  void release_load_lock() {
+    std::string token;
+    {
+      std::lock_guard<std::mutex> lock(load_mu_);
+      token.swap(load_token_);
+    }
+    if (token.empty()) return;
+    Batch batch;
+    Command& c = batch.add(marker_slot_);
+    c.arg("EVAL", 4);
+    c.arg(kUnlockScript, std::strlen(kUnlockScript));
+    c.arg("1", 1);
+    c.arg(lock_key_);
+    c.arg(token);
+    client_->run(batch, RetryPolicy::kWrite);
+  }
+
+  // While this tier loads, each write extends the load lock.
+  void extend_load_lock(Batch& batch) {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    if (load_token_.empty()) return;
+    Command& c = batch.add(marker_slot_);
+    c.arg("PEXPIRE", 7);
+    c.arg(lock_key_);
+    c.arg(kLockMs);
   }
 
   void resolve_overflow(const std::vector<std::size_t>& partitions) {
@@ -542,7 +631,10 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   std::vector<std::string> value_keys_, meta_keys_;
   std::vector<std::uint16_t> slots_;
   std::string marker_key_;
+  std::string lock_key_;  // on the marker's slot
   std::uint16_t marker_slot_ = 0;
+  std::mutex load_mu_;
+  std::string load_token_;  // non-empty while this tier holds the load lock
   std::atomic<std::uint64_t> fallthrough_keys_{0}, failed_writes_{0}, evicted_rows_{0}, bad_rows_{0};
 };
 
