@@ -149,3 +149,29 @@ def test_tls_is_refused_by_the_parser(tmp_path):
     config["volatile_db"] = {"type": "redis_cluster", "enable_tls": True}
     with pytest.raises(hps.ConfigError, match="enable_tls"):
         hps.Config(config)
+
+
+LOADER = textwrap.dedent(r"""
+    import json, sys
+    import numpy as np
+    import hps
+    config, model, keys = json.loads(sys.stdin.read())
+    with hps.HPS(config) as ps:
+        print(json.dumps(ps.lookup(model, 0, np.array(keys, np.int64)).tolist()))
+""")
+
+
+def test_servers_starting_together_load_a_table_once(tmp_path, cluster):
+    t = make_table(tmp_path / "t", 20000, 8)
+    config = redis_config([t], cluster)
+    model = config["models"][0]["model"]
+    payload = json.dumps([config, model, t.keys[::97].tolist()])
+    procs = [subprocess.Popen([sys.executable, "-c", LOADER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(payload, timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        # Every row right in both, though one cleared and loaded while the other started.
+        np.testing.assert_array_equal(np.array(json.loads(out), np.float32), t.rows[::97])
+    with hps.HPS(config) as ps:
+        assert ps.stats()[0]["tier_rows"]["volatile_db"] == 20000
