@@ -3,6 +3,7 @@
 // master killed during concurrent lookups and updates. Skips only where redis-server is missing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -14,8 +15,11 @@
 #include <thread>
 
 #include "hps/error.hpp"
+#include "hps/parameter_server.hpp"  // check_table_fits
+#include "hps/tiers/bulk_loadable.hpp"
 #include "hps/tiers/hash_map_tier.hpp"
 #include "hps/tiers/redis_cluster_tier.hpp"
+#include "hps/tiers/tier_factory.hpp"
 #include "redis_cluster_fixture.hpp"
 #include "tier_conformance.hpp"
 #include "tiers/redis/slot.hpp"
@@ -388,4 +392,55 @@ TEST(RedisFailover, MasterKilledDuringLookupsAndUpdates) {
             << write_ok.load() << " writes ok, " << write_failed.load() << " failed; cluster ok after "
             << failover_s << " s; timeouts " << counters.timeouts << ", node errors " << counters.node_errors
             << ", moved " << counters.moved_redirects << ", refreshes " << counters.slot_map_refreshes << "\n";
+}
+
+TEST(RedisTier, TheFactoryBuildsItAsVolatileDbWithItsLoaderAndCounters) {
+  REQUIRE_REDIS();
+  hps::Config config;
+  config.volatile_db = redis_config(shared_cluster()->address());
+  config.volatile_db.cache_missed_embeddings = true;
+  config.persistent_db.type = hps::PersistentDbType::kDisabled;
+  hps::TierFactory factory(config);
+  const std::string tag = unique_tag("factory");
+  auto chain = factory.build(tag, 4, "m/t");
+  ASSERT_EQ(chain.size(), 1u);
+  const hps::ChainTier& t = chain[0];
+  EXPECT_EQ(t.name, "volatile_db");
+  EXPECT_STREQ(t.tier->backend_name(), "redis_cluster");
+  EXPECT_FALSE(t.durable);
+  EXPECT_FALSE(t.probes_positions);  // a network tier sees distinct keys only
+  EXPECT_TRUE(t.takes_promotions);
+  EXPECT_TRUE(t.fill_at_start);  // the only store: it holds every row
+
+  // The server's load path: begin_load -> bulk_insert -> finish, then current.
+  hps::BulkLoadable* loader = t.tier->bulk_loader();
+  ASSERT_NE(loader, nullptr);
+  ASSERT_TRUE(loader->begin_load("files:a"));
+  const std::vector<std::int64_t> keys{1, 2, 3};
+  const auto rows = rows_for(keys, 4, 1.0f);
+  loader->bulk_insert(keys.data(), rows.data(), keys.size());
+  loader->finish("files:a");
+  EXPECT_EQ(loader->load_marker(), std::optional<std::string>("files:a"));
+  EXPECT_FALSE(loader->begin_load("files:a"));  // current: nothing to load
+  EXPECT_EQ(t.tier->size(), 3u);
+  ASSERT_TRUE(loader->begin_load("files:b"));    // another source: cleared
+  EXPECT_EQ(t.tier->size(), 0u);
+  loader->finish("files:b");
+
+  // Its counters reach the metrics by name, through the generic hook.
+  const auto counters = t.tier->event_counters();
+  std::vector<std::string> names;
+  for (const auto& c : counters) {
+    names.push_back(c.name);
+    EXPECT_FALSE(c.help.empty()) << c.name;
+  }
+  for (const char* name : {"fallthrough_keys", "failed_writes", "timeouts", "node_errors", "moved_redirects",
+                           "ask_redirects", "reconnects", "slot_map_refreshes"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
+  }
+
+  // A Redis-only table larger than overflow_margin x num_partitions is refused, like the hash map's.
+  config.volatile_db.overflow_margin = 10;
+  EXPECT_THROW(hps::check_table_fits(config, 41, "m/t"), hps::ConfigError);
+  EXPECT_NO_THROW(hps::check_table_fits(config, 40, "m/t"));
 }
