@@ -62,8 +62,30 @@ if(NOT _kafka_mode STREQUAL "OFF")
 endif()
 hps_resolve_feature(HPS_WITH_KAFKA KAFKA ${_kafka_found} "librdkafka/rdkafka.h not found (Debian: librdkafka-dev)")
 
-# Redis Cluster: a tier that plugs into the tier factory later.
-hps_resolve_feature(HPS_WITH_REDIS REDIS OFF "the Redis Cluster tier is not part of this version yet")
+# hiredis: the Redis Cluster tier (the cluster protocol itself is in core/src/tiers/redis/).
+set(_redis_found OFF)
+string(TOUPPER "${HPS_WITH_REDIS}" _redis_mode)
+if(NOT _redis_mode STREQUAL "OFF")
+  find_package(PkgConfig QUIET)
+  if(PKG_CONFIG_FOUND)
+    pkg_check_modules(HPS_HIREDIS QUIET IMPORTED_TARGET hiredis)
+  endif()
+  if(TARGET PkgConfig::HPS_HIREDIS)
+    set(_redis_found ON)
+    set(HPS_HIREDIS_TARGET PkgConfig::HPS_HIREDIS)
+  else()
+    find_path(HPS_HIREDIS_INCLUDE hiredis/hiredis.h)
+    find_library(HPS_HIREDIS_LIBRARY hiredis)
+    if(HPS_HIREDIS_INCLUDE AND HPS_HIREDIS_LIBRARY)
+      add_library(hps_hiredis INTERFACE IMPORTED)
+      target_include_directories(hps_hiredis INTERFACE "${HPS_HIREDIS_INCLUDE}")
+      target_link_libraries(hps_hiredis INTERFACE "${HPS_HIREDIS_LIBRARY}")
+      set(_redis_found ON)
+      set(HPS_HIREDIS_TARGET hps_hiredis)
+    endif()
+  endif()
+endif()
+hps_resolve_feature(HPS_WITH_REDIS REDIS ${_redis_found} "hiredis not found (Debian: libhiredis-dev)")
 
 # TensorFlow: the op library of hps.tf, built against the TensorFlow of the Python that builds the
 # wheel (its tf.sysconfig flags). Without it the wheel still ships hps.tf, which then tells how to

@@ -11,8 +11,9 @@ with_tests=0
 
 # ---- system packages ---------------------------------------------------------------------------
 packages=(build-essential cmake ninja-build python3-dev python3-venv
-          librocksdb-dev nlohmann-json3-dev librdkafka-dev)
-(( with_tests )) && packages+=(libgtest-dev libgmock-dev)
+          librocksdb-dev libhiredis-dev nlohmann-json3-dev librdkafka-dev)
+# redis-server: the Redis Cluster tests start their own cluster from it.
+(( with_tests )) && packages+=(libgtest-dev libgmock-dev redis-server)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -775,13 +775,22 @@ const Fields<VolatileDbConfig>& volatile_db_fields() {
            "Redis: connections kept open to each cluster node."),
       bind("max_batch_size", &V::max_batch_size, integer(at_least(1)),
            "Most keys sent to the backend in one operation; larger calls are split."),
-      bind("enable_tls", &V::enable_tls, boolean(), "Redis: connect over TLS."),
+      bind("enable_tls", &V::enable_tls, boolean(),
+           "Redis: connect over TLS. Not supported (hps's Redis client, hiredis 0.14, has no TLS): "
+           "true with redis_cluster is a config error."),
       bind("tls_ca_certificate", &V::tls_ca_certificate, string(),
            "Redis TLS: CA certificate file, or a folder of them."),
       bind("tls_client_certificate", &V::tls_client_certificate, string(), "Redis TLS: client certificate file."),
       bind("tls_client_key", &V::tls_client_key, string(), "Redis TLS: client private key file."),
       bind("tls_server_name_identification", &V::tls_server_name_identification, string(),
            "Redis TLS: server name sent for SNI."),
+      bind("operation_timeout_ms", &V::operation_timeout_ms, integer(at_least(1)),
+           "Redis (hps extension): most milliseconds one operation may take. A lookup whose node "
+           "does not answer in time (down, slow, failing over) reports those keys missing, so they "
+           "fall through to the next tier; a write that cannot complete in time fails."),
+      bind("refresh_time_after_fetch", &V::refresh_time_after_fetch, boolean(),
+           "Redis, evict_oldest: a lookup refreshes the access time of the rows it finds (least "
+           "recently used); false: rows age from when they were written."),
       bind("overflow_margin", &V::overflow_margin, integer(at_least(1)),
            "Most rows one partition holds; an insert past it evicts rows first. The default, "
            "2^64 - 1, means no limit."),
@@ -1178,6 +1187,10 @@ Config parse_config(const std::string& json_text, const std::string& source, con
   config.volatile_db.num_partitions = default_num_partitions();
   config.persistent_db.path = default_rocksdb_path();
   parse_section(config_fields(), root, config, Where(context, ""));
+  // The Redis client (hiredis 0.14, Debian's) has no TLS: refuse rather than connect in clear text.
+  HPS_EXPECTS(!(config.volatile_db.type == VolatileDbType::kRedisCluster && config.volatile_db.enable_tls), ConfigError,
+              source, ": volatile_db.enable_tls: TLS to Redis is not supported (hps's Redis client, hiredis 0.14, "
+              "has none); reach the cluster over a trusted network or a TLS tunnel and set enable_tls to false");
   return config;
 }
 

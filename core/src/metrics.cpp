@@ -166,6 +166,29 @@ std::string to_prometheus(const std::vector<TableStats>& stats) {
       out << "hps_tier_memory_bytes{" << labels(s) << tier_label(t) << t.bytes << '\n';
     }
   }
+  // Each tier's own counters: one family per counter name, in order of first appearance, with a
+  // sample for every (table, tier) that has it.
+  std::vector<const TierCounter*> families;
+  for (const auto& s : stats) {
+    for (const TierStats& t : s.tiers) {
+      for (const TierCounter& c : t.counters) {
+        const bool known = std::any_of(families.begin(), families.end(),
+                                       [&](const TierCounter* f) { return f->name == c.name; });
+        if (!known) families.push_back(&c);
+      }
+    }
+  }
+  for (const TierCounter* f : families) {
+    const std::string name = "hps_tier_" + f->name + "_total";
+    family(name.c_str(), "counter", f->help.c_str());
+    for (const auto& s : stats) {
+      for (const TierStats& t : s.tiers) {
+        for (const TierCounter& c : t.counters) {
+          if (c.name == f->name) out << name << '{' << labels(s) << tier_label(t) << c.value << '\n';
+        }
+      }
+    }
+  }
   auto histogram = [&](const char* name, const char* help, LatencyStats TableStats::*field) {
     family(name, "histogram", help);
     for (const auto& s : stats) {
@@ -210,6 +233,13 @@ std::string to_json(const std::vector<TableStats>& stats) {
     const LatencyStats& d = s.device_call_latency;
     table["device_call_latency_seconds"] = {{"p50", d.p50}, {"p90", d.p90}, {"p99", d.p99},
                                             {"max", d.max}, {"sum", d.sum}, {"count", d.count}};
+    nlohmann::ordered_json counters = nlohmann::ordered_json::object();
+    for (const TierStats& t : s.tiers) {
+      nlohmann::ordered_json tier = nlohmann::ordered_json::object();
+      for (const TierCounter& c : t.counters) tier[c.name] = c.value;
+      counters[t.name] = std::move(tier);
+    }
+    table["tier_counters"] = std::move(counters);
     out.push_back(std::move(table));
   }
   return out.dump();

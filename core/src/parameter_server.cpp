@@ -315,23 +315,51 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
   ChainTier* store = table.durable == kNone ? nullptr : &table.chain[table.durable];
   BulkLoadable* loader = store ? store->tier->bulk_loader() : nullptr;
 
-  // The store of record: (re)load it from the table files unless it already holds exactly them.
+  // The table files' signature, read once when something needs it (the files may be absent when
+  // nothing loads from them: a read-only store).
+  std::optional<std::string> files_signature;
+  auto signature = [&]() -> const std::string& {
+    if (!files_signature) files_signature = inspect_sparse_model(tc.sparse_file, tc.dim).signature;
+    return *files_signature;
+  };
+
+  // The store of record: (re)load it from the table files unless it already holds exactly them
+  // (begin_load says; a current store keeps the updates it took since).
   bool files_in_store = false;
   if (store && store->load_from_files) {
     const SparseModelInfo info = inspect_sparse_model(tc.sparse_file, tc.dim);
     table.rows = info.rows;
-    const bool current = loader && loader->load_marker() == info.signature;  // current: keep its updates
-    if (!current) {
-      if (loader) loader->clear();
-      files_in_store = true;
-    }
+    files_signature = info.signature;
+    files_in_store = loader ? loader->begin_load(info.signature) : true;
   }
 
   // Tiers above the store filled at start (all of them when there is no store: they hold every row).
+  // One that keeps a load marker (a tier servers share) is filled only when it does not hold this
+  // source already; its marker is the files' signature, or the store's own marker when the store
+  // is not loaded from the files. Its begin_load may wait for another server loading it.
   std::vector<ChainTier*> fills;
+  std::vector<BulkLoadable*> fill_loaders;  // fills[i]'s bulk loader, or null: filled with insert()
+  std::string fill_marker;
   for (ChainTier& tier : table.chain) {
-    if (!tier.durable && tier.fill_at_start) fills.push_back(&tier);
+    if (tier.durable || !tier.fill_at_start) continue;
+    BulkLoadable* fill_loader = tier.tier->bulk_loader();
+    if (fill_loader) {
+      if (fill_marker.empty()) {
+        fill_marker = store && !store->load_from_files && !store->source_marker.empty() ? store->source_marker
+                                                                                       : signature();
+      }
+      if (!fill_loader->begin_load(fill_marker)) continue;  // current
+    }
+    fills.push_back(&tier);
+    fill_loaders.push_back(fill_loader);
   }
+  auto fill = [&](std::size_t i, const std::int64_t* keys, const float* rows, std::size_t n) {
+    if (fill_loaders[i]) {
+      fill_loaders[i]->bulk_insert(keys, rows, n);
+    } else {
+      fills[i]->tier->insert(keys, rows, n);
+    }
+  };
   auto budget_of = [](const ChainTier& tier, double rows) {
     return std::min(tier.tier->capacity(), static_cast<std::size_t>(std::ceil(tier.fill_rate * rows)));
   };
@@ -372,7 +400,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
       }
       for (std::size_t i = 0; i < fills.size(); ++i) {
         const std::size_t take = std::min(n, budgets[i]);
-        if (take) fills[i]->tier->insert(keys.data(), rows, take);
+        if (take) fill(i, keys.data(), rows, take);
         budgets[i] -= take;
       }
       observer.advance(n);
@@ -396,7 +424,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
         std::size_t advanced = 0;
         for (std::size_t i = 0; i < fills.size(); ++i) {
           const std::size_t take = std::min(n, budgets[i]);
-          if (take) fills[i]->tier->insert(keys, rows, take);
+          if (take) fill(i, keys, rows, take);
           budgets[i] -= take;
           advanced = std::max(advanced, take);
         }
@@ -404,6 +432,10 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
       });
       observer.end();
     }
+  }
+  // Filled tiers that keep a marker record it (and release their load lock).
+  for (BulkLoadable* fill_loader : fill_loaders) {
+    if (fill_loader) fill_loader->finish(fill_marker);
   }
   // Rows at start, when no file said: what the lowest tier holding any has.
   for (std::size_t t = table.chain.size(); t-- > 0 && table.rows == 0;) table.rows = table.chain[t].tier->size();
@@ -777,6 +809,7 @@ std::vector<TableStats> ParameterServer::stats() const {
         TierStats& entry = s.tiers[stats_slot(tier)];
         entry.rows += tier.tier->size();
         entry.bytes += tier.tier->memory_bytes();
+        entry.counters = tier.tier->event_counters();
       }
       out.push_back(std::move(s));
     }

@@ -44,6 +44,11 @@ def rocksdb_available() -> bool:
     return _core.has_rocksdb()
 
 
+def redis_available() -> bool:
+    """Whether this build has the Redis Cluster tier (volatile_db.type redis_cluster)."""
+    return _core.has_redis()
+
+
 __all__ = [
     "HPS",
     "UpdatePublisher",
@@ -55,6 +60,7 @@ __all__ = [
     "inspect_sparse_model",
     "cuda_device_count",
     "rocksdb_available",
+    "redis_available",
     "HpsError",
     "ConfigError",
     "InvalidArgumentError",

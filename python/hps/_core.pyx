@@ -42,6 +42,10 @@ def has_rocksdb():
     return rocksdb_available()
 
 
+def has_redis():
+    return redis_available()
+
+
 cdef class CoreConfig:
     """A parsed, validated configuration (the C++ struct)."""
     cdef Config c

@@ -85,6 +85,9 @@ cdef extern from "hps/gpu/gpu_cache.hpp" namespace "hps" nogil:
 cdef extern from "hps/tiers/rocksdb_tier.hpp" namespace "hps" nogil:
     bool rocksdb_available()
 
+cdef extern from "hps/tiers/redis_cluster_tier.hpp" namespace "hps" nogil:
+    bool redis_available()
+
 cdef extern from "hps/stream.hpp" namespace "hps" nogil:
     cdef cppclass StreamView:
         StreamView()

@@ -132,6 +132,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if settings["persistent_db"]["type"] == "rocks_db" and not hps.rocksdb_available():
         print("warning: persistent_db.type: this build of hps has no RocksDB, so this config cannot be loaded here",
               file=sys.stderr)
+    if settings["volatile_db"]["type"] == "redis_cluster" and not hps.redis_available():
+        print("warning: volatile_db.type: this build of hps has no Redis Cluster tier, so this config cannot be "
+              "loaded here", file=sys.stderr)
     models = settings["models"]
     n_tables = sum(len(model["sparse_files"]) for model in models)
     if args.no_files:
@@ -425,7 +428,8 @@ def cmd_onnx_surgery(args: argparse.Namespace) -> int:
 
 
 def _version() -> str:
-    features = f"RocksDB {'yes' if hps.rocksdb_available() else 'no'}, CUDA devices {hps.cuda_device_count()}"
+    features = (f"RocksDB {'yes' if hps.rocksdb_available() else 'no'}, "
+                f"Redis {'yes' if hps.redis_available() else 'no'}, CUDA devices {hps.cuda_device_count()}")
     return f"hps {hps.__version__} ({features})"
 
 

@@ -109,6 +109,8 @@ void expect_same(const VolatileDbConfig& a, const VolatileDbConfig& b) {
   EXPECT_EQ(a.tls_client_certificate, b.tls_client_certificate);
   EXPECT_EQ(a.tls_client_key, b.tls_client_key);
   EXPECT_EQ(a.tls_server_name_identification, b.tls_server_name_identification);
+  EXPECT_EQ(a.operation_timeout_ms, b.operation_timeout_ms);
+  EXPECT_EQ(a.refresh_time_after_fetch, b.refresh_time_after_fetch);
   EXPECT_EQ(a.overflow_margin, b.overflow_margin);
   EXPECT_EQ(a.overflow_policy, b.overflow_policy);
   EXPECT_EQ(a.overflow_resolution_target, b.overflow_resolution_target);
@@ -868,6 +870,21 @@ TEST(Config, CompatibilityKeysWarnOnlyWhenPresent) {
   EXPECT_FALSE(quiet.models[0].gpucache);
 }
 
+TEST(Config, RedisTlsIsRefusedWithTheReason) {
+  // hiredis 0.14 has no TLS: connecting in clear text when TLS was asked for would be worse.
+  const std::string text = R"({"volatile_db": {"type": "redis_cluster", "enable_tls": true},
+                               "models": [{"model": "m", "sparse_files": ["t"], "embedding_vecsize_per_table": [4]}]})";
+  try {
+    hps::parse_config(text);
+    FAIL() << "expected ConfigError";
+  } catch (const hps::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("volatile_db.enable_tls"), std::string::npos) << e.what();
+  }
+  // The hash map ignores TLS keys (HugeCTR configs carry them).
+  EXPECT_NO_THROW(hps::parse_config(R"({"volatile_db": {"type": "hash_map", "enable_tls": true},
+      "models": [{"model": "m", "sparse_files": ["t"], "embedding_vecsize_per_table": [4]}]})"));
+}
+
 TEST(Config, NormalizedJsonRoundTrips) {
   Json everything = Json::parse(R"({
     "supportlonglong": false,
@@ -875,8 +892,9 @@ TEST(Config, NormalizedJsonRoundTrips) {
     "volatile_db": {"type": "redis", "address": "a:1,b:2", "user_name": "u", "password": "p", "num_partitions": 3,
                     "allocation_rate": "64MiB", "shared_memory_size": 1024, "shared_memory_name": "n",
                     "shared_memory_auto_remove": false, "num_node_connections": 2, "max_batch_size": 77,
-                    "enable_tls": true, "tls_ca_certificate": "ca", "tls_client_certificate": "cc",
-                    "tls_client_key": "ck", "tls_server_name_identification": "sni", "overflow_margin": 1000,
+                    "enable_tls": false, "tls_ca_certificate": "ca", "tls_client_certificate": "cc",
+                    "tls_client_key": "ck", "tls_server_name_identification": "sni",
+                    "operation_timeout_ms": 250, "refresh_time_after_fetch": true, "overflow_margin": 1000,
                     "overflow_policy": "least_used", "overflow_resolution_target": 0.3, "initial_cache_rate": 0.1,
                     "cache_missed_embeddings": true, "update_filters": ["^a$", "b"],
                     "initialize_after_startup": false},
@@ -952,7 +970,7 @@ const std::vector<std::string> kVolatileKeys = {
     "type", "address", "user_name", "password", "num_partitions", "allocation_rate", "shared_memory_size",
     "shared_memory_name", "shared_memory_auto_remove", "num_node_connections", "max_batch_size", "enable_tls",
     "tls_ca_certificate", "tls_client_certificate", "tls_client_key", "tls_server_name_identification",
-    "overflow_margin", "overflow_policy", "overflow_resolution_target", "initial_cache_rate",
+    "operation_timeout_ms", "refresh_time_after_fetch", "overflow_margin", "overflow_policy", "overflow_resolution_target", "initial_cache_rate",
     "cache_missed_embeddings", "update_filters", "initialize_after_startup"};
 const std::vector<std::string> kPersistentKeys = {"type", "path", "num_threads", "read_only", "max_batch_size",
                                                   "update_filters", "initialize_after_startup"};

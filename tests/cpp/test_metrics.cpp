@@ -71,6 +71,8 @@ TEST(Metrics, TiersAreEntriesByName) {
   ASSERT_EQ(stats[0].tiers.size(), 4u);
   stats[0].tiers[3].rows = 11;
   stats[0].tiers[3].bytes = 99;
+  // A tier's own counters (Tier::event_counters()) need no metrics code of their own.
+  stats[0].tiers[3].counters = {{"wrong_turns", 5, "Turns a fourth tier took wrong."}, {"naps", 0, "Naps."}};
   EXPECT_EQ(stats[0].tiers[3].name, "fourth_db");
   EXPECT_EQ(stats[0].tiers[3].hits, 4u);
 
@@ -84,13 +86,16 @@ TEST(Metrics, TiersAreEntriesByName) {
   // The per-table keys of stats() stay in their order; device calls get their own entry.
   const char* order[] = {"\"model\"", "\"table\"", "\"lookups\"", "\"keys\"", "\"hits\"", "\"defaults\"",
                          "\"updated_keys\"", "\"erased_keys\"", "\"promoted_keys\"", "\"latency_seconds\"",
-                         "\"tier_rows\"", "\"tier_bytes\"", "\"device_call_latency_seconds\""};
+                         "\"tier_rows\"", "\"tier_bytes\"", "\"device_call_latency_seconds\"", "\"tier_counters\""};
   std::size_t at = 0;
   for (const char* key : order) {
     const std::size_t found = json.find(key, at);
     ASSERT_NE(found, std::string::npos) << key << " in " << json;
     at = found;
   }
+  EXPECT_NE(json.find("\"tier_counters\":{\"gpu_cache\":{},\"volatile_db\":{},\"persistent_db\":{},"
+                      "\"fourth_db\":{\"wrong_turns\":5,\"naps\":0}}"),
+            std::string::npos) << json;
   EXPECT_NE(json.find("\"device_call_latency_seconds\":{\"p50\":"), std::string::npos) << json;
   EXPECT_NE(json.find("\"count\":1}"), std::string::npos) << json;
 
@@ -98,6 +103,11 @@ TEST(Metrics, TiersAreEntriesByName) {
   EXPECT_NE(text.find("hps_tier_hits_total{model=\"m\",table=\"t\",tier=\"fourth_db\"} 4\n"), std::string::npos) << text;
   EXPECT_NE(text.find("hps_tier_rows{model=\"m\",table=\"t\",tier=\"fourth_db\"} 11\n"), std::string::npos) << text;
   EXPECT_NE(text.find("hps_tier_memory_bytes{model=\"m\",table=\"t\",tier=\"fourth_db\"} 99\n"), std::string::npos);
+  EXPECT_NE(text.find("# HELP hps_tier_wrong_turns_total Turns a fourth tier took wrong.\n"
+                      "# TYPE hps_tier_wrong_turns_total counter\n"
+                      "hps_tier_wrong_turns_total{model=\"m\",table=\"t\",tier=\"fourth_db\"} 5\n"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("hps_tier_naps_total{model=\"m\",table=\"t\",tier=\"fourth_db\"} 0\n"), std::string::npos);
   // Each histogram counts its own calls: one host lookup, one device call.
   EXPECT_NE(text.find("hps_lookup_latency_seconds_count{model=\"m\",table=\"t\"} 1\n"), std::string::npos) << text;
   EXPECT_NE(text.find("hps_device_call_latency_seconds_count{model=\"m\",table=\"t\"} 1\n"), std::string::npos);

@@ -54,6 +54,11 @@ struct VolatileDbConfig {
   std::string tls_client_certificate = "client_cert.pem";
   std::string tls_client_key = "client_key.pem";
   std::string tls_server_name_identification = "redis.localhost";
+  /// Redis: most milliseconds one operation (a connect, a batch of lookups or writes) may take.
+  /// A lookup whose node does not answer in time reports those keys missing; a write fails.
+  std::size_t operation_timeout_ms = 1000;
+  /// Redis, evict_oldest: a lookup refreshes the rows' access time (otherwise age = time since written).
+  bool refresh_time_after_fetch = false;
   /// Most rows one partition holds; inserting past it evicts down to
   /// round(overflow_margin * overflow_resolution_target) first.
   std::size_t overflow_margin = std::numeric_limits<std::size_t>::max();

@@ -24,6 +24,8 @@
 #include <string>
 #include <vector>
 
+#include "hps/tiers/tier.hpp"  // TierCounter
+
 namespace HPS_EXPORT hps {
 
 /// One tier's share of a table: the GPU cache first ("gpu_cache"), then each host tier role of the
@@ -33,6 +35,9 @@ struct TierStats {
   std::uint64_t hits = 0;   ///< key positions this tier answered
   std::uint64_t rows = 0;   ///< rows it holds for the table now (0 where the tier is absent)
   std::uint64_t bytes = 0;  ///< memory it holds for the table (device bytes for the GPU cache)
+  /// The tier's own event counters (Tier::event_counters(): a Redis Cluster's fall-throughs,
+  /// timeouts, redirects...); empty for tiers that count none, or are absent.
+  std::vector<TierCounter> counters;
 };
 
 /// A latency histogram's summary, in seconds (all 0 before the first call).
@@ -117,7 +122,8 @@ struct TableMetrics {
   std::unique_ptr<std::atomic<std::uint64_t>[]> hits_;
 };
 
-/// Prometheus text exposition (version 0.0.4) of the given tables.
+/// Prometheus text exposition (version 0.0.4) of the given tables. Each tier counter `name`
+/// (TierStats::counters) is a family hps_tier_<name>_total labelled model, table and tier.
 std::string to_prometheus(const std::vector<TableStats>& stats);
 
 /// The given tables as a JSON array of objects, one per table: the shape hps.HPS.stats() returns

@@ -52,8 +52,8 @@ struct ServerOptions {
 };
 
 /// Throws ConfigError, naming `where`, when a table of `rows` rows cannot be held by `config`'s
-/// tiers: without a persistent tier the hash map must take every row. The server checks this
-/// while loading; `hps validate` checks it from the table files alone.
+/// tiers: without a persistent tier the volatile tier (hash map or Redis Cluster) must take every
+/// row. The server checks this while loading; `hps validate` checks it from the table files alone.
 void check_table_fits(const Config& config, std::size_t rows, const std::string& where);
 
 /// Identifies one table of one model (indexes into the config's models and tables).

@@ -6,6 +6,7 @@
 #include "hps/parameter_server.hpp"  // check_table_fits, declared with the server that loads by it
 #include "hps/tiers/bulk_loadable.hpp"
 #include "hps/tiers/hash_map_tier.hpp"
+#include "hps/tiers/redis_cluster_tier.hpp"
 #include "hps/tiers/rocksdb_tier.hpp"
 
 namespace hps {
@@ -67,8 +68,9 @@ class RocksDbChainTier final : public Tier, public BulkLoadable {
 }  // namespace
 
 TierFactory::TierFactory(const Config& config) : config_(config), names_{kVolatileName, kPersistentName} {
-  HPS_EXPECTS(config.volatile_db.type != VolatileDbType::kRedisCluster, BackendUnavailable,
-              "volatile_db.type redis_cluster: this build has no Redis Cluster tier yet; use hash_map");
+  HPS_EXPECTS(config.volatile_db.type != VolatileDbType::kRedisCluster || redis_available(), BackendUnavailable,
+              "volatile_db.type redis_cluster: this build of hps has no Redis Cluster tier (install libhiredis-dev "
+              "and reinstall hps)");
   if (config.persistent_db.type == PersistentDbType::kRocksDb) {
     HPS_EXPECTS(rocksdb_available(), BackendUnavailable,
                 "persistent_db.type rocks_db: this build has no RocksDB tier (install librocksdb-dev and reinstall hps)");
@@ -94,6 +96,19 @@ std::vector<ChainTier> TierFactory::build(const std::string& tag, std::size_t di
     t.fill_at_start = vcfg.initialize_after_startup || !rocksdb_;
     t.fill_rate = vcfg.initial_cache_rate;
     chain.push_back(std::move(t));
+  } else if (vcfg.type == VolatileDbType::kRedisCluster) {
+    // One table of a cluster that other servers may share. It keeps a load marker and a load lock
+    // (its bulk_loader()), so a server fills it at start only when it does not hold that source
+    // already, and servers starting together fill it once.
+    ChainTier t;
+    t.name = kVolatileName;
+    t.name_index = 0;
+    t.tier = make_redis_cluster_tier(vcfg, tag, dim);
+    t.takes_promotions = vcfg.cache_missed_embeddings;
+    t.probes_positions = false;  // a network round trip per batch: it sees distinct keys only
+    t.fill_at_start = vcfg.initialize_after_startup || !rocksdb_;
+    t.fill_rate = vcfg.initial_cache_rate;
+    chain.push_back(std::move(t));
   }
 
   if (rocksdb_) {
@@ -103,6 +118,7 @@ std::vector<ChainTier> TierFactory::build(const std::string& tag, std::size_t di
     t.durable = true;
     t.read_only = pcfg.read_only;
     t.load_from_files = pcfg.initialize_after_startup && !pcfg.read_only;
+    t.source_marker = "persistent_db " + pcfg.path;
     if (pcfg.read_only) {
       HPS_EXPECTS(rocksdb_->has_table(tag), ConfigError, "persistent_db.read_only is true but the database at ",
                   rocksdb_->path(), " holds no table '", tag, "' (", where, "); build it once without read_only");
@@ -118,7 +134,8 @@ std::vector<ChainTier> TierFactory::build(const std::string& tag, std::size_t di
 
 void check_table_fits(const Config& config, std::size_t rows, const std::string& where) {
   const VolatileDbConfig& v = config.volatile_db;
-  if (config.persistent_db.type != PersistentDbType::kDisabled || v.type != VolatileDbType::kHashMap) return;
+  if (config.persistent_db.type != PersistentDbType::kDisabled || v.type == VolatileDbType::kDisabled) return;
+  // The hash map and the Redis Cluster tier bound a table alike: overflow_margin rows per partition.
   HPS_EXPECTS(v.initial_cache_rate >= 1.0, ConfigError,
               "volatile_db.initial_cache_rate < 1 needs a persistent_db to hold the other rows (", where, ")");
   const std::size_t capacity = HashMapOptions::from_config(v).capacity();

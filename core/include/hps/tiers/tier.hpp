@@ -15,10 +15,20 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace HPS_EXPORT hps {
 
 class BulkLoadable;
+
+/// One event counter of a tier (faults, redirects, evictions: whatever its backend counts), for
+/// the metrics: stats() JSON under tier_counters.<tier>.<name>, Prometheus hps_tier_<name>_total
+/// labelled with the tier. `name` is [a-z0-9_]; `help` one sentence for Prometheus' HELP line.
+struct TierCounter {
+  std::string name;
+  std::uint64_t value = 0;
+  std::string help;
+};
 
 class Tier {
  public:
@@ -66,6 +76,10 @@ class Tier {
   /// The tier's bulk-load side (see bulk_loadable.hpp), or null when it has none: the server then
   /// fills it with insert(). Owned by the tier.
   virtual BulkLoadable* bulk_loader() { return nullptr; }
+  /// The tier's event counters since it was created, always the same names in the same order;
+  /// none by default. The server's metrics print them under the tier's role name, so a tier that
+  /// counts something needs no edits to the metrics code.
+  virtual std::vector<TierCounter> event_counters() const { return {}; }
 };
 
 }  // namespace hps

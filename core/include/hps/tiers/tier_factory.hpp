@@ -1,9 +1,11 @@
 // TierFactory: the one place that turns the configuration into each table's chain of host tiers.
 //
-//   chain = [ volatile_db (hash map) , persistent_db (RocksDB) ]   fastest first, either may be absent
+//   chain = [ volatile_db (hash map or Redis Cluster) , persistent_db (RocksDB) ]
+//           fastest first, either may be absent
 //
 // The server's cascade, loading, updates and metrics walk the chain and read each entry's role
-// flags; they name no backend. A new tier (Redis Cluster as volatile_db, say) is added here only.
+// flags, its bulk loader (Tier::bulk_loader()) and its counters (Tier::event_counters()); they name
+// no backend. A new tier is added here only.
 // Tiers that share a backend across tables (one RocksDB database, one column family per table)
 // share it through the factory, which opens it once.
 //
@@ -48,6 +50,11 @@ struct ChainTier {
   /// Loaded from the table files at start unless it already holds exactly them (a durable tier
   /// with initialize_after_startup; see BulkLoadable for the marker).
   bool load_from_files = false;
+  /// The load marker that tiers above this one which keep a marker (a Redis Cluster volatile_db)
+  /// record when they are filled from this tier rather than from the table files: for a
+  /// persistent_db, "persistent_db <path>". Used when this tier is not loaded from the files
+  /// (read-only, or initialize_after_startup false), whose signature is the marker otherwise.
+  std::string source_marker;
 };
 
 class TierFactory {

@@ -1,0 +1,650 @@
+// The Redis Cluster tier: key layout, batching by partition, overflow and load markers on top of
+// ClusterClient (which does the routing, pipelining and retries).
+#include "hps/tiers/redis_cluster_tier.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
+#include <unordered_set>
+
+#include "hps/error.hpp"
+#include "tiers/redis/cluster_client.hpp"
+#include "tiers/redis/slot.hpp"
+
+namespace hps {
+
+namespace {
+
+using redis::Batch;
+using redis::ClusterClient;
+using redis::Command;
+using redis::RetryPolicy;
+
+constexpr std::size_t kNoLimit = std::numeric_limits<std::size_t>::max();
+// Rows one eviction script call removes at most: a script blocks its node while it runs.
+constexpr std::size_t kEvictPerCall = 8192;
+
+// The partition of a key: a fixed 64-bit mix (splitmix64's finalizer), so every process and every
+// version of hps agrees where a key lives. Changing it would orphan stored rows.
+std::size_t partition_of(std::int64_t key, std::size_t partitions) {
+  auto x = static_cast<std::uint64_t>(key);
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return static_cast<std::size_t>(x % partitions);
+}
+
+std::string now_ms() {
+  return std::to_string(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+// Evicts down to ARGV[1] rows, at most ARGV[2] of them per call: the lowest-scored members of the
+// metadata set first (oldest or least used), then random fields (rows without metadata, and every
+// row under evict_random, which keeps none). Returns {evicted, rows still above the target}.
+constexpr const char* kEvictScript = R"lua(
+local target = tonumber(ARGV[1])
+local budget = tonumber(ARGV[2])
+local evicted = 0
+local excess = redis.call('HLEN', KEYS[1]) - target
+while excess > 0 and budget > 0 do
+  local n = math.min(excess, budget, 4096)
+  local victims = redis.call('ZRANGE', KEYS[2], 0, n - 1)
+  if #victims == 0 then
+    victims = redis.call('HRANDFIELD', KEYS[1], n)
+  end
+  if #victims == 0 then break end
+  evicted = evicted + redis.call('HDEL', KEYS[1], unpack(victims))
+  redis.call('ZREM', KEYS[2], unpack(victims))
+  budget = budget - #victims
+  excess = redis.call('HLEN', KEYS[1]) - target
+end
+return {evicted, excess}
+)lua";
+
+// Sets fields that are absent; ARGV[1] = metadata mode (0 none, 1 time, 2 count), ARGV[2] = time,
+// then key/row pairs. Returns {rows added, rows in the partition}.
+constexpr const char* kInsertIfAbsentScript = R"lua(
+local mode = ARGV[1]
+local added = 0
+for i = 3, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+    added = added + 1
+    if mode == '1' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[i])
+    elseif mode == '2' then redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[i]) end
+  end
+end
+return {added, redis.call('HLEN', KEYS[1])}
+)lua";
+
+// Deletes the load lock only if it still holds this loader's token.
+constexpr const char* kUnlockScript = R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+)lua";
+
+constexpr const char* kLockMs = "60000";
+
+// Counts one use of each key that has metadata (never creates metadata for absent rows).
+constexpr const char* kTouchCountScript = R"lua(
+for i = 1, #ARGV do redis.call('ZADD', KEYS[1], 'XX', 'INCR', 1, ARGV[i]) end
+return 0
+)lua";
+
+// Positions of a batch grouped by partition, in their original order inside each partition (so
+// later duplicates are written later and win).
+struct Grouping {
+  std::vector<std::size_t> begin;  // P + 1 offsets into order
+  std::vector<std::size_t> order;  // positions
+  void build(const std::int64_t* keys, std::size_t n, std::size_t partitions) {
+    thread_local std::vector<std::uint32_t> part;
+    part.resize(n);
+    begin.assign(partitions + 1, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+      part[i] = static_cast<std::uint32_t>(partition_of(keys[i], partitions));
+      ++begin[part[i] + 1];
+    }
+    for (std::size_t p = 0; p < partitions; ++p) begin[p + 1] += begin[p];
+    std::vector<std::size_t> cursor(begin.begin(), begin.end() - 1);
+    order.resize(n);
+    for (std::size_t i = 0; i < n; ++i) order[cursor[part[i]]++] = i;
+  }
+};
+
+std::string count_text(std::size_t n, const char* what) { return std::to_string(n) + " " + what; }
+
+class RedisClusterTierImpl final : public RedisClusterTier {
+ public:
+  RedisClusterTierImpl(const VolatileDbConfig& config, std::string tag, std::size_t dim)
+      : dim_(dim),
+        tag_(std::move(tag)),
+        partitions_(std::max<std::size_t>(1, config.num_partitions)),
+        max_batch_(std::max<std::size_t>(1, config.max_batch_size)),
+        margin_(config.overflow_margin),
+        policy_(config.overflow_policy),
+        target_(static_cast<std::size_t>(
+            std::llround(static_cast<double>(std::min<std::size_t>(config.overflow_margin, std::size_t{1} << 52)) *
+                         config.overflow_resolution_target))) {
+    HPS_EXPECTS(dim_ > 0, InvalidArgument, "redis_cluster: table '", tag_, "' has dim 0");
+    HPS_EXPECTS(!config.enable_tls, ConfigError,
+                "volatile_db.enable_tls: TLS to Redis is not supported by this build (hiredis ",
+                HIREDIS_MAJOR, ".", HIREDIS_MINOR,
+                " has no TLS); reach the cluster over a trusted network or a TLS tunnel (e.g. stunnel) and set "
+                "enable_tls to false");
+    redis::ClientOptions options;
+    options.seeds = redis::ClientOptions::parse_seeds(config.address);
+    options.user = config.user_name.empty() ? "default" : config.user_name;
+    options.password = config.password;
+    options.connections_per_node = std::max<std::size_t>(1, config.num_node_connections);
+    options.timeout = std::chrono::milliseconds(std::max<std::size_t>(1, config.operation_timeout_ms));
+    client_ = ClusterClient::get(options);
+
+    keep_metadata_ = margin_ != kNoLimit && policy_ != OverflowPolicy::kEvictRandom;
+    touch_on_find_ = keep_metadata_ && (policy_ == OverflowPolicy::kEvictLeastUsed || config.refresh_time_after_fetch);
+    for (std::size_t p = 0; p < partitions_; ++p) {
+      const std::string base = "hps{" + tag_ + "/p" + std::to_string(p) + "}";
+      value_keys_.push_back(base + "v");
+      meta_keys_.push_back(base + "t");
+      slots_.push_back(redis::key_slot(value_keys_.back()));
+    }
+    marker_key_ = "hps{" + tag_ + "}m";
+    lock_key_ = "hps{" + tag_ + "}l";
+    marker_slot_ = redis::key_slot(marker_key_);
+  }
+
+  const char* backend_name() const override { return "redis_cluster"; }
+  std::size_t dim() const override { return dim_; }
+  const std::string& tag() const override { return tag_; }
+
+  std::size_t find(const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found) override {
+    if (n == 0) return 0;
+    std::memset(found, 0, n);
+    thread_local Grouping g;
+    g.build(keys, n, partitions_);
+    Batch batch;
+    struct Span {
+      std::size_t command, first, last;
+    };
+    std::vector<Span> spans;
+    const std::string now = touch_on_find_ ? now_ms() : std::string();
+    for (std::size_t p = 0; p < partitions_; ++p) {
+      for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += max_batch_) {
+        const std::size_t last = std::min(first + max_batch_, g.begin[p + 1]);
+        spans.push_back(Span{batch.size(), first, last});
+        Command& c = batch.add(slots_[p]);
+        c.arg("HMGET", 5);
+        c.arg(value_keys_[p]);
+        for (std::size_t j = first; j < last; ++j) c.arg(&keys[g.order[j]], 8);
+        if (touch_on_find_) add_touch(batch, p, keys, g.order.data() + first, last - first, now);
+      }
+    }
+    client_->run(batch, RetryPolicy::kLookup);
+    std::size_t hits = 0, fell_through = 0, bad = 0;
+    const std::size_t row_bytes = dim_ * sizeof(float);
+    for (const Span& s : spans) {
+      const Command& c = batch[s.command];
+      const std::size_t count = s.last - s.first;
+      if (!c.ok() || c.reply->type != REDIS_REPLY_ARRAY || c.reply->elements != count) {
+        fell_through += count;  // this node failed: the keys go to the next tier
+        continue;
+      }
+      for (std::size_t j = 0; j < count; ++j) {
+        const redisReply* e = c.reply->element[j];
+        if (e->type == REDIS_REPLY_NIL) continue;
+        if (e->type != REDIS_REPLY_STRING || e->len != row_bytes) {
+          ++bad;  // a row of another dim: never returned as if it were this table's
+          continue;
+        }
+        const std::size_t i = g.order[s.first + j];
+        std::memcpy(rows + i * dim_, e->str, row_bytes);
+        found[i] = 1;
+        ++hits;
+      }
+    }
+    if (fell_through) fallthrough_keys_.fetch_add(fell_through, std::memory_order_relaxed);
+    if (bad) bad_rows_.fetch_add(bad, std::memory_order_relaxed);
+    return hits;
+  }
+
+  void insert(const std::int64_t* keys, const float* rows, std::size_t n) override {
+    if (n == 0) return;
+    thread_local Grouping g;
+    g.build(keys, n, partitions_);
+    Batch batch;
+    std::vector<std::pair<std::size_t, std::size_t>> lengths;  // (command, partition) of HLEN
+    const std::string now = keep_metadata_ ? now_ms() : std::string();
+    const std::size_t row_bytes = dim_ * sizeof(float);
+    for (std::size_t p = 0; p < partitions_; ++p) {
+      if (g.begin[p] == g.begin[p + 1]) continue;
+      for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += max_batch_) {
+        const std::size_t last = std::min(first + max_batch_, g.begin[p + 1]);
+        Command& c = batch.add(slots_[p]);
+        c.arg("HSET", 4);
+        c.arg(value_keys_[p]);
+        for (std::size_t j = first; j < last; ++j) {
+          const std::size_t i = g.order[j];
+          c.arg(&keys[i], 8);
+          c.arg(rows + i * dim_, row_bytes);
+        }
+        if (keep_metadata_) add_insert_metadata(batch, p, keys, g.order.data() + first, last - first, now);
+      }
+      if (margin_ != kNoLimit) {
+        lengths.emplace_back(batch.size(), p);
+        Command& c = batch.add(slots_[p]);
+        c.arg("HLEN", 4);
+        c.arg(value_keys_[p]);
+      }
+    }
+    extend_load_lock(batch);
+    client_->run(batch, RetryPolicy::kWrite);
+    throw_if_failed(batch, n, "store");
+    std::vector<std::size_t> overflowing;
+    for (auto [command, p] : lengths) {
+      if (static_cast<std::size_t>(batch[command].reply->integer) > margin_) overflowing.push_back(p);
+    }
+    if (!overflowing.empty()) resolve_overflow(overflowing);
+  }
+
+  std::size_t insert_if_absent(const std::int64_t* keys, const float* rows, std::size_t n,
+                               const std::function<bool()>& still_valid) override {
+    if (n == 0 || !still_valid()) return 0;
+    thread_local Grouping g;
+    g.build(keys, n, partitions_);
+    Batch batch;
+    std::vector<std::pair<std::size_t, std::size_t>> commands;  // (command, partition)
+    const std::string now = now_ms();
+    const char* mode = !keep_metadata_ ? "0" : policy_ == OverflowPolicy::kEvictOldest ? "1" : "2";
+    const std::size_t row_bytes = dim_ * sizeof(float);
+    for (std::size_t p = 0; p < partitions_; ++p) {
+      for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += max_batch_) {
+        const std::size_t last = std::min(first + max_batch_, g.begin[p + 1]);
+        commands.emplace_back(batch.size(), p);
+        Command& c = batch.add(slots_[p]);
+        c.arg("EVAL", 4);
+        c.arg(kInsertIfAbsentScript, std::strlen(kInsertIfAbsentScript));
+        c.arg("2", 1);
+        c.arg(value_keys_[p]);
+        c.arg(meta_keys_[p]);
+        c.arg(mode, 1);
+        c.arg(now);
+        for (std::size_t j = first; j < last; ++j) {
+          const std::size_t i = g.order[j];
+          c.arg(&keys[i], 8);
+          c.arg(rows + i * dim_, row_bytes);
+        }
+      }
+    }
+    // A promotion, not an update: when Redis cannot take it the rows just stay where they were.
+    client_->run(batch, RetryPolicy::kLookup);
+    std::size_t added = 0;
+    std::vector<std::size_t> overflowing;
+    for (auto [command, p] : commands) {
+      const Command& c = batch[command];
+      if (!c.ok() || c.reply->type != REDIS_REPLY_ARRAY || c.reply->elements != 2) continue;
+      added += static_cast<std::size_t>(c.reply->element[0]->integer);
+      if (margin_ != kNoLimit && static_cast<std::size_t>(c.reply->element[1]->integer) > margin_ &&
+          std::find(overflowing.begin(), overflowing.end(), p) == overflowing.end()) {
+        overflowing.push_back(p);
+      }
+    }
+    if (!overflowing.empty()) resolve_overflow(overflowing);
+    return added;
+  }
+
+  std::size_t erase(const std::int64_t* keys, std::size_t n) override {
+    if (n == 0) return 0;
+    thread_local Grouping g;
+    g.build(keys, n, partitions_);
+    Batch batch;
+    std::vector<std::size_t> deletes;
+    for (std::size_t p = 0; p < partitions_; ++p) {
+      for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += max_batch_) {
+        const std::size_t last = std::min(first + max_batch_, g.begin[p + 1]);
+        deletes.push_back(batch.size());
+        Command& c = batch.add(slots_[p]);
+        c.arg("HDEL", 4);
+        c.arg(value_keys_[p]);
+        for (std::size_t j = first; j < last; ++j) c.arg(&keys[g.order[j]], 8);
+        if (keep_metadata_) {
+          Command& z = batch.add(slots_[p]);
+          z.arg("ZREM", 4);
+          z.arg(meta_keys_[p]);
+          for (std::size_t j = first; j < last; ++j) z.arg(&keys[g.order[j]], 8);
+        }
+      }
+    }
+    client_->run(batch, RetryPolicy::kWrite);
+    throw_if_failed(batch, n, "erase");
+    std::size_t removed = 0;
+    for (std::size_t command : deletes) removed += static_cast<std::size_t>(batch[command].reply->integer);
+    return removed;
+  }
+
+  std::size_t size() const override {
+    Batch batch;
+    for (std::size_t p = 0; p < partitions_; ++p) {
+      Command& c = batch.add(slots_[p]);
+      c.arg("HLEN", 4);
+      c.arg(value_keys_[p]);
+    }
+    client_->run(batch, RetryPolicy::kLookup);
+    std::size_t rows = 0;  // partitions whose node is down count as empty: an estimate, never a throw
+    for (auto& c : batch.commands()) {
+      if (c.ok() && c.reply->type == REDIS_REPLY_INTEGER) rows += static_cast<std::size_t>(c.reply->integer);
+    }
+    return rows;
+  }
+
+  std::size_t capacity() const override {
+    if (margin_ == kNoLimit) return kNoLimit;
+    return margin_ > kNoLimit / partitions_ ? kNoLimit : margin_ * partitions_;
+  }
+
+  std::size_t memory_bytes() const override { return 0; }  // held by the cluster, not this process
+
+  void for_each(std::size_t chunk_rows,
+                const std::function<void(const std::int64_t*, const float*, std::size_t)>& fn) override {
+    chunk_rows = std::max<std::size_t>(1, chunk_rows);
+    const std::size_t row_bytes = dim_ * sizeof(float);
+    std::vector<std::int64_t> keys;
+    std::vector<float> rows;
+    auto flush = [&] {
+      if (!keys.empty()) fn(keys.data(), rows.data(), keys.size());
+      keys.clear();
+      rows.clear();
+    };
+    const std::string count = std::to_string(chunk_rows);
+    for (std::size_t p = 0; p < partitions_; ++p) {
+      // HSCAN may return a field twice (when the hash is resized mid-scan); each is visited once.
+      std::unordered_set<std::int64_t> seen;
+      std::string cursor = "0";
+      do {
+        Batch batch;
+        Command& c = batch.add(slots_[p]);
+        c.arg("HSCAN", 5);
+        c.arg(value_keys_[p]);
+        c.arg(cursor);
+        c.arg("COUNT", 5);
+        c.arg(count);
+        client_->run(batch, RetryPolicy::kWrite);
+        const Command& r = batch[0];
+        HPS_EXPECTS(r.ok() && r.reply->type == REDIS_REPLY_ARRAY && r.reply->elements == 2, IOError,
+                    "redis_cluster: cannot scan partition ", p, " of table '", tag_, "' (", value_keys_[p], " on ",
+                    r.node, ", slot ", slots_[p], "): ", r.what());
+        cursor.assign(r.reply->element[0]->str, r.reply->element[0]->len);
+        const redisReply* items = r.reply->element[1];
+        for (std::size_t j = 0; j + 1 < items->elements; j += 2) {
+          const redisReply* k = items->element[j];
+          const redisReply* v = items->element[j + 1];
+          if (k->len != 8 || v->len != row_bytes) continue;  // not a row of this table
+          std::int64_t key;
+          std::memcpy(&key, k->str, 8);
+          if (!seen.insert(key).second) continue;
+          keys.push_back(key);
+          const auto* values = reinterpret_cast<const float*>(v->str);
+          rows.insert(rows.end(), values, values + dim_);
+          if (keys.size() == chunk_rows) flush();
+        }
+      } while (cursor != "0");
+    }
+    flush();
+  }
+
+  std::optional<std::string> load_marker() const override {
+    Batch batch;
+    Command& c = batch.add(marker_slot_);
+    c.arg("GET", 3);
+    c.arg(marker_key_);
+    client_->run(batch, RetryPolicy::kWrite);
+    HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot read the load marker of table '", tag_, "' (", marker_key_,
+                " on ", c.node, ", slot ", marker_slot_, "): ", c.what());
+    if (c.reply->type == REDIS_REPLY_NIL) return std::nullopt;
+    return std::string(c.reply->str, c.reply->len);
+  }
+
+  void set_load_marker(const std::string& marker) override {
+    Batch batch;
+    Command& c = batch.add(marker_slot_);
+    c.arg("SET", 3);
+    c.arg(marker_key_);
+    c.arg(marker);
+    client_->run(batch, RetryPolicy::kWrite);
+    HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot write the load marker of table '", tag_, "' (", marker_key_,
+                " on ", c.node, ", slot ", marker_slot_, "): ", c.what());
+  }
+
+  void clear() override {
+    Batch batch;
+    // The marker goes first: a failure half-way leaves a table without a marker, i.e. "not loaded".
+    Command& m = batch.add(marker_slot_);
+    m.arg("UNLINK", 6);
+    m.arg(marker_key_);
+    client_->run(batch, RetryPolicy::kWrite);
+    throw_if_failed(batch, 0, "clear");
+    Batch rows;
+    for (std::size_t p = 0; p < partitions_; ++p) {
+      Command& c = rows.add(slots_[p]);
+      c.arg("UNLINK", 6);  // freed in the background: a large table does not block its node
+      c.arg(value_keys_[p]);
+      c.arg(meta_keys_[p]);
+    }
+    client_->run(rows, RetryPolicy::kWrite);
+    throw_if_failed(rows, 0, "clear");
+  }
+
+  bool begin_load(const std::string& marker) override {
+    const std::string token = lock_token();
+    for (;;) {
+      if (load_marker() == marker) return false;
+      Batch batch;
+      Command& c = batch.add(marker_slot_);
+      c.arg("SET", 3);
+      c.arg(lock_key_);
+      c.arg(token);
+      c.arg("NX", 2);
+      c.arg("PX", 2);
+      c.arg(kLockMs);
+      client_->run(batch, RetryPolicy::kWrite);
+      HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot take the load lock of table '", tag_, "' (", lock_key_,
+                  " on ", c.node, "): ", c.what());
+      if (c.reply->type == REDIS_REPLY_STATUS) break;  // +OK: ours
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // another server is loading it
+    }
+    {
+      std::lock_guard<std::mutex> lock(load_mu_);
+      load_token_ = token;
+    }
+    if (load_marker() == marker) {  // finished by another server just before we took the lock
+      release_load_lock();
+      return false;
+    }
+    clear();
+    return true;
+  }
+
+  void end_load(const std::string& marker) override {
+    set_load_marker(marker);
+    release_load_lock();
+  }
+
+  ~RedisClusterTierImpl() override {
+    try {
+      release_load_lock();  // a load that threw: let the next server start at once
+    } catch (...) {  // the cluster is gone: the lock expires by itself
+    }
+  }
+
+  RedisClusterCounters counters() const override {
+    RedisClusterCounters out;
+    out.fallthrough_keys = fallthrough_keys_.load(std::memory_order_relaxed);
+    out.failed_writes = failed_writes_.load(std::memory_order_relaxed);
+    out.evicted_rows = evicted_rows_.load(std::memory_order_relaxed);
+    out.bad_rows = bad_rows_.load(std::memory_order_relaxed);
+    const auto& c = client_->counters();
+    out.timeouts = c.timeouts.load(std::memory_order_relaxed);
+    out.node_errors = c.node_errors.load(std::memory_order_relaxed);
+    out.moved_redirects = c.moved.load(std::memory_order_relaxed);
+    out.ask_redirects = c.ask.load(std::memory_order_relaxed);
+    out.reconnects = c.reconnects.load(std::memory_order_relaxed);
+    out.slot_map_refreshes = c.refreshes.load(std::memory_order_relaxed);
+    return out;
+  }
+
+ private:
+  // Access metadata for the keys a lookup asked for (only keys that have metadata change).
+  void add_touch(Batch& batch, std::size_t p, const std::int64_t* keys, const std::size_t* order, std::size_t count,
+                 const std::string& now) {
+    Command& c = batch.add(slots_[p]);
+    if (policy_ == OverflowPolicy::kEvictOldest) {
+      c.arg("ZADD", 4);
+      c.arg(meta_keys_[p]);
+      c.arg("XX", 2);
+      c.arg("GT", 2);
+      for (std::size_t j = 0; j < count; ++j) {
+        c.arg(now);
+        c.arg(&keys[order[j]], 8);
+      }
+    } else {
+      c.arg("EVAL", 4);
+      c.arg(kTouchCountScript, std::strlen(kTouchCountScript));
+      c.arg("1", 1);
+      c.arg(meta_keys_[p]);
+      for (std::size_t j = 0; j < count; ++j) c.arg(&keys[order[j]], 8);
+    }
+  }
+
+  // Metadata of written rows: the time now (evict_oldest) or a count that starts at 0 and survives
+  // overwrites (evict_least_used).
+  void add_insert_metadata(Batch& batch, std::size_t p, const std::int64_t* keys, const std::size_t* order,
+                           std::size_t count, const std::string& now) {
+    Command& c = batch.add(slots_[p]);
+    c.arg("ZADD", 4);
+    c.arg(meta_keys_[p]);
+    const bool oldest = policy_ == OverflowPolicy::kEvictOldest;
+    c.arg(oldest ? "GT" : "NX", 2);
+    for (std::size_t j = 0; j < count; ++j) {
+      if (oldest) {
+        c.arg(now);
+      } else {
+        c.arg("0", 1);
+      }
+      c.arg(&keys[order[j]], 8);
+    }
+  }
+
+  static std::string lock_token() {
+    static std::atomic<std::uint64_t> counter{0};
+    return std::to_string(::getpid()) + "/" + std::to_string(reinterpret_cast<std::uintptr_t>(&counter)) + "/" +
+           std::to_string(counter.fetch_add(1)) + "/" + now_ms();
+  }
+
+  // Releases the load lock if this tier holds it (only if the token is still ours).
+  void release_load_lock() {
+    std::string token;
+    {
+      std::lock_guard<std::mutex> lock(load_mu_);
+      token.swap(load_token_);
+    }
+    if (token.empty()) return;
+    Batch batch;
+    Command& c = batch.add(marker_slot_);
+    c.arg("EVAL", 4);
+    c.arg(kUnlockScript, std::strlen(kUnlockScript));
+    c.arg("1", 1);
+    c.arg(lock_key_);
+    c.arg(token);
+    client_->run(batch, RetryPolicy::kWrite);
+  }
+
+  // While this tier loads, each write extends the load lock.
+  void extend_load_lock(Batch& batch) {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    if (load_token_.empty()) return;
+    Command& c = batch.add(marker_slot_);
+    c.arg("PEXPIRE", 7);
+    c.arg(lock_key_);
+    c.arg(kLockMs);
+  }
+
+  void resolve_overflow(const std::vector<std::size_t>& partitions) {
+    const std::string target = std::to_string(target_);
+    const std::string budget = std::to_string(kEvictPerCall);
+    std::vector<std::size_t> todo = partitions;
+    while (!todo.empty()) {
+      Batch batch;
+      for (std::size_t p : todo) {
+        Command& c = batch.add(slots_[p]);
+        c.arg("EVAL", 4);
+        c.arg(kEvictScript, std::strlen(kEvictScript));
+        c.arg("2", 1);
+        c.arg(value_keys_[p]);
+        c.arg(meta_keys_[p]);
+        c.arg(target);
+        c.arg(budget);
+      }
+      client_->run(batch, RetryPolicy::kWrite);
+      throw_if_failed(batch, 0, "evict overflowing rows of");
+      std::vector<std::size_t> again;
+      for (std::size_t i = 0; i < todo.size(); ++i) {
+        const redisReply* r = batch[i].reply;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) continue;
+        evicted_rows_.fetch_add(static_cast<std::uint64_t>(r->element[0]->integer), std::memory_order_relaxed);
+        if (r->element[1]->integer > 0 && r->element[0]->integer > 0) again.push_back(todo[i]);
+      }
+      todo = std::move(again);
+    }
+  }
+
+  // Writes are never dropped silently: any command without a proper reply fails the whole call.
+  void throw_if_failed(Batch& batch, std::size_t keys, const char* what) {
+    std::size_t failed = 0;
+    const Command* first = nullptr;
+    for (const Command& c : batch.commands()) {
+      if (c.ok()) continue;
+      ++failed;
+      if (!first) first = &c;
+    }
+    if (!first) return;
+    failed_writes_.fetch_add(1, std::memory_order_relaxed);
+    HPS_FAIL(IOError, "redis_cluster: could not ", what, " table '", tag_, "'",
+             keys ? " (" + count_text(keys, "keys") + ")" : std::string(), ": ", failed, " of ", batch.size(),
+             " commands failed; first: slot ", first->slot, " on ", first->node, ": ", first->what(),
+             ". Rows of a failed write may or may not be stored; retry the call.");
+  }
+
+  std::size_t dim_;
+  std::string tag_;
+  std::size_t partitions_;
+  std::size_t max_batch_;
+  std::size_t margin_;
+  OverflowPolicy policy_;
+  std::size_t target_;
+  bool keep_metadata_ = false;
+  bool touch_on_find_ = false;
+  std::shared_ptr<ClusterClient> client_;
+  std::vector<std::string> value_keys_, meta_keys_;
+  std::vector<std::uint16_t> slots_;
+  std::string marker_key_;
+  std::string lock_key_;  // on the marker's slot
+  std::uint16_t marker_slot_ = 0;
+  std::mutex load_mu_;
+  std::string load_token_;  // non-empty while this tier holds the load lock
+  std::atomic<std::uint64_t> fallthrough_keys_{0}, failed_writes_{0}, evicted_rows_{0}, bad_rows_{0};
+};
+
+}  // namespace
+
+bool redis_available() { return true; }
+
+std::shared_ptr<RedisClusterTier> make_redis_cluster_tier(const VolatileDbConfig& config, const std::string& table_tag,
+                                                          std::size_t dim) {
+  return std::make_shared<RedisClusterTierImpl>(config, table_tag, dim);
+}
+
+}  // namespace hps

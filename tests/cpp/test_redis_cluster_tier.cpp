@@ -1,0 +1,446 @@
+// The Redis Cluster tier against real clusters started here (redis_cluster_fixture.hpp): the tier
+// conformance suite, parity with the hash-map tier, overflow, load markers, clear errors, and a
+// master killed during concurrent lookups and updates. Skips only where redis-server is missing.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <numeric>
+#include <memory>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "hps/error.hpp"
+#include "hps/parameter_server.hpp"  // check_table_fits
+#include "hps/tiers/bulk_loadable.hpp"
+#include "hps/tiers/hash_map_tier.hpp"
+#include "hps/tiers/redis_cluster_tier.hpp"
+#include "hps/tiers/tier_factory.hpp"
+#include "redis_cluster_fixture.hpp"
+#include "tier_conformance.hpp"
+#include "tiers/redis/slot.hpp"
+
+using hps::OverflowPolicy;
+using hps::RedisClusterTier;
+using hps::VolatileDbConfig;
+
+namespace {
+
+// One cluster for the whole binary (starting one takes about 2 s; ctest runs the binary as one
+// test for that reason); each test uses its own tables. Its static owner stops it, by pid, at exit.
+hps_test::LocalRedis* shared_cluster() {
+  static std::unique_ptr<hps_test::LocalRedis> cluster;
+  if (!cluster && hps_test::redis_server_installed()) cluster = std::make_unique<hps_test::LocalRedis>(3, 1, 5000);  // no spurious failovers on a busy machine
+  return cluster.get();
+}
+
+std::string unique_tag(const std::string& what) {
+  static std::atomic<int> counter{0};
+  return "hps_et.test" + std::to_string(::getpid()) + "." + what + std::to_string(counter++);
+}
+
+VolatileDbConfig redis_config(const std::string& address) {
+  VolatileDbConfig c;
+  c.type = hps::VolatileDbType::kRedisCluster;
+  c.address = address;
+  c.num_partitions = 4;
+  c.max_batch_size = 300;  // small: many commands per batch, several per partition
+  c.operation_timeout_ms = 1000;
+  return c;
+}
+
+std::vector<std::uint8_t> found_of(hps::Tier& tier, const std::vector<std::int64_t>& keys) {
+  std::vector<float> rows(keys.size() * tier.dim());
+  std::vector<std::uint8_t> found(keys.size());
+  tier.find(keys.data(), keys.size(), rows.data(), found.data());
+  return found;
+}
+
+}  // namespace
+
+#define REQUIRE_REDIS()                                                           \
+  do {                                                                            \
+    if (!hps_test::redis_server_installed()) GTEST_SKIP() << "redis-server is not installed"; \
+  } while (0)
+
+struct RedisFactory {
+  static constexpr bool kExactSize = true;
+  static std::shared_ptr<hps::Tier> make(std::size_t dim) {
+    auto* cluster = shared_cluster();
+    if (!cluster) return nullptr;
+    return hps::make_redis_cluster_tier(redis_config(cluster->address()), unique_tag("conf"), dim);
+  }
+};
+
+// The conformance suite needs a tier; without redis-server each case skips here.
+template <>
+class TierConformance<RedisFactory> : public ::testing::Test {
+ protected:
+  void SetUp() override { REQUIRE_REDIS(); }
+};
+INSTANTIATE_TYPED_TEST_SUITE_P(Redis, TierConformance, RedisFactory);
+
+TEST(RedisSlot, Crc16AndHashTags) {
+  EXPECT_EQ(hps::redis::crc16("123456789", 9), 0x31C3);  // the XMODEM check value
+  EXPECT_EQ(hps::redis::key_slot("foo"), 12182);           // CLUSTER KEYSLOT foo
+  EXPECT_EQ(hps::redis::key_slot("{user1000}.following"), hps::redis::key_slot("{user1000}.followers"));
+  EXPECT_EQ(hps::redis::key_slot("{user1000}.following"), hps::redis::key_slot("user1000"));
+  EXPECT_EQ(hps::redis::key_slot("foo{}{bar}"), hps::redis::key_slot("foo{}{bar}"));
+  EXPECT_NE(hps::redis::key_slot("foo{}{bar}"), hps::redis::key_slot("bar"));  // "{}" hashes the whole key
+  EXPECT_EQ(hps::redis::key_slot("foo{{bar}}zap"), hps::redis::key_slot("{bar"));
+}
+
+TEST(RedisSlot, AgreesWithTheServer) {
+  REQUIRE_REDIS();
+  auto* cluster = shared_cluster();
+  for (const std::string key : {"hps{hps_et.m.t/p0}v", "hps{hps_et.m.t/p7}v", "abc", "{x}y"}) {
+    const int server = std::atoi(cluster->cli(cluster->ports()[0], "CLUSTER KEYSLOT '" + key + "'").c_str());
+    EXPECT_EQ(hps::redis::key_slot(key), server) << key;
+  }
+}
+
+TEST(RedisTier, ParityWithHashMap) {
+  REQUIRE_REDIS();
+  constexpr std::size_t dim = 8;
+  auto redis = hps::make_redis_cluster_tier(redis_config(shared_cluster()->address()), unique_tag("parity"), dim);
+  hps::HashMapOptions options;
+  options.num_partitions = 4;
+  hps::HashMapTier map(dim, options);
+  std::mt19937_64 rng(7);
+  for (int step = 0; step < 40; ++step) {
+    std::vector<std::int64_t> keys(1 + rng() % 700);
+    for (auto& k : keys) k = static_cast<std::int64_t>(rng() % 3000) - 1500;
+    const int op = static_cast<int>(rng() % 4);
+    if (op <= 1) {
+      auto rows = rows_for(keys, dim, static_cast<float>(step));
+      redis->insert(keys.data(), rows.data(), keys.size());
+      map.insert(keys.data(), rows.data(), keys.size());
+    } else if (op == 2) {
+      ASSERT_EQ(redis->erase(keys.data(), keys.size()), map.erase(keys.data(), keys.size())) << "step " << step;
+    }
+    std::vector<float> a(keys.size() * dim, -1), b(keys.size() * dim, -1);
+    std::vector<std::uint8_t> fa(keys.size()), fb(keys.size());
+    ASSERT_EQ(redis->find(keys.data(), keys.size(), a.data(), fa.data()),
+              map.find(keys.data(), keys.size(), b.data(), fb.data()));
+    ASSERT_EQ(fa, fb);
+    ASSERT_EQ(a, b);
+    ASSERT_EQ(redis->size(), map.size());
+  }
+  EXPECT_EQ(redis->counters().fallthrough_keys, 0u);
+}
+
+TEST(RedisTier, TwoTiersOnOneTableShareRows) {
+  REQUIRE_REDIS();
+  const std::string tag = unique_tag("shared");
+  auto config = redis_config(shared_cluster()->address());
+  auto a = hps::make_redis_cluster_tier(config, tag, 4);
+  config.num_node_connections = 2;  // a different client: its own connections
+  auto b = hps::make_redis_cluster_tier(config, tag, 4);
+  std::vector<std::int64_t> keys = {1, 2, 3};
+  auto rows = rows_for(keys, 4, 3.0f);
+  a->insert(keys.data(), rows.data(), keys.size());
+  std::vector<float> out(12);
+  std::vector<std::uint8_t> found(3);
+  EXPECT_EQ(b->find(keys.data(), 3, out.data(), found.data()), 3u);
+  EXPECT_EQ(out, rows);
+}
+
+TEST(RedisTier, WrongDimIsNeverReturned) {
+  REQUIRE_REDIS();
+  const std::string tag = unique_tag("dim");
+  auto config = redis_config(shared_cluster()->address());
+  auto wide = hps::make_redis_cluster_tier(config, tag, 8);
+  auto narrow = hps::make_redis_cluster_tier(config, tag, 4);
+  std::vector<std::int64_t> keys = {5, 6};
+  auto rows = rows_for(keys, 8);
+  wide->insert(keys.data(), rows.data(), 2);
+  std::vector<float> out(8, 9.0f);
+  std::vector<std::uint8_t> found(2);
+  EXPECT_EQ(narrow->find(keys.data(), 2, out.data(), found.data()), 0u);
+  EXPECT_EQ(narrow->counters().bad_rows, 2u);
+  EXPECT_EQ(out, std::vector<float>(8, 9.0f));
+}
+
+TEST(RedisTier, LoadMarkerAndClear) {
+  REQUIRE_REDIS();
+  auto tier = hps::make_redis_cluster_tier(redis_config(shared_cluster()->address()), unique_tag("marker"), 2);
+  EXPECT_FALSE(tier->load_marker().has_value());
+  tier->set_load_marker("files:123");
+  EXPECT_EQ(tier->load_marker(), std::optional<std::string>("files:123"));
+  std::vector<std::int64_t> keys = {1, 2, 3, 4, 5};
+  auto rows = rows_for(keys, 2);
+  tier->insert(keys.data(), rows.data(), keys.size());
+  EXPECT_EQ(tier->size(), 5u);
+  tier->clear();
+  EXPECT_EQ(tier->size(), 0u);
+  EXPECT_FALSE(tier->load_marker().has_value());
+}
+
+TEST(RedisTier, ASecondLoaderWaitsForTheFirst) {
+  REQUIRE_REDIS();
+  const std::string tag = unique_tag("load");
+  auto config = redis_config(shared_cluster()->address());
+  auto a = hps::make_redis_cluster_tier(config, tag, 2);
+  config.num_node_connections = 3;  // another client, as another server would have
+  auto b = hps::make_redis_cluster_tier(config, tag, 2);
+  ASSERT_TRUE(a->begin_load("files:1"));
+  std::atomic<int> b_result{-1};
+  std::thread second([&] { b_result = b->begin_load("files:1") ? 1 : 0; });
+  std::vector<std::int64_t> keys(500);
+  std::iota(keys.begin(), keys.end(), 0);
+  auto rows = rows_for(keys, 2);
+  for (std::size_t first = 0; first < keys.size(); first += 100) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    a->insert(keys.data() + first, rows.data() + first * 2, 100);
+  }
+  EXPECT_EQ(b_result.load(), -1) << "the second loader did not wait";
+  a->end_load("files:1");
+  second.join();
+  EXPECT_EQ(b_result.load(), 0);  // current: nothing cleared, nothing to load
+  EXPECT_EQ(b->size(), 500u);
+  // Other files: the next loader takes the lock at once and starts from an empty table.
+  EXPECT_TRUE(b->begin_load("files:2"));
+  EXPECT_EQ(a->size(), 0u);
+  b->end_load("files:2");
+  EXPECT_EQ(a->load_marker(), std::optional<std::string>("files:2"));
+}
+
+class RedisOverflow : public ::testing::TestWithParam<OverflowPolicy> {};
+
+TEST_P(RedisOverflow, PartitionsStayWithinTheMargin) {
+  REQUIRE_REDIS();
+  auto config = redis_config(shared_cluster()->address());
+  config.num_partitions = 2;
+  config.overflow_margin = 100;
+  config.overflow_resolution_target = 0.5;
+  config.overflow_policy = GetParam();
+  config.refresh_time_after_fetch = true;
+  auto tier = hps::make_redis_cluster_tier(config, unique_tag("overflow"), 4);
+  EXPECT_EQ(tier->capacity(), 200u);
+  // Hot keys: written first, then used a lot (least used keeps them) and recently (oldest keeps them).
+  std::vector<std::int64_t> hot = {100000, 100001, 100002, 100003};
+  auto hot_rows = rows_for(hot, 4);
+  tier->insert(hot.data(), hot_rows.data(), hot.size());
+  for (std::int64_t first = 0; first < 2000; first += 40) {
+    std::vector<std::int64_t> keys(40);
+    std::iota(keys.begin(), keys.end(), first);
+    auto rows = rows_for(keys, 4);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // distinct times for evict_oldest
+    for (int use = 0; use < 5; ++use) found_of(*tier, hot);
+    tier->insert(keys.data(), rows.data(), keys.size());
+    ASSERT_LE(tier->size(), 200u);
+  }
+  const auto counters = tier->counters();
+  EXPECT_GT(counters.evicted_rows, 1000u);  // evict_random too: HugeCTR's never evicted
+  // Rows still stored are the right rows.
+  std::size_t kept = 0;
+  tier->for_each(64, [&](const std::int64_t* k, const float* r, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      std::vector<float> expect(4);
+      fill_row(k[i], 4, expect.data());
+      ASSERT_EQ(std::vector<float>(r + i * 4, r + i * 4 + 4), expect);
+    }
+    kept += n;
+  });
+  EXPECT_EQ(kept, tier->size());
+  if (GetParam() != OverflowPolicy::kEvictRandom) {
+    EXPECT_EQ(found_of(*tier, hot), std::vector<std::uint8_t>(hot.size(), 1)) << "hot rows were evicted";
+  }
+  // The newest rows survive under evict_oldest.
+  if (GetParam() == OverflowPolicy::kEvictOldest) {
+    std::vector<std::int64_t> newest(40);
+    std::iota(newest.begin(), newest.end(), 1960);
+    EXPECT_EQ(found_of(*tier, newest), std::vector<std::uint8_t>(40, 1));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, RedisOverflow,
+                         ::testing::Values(OverflowPolicy::kEvictRandom, OverflowPolicy::kEvictLeastUsed,
+                                           OverflowPolicy::kEvictOldest));
+
+TEST(RedisErrors, UnreachableSeeds) {
+  REQUIRE_REDIS();
+  const auto ports = hps_test::free_ports(2);
+  auto config = redis_config("127.0.0.1:" + std::to_string(ports[0]) + ", 127.0.0.1:" + std::to_string(ports[1]));
+  config.operation_timeout_ms = 300;
+  try {
+    hps::make_redis_cluster_tier(config, unique_tag("x"), 4);
+    FAIL() << "expected BackendUnavailable";
+  } catch (const hps::BackendUnavailable& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("cannot connect to 127.0.0.1:" + std::to_string(ports[0])), std::string::npos) << what;
+    EXPECT_NE(what.find(std::to_string(ports[1])), std::string::npos) << what;
+  }
+  EXPECT_THROW(hps::make_redis_cluster_tier(redis_config("localhost"), "t", 4), hps::ConfigError);
+}
+
+TEST(RedisErrors, WrongPasswordAndNotACluster) {
+  REQUIRE_REDIS();
+  hps_test::LocalRedis plain(0, 0, 1000, "s3cret");
+  auto config = redis_config(plain.address());
+  config.password = "wrong";
+  try {
+    hps::make_redis_cluster_tier(config, unique_tag("x"), 4);
+    FAIL() << "expected BackendUnavailable";
+  } catch (const hps::BackendUnavailable& e) {
+    EXPECT_NE(std::string(e.what()).find("AUTH as user 'default' refused"), std::string::npos) << e.what();
+  }
+  config.password = "s3cret";
+  try {
+    hps::make_redis_cluster_tier(config, unique_tag("x"), 4);
+    FAIL() << "expected BackendUnavailable";
+  } catch (const hps::BackendUnavailable& e) {
+    EXPECT_NE(std::string(e.what()).find("without cluster mode"), std::string::npos) << e.what();
+  }
+  config.enable_tls = true;
+  EXPECT_THROW(hps::make_redis_cluster_tier(config, unique_tag("x"), 4), hps::ConfigError);
+}
+
+// A master is killed by pid during concurrent lookups and updates. Every row a lookup returns must
+// be a row that was written for that key; every key a lookup misses must be counted as a
+// fall-through (all keys are stored); no call may hang; writes either succeed or throw; and once
+// the cluster has failed over, lookups find every key again.
+TEST(RedisFailover, MasterKilledDuringLookupsAndUpdates) {
+  REQUIRE_REDIS();
+  hps_test::LocalRedis cluster(3, 1, 1000);
+  constexpr std::size_t dim = 8;
+  auto config = redis_config(cluster.address());
+  config.operation_timeout_ms = 500;
+  config.num_partitions = 16;  // spread over all three masters
+  auto tier = hps::make_redis_cluster_tier(config, unique_tag("failover"), dim);
+  std::vector<std::int64_t> keys(2000);
+  std::iota(keys.begin(), keys.end(), 0);
+  // Row of key k at version v: every element k * 1000 + v, so a torn or foreign row shows.
+  auto rows_at = [&](const std::vector<std::int64_t>& ks, int version) {
+    std::vector<float> rows(ks.size() * dim);
+    for (std::size_t i = 0; i < ks.size(); ++i) {
+      std::fill_n(&rows[i * dim], dim, static_cast<float>(ks[i] * 1000 + version));
+    }
+    return rows;
+  };
+  tier->insert(keys.data(), rows_at(keys, 0).data(), keys.size());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let the replicas catch up
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> max_version{0};
+  std::atomic<std::uint64_t> misses{0}, wrong{0}, lookups{0}, slow{0}, write_ok{0}, write_failed{0};
+  std::thread writer([&] {
+    for (int version = 1; !stop; ++version) {
+      max_version = version;
+      try {
+        tier->insert(keys.data(), rows_at(keys, version).data(), keys.size());
+        ++write_ok;
+      } catch (const hps::IOError&) {
+        ++write_failed;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      std::vector<float> out(keys.size() * dim);
+      std::vector<std::uint8_t> found(keys.size());
+      while (!stop) {
+        const auto start = std::chrono::steady_clock::now();
+        tier->find(keys.data(), keys.size(), out.data(), found.data());
+        if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(3 * 500 + 500)) ++slow;
+        ++lookups;
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+          if (!found[i]) {
+            ++misses;
+            continue;
+          }
+          const float v0 = out[i * dim];
+          const double version = v0 - static_cast<double>(keys[i]) * 1000;
+          bool ok = version >= 0 && version <= max_version;
+          for (std::size_t j = 1; j < dim; ++j) ok = ok && out[i * dim + j] == v0;
+          if (!ok) ++wrong;
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const int victim = cluster.master_ports().at(0);
+  cluster.kill_port(victim);
+  const auto killed = std::chrono::steady_clock::now();
+  const bool recovered = cluster.wait_failover(victim, 20);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // lookups after the failover
+  stop = true;
+  writer.join();
+  for (auto& r : readers) r.join();
+  const double failover_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+
+  ASSERT_TRUE(recovered) << "the cluster did not fail over";
+  EXPECT_EQ(wrong.load(), 0u) << "a lookup returned a wrong row";
+  EXPECT_EQ(slow.load(), 0u) << "a lookup took longer than its timeout allows";
+  const auto counters = tier->counters();
+  EXPECT_GT(misses.load(), 0u) << "the dead master's keys should have fallen through";
+  EXPECT_EQ(counters.fallthrough_keys, misses.load()) << "every miss is a counted fall-through";
+  EXPECT_GT(write_ok.load(), 0u);
+  EXPECT_GT(counters.slot_map_refreshes, 1u);
+  // Recovered by itself: every key found again, with a row of some written version.
+  std::vector<float> out(keys.size() * dim);
+  std::vector<std::uint8_t> found(keys.size());
+  EXPECT_EQ(tier->find(keys.data(), keys.size(), out.data(), found.data()), keys.size());
+  tier->insert(keys.data(), rows_at(keys, 999999).data(), 10);  // writes work again
+  std::cout << "failover: " << lookups.load() << " lookups, " << misses.load() << " fall-throughs, "
+            << write_ok.load() << " writes ok, " << write_failed.load() << " failed; cluster ok after "
+            << failover_s << " s; timeouts " << counters.timeouts << ", node errors " << counters.node_errors
+            << ", moved " << counters.moved_redirects << ", refreshes " << counters.slot_map_refreshes << "\n";
+}
+
+TEST(RedisTier, TheFactoryBuildsItAsVolatileDbWithItsLoaderAndCounters) {
+  REQUIRE_REDIS();
+  hps::Config config;
+  config.volatile_db = redis_config(shared_cluster()->address());
+  config.volatile_db.cache_missed_embeddings = true;
+  config.persistent_db.type = hps::PersistentDbType::kDisabled;
+  hps::TierFactory factory(config);
+  const std::string tag = unique_tag("factory");
+  auto chain = factory.build(tag, 4, "m/t");
+  ASSERT_EQ(chain.size(), 1u);
+  const hps::ChainTier& t = chain[0];
+  EXPECT_EQ(t.name, "volatile_db");
+  EXPECT_STREQ(t.tier->backend_name(), "redis_cluster");
+  EXPECT_FALSE(t.durable);
+  EXPECT_FALSE(t.probes_positions);  // a network tier sees distinct keys only
+  EXPECT_TRUE(t.takes_promotions);
+  EXPECT_TRUE(t.fill_at_start);  // the only store: it holds every row
+
+  // The server's load path: begin_load -> bulk_insert -> finish, then current.
+  hps::BulkLoadable* loader = t.tier->bulk_loader();
+  ASSERT_NE(loader, nullptr);
+  ASSERT_TRUE(loader->begin_load("files:a"));
+  const std::vector<std::int64_t> keys{1, 2, 3};
+  const auto rows = rows_for(keys, 4, 1.0f);
+  loader->bulk_insert(keys.data(), rows.data(), keys.size());
+  loader->finish("files:a");
+  EXPECT_EQ(loader->load_marker(), std::optional<std::string>("files:a"));
+  EXPECT_FALSE(loader->begin_load("files:a"));  // current: nothing to load
+  EXPECT_EQ(t.tier->size(), 3u);
+  ASSERT_TRUE(loader->begin_load("files:b"));    // another source: cleared
+  EXPECT_EQ(t.tier->size(), 0u);
+  loader->finish("files:b");
+
+  // Its counters reach the metrics by name, through the generic hook.
+  const auto counters = t.tier->event_counters();
+  std::vector<std::string> names;
+  for (const auto& c : counters) {
+    names.push_back(c.name);
+    EXPECT_FALSE(c.help.empty()) << c.name;
+  }
+  for (const char* name : {"fallthrough_keys", "failed_writes", "timeouts", "node_errors", "moved_redirects",
+                           "ask_redirects", "reconnects", "slot_map_refreshes"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
+  }
+
+  // A Redis-only table larger than overflow_margin x num_partitions is refused, like the hash map's.
+  config.volatile_db.overflow_margin = 10;
+  EXPECT_THROW(hps::check_table_fits(config, 41, "m/t"), hps::ConfigError);
+  EXPECT_NO_THROW(hps::check_table_fits(config, 40, "m/t"));
+}
