@@ -16,6 +16,7 @@ hps_feature_option(HPS_WITH_CUDA "Build the GPU embedding cache")
 hps_feature_option(HPS_WITH_ROCKSDB "Build the RocksDB persistent tier")
 hps_feature_option(HPS_WITH_REDIS "Build the Redis Cluster tier")
 hps_feature_option(HPS_WITH_TF "Build the TensorFlow custom ops")
+hps_feature_option(HPS_WITH_TORCH_OPS "Build the C++ torch op library (libhps_torch_ops)")
 hps_feature_option(HPS_WITH_TENSORRT "Build the TensorRT plugin")
 
 option(HPS_BUILD_TESTS "Build the C++ test suites (ctest)" OFF)

@@ -1,0 +1,54 @@
+"""Compiler and linker flags for the C++ op library, from the torch of this Python.
+
+Shared by the wheel build (CMake runs this file as a script: it imports torch only, not hps) and
+`python -m hps.torch.build`. Output as a script: compile flags, link flags (items joined by "|"),
+the torch version, and "cuda" or "cpu".
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def torch_flags() -> "tuple[list[str], list[str], str, bool]":
+    """(compile flags, link flags, torch version, whether torch has CUDA)."""
+    import torch
+    from torch.utils import cpp_extension
+
+    cuda = torch.version.cuda is not None
+    compile_flags = [f"-I{p}" for p in cpp_extension.include_paths()]
+    compile_flags.append(f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}")
+    libs = ["-lc10", "-ltorch_cpu", "-ltorch"]
+    if cuda:
+        # The CUDA kernel takes torch's current stream through at::cuda; its headers need the CUDA
+        # runtime headers (the nvidia-cuda-runtime wheel, or a CUDA toolkit).
+        compile_flags.append("-DHPS_TORCH_CUDA=1")
+        compile_flags += [f"-I{p}" for p in _cuda_includes()]
+        libs += ["-lc10_cuda", "-ltorch_cuda"]
+    lib_dirs = cpp_extension.library_paths()
+    link_flags = [f"-L{d}" for d in lib_dirs] + libs + [f"-Wl,-rpath,{d}" for d in lib_dirs]
+    return compile_flags, link_flags, torch.__version__, cuda
+
+
+def _cuda_includes() -> "list[str]":
+    import glob
+    found = []
+    try:
+        import nvidia  # the CUDA wheels torch depends on: nvidia/cuda_runtime (cu12), nvidia/cu13 (cu13)
+        for base in getattr(nvidia, "__path__", []):
+            for header in glob.glob(os.path.join(base, "*", "include", "cuda_runtime_api.h")):
+                found.append(os.path.dirname(header))
+    except ImportError:
+        pass
+    home = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
+    if os.path.isfile(os.path.join(home, "include", "cuda_runtime_api.h")):
+        found.append(os.path.join(home, "include"))
+    return found
+
+
+if __name__ == "__main__":
+    c, link, version, has_cuda = torch_flags()
+    print("|".join(c))
+    print("|".join(link))
+    print(version)
+    print("cuda" if has_cuda else "cpu")
