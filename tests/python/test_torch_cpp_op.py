@@ -1,0 +1,158 @@
+"""The C++ op library (libhps_torch_ops.so): hps::lookup and hps_torch::hps_embedding_lookup against
+nn.Embedding and the Python op, their errors, and a TorchScript model run from a C++ program
+without Python. Skipped where the library was not built (hps.torch.OP_BACKEND == "python")."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import hps  # noqa: E402
+import hps.torch  # noqa: E402
+from hps.torch import LookupLayer, _library  # noqa: E402
+from hps.torch._flags import torch_flags  # noqa: E402
+
+pytestmark = [pytest.mark.usefixtures("fresh_torch_servers"),
+              pytest.mark.skipif(hps.torch.OP_BACKEND != "cpp", reason="the C++ op library is not built")]
+
+D = 8
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture
+def config(tmp_path):
+    """A config file with a 300-row table of row-index keys; returns (path, weights)."""
+    w = np.random.default_rng(3).standard_normal((300, D), dtype=np.float32)
+    hps.write_sparse_model(tmp_path / "t0", np.arange(300), w)
+    path = tmp_path / "ps.json"
+    path.write_text(json.dumps({"models": [{"model": "m", "sparse_files": ["t0"], "embedding_vecsize_per_table": [D]}]}))
+    return str(path), torch.from_numpy(w)
+
+
+def test_the_op_is_the_cpp_one():
+    assert _library.library_path and os.path.isfile(_library.library_path)
+    assert "hps::lookup" in str(torch.ops.hps.lookup.default._schema)
+    assert str(torch.ops.hps_torch.hps_embedding_lookup.default._schema) == (
+        "hps_torch::hps_embedding_lookup(Tensor input, str ps_config_file, str model_name, int table_id, "
+        "int emb_vec_size) -> Tensor")
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("shape", [(7,), (3, 4), (0, 2), ()])
+def test_rows_match_nn_embedding_and_the_core(config, shape, dtype):
+    path, w = config
+    keys = torch.randint(0, 300, shape, dtype=dtype)
+    rows = torch.ops.hps.lookup(keys, os.path.abspath(path), "m", 0, D)
+    assert rows.shape == (*shape, D) and rows.dtype == torch.float32
+    torch.testing.assert_close(rows, torch.nn.functional.embedding(keys.long(), w), rtol=0, atol=0)
+    core = hps.torch.get_server(path).lookup("m", 0, keys.numpy().reshape(-1))
+    np.testing.assert_array_equal(rows.reshape(-1, D).numpy(), core)
+
+
+def test_hugectr_op_name_and_relative_path(config, monkeypatch):
+    path, w = config
+    monkeypatch.chdir(os.path.dirname(path))
+    keys = torch.tensor([[0, 5], [299, 7]])
+    rows = torch.ops.hps_torch.hps_embedding_lookup(keys, "ps.json", "m", 0, D)
+    torch.testing.assert_close(rows, w[keys], rtol=0, atol=0)
+
+
+def test_non_contiguous_keys(config):
+    path, w = config
+    keys = torch.arange(40).reshape(5, 8).t()[::2]
+    torch.testing.assert_close(torch.ops.hps.lookup(keys, path, "m", 0, D), w[keys], rtol=0, atol=0)
+
+
+def test_opcheck(config):
+    keys = torch.randint(0, 300, (4, 3))
+    torch.library.opcheck(torch.ops.hps.lookup.default, (keys, config[0], "m", 0, D))
+    torch.library.opcheck(torch.ops.hps_torch.hps_embedding_lookup.default, (keys, config[0], "m", 0, D))
+
+
+def test_errors_name_the_status(config):
+    path = config[0]
+    keys = torch.tensor([1, 2])
+    with pytest.raises(TypeError, match="int32 or int64"):
+        torch.ops.hps.lookup(keys.float(), path, "m", 0, D)
+    with pytest.raises(ValueError, match="HPS_ERROR_INVALID_ARGUMENT: emb_vec_size 4 does not match"):
+        torch.ops.hps.lookup(keys, path, "m", 0, 4)
+    with pytest.raises(IndexError, match="HPS_ERROR_NOT_FOUND"):
+        torch.ops.hps.lookup(keys, path, "m", 3, D)
+    with pytest.raises(IndexError, match="HPS_ERROR_NOT_FOUND.*nomodel"):
+        torch.ops.hps.lookup(keys, path, "nomodel", 0, D)
+    with pytest.raises(IndexError, match="no parameter server 'hps-json:999999'"):
+        torch.ops.hps.lookup(keys, "hps-json:999999", "m", 0, D)
+    with pytest.raises(RuntimeError, match="HPS_ERROR_IO.*missing"):
+        torch.ops.hps.lookup(keys, path + ".missing", "m", 0, D)
+
+
+def test_compile_and_export_with_the_cpp_op(config, tmp_path):
+    path, w = config
+    layer = LookupLayer(path, "m", 0, D).eval()
+    keys = torch.randint(0, 300, (6, 2))
+    compiled = torch.compile(layer, fullgraph=True)
+    torch.testing.assert_close(compiled(keys), w[keys], rtol=0, atol=0)
+    program = torch.export.export(layer, (keys,))
+    torch.export.save(program, tmp_path / "m.pt2")
+    loaded = torch.export.load(tmp_path / "m.pt2").module()
+    torch.testing.assert_close(loaded(keys), w[keys], rtol=0, atol=0)
+
+
+def test_python_op_gives_the_same_rows(config):
+    """The fallback (HPS_TORCH_OP=python) in a fresh process, against this process's C++ op."""
+    path, _ = config
+    keys = torch.randint(0, 300, (9,))
+    script = (f"import torch, hps.torch; assert hps.torch.OP_BACKEND == 'python'; "
+              f"print(torch.ops.hps.lookup(torch.tensor({keys.tolist()}), {path!r}, 'm', 0, {D}).tolist())")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HPS_TORCH_OP="python", HPS_PROGRESS="0"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    torch.testing.assert_close(torch.tensor(json.loads(done.stdout)), torch.ops.hps.lookup(keys, path, "m", 0, D),
+                               rtol=0, atol=0)
+
+
+class Scripted(torch.nn.Module):
+    """A model as HugeCTR users wrote them: a LookupLayer, a direct hps_torch op call, dense work."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.layer = LookupLayer(path, "m", 0, D)
+        self.linear = torch.nn.Linear(2 * D, 3)
+
+    def forward(self, keys: torch.Tensor) -> torch.Tensor:
+        direct = torch.ops.hps_torch.hps_embedding_lookup(keys, self.path, "m", 0, 8)
+        return self.linear(torch.cat([self.layer(keys), direct], dim=1))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="no C++ compiler")
+def test_scripted_model_runs_from_cpp_without_python(config, tmp_path):
+    path, _ = config
+    torch.manual_seed(0)
+    model = Scripted(path).eval()
+    scripted = torch.jit.script(model)
+    scripted.save(str(tmp_path / "model.pt"))
+    keys = [0, 17, 299, 5, 5]
+    with torch.no_grad():
+        expected = model(torch.tensor(keys))
+    compile_flags, link_flags, _, _ = torch_flags()
+    program = tmp_path / "run_scripted"
+    build = subprocess.run([os.environ.get("CXX", "g++"), "-std=c++17", "-O1", os.path.join(HERE, "..", "torch_cpp",
+                            "run_scripted.cpp"), "-o", str(program), *compile_flags, *link_flags, "-ldl"],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = subprocess.run([str(program), _library.library_path, str(tmp_path / "model.pt"), *map(str, keys)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = torch.tensor([[float(x) for x in line.split()] for line in done.stdout.splitlines()])
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
