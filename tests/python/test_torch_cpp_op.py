@@ -43,6 +43,9 @@ def test_the_op_is_the_cpp_one():
     assert str(torch.ops.hps_torch.hps_embedding_lookup.default._schema) == (
         "hps_torch::hps_embedding_lookup(Tensor input, str ps_config_file, str model_name, int table_id, "
         "int emb_vec_size) -> Tensor")
+    if hasattr(torch.Tag, "cudagraph_unsafe"):  # kept out of CUDA graphs, as the Python op is
+        assert torch.Tag.cudagraph_unsafe in torch.ops.hps.lookup.default.tags
+        assert torch.Tag.cudagraph_unsafe in torch.ops.hps_torch.hps_embedding_lookup.default.tags
 
 
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int64])

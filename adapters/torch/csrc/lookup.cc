@@ -84,11 +84,17 @@ at::Tensor lookup(const at::Tensor& keys_in, const std::string& server_id, const
 }  // namespace
 }  // namespace hps_torch
 
-// One function serves both device types: the device and stream come from the keys. The op syncs
-// with the host on GPU-cache misses, so it must stay out of CUDA graphs (the Python op's tag
-// cudagraph_unsafe; torch.compile reads it from the Python registration's tags where torch has it).
+// The op syncs with the host on GPU-cache misses, so it must stay out of CUDA graphs (tag
+// cudagraph_unsafe, where this torch has it, as the Python op does).
+#if defined(HPS_TORCH_TAG_CUDAGRAPH_UNSAFE)
+#define HPS_TORCH_TAGS {at::Tag::cudagraph_unsafe}
+#else
+#define HPS_TORCH_TAGS {}
+#endif
+
+// One function serves both device types: the device and stream come from the keys.
 TORCH_LIBRARY(hps, m) {
-  m.def("lookup(Tensor keys, str server, str model, int table, int emb_vec_size) -> Tensor");
+  m.def("lookup(Tensor keys, str server, str model, int table, int emb_vec_size) -> Tensor", HPS_TORCH_TAGS);
 }
 
 TORCH_LIBRARY_IMPL(hps, CPU, m) { m.impl("lookup", &hps_torch::lookup); }
@@ -96,7 +102,8 @@ TORCH_LIBRARY_IMPL(hps, CUDA, m) { m.impl("lookup", &hps_torch::lookup); }
 
 TORCH_LIBRARY(hps_torch, m) {
   m.def("hps_embedding_lookup(Tensor input, str ps_config_file, str model_name, int table_id, int emb_vec_size) "
-        "-> Tensor");
+        "-> Tensor",
+        HPS_TORCH_TAGS);
 }
 
 TORCH_LIBRARY_IMPL(hps_torch, CPU, m) { m.impl("hps_embedding_lookup", &hps_torch::lookup); }

@@ -18,6 +18,8 @@ def torch_flags() -> "tuple[list[str], list[str], str, bool]":
     cuda = torch.version.cuda is not None
     compile_flags = [f"-I{p}" for p in cpp_extension.include_paths()]
     compile_flags.append(f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}")
+    if hasattr(torch.Tag, "cudagraph_unsafe"):  # at::Tag has what torch.Tag has
+        compile_flags.append("-DHPS_TORCH_TAG_CUDAGRAPH_UNSAFE=1")
     libs = ["-lc10", "-ltorch_cpu", "-ltorch"]
     if cuda:
         # The CUDA kernel takes torch's current stream through at::cuda; its headers need the CUDA
