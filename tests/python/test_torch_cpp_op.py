@@ -136,26 +136,48 @@ class Scripted(torch.nn.Module):
         return self.linear(torch.cat([self.layer(keys), direct], dim=1))
 
 
+@pytest.fixture(scope="module")
+def run_model(tmp_path_factory):
+    """tests/torch_cpp/run_model.cpp, built once against this torch (about 45 s)."""
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("no C++ compiler")
+    compile_flags, link_flags, _, _ = torch_flags()
+    program = tmp_path_factory.mktemp("run_model") / "run_model"
+    build = subprocess.run([os.environ.get("CXX", "g++"), "-std=c++17", "-O1",
+                            os.path.join(HERE, "..", "torch_cpp", "run_model.cpp"), "-o", str(program),
+                            *compile_flags, *link_flags, "-ldl"], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return str(program)
+
+
+def run_from_cpp(program: str, model_file, keys: "list[int]") -> torch.Tensor:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = subprocess.run([program, _library.library_path, str(model_file), *map(str, keys)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return torch.tensor([[float(x) for x in line.split()] for line in done.stdout.splitlines()])
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="no C++ compiler")
-def test_scripted_model_runs_from_cpp_without_python(config, tmp_path):
+def test_scripted_model_runs_from_cpp_without_python(config, tmp_path, run_model):
     path, _ = config
     torch.manual_seed(0)
     model = Scripted(path).eval()
-    scripted = torch.jit.script(model)
-    scripted.save(str(tmp_path / "model.pt"))
+    torch.jit.script(model).save(str(tmp_path / "model.pt"))
     keys = [0, 17, 299, 5, 5]
     with torch.no_grad():
         expected = model(torch.tensor(keys))
-    compile_flags, link_flags, _, _ = torch_flags()
-    program = tmp_path / "run_scripted"
-    build = subprocess.run([os.environ.get("CXX", "g++"), "-std=c++17", "-O1", os.path.join(HERE, "..", "torch_cpp",
-                            "run_scripted.cpp"), "-o", str(program), *compile_flags, *link_flags, "-ldl"],
-                           capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stderr[-3000:]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    done = subprocess.run([str(program), _library.library_path, str(tmp_path / "model.pt"), *map(str, keys)],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = torch.tensor([[float(x) for x in line.split()] for line in done.stdout.splitlines()])
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(run_from_cpp(run_model, tmp_path / "model.pt", keys), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_aoti_package_runs_from_cpp_without_python(config, tmp_path, run_model):
+    path, _ = config
+    torch.manual_seed(0)
+    model = Scripted(path).eval()
+    keys = [3, 17, 299, 5]
+    with torch.no_grad():
+        expected = model(torch.tensor(keys))
+    program = torch.export.export(model, (torch.tensor(keys),))
+    package = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path / "model.pt2"))
+    torch.testing.assert_close(run_from_cpp(run_model, package, keys), expected, rtol=0, atol=1e-5)
