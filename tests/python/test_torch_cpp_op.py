@@ -4,6 +4,8 @@ without Python. Skipped where the library was not built (hps.torch.OP_BACKEND ==
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import json
 import os
 import shutil
@@ -150,9 +152,16 @@ def run_model(tmp_path_factory):
     return str(program)
 
 
-def run_from_cpp(program: str, model_file, keys: "list[int]") -> torch.Tensor:
+def run_from_cpp(program: str, model_file, inputs: tuple) -> torch.Tensor:
+    """The model's first output, run by run_model on `inputs`, as [rows, -1]."""
+    inputs_file = os.path.join(os.path.dirname(str(model_file)), "inputs.txt")
+    with open(inputs_file, "w") as f:
+        for t in inputs:  # float32 as repr (exact through double), int64 as ints
+            kind = "int64" if t.dtype == torch.int64 else "float32"
+            values = t.reshape(-1).tolist()
+            f.write(f"{kind} {t.dim()} {' '.join(map(str, t.shape))}\n{' '.join(map(repr, values))}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    done = subprocess.run([program, _library.library_path, str(model_file), *map(str, keys)],
+    done = subprocess.run([program, _library.library_path, str(model_file), inputs_file],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return torch.tensor([[float(x) for x in line.split()] for line in done.stdout.splitlines()])
@@ -164,20 +173,35 @@ def test_scripted_model_runs_from_cpp_without_python(config, tmp_path, run_model
     torch.manual_seed(0)
     model = Scripted(path).eval()
     torch.jit.script(model).save(str(tmp_path / "model.pt"))
-    keys = [0, 17, 299, 5, 5]
+    keys = torch.tensor([0, 17, 299, 5, 5])
     with torch.no_grad():
-        expected = model(torch.tensor(keys))
-    torch.testing.assert_close(run_from_cpp(run_model, tmp_path / "model.pt", keys), expected, rtol=0, atol=1e-6)
+        expected = model(keys)
+    torch.testing.assert_close(run_from_cpp(run_model, tmp_path / "model.pt", (keys,)), expected, rtol=0, atol=1e-6)
+
+
+def load_dlrm_example():
+    spec = importlib.util.spec_from_file_location("dlrm_torch", os.path.join(HERE, "..", "..", "examples",
+                                                                           "dlrm_torch.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.slow
-def test_aoti_package_runs_from_cpp_without_python(config, tmp_path, run_model):
-    path, _ = config
+def test_dlrm_aoti_package_runs_from_cpp_without_python(tmp_path, run_model):
+    """examples/dlrm_torch.py's DLRM with its 26 tables in hps, AOTInductor-packaged, run from C++."""
+    dlrm = load_dlrm_example()
     torch.manual_seed(0)
-    model = Scripted(path).eval()
-    keys = [3, 17, 299, 5]
+    rows = [int(n) for n in np.random.default_rng(0).integers(50, 500, dlrm.SPARSE)]
+    model = dlrm.DLRM(rows, 8, bottom=(16,), top=(16,))
+    dlrm.train(model, dlrm.SyntheticClicks(rows, 0), 5, batch=64)
+    config = hps.torch.export_tables(model.eval(), tmp_path / "tables", "dlrm")
+    served = hps.torch.swap_embeddings(copy.deepcopy(model), config).eval()
+    dense, sparse, _ = dlrm.SyntheticClicks(rows, 1).batch(32)
     with torch.no_grad():
-        expected = model(torch.tensor(keys))
-    program = torch.export.export(model, (torch.tensor(keys),))
-    package = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path / "model.pt2"))
-    torch.testing.assert_close(run_from_cpp(run_model, package, keys), expected, rtol=0, atol=1e-5)
+        expected = served(dense, sparse)
+        torch.testing.assert_close(expected, model(dense, sparse), rtol=0, atol=1e-5)
+        program = torch.export.export(served, (dense, sparse))
+    package = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path / "dlrm.pt2"))
+    got = run_from_cpp(run_model, package, (dense, sparse))
+    torch.testing.assert_close(got.reshape(-1), expected, rtol=0, atol=1e-5)

@@ -1,38 +1,52 @@
 // Runs a model that calls hps ops, without Python: what a libtorch server does.
-//   run_model <libhps_torch_ops.so> <model.pt | model.pt2> <key> [<key> ...]
+//   run_model <libhps_torch_ops.so> <model.pt | model.pt2> <inputs.txt>
 // Loads the op library (registering torch.ops.hps / hps_torch), then a TorchScript file (.pt) or
-// an AOTInductor package (.pt2), runs it on int64 keys [n] and prints the output, one row per
-// line, so a test can compare it with Python's.
+// an AOTInductor package (.pt2), runs it on the inputs (per tensor: "int64|float32 ndim dims...
+// values...", whitespace-separated text)
+// and prints its first output as [rows, -1], one row per line, for a test to compare with Python's.
 #include <dlfcn.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
+
+#include <fstream>
+#include <string>
 
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 
 int main(int argc, char** argv) {
-  if (argc < 4) {
-    std::fprintf(stderr, "usage: %s <libhps_torch_ops.so> <model.pt|model.pt2> <key>...\n", argv[0]);
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s <libhps_torch_ops.so> <model.pt|model.pt2> <inputs.pt>\n", argv[0]);
     return 2;
   }
   if (dlopen(argv[1], RTLD_NOW | RTLD_GLOBAL) == nullptr) {
     std::fprintf(stderr, "cannot load %s: %s\n", argv[1], dlerror());
     return 1;
   }
-  std::vector<int64_t> keys;
-  for (int i = 3; i < argc; ++i) keys.push_back(std::strtoll(argv[i], nullptr, 10));
+  std::ifstream file(argv[3]);
+  std::vector<at::Tensor> inputs;
+  std::string dtype;
+  while (file >> dtype) {
+    int64_t ndim = 0;
+    file >> ndim;
+    std::vector<int64_t> shape(ndim);
+    for (int64_t& d : shape) file >> d;
+    std::vector<double> values(c10::multiply_integers(shape));
+    for (double& v : values) file >> v;
+    at::Tensor flat = torch::tensor(values, torch::kDouble);
+    inputs.push_back(flat.to(dtype == "int64" ? torch::kLong : torch::kFloat).reshape(shape));
+  }
   const std::string path = argv[2];
-  const at::Tensor input = torch::tensor(keys, torch::kLong);
   torch::NoGradGuard no_grad;
   at::Tensor out;
   if (path.size() > 4 && path.compare(path.size() - 4, 4, ".pt2") == 0) {
     torch::inductor::AOTIModelPackageLoader loader(path);
-    out = loader.run({input}).at(0);
+    out = loader.run(inputs).at(0);
   } else {
     torch::jit::script::Module model = torch::jit::load(path);
     model.eval();
-    out = model.forward({input}).toTensor();
+    out = model.forward(std::vector<c10::IValue>(inputs.begin(), inputs.end())).toTensor();
   }
   out = out.contiguous().to(torch::kFloat);
   out = out.reshape({out.size(0), -1});
