@@ -115,13 +115,16 @@ def test_python_op_gives_the_same_rows(config):
     """The fallback (HPS_TORCH_OP=python) in a fresh process, against this process's C++ op."""
     path, _ = config
     keys = torch.randint(0, 300, (9,))
-    script = (f"import torch, hps.torch; assert hps.torch.OP_BACKEND == 'python'; "
-              f"print(torch.ops.hps.lookup(torch.tensor({keys.tolist()}), {path!r}, 'm', 0, {D}).tolist())")
+    script = (f"import json, torch, hps.torch; assert hps.torch.OP_BACKEND == 'python'; k = torch.tensor({keys.tolist()}); "
+              f"print(json.dumps([torch.ops.hps.lookup(k, {path!r}, 'm', 0, {D}).tolist(), "
+              f"torch.ops.hps_torch.hps_embedding_lookup(k, 'ps.json', 'm', 0, {D}).tolist()]))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, HPS_TORCH_OP="python", HPS_PROGRESS="0"))
+                          env=dict(os.environ, HPS_TORCH_OP="python", HPS_PROGRESS="0"), cwd=os.path.dirname(path))
     assert done.returncode == 0, done.stderr[-2000:]
-    torch.testing.assert_close(torch.tensor(json.loads(done.stdout)), torch.ops.hps.lookup(keys, path, "m", 0, D),
-                               rtol=0, atol=0)
+    python_rows, hugectr_rows = json.loads(done.stdout)
+    cpp_rows = torch.ops.hps.lookup(keys, path, "m", 0, D)
+    torch.testing.assert_close(torch.tensor(python_rows), cpp_rows, rtol=0, atol=0)
+    torch.testing.assert_close(torch.tensor(hugectr_rows), cpp_rows, rtol=0, atol=0)
 
 
 class Scripted(torch.nn.Module):

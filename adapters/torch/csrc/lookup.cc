@@ -15,7 +15,7 @@
 #include <torch/library.h>
 
 #if defined(HPS_TORCH_CUDA)
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>  // needs only CUDA's runtime API header, unlike ATen/cuda/CUDAContext.h
 #endif
 
 #include <string>
@@ -55,7 +55,7 @@ Resolved resolve(const std::string& server_id, const std::string& model, int64_t
 // torch was built without CUDA (then no CUDA tensor can reach here at all).
 void* current_stream(const at::Tensor& keys) {
 #if defined(HPS_TORCH_CUDA)
-  return at::cuda::getCurrentCUDAStream(keys.device().index()).stream();
+  return c10::cuda::getCurrentCUDAStream(keys.device().index()).stream();  // = at::cuda::getCurrentCUDAStream
 #else
   return c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(keys.device()).native_handle();
 #endif

@@ -21,12 +21,14 @@ def torch_flags() -> "tuple[list[str], list[str], str, bool]":
     if hasattr(torch.Tag, "cudagraph_unsafe"):  # at::Tag has what torch.Tag has
         compile_flags.append("-DHPS_TORCH_TAG_CUDAGRAPH_UNSAFE=1")
     libs = ["-lc10", "-ltorch_cpu", "-ltorch"]
-    if cuda:
-        # The CUDA kernel takes torch's current stream through at::cuda; its headers need the CUDA
-        # runtime headers (the nvidia-cuda-runtime wheel, or a CUDA toolkit).
+    cuda_includes = _cuda_includes() if cuda else []
+    if cuda_includes:
+        # The CUDA kernel takes torch's current stream through c10::cuda, whose header needs CUDA's
+        # runtime API header (torch's nvidia-* wheels, or a CUDA toolkit). Without it the kernel
+        # reaches the same stream through c10's device-generic interface.
         compile_flags.append("-DHPS_TORCH_CUDA=1")
-        compile_flags += [f"-I{p}" for p in _cuda_includes()]
-        libs += ["-lc10_cuda", "-ltorch_cuda"]
+        compile_flags += [f"-I{p}" for p in cuda_includes]
+        libs += ["-lc10_cuda"]
     lib_dirs = cpp_extension.library_paths()
     link_flags = [f"-L{d}" for d in lib_dirs] + libs + [f"-Wl,-rpath,{d}" for d in lib_dirs]
     return compile_flags, link_flags, torch.__version__, cuda

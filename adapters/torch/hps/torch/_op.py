@@ -83,6 +83,17 @@ else:
     lookup = torch.library.custom_op("hps::lookup", mutates_args=(), schema=SCHEMA, **_options)(_lookup_python)
     lookup.register_fake(_lookup_fake)
 
+    # HugeCTR's op name, for its users' code that calls it directly (the C++ library defines it too).
+    @torch.library.custom_op("hps_torch::hps_embedding_lookup", mutates_args=(), **_options,
+                             schema="(Tensor input, str ps_config_file, str model_name, int table_id, "
+                                    "int emb_vec_size) -> Tensor")
+    def _hugectr_lookup(input: torch.Tensor, ps_config_file: str, model_name: str, table_id: int,
+                        emb_vec_size: int) -> torch.Tensor:
+        check_keys(input)  # before register(): a bad dtype is reported as such
+        return _lookup_python(input, _registry.register(ps_config_file), model_name, table_id, emb_vec_size)
+
+    _hugectr_lookup.register_fake(_lookup_fake)
+
 
 # Several tables of one model in one op: keys [T, ...] (row t for tables[t]) -> rows [T, ..., D].
 # The tables run side by side (hps.HPS.lookup_many), so a model with many tables pays about one
