@@ -68,6 +68,15 @@ def test_hugectr_op_name_and_relative_path(config, monkeypatch):
     keys = torch.tensor([[0, 5], [299, 7]])
     rows = torch.ops.hps_torch.hps_embedding_lookup(keys, "ps.json", "m", 0, D)
     torch.testing.assert_close(rows, w[keys], rtol=0, atol=0)
+    # Another folder's ps.json is another server (the relative path is resolved per call).
+    other = os.path.join(os.path.dirname(path), "other")
+    w2 = np.full((300, D), 7.0, dtype=np.float32)
+    hps.write_sparse_model(os.path.join(other, "t0"), np.arange(300), w2)
+    with open(os.path.join(other, "ps.json"), "w") as f:
+        json.dump({"models": [{"model": "m", "sparse_files": ["t0"], "embedding_vecsize_per_table": [D]}]}, f)
+    monkeypatch.chdir(other)
+    torch.testing.assert_close(torch.ops.hps_torch.hps_embedding_lookup(keys, "ps.json", "m", 0, D),
+                               torch.full((2, 2, D), 7.0), rtol=0, atol=0)
 
 
 def test_non_contiguous_keys(config):

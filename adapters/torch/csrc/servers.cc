@@ -36,10 +36,12 @@ void raise_status(hps_status_t status, const std::string& message) {
 }
 
 hps_server_t* server_for(const std::string& given) {
+  // A relative path names a different file after a chdir: key the cache by the absolute one.
+  const bool relative = given.rfind(kJsonPrefix, 0) != 0 && (given.empty() || given[0] != '/');
+  const std::string id = relative ? normalize(given) : given;
   std::lock_guard lock(mutex);
-  auto found = servers.find(given);
+  auto found = servers.find(id);
   if (found != servers.end()) return found->second;
-  const std::string id = normalize(given);
   hps_server_t* server = nullptr;
   // Under the lock: concurrent first calls of one id build the server once (the core would share
   // it anyway; this keeps the cache at one reference per id).
@@ -50,7 +52,7 @@ hps_server_t* server_for(const std::string& given) {
                  "config file to run an exported program in another process");
   }
   if (status != HPS_OK) raise_status(status, hps_last_error());
-  servers.emplace(given, server);
+  servers.emplace(id, server);
   return server;
 }
 
