@@ -75,8 +75,17 @@ at::Tensor lookup(const at::Tensor& keys_in, const std::string& server_id, const
   const bool cuda = keys.device().is_cuda();
   const int device = cuda ? keys.device().index() : HPS_HOST;
   void* stream = cuda ? current_stream(keys) : nullptr;
-  const hps_status_t status =
+  hps_status_t status =
       hps_lookup(r.server, r.table, keys.const_data_ptr(), dtype, n, out.mutable_data_ptr<float>(), device, stream);
+  if (status == HPS_ERROR_BACKEND_UNAVAILABLE && cuda) {
+    // The device is deployed (checked first) but the model has no GPU cache here: look up through
+    // the host and copy, ordered on the current stream, as the Python op does.
+    const at::Tensor host_keys = keys.cpu();
+    at::Tensor host_out = at::empty(shape, host_keys.options().dtype(at::kFloat));
+    status = hps_lookup(r.server, r.table, host_keys.const_data_ptr(), dtype, n, host_out.mutable_data_ptr<float>(),
+                        HPS_HOST, nullptr);
+    if (status == HPS_OK) out.copy_(host_out);
+  }
   if (status != HPS_OK) raise_status(status, hps_last_error());
   return out;
 }
