@@ -14,10 +14,6 @@
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/library.h>
 
-#if defined(HPS_TORCH_CUDA)
-#include <c10/cuda/CUDAStream.h>  // needs only CUDA's runtime API header, unlike ATen/cuda/CUDAContext.h
-#endif
-
 #include <string>
 
 #include "servers.h"
@@ -51,14 +47,11 @@ Resolved resolve(const std::string& server_id, const std::string& model, int64_t
   return {server, handle};
 }
 
-// The current stream of the keys' device as a cudaStream_t (void*), without CUDA headers when
-// torch was built without CUDA (then no CUDA tensor can reach here at all).
+// The current stream of the keys' device as a cudaStream_t (void*), through c10's device-generic
+// interface (the stream at::cuda::getCurrentCUDAStream gives): one code path for every torch build,
+// no CUDA headers and no link to c10_cuda, so the library builds the same with CPU and CUDA torch.
 void* current_stream(const at::Tensor& keys) {
-#if defined(HPS_TORCH_CUDA)
-  return c10::cuda::getCurrentCUDAStream(keys.device().index()).stream();  // = at::cuda::getCurrentCUDAStream
-#else
   return c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(keys.device()).native_handle();
-#endif
 }
 
 at::Tensor lookup(const at::Tensor& keys_in, const std::string& server_id, const std::string& model, int64_t table,

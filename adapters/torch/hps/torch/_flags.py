@@ -7,7 +7,6 @@ the torch version, and "cuda" or "cpu".
 
 from __future__ import annotations
 
-import os
 
 
 def torch_flags() -> "tuple[list[str], list[str], str, bool]":
@@ -21,33 +20,9 @@ def torch_flags() -> "tuple[list[str], list[str], str, bool]":
     if hasattr(torch.Tag, "cudagraph_unsafe"):  # at::Tag has what torch.Tag has
         compile_flags.append("-DHPS_TORCH_TAG_CUDAGRAPH_UNSAFE=1")
     libs = ["-lc10", "-ltorch_cpu", "-ltorch"]
-    cuda_includes = _cuda_includes() if cuda else []
-    if cuda_includes:
-        # The CUDA kernel takes torch's current stream through c10::cuda, whose header needs CUDA's
-        # runtime API header (torch's nvidia-* wheels, or a CUDA toolkit). Without it the kernel
-        # reaches the same stream through c10's device-generic interface.
-        compile_flags.append("-DHPS_TORCH_CUDA=1")
-        compile_flags += [f"-I{p}" for p in cuda_includes]
-        libs += ["-lc10_cuda"]
     lib_dirs = cpp_extension.library_paths()
     link_flags = [f"-L{d}" for d in lib_dirs] + libs + [f"-Wl,-rpath,{d}" for d in lib_dirs]
     return compile_flags, link_flags, torch.__version__, cuda
-
-
-def _cuda_includes() -> "list[str]":
-    import glob
-    found = []
-    try:
-        import nvidia  # the CUDA wheels torch depends on: nvidia/cuda_runtime (cu12), nvidia/cu13 (cu13)
-        for base in getattr(nvidia, "__path__", []):
-            for header in glob.glob(os.path.join(base, "*", "include", "cuda_runtime_api.h")):
-                found.append(os.path.dirname(header))
-    except ImportError:
-        pass
-    home = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
-    if os.path.isfile(os.path.join(home, "include", "cuda_runtime_api.h")):
-        found.append(os.path.join(home, "include"))
-    return found
 
 
 if __name__ == "__main__":
