@@ -124,6 +124,40 @@ hps_resolve_feature(HPS_WITH_TF TF ${_tf_found} "${_tf_why}")
 if(HPS_HAVE_TF)
   message(STATUS "hps: TensorFlow ${HPS_TF_VERSION} for the hps.tf op library (${HPS_TF_INCLUDE})")
 endif()
+# torch: the C++ op library of hps.torch, built against the torch of the Python that builds the
+# wheel (flags from adapters/torch/hps/torch/_flags.py, which imports only torch). Without it
+# hps.torch uses its Python op; `python -m hps.torch.build` builds the library later.
+set(_torch_found OFF)
+set(_torch_why "torch is not importable by the Python building hps (build the op library later with python -m hps.torch.build)")
+string(TOUPPER "${HPS_WITH_TORCH_OPS}" _torch_mode)
+if(NOT _torch_mode STREQUAL "OFF")
+  if(NOT (SKBUILD OR HPS_BUILD_PYTHON))
+    set(_torch_why "the op library is part of the Python package build (SKBUILD or HPS_BUILD_PYTHON)")
+  else()
+    find_package(Python 3.9 COMPONENTS Interpreter QUIET)
+    if(Python_EXECUTABLE)
+      execute_process(
+        COMMAND ${Python_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/adapters/torch/hps/torch/_flags.py
+        OUTPUT_VARIABLE _torch_out ERROR_QUIET RESULT_VARIABLE _torch_rc OUTPUT_STRIP_TRAILING_WHITESPACE)
+      if(_torch_rc EQUAL 0)
+        string(REPLACE "\n" ";" _torch_lines "${_torch_out}")
+        list(LENGTH _torch_lines _torch_count)
+        if(_torch_count GREATER_EQUAL 4)
+          list(GET _torch_lines -4 HPS_TORCH_COMPILE_FLAGS)
+          list(GET _torch_lines -3 HPS_TORCH_LINK_FLAGS)
+          list(GET _torch_lines -2 HPS_TORCH_VERSION)
+          string(REPLACE "|" ";" HPS_TORCH_COMPILE_FLAGS "${HPS_TORCH_COMPILE_FLAGS}")
+          string(REPLACE "|" ";" HPS_TORCH_LINK_FLAGS "${HPS_TORCH_LINK_FLAGS}")
+          set(_torch_found ON)
+        endif()
+      endif()
+    endif()
+  endif()
+endif()
+hps_resolve_feature(HPS_WITH_TORCH_OPS TORCH_OPS ${_torch_found} "${_torch_why}")
+if(HPS_HAVE_TORCH_OPS)
+  message(STATUS "hps: torch ${HPS_TORCH_VERSION} for the hps.torch op library")
+endif()
 # TensorRT: the plugin shell compiles against TensorRT's public headers (NvInferRuntime.h, which
 # includes cuda_runtime_api.h, hence CUDA) and links no TensorRT library. Hints: TensorRT_ROOT
 # (its include/ folder) or HPS_TENSORRT_INCLUDE (the folder itself).

@@ -17,6 +17,7 @@ hps_feature_option(HPS_WITH_ROCKSDB "Build the RocksDB persistent tier")
 hps_feature_option(HPS_WITH_REDIS "Build the Redis Cluster tier")
 hps_feature_option(HPS_WITH_KAFKA "Build the Kafka update consumer (librdkafka C headers; the library is loaded at run time)")
 hps_feature_option(HPS_WITH_TF "Build the TensorFlow custom ops")
+hps_feature_option(HPS_WITH_TORCH_OPS "Build the C++ torch op library (libhps_torch_ops)")
 hps_feature_option(HPS_WITH_TENSORRT "Build the TensorRT plugin")
 
 option(HPS_BUILD_TESTS "Build the C++ test suites (ctest)" OFF)

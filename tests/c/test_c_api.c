@@ -169,6 +169,24 @@ int main(int argc, char** argv) {
   CHECK(id_f != NULL && id_f[0] == '/' && strstr(id_f, "ps.json") != NULL);
   CHECK(f != a);
 
+  /* By id: the live server of a JSON id and of a path; an unknown JSON id is NOT_FOUND. */
+  hps_server_t* by_id = NULL;
+  OK(hps_server_acquire_id(id_a, NULL, &by_id));
+  CHECK(by_id != NULL);
+  const char* id_by = NULL;
+  OK(hps_server_id(by_id, &id_by));
+  CHECK(strcmp(id_by, id_a) == 0);
+  OK(hps_server_release(by_id));
+  by_id = NULL;
+  OK(hps_server_acquire_id(id_f, NULL, &by_id));
+  OK(hps_server_id(by_id, &id_by));
+  CHECK(strcmp(id_by, id_f) == 0);
+  OK(hps_server_release(by_id));
+  by_id = NULL;
+  FAILS(hps_server_acquire_id("hps-json:0000", NULL, &by_id), HPS_ERROR_NOT_FOUND, "hps-json:0000");
+  CHECK(by_id == NULL);
+  FAILS(hps_server_acquire_id(NULL, NULL, &by_id), HPS_ERROR_INVALID_ARGUMENT, "id");
+
   /* A second acquire asking for other explicit options is refused, naming both values. */
   hps_server_options_t other;
   hps_server_options_init(&other);

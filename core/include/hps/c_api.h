@@ -121,6 +121,11 @@ HPS_C_EXPORT hps_status_t hps_server_acquire_file(const char* path, const hps_se
  * directory). */
 HPS_C_EXPORT hps_status_t hps_server_acquire_json(const char* json_text, const char* base_dir,
                                                   const hps_server_options_t* options, hps_server_t** server);
+/* A reference to the server named `id` (what hps_server_id returns): the live server of that id,
+ * or, for an absolute config path, the server of that file (built when none is live). Any other id
+ * with no live server is HPS_ERROR_NOT_FOUND. For hosts that carry only the id (the torch op). */
+HPS_C_EXPORT hps_status_t hps_server_acquire_id(const char* id, const hps_server_options_t* options,
+                                                hps_server_t** server);
 /* Another reference to the same server. */
 HPS_C_EXPORT hps_status_t hps_server_retain(hps_server_t* server);
 /* Drops one reference; the last one frees the server. NULL is ignored. */

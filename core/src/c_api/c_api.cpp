@@ -246,6 +246,13 @@ hps_status_t hps_server_acquire_json(const char* json_text, const char* base_dir
   });
 }
 
+hps_status_t hps_server_acquire_id(const char* id, const hps_server_options_t* options, hps_server_t** server) {
+  return acquire(options, server, [&](const hps::ServerOptions& opts, hps::LoadObserver* observer) {
+    need(id, "id");
+    return hps::acquire_server_id(id, opts, observer);
+  });
+}
+
 hps_status_t hps_server_retain(hps_server_t* server) {
   return guarded([&] {
     need(server, "server");

@@ -17,6 +17,7 @@ Inference only. Importing this module imports torch; `import hps` alone never do
 from __future__ import annotations
 
 from . import _arrays  # noqa: F401  (registers the adapter hps.HPS uses for torch tensors)
+from ._op import BACKEND as OP_BACKEND
 from ._op import lookup, lookup_tables
 from ._registry import clear_servers, get_server
 from .layers import InferenceOnlyError, LookupLayer, MultiTableLookup, SparseLookupLayer
@@ -29,6 +30,7 @@ __all__ = [
     "InferenceOnlyError",
     "lookup",
     "lookup_tables",
+    "OP_BACKEND",
     "export_tables",
     "swap_embeddings",
     "table_names",

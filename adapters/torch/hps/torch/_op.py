@@ -7,7 +7,10 @@
 written on the current CUDA stream. `server` is a server id (see `_registry`): the absolute path of
 a config file, or a process-local id. `table` is the table's index in the model.
 
-The op is registered with `torch.library.custom_op` and has a fake (meta) implementation, so it
+The op is defined in C++ when the op library loads (`_library`: then TorchScript, AOTInductor and
+Triton run it without Python, and `torch.ops.hps_torch.hps_embedding_lookup`, HugeCTR's name, is
+defined too), else here with `torch.library.custom_op`. Either way it has a fake (meta)
+implementation registered here, so it
 works under `torch.compile(fullgraph=True)` and `torch.export` (a fresh process must `import
 hps.torch` before `torch.export.load`, which registers the op). It has no autograd formula: its
 only tensor input holds integers, so nothing upstream of it can ask for a gradient, and its
@@ -22,9 +25,9 @@ import torch
 
 from hps import KeyTypeError  # the same error hps.HPS.lookup raises for non-integer keys
 
-from . import _registry
+from . import _library, _registry
 
-__all__ = ["lookup", "lookup_tables", "check_keys"]
+__all__ = ["lookup", "lookup_tables", "check_keys", "BACKEND"]
 
 KEY_DTYPES = (torch.int32, torch.int64)
 
@@ -47,8 +50,7 @@ def check_keys(keys: torch.Tensor) -> None:
 SCHEMA = "(Tensor keys, str server, str model, int table, int emb_vec_size) -> Tensor"
 
 
-@torch.library.custom_op("hps::lookup", mutates_args=(), schema=SCHEMA, **_options)
-def lookup(keys: torch.Tensor, server: str, model: str, table: int, emb_vec_size: int) -> torch.Tensor:
+def _lookup_python(keys: torch.Tensor, server: str, model: str, table: int, emb_vec_size: int) -> torch.Tensor:
     check_keys(keys)
     served = _registry.get(server)
     served.table_index(model, table, emb_vec_size)
@@ -63,12 +65,34 @@ def lookup(keys: torch.Tensor, server: str, model: str, table: int, emb_vec_size
     return out
 
 
-@lookup.register_fake
 def _lookup_fake(keys: torch.Tensor, server: str, model: str, table: int, emb_vec_size: int) -> torch.Tensor:
     check_keys(keys)
     if emb_vec_size <= 0:
         raise ValueError(f"emb_vec_size must be positive, got {emb_vec_size}")
     return keys.new_empty((*keys.shape, emb_vec_size), dtype=torch.float32)
+
+
+# Which implementation serves the op in this process: "cpp" (the op library) or "python".
+BACKEND = "cpp" if _library.library_path is not None else "python"
+
+if BACKEND == "cpp":
+    lookup = torch.ops.hps.lookup
+    torch.library.register_fake("hps::lookup")(_lookup_fake)
+    torch.library.register_fake("hps_torch::hps_embedding_lookup")(_lookup_fake)
+else:
+    lookup = torch.library.custom_op("hps::lookup", mutates_args=(), schema=SCHEMA, **_options)(_lookup_python)
+    lookup.register_fake(_lookup_fake)
+
+    # HugeCTR's op name, for its users' code that calls it directly (the C++ library defines it too).
+    @torch.library.custom_op("hps_torch::hps_embedding_lookup", mutates_args=(), **_options,
+                             schema="(Tensor input, str ps_config_file, str model_name, int table_id, "
+                                    "int emb_vec_size) -> Tensor")
+    def _hugectr_lookup(input: torch.Tensor, ps_config_file: str, model_name: str, table_id: int,
+                        emb_vec_size: int) -> torch.Tensor:
+        check_keys(input)  # before register(): a bad dtype is reported as such
+        return _lookup_python(input, _registry.register(ps_config_file), model_name, table_id, emb_vec_size)
+
+    _hugectr_lookup.register_fake(_lookup_fake)
 
 
 # Several tables of one model in one op: keys [T, ...] (row t for tables[t]) -> rows [T, ..., D].

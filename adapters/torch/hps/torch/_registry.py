@@ -168,7 +168,9 @@ def clear_servers() -> None:
     `hps-json:` id then raises NotFoundError unless something else in the process still holds that
     server. HPS instances given by the caller are not closed.
     """
+    from . import _library  # the C++ op's own references, when the op library serves the op
     with _lock:
+        _library.release_servers()
         for served in _by_id.values():
             if served.owned:
                 served.ps.close()
