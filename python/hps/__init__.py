@@ -43,6 +43,13 @@ def rocksdb_available() -> bool:
     return _core.has_rocksdb()
 
 
+def build_features() -> dict:
+    """What this build of hps has built in: {"gpu_cache", "rocksdb", "redis", "tf_op", "tensorrt_plugin"}: bool."""
+    import json
+
+    return json.loads(_core.features_json())
+
+
 __all__ = [
     "HPS",
     "Config",
@@ -53,6 +60,7 @@ __all__ = [
     "inspect_sparse_model",
     "cuda_device_count",
     "rocksdb_available",
+    "build_features",
     "HpsError",
     "ConfigError",
     "InvalidArgumentError",

@@ -26,7 +26,13 @@ def _check_integer(dtype: np.dtype, what: str) -> None:
 
 def host_keys(keys: Any, what: str = "keys") -> tuple[np.ndarray, int]:
     """A C-contiguous integer view of `keys` (no copy when it already is one) and its dtype code."""
-    array = np.asarray(keys)
+    try:
+        array = np.asarray(keys)
+    except ValueError as error:  # a ragged list: NumPy's own words would not name the argument
+        raise InvalidArgumentError(f"{what} must be an integer array or a rectangular list of integers; "
+                                   f"got {type(keys).__name__} that is not one ({error})") from None
+    if array.size == 0 and not isinstance(keys, np.ndarray) and array.dtype.kind == "f":
+        array = array.astype(np.int64)  # [] is no keys, not float64 keys
     _check_integer(array.dtype, what)
     if array.dtype in _WIDEN:
         array = array.astype(_WIDEN[array.dtype])

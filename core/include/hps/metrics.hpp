@@ -33,6 +33,8 @@ struct TierStats {
   std::uint64_t hits = 0;   ///< key positions this tier answered
   std::uint64_t rows = 0;   ///< rows it holds for the table now (0 where the tier is absent)
   std::uint64_t bytes = 0;  ///< memory it holds for the table (device bytes for the GPU cache)
+  /// `rows` is the backend's estimate, not a count (RocksDB: off after erases and overwrites).
+  bool rows_estimated = false;
 };
 
 /// A latency histogram's summary, in seconds (all 0 before the first call).
