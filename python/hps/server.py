@@ -333,6 +333,8 @@ def _check_host_out(rows: Any, shape: tuple) -> None:
     if not (isinstance(rows, np.ndarray) and rows.dtype == np.float32 and rows.flags.c_contiguous
             and rows.shape == shape):
         raise InvalidArgumentError(f"out must be a C-contiguous float32 array of shape {shape}")
+    if not rows.flags.writeable:  # the core would write through a read-only view
+        raise InvalidArgumentError("out is read-only; pass a writable array")
 
 
 def _device_keys_of(adapter: ArrayAdapter, keys: Any, stream: int) -> DeviceKeys:
