@@ -39,7 +39,7 @@ TSAN_TESTS='ThreadPool\.|ConcurrentReadersSeeWholeRows|ConcurrentLookupsAndUpdat
 run_tsan() {
   echo "== ThreadSanitizer: the concurrency tests =="
   configure_and_build "$root/tsan" "-fsanitize=thread -fno-omit-frame-pointer -g"
-  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp" \
     ctest --test-dir "$root/tsan" --output-on-failure --timeout 900 -j "$jobs" -LE gpu -R "$TSAN_TESTS"
 }
 
