@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <system_error>
 #include <vector>
 
 #include "hps/error.hpp"
@@ -81,6 +82,10 @@ void write_all(const fs::path& path, const void* data, std::uint64_t bytes) {
 
 SparseModelInfo inspect_sparse_model(const std::string& folder, std::size_t dim) {
   const fs::path dir(folder);
+  std::error_code ignored;
+  HPS_EXPECTS(!fs::exists(dir, ignored) || fs::is_directory(dir, ignored), IOError, folder,
+              ": is a file, not a table folder (a table is a folder holding 'key' and 'emb_vector' files; "
+              "give the folder, or write one from arrays with hps convert)");
   HPS_EXPECTS(fs::is_directory(dir), IOError, folder, ": table folder does not exist (expected a folder holding ",
               "'key' and 'emb_vector' files)");
   const FileStat key = stat_file(dir / "key");

@@ -212,9 +212,10 @@ struct ParameterServer::Impl {
     return *models[ref.model].tables[ref.table];
   }
 
-  void check_backends() const;
   void build_model(const ModelConfig& model, LoadObserver& observer);
-  void load_table(TableState& table, const ModelConfig& model, const TableConfig& config, LoadObserver& observer);
+  // `where` locates the table in the config as a JSON path, for messages.
+  void load_table(TableState& table, const ModelConfig& model, const TableConfig& config, const std::string& where,
+                  LoadObserver& observer);
   void build_gpu_caches(TableState& table, const ModelConfig& model, const TableConfig& config);
 
   // The host cascade over positions: writes every row, sets found[i] where a tier held keys[i],
@@ -231,7 +232,8 @@ struct ParameterServer::Impl {
 
 // ---- construction ---------------------------------------------------------------------------------
 
-void ParameterServer::Impl::check_backends() const {
+void check_config_loadable(const Config& config) {
+  HPS_EXPECTS(!config.models.empty(), ConfigError, "models: at least one model is required");
   // Tier backends are the factory's to check; update sources are the server's.
 #if !defined(HPS_HAVE_KAFKA)
   HPS_EXPECTS(config.update_source.type == UpdateSourceType::kNone, BackendUnavailable,
@@ -242,6 +244,7 @@ void ParameterServer::Impl::check_backends() const {
                   config.persistent_db.type == PersistentDbType::kDisabled,
               ConfigError, "update_source: streamed updates need a writable persistent_db (read_only is set)");
 #endif
+  TierFactory::check(config);
 }
 
 ParameterServer::ParameterServer(Config config, LoadObserver* observer, ServerOptions options)
@@ -252,8 +255,7 @@ ParameterServer::ParameterServer(Config config, LoadObserver* observer, ServerOp
   LoadObserver& progress = observer ? *observer : quiet;
   impl_->config = std::move(config);
   const Config& cfg = impl_->config;
-  HPS_EXPECTS(!cfg.models.empty(), ConfigError, "models: at least one model is required");
-  impl_->check_backends();  // before the factory opens (and maybe creates) a database
+  check_config_loadable(cfg);  // before the factory opens (and maybe creates) a database
   impl_->factory = std::make_unique<TierFactory>(cfg);
   impl_->stats_names = stats_names(*impl_->factory);
   impl_->gpu_enabled = cuda_device_count() > 0 &&
@@ -294,7 +296,9 @@ void ParameterServer::Impl::build_model(const ModelConfig& model, LoadObserver& 
     table->dim = table_config.dim;
     table->default_value = table_config.default_value;
     table->devices = model.deployed_device_list;
-    load_table(*table, model, table_config, observer);
+    const std::string where = "models[" + std::to_string(models.size()) + "].sparse_files[" +
+                              std::to_string(state.tables.size()) + "] (" + model.name + "/" + table_config.name + ")";
+    load_table(*table, model, table_config, where, observer);
     if (gpu_enabled && model.gpucache) build_gpu_caches(*table, model, table_config);
     state.tables.push_back(std::move(table));
   }
@@ -303,8 +307,8 @@ void ParameterServer::Impl::build_model(const ModelConfig& model, LoadObserver& 
 }
 
 void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& model, const TableConfig& tc,
-                                       LoadObserver& observer) {
-  const std::string where = model.name + "/" + tc.name;
+                                       const std::string& where, LoadObserver& observer) {
+  const std::string label = model.name + "/" + tc.name;  // progress lines name the table, not its place
   table.chain = factory->build(table.tag, tc.dim, where);
   for (std::size_t t = 0; t < table.chain.size(); ++t) {
     const ChainTier& tier = table.chain[t];
@@ -381,7 +385,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
       budgets.push_back(budget_of(*tier, static_cast<double>(reader.rows())));
       if (budgets.back()) tier->tier->reserve(budgets.back());
     }
-    std::string what = where + ": table files ->";
+    std::string what = label + ": table files ->";
     if (files_in_store) what += " " + store->name;
     const std::string filled = names_of(fills, budgets);
     if (!filled.empty()) what += files_in_store ? " +" + filled.substr(1) : filled;
@@ -419,7 +423,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
       most = std::max(most, budgets.back());
     }
     if (most > 0) {
-      observer.begin(where + ": " + store->name + " ->" + names_of(fills, budgets), most);
+      observer.begin(label + ": " + store->name + " ->" + names_of(fills, budgets), most);
       store->tier->for_each(load_chunk_rows(tc.dim), [&](const std::int64_t* keys, const float* rows, std::size_t n) {
         std::size_t advanced = 0;
         for (std::size_t i = 0; i < fills.size(); ++i) {
@@ -445,7 +449,8 @@ void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfi
   const int devices = cuda_device_count();
   const bool is_static = model.embedding_cache_type == EmbeddingCacheType::kStatic;
   for (int device : model.deployed_device_list) {
-    HPS_EXPECTS(device < devices, ConfigError, "models[", model.name, "].deployed_device_list: device ", device,
+    HPS_EXPECTS(device < devices, ConfigError, "models[", model_index.size(), "].deployed_device_list (", model.name,
+                "): device ", device,
                 " does not exist (this machine has ", devices, " CUDA device", devices == 1 ? "" : "s", ")");
     GpuCacheOptions options;
     options.device = device;
@@ -808,6 +813,7 @@ std::vector<TableStats> ParameterServer::stats() const {
       for (const ChainTier& tier : table->chain) {
         TierStats& entry = s.tiers[stats_slot(tier)];
         entry.rows += tier.tier->size();
+        entry.rows_estimated = entry.rows_estimated || tier.tier->size_is_estimate();
         entry.bytes += tier.tier->memory_bytes();
         entry.counters = tier.tier->event_counters();
       }

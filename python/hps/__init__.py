@@ -49,6 +49,13 @@ def redis_available() -> bool:
     return _core.has_redis()
 
 
+def build_features() -> dict:
+    """What this build of hps has built in: {"gpu_cache", "rocksdb", "redis", "tf_op", "tensorrt_plugin"}: bool."""
+    import json
+
+    return json.loads(_core.features_json())
+
+
 __all__ = [
     "HPS",
     "UpdatePublisher",
@@ -61,6 +68,7 @@ __all__ = [
     "cuda_device_count",
     "rocksdb_available",
     "redis_available",
+    "build_features",
     "HpsError",
     "ConfigError",
     "InvalidArgumentError",

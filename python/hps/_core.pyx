@@ -46,6 +46,10 @@ def has_redis():
     return redis_available()
 
 
+def features_json():
+    return _str(build_features())
+
+
 cdef class CoreConfig:
     """A parsed, validated configuration (the C++ struct)."""
     cdef Config c
@@ -87,6 +91,11 @@ def inspect(str folder, size_t dim=0):
         "folder": _str(info.folder), "rows": info.rows, "dim": info.dim, "has_meta": info.has_meta,
         "key_bytes": info.key_bytes, "vector_bytes": info.vector_bytes, "meta_bytes": info.meta_bytes,
     }
+
+
+def check_config_loadable(CoreConfig config):
+    """Raises what the server would raise at load before opening anything (backends, tiers, RocksDB path)."""
+    check_config_loadable_c(config.c)
 
 
 def check_table_fits(CoreConfig config, size_t rows, str where):

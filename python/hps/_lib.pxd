@@ -79,6 +79,9 @@ cdef extern from "hps/model_io.hpp" namespace "hps" nogil:
     void write_sparse_model(const string& folder, const int64_t* keys, const float* rows, size_t n, size_t dim,
                             const int64_t* meta) except +translate_exception
 
+cdef extern from "hps/build_info.hpp" namespace "hps" nogil:
+    string build_features() except +translate_exception
+
 cdef extern from "hps/gpu/gpu_cache.hpp" namespace "hps" nogil:
     int cuda_device_count() except +translate_exception
 
@@ -98,6 +101,7 @@ cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:
     cdef cppclass LoadObserver:
         pass
 
+    void check_config_loadable_c "hps::check_config_loadable"(const Config& config) except +translate_exception
     void check_table_fits_c "hps::check_table_fits"(const Config& config, size_t rows, const string& where) except +translate_exception
 
     cdef cppclass TableRef:

@@ -128,13 +128,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     for message in config.warnings:
         print(f"warning: {message}", file=sys.stderr)
+    # The server's own checks before it opens anything (backends built in, a tier for the rows, the RocksDB path).
+    try:
+        _core.check_config_loadable(config._core)
+    except hps.HpsError as error:
+        raise UserError(f"{args.config}: {error}") from None
     settings = config.to_dict()
-    if settings["persistent_db"]["type"] == "rocks_db" and not hps.rocksdb_available():
-        print("warning: persistent_db.type: this build of hps has no RocksDB, so this config cannot be loaded here",
-              file=sys.stderr)
-    if settings["volatile_db"]["type"] == "redis_cluster" and not hps.redis_available():
-        print("warning: volatile_db.type: this build of hps has no Redis Cluster tier, so this config cannot be "
-              "loaded here", file=sys.stderr)
     models = settings["models"]
     n_tables = sum(len(model["sparse_files"]) for model in models)
     if args.no_files:
@@ -222,7 +221,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         duplicates = int(np.count_nonzero(ordered[1:] == ordered[:-1]))
         del ordered, keys
     head_keys, head_rows, head_meta = hps.read_sparse_model(args.folder, info["dim"], first=0,
-                                                            count=min(args.head, n))
+                                                            count=min(args.head, n), with_meta=True)
     if args.json:
         report = dict(info, key_min=key_min, key_max=key_max, duplicate_keys=duplicates,
                       head=[{"key": int(k), "row": r.tolist(), **({"meta": int(m)} if head_meta is not None else {})}
@@ -252,8 +251,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # ---- lookup -------------------------------------------------------------------------------------
 
 
+def _int_key(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--keys: {text!r} is not an integer key") from None
+
+
 def cmd_lookup(args: argparse.Namespace) -> int:
+    # `--keys 1 2 ps.json`: --keys takes every word after it, CONFIG included; take it back.
+    if args.config is None and args.keys and not args.keys[-1].lstrip("+-").isdigit():
+        args.config = args.keys.pop()
+    if args.config is None:
+        print("usage: hps lookup CONFIG --model M --table T (--keys K [K ...] | --keys-file F.npy) [--json]\n"
+              "hps lookup: error: the following arguments are required: CONFIG", file=sys.stderr)
+        return 2
     if args.keys is not None:
+        if not args.keys:
+            raise UserError("--keys: give at least one key before CONFIG")
+        args.keys = [_int_key(k) for k in args.keys]
         too_wide = [k for k in args.keys if not -2**63 <= k < 2**63]
         if too_wide:
             raise UserError(f"key {too_wide[0]} does not fit in a signed 64-bit integer")
@@ -312,7 +328,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     for s in stats:
         line = [f"{s['model']}/{s['table']}"]
         for tier in tiers:
-            line += [f"{s['tier_rows'][tier]:,}", _bytes(s["tier_bytes"][tier])]
+            about = "~" if s.get("tier_rows_estimated", {}).get(tier) else ""  # RocksDB counts are estimates
+            line += [f"{about}{s['tier_rows'][tier]:,}", _bytes(s["tier_bytes"][tier])]
         line += [f"{s['keys']:,}"] + [_share(s["hits"][tier], s["keys"]) for tier in tiers]
         latency = s["latency_seconds"]
         line += [f"{s['defaults']:,}", f"{latency['p50'] * 1e6:.0f}", f"{latency['p99'] * 1e6:.0f}"]
@@ -428,9 +445,11 @@ def cmd_onnx_surgery(args: argparse.Namespace) -> int:
 
 
 def _version() -> str:
-    features = (f"RocksDB {'yes' if hps.rocksdb_available() else 'no'}, "
-                f"Redis {'yes' if hps.redis_available() else 'no'}, CUDA devices {hps.cuda_device_count()}")
-    return f"hps {hps.__version__} ({features})"
+    built = hps.build_features()
+    names = {"gpu_cache": "GPU cache", "rocksdb": "RocksDB", "redis": "Redis Cluster", "tf_op": "TensorFlow op",
+             "tensorrt_plugin": "TensorRT plugin"}
+    parts = ", ".join(f"{label} {'yes' if built[key] else 'no'}" for key, label in names.items())
+    return f"hps {hps.__version__} (built with: {parts}; CUDA devices {hps.cuda_device_count()})"
 
 
 # ---- publish ------------------------------------------------------------------------------------
@@ -536,11 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("lookup", "look keys up through the server",
                 "Loads CONFIG, looks the keys up in one table and prints their rows, then (on stderr) how many "
                 "keys each tier answered and how many got the table's default row.")
-    p.add_argument("config", metavar="CONFIG", help="the JSON config file")
+    # Optional here only so that `--keys 1 2 CONFIG` parses (cmd_lookup takes CONFIG back from --keys).
+    p.add_argument("config", metavar="CONFIG", nargs="?", help="the JSON config file")
     p.add_argument("--model", required=True, metavar="M", help="model name")
     p.add_argument("--table", required=True, metavar="T", help="table name or index")
     given = p.add_mutually_exclusive_group(required=True)
-    given.add_argument("--keys", type=int, nargs="+", metavar="K", help="keys to look up")
+    given.add_argument("--keys", nargs="+", metavar="K", help="keys to look up (integers)")
     given.add_argument("--keys-file", metavar="F.npy", help="a .npy array of integer keys")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_lookup)

@@ -101,7 +101,8 @@ def write_tables(folder: str, tables: list, dim: int, rng: np.random.Generator, 
         for table in tables:
             keys = table.first_key + np.arange(table.rows, dtype=np.int64)
             rows = rng.standard_normal((table.rows, dim), dtype=np.float32) * np.float32(0.05)
-            hps.write_sparse_model(os.path.join(folder, "tables", table.name), keys, rows)
+            hps.write_sparse_model(os.path.join(folder, "tables", table.name), keys, rows,
+                                   overwrite=True)  # the demo regenerates its own folder
             bar.update(table.rows)
 
 

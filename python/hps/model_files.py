@@ -8,17 +8,28 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, StorageError
 
 __all__ = ["write_sparse_model", "read_sparse_model", "inspect_sparse_model"]
 
 
-def write_sparse_model(folder: "str | os.PathLike[str]", keys: Any, rows: Any, meta: Any = None) -> None:
+_TABLE_FILES = ("key", "emb_vector", "meta")
+
+
+def write_sparse_model(folder: "str | os.PathLike[str]", keys: Any, rows: Any, meta: Any = None, *,
+                       overwrite: bool = False) -> None:
     """Writes a table folder: `keys` (int64-convertible, [N]), `rows` ([N, D] float32), optional `meta` ([N]).
 
     Files are written under temporary names and renamed into place, so readers never see half a
-    table. Keys must be integers; they are stored as int64.
+    table. Keys must be integers; they are stored as int64. A folder that already holds a table is
+    refused (hps.StorageError) unless `overwrite=True`, as `hps convert` refuses without `--force`;
+    replacing it removes a stale `meta` the new table does not have (the core's write does).
     """
+    folder = os.fspath(folder)
+    existing = [name for name in _TABLE_FILES if os.path.exists(os.path.join(folder, name))]
+    if existing and not overwrite:
+        raise StorageError(f"{folder}: already holds a table ({', '.join(existing)}); "
+                           "pass overwrite=True to replace it")
     key_array = np.asarray(keys)
     if key_array.dtype.kind not in "iu":
         raise InvalidArgumentError(f"keys must be integers, got dtype {key_array.dtype}")
@@ -35,7 +46,7 @@ def write_sparse_model(folder: "str | os.PathLike[str]", keys: Any, rows: Any, m
         if meta_array.size != key_array.size:
             raise InvalidArgumentError(f"meta must have {key_array.size} entries, got {meta_array.size}")
         meta_address = meta_array.ctypes.data
-    _core.write_table(os.fspath(folder), key_array.ctypes.data, row_array.ctypes.data, key_array.size,
+    _core.write_table(folder, key_array.ctypes.data, row_array.ctypes.data, key_array.size,
                       row_array.shape[1], meta_address)
 
 
@@ -48,9 +59,10 @@ def inspect_sparse_model(folder: "str | os.PathLike[str]", dim: int = 0) -> dict
 
 
 def read_sparse_model(folder: "str | os.PathLike[str]", dim: int = 0, *, first: int = 0,
-                      count: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """(keys int64 [N], rows float32 [N, D], meta int64 [N] or None) of a table folder, or of rows
-    [first, first + count)."""
+                      count: Optional[int] = None, with_meta: bool = False) -> tuple:
+    """`keys, rows` (int64 [N], float32 [N, D]) of a table folder, or of rows [first, first + count):
+    the inverse of `write_sparse_model(folder, keys, rows)`. With `with_meta=True`:
+    `keys, rows, meta` (meta int64 [N], or None when the folder has no `meta` file)."""
     info = inspect_sparse_model(folder, dim)
     if count is None:
         count = info["rows"] - first
@@ -58,10 +70,10 @@ def read_sparse_model(folder: "str | os.PathLike[str]", dim: int = 0, *, first: 
         raise InvalidArgumentError(f"rows [{first}, {first + count}) are outside the table's {info['rows']} rows")
     keys = np.empty(count, dtype=np.int64)
     rows = np.empty((count, info["dim"]), dtype=np.float32)
-    meta = np.empty(count, dtype=np.int64) if info["has_meta"] else None
+    meta = np.empty(count, dtype=np.int64) if info["has_meta"] and with_meta else None
     _core.read_table(os.fspath(folder), info["dim"], first, count, keys.ctypes.data, rows.ctypes.data,
                      meta.ctypes.data if meta is not None else 0)
-    return keys, rows, meta
+    return (keys, rows, meta) if with_meta else (keys, rows)
 
 
 def write_model_config(path: "str | os.PathLike[str]", model_name: str, table_names: list, dims: list, *,

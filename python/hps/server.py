@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import warnings
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -14,7 +15,7 @@ from ._arrays import host_keys, host_rows
 from ._progress import LoadProgress
 from .array_adapters import ArrayAdapter, DeviceKeys, adapter_for
 from .config import Config, ConfigLike
-from .errors import InvalidArgumentError
+from .errors import ConfigWarning, InvalidArgumentError
 
 __all__ = ["HPS"]
 
@@ -46,6 +47,7 @@ class HPS:
 
     def __init__(self, config: ConfigLike, *, progress: Optional[bool] = None, lookup_threads: Optional[int] = None):
         self.config = Config(config)
+        _warn_gpucache_without_gpu(self.config)
         if lookup_threads is not None and (not isinstance(lookup_threads, int) or lookup_threads < 1):
             raise InvalidArgumentError(f"lookup_threads must be a positive integer, got {lookup_threads!r}")
         # One server per config per process (the core's registry): a file is named by its path, a
@@ -305,6 +307,28 @@ class HPS:
         return f"hps.HPS({self.config.source!r}, {state})"
 
 
+_warned_gpucache = False  # one warning per process, not one per server
+
+
+def _warn_gpucache_without_gpu(config: Config) -> None:
+    """`gpucache: true` where there is no GPU cache to use: the server serves from the CPU tiers."""
+    global _warned_gpucache
+    if _warned_gpucache:
+        return
+    wanting = [m["model"] for m in config.to_dict()["models"] if m.get("gpucache")]
+    if not wanting:
+        return
+    if not json.loads(_core.features_json())["gpu_cache"]:
+        why = "this build of hps has no GPU cache (built without CUDA)"
+    elif _core.device_count() == 0:
+        why = "this machine has no CUDA device"
+    else:
+        return
+    _warned_gpucache = True
+    warnings.warn(f"models {', '.join(wanting)}: gpucache is true but {why}; lookups are served from the CPU "
+                  "tiers (this warning is shown once per process)", ConfigWarning, stacklevel=3)
+
+
 def _one_key_dtype(arrays: list) -> list:
     """Host key arrays of one dtype (the core takes one per call): mixed ones become int64, which
     names the same keys (see hps/keys.hpp) for every value that fits it."""
@@ -320,6 +344,8 @@ def _check_host_out(rows: Any, shape: tuple) -> None:
     if not (isinstance(rows, np.ndarray) and rows.dtype == np.float32 and rows.flags.c_contiguous
             and rows.shape == shape):
         raise InvalidArgumentError(f"out must be a C-contiguous float32 array of shape {shape}")
+    if not rows.flags.writeable:  # the core would write through a read-only view
+        raise InvalidArgumentError("out is read-only; pass a writable array")
 
 
 def _device_keys_of(adapter: ArrayAdapter, keys: Any, stream: int) -> DeviceKeys:

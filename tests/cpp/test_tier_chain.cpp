@@ -142,8 +142,9 @@ TEST(TierChain, RolesComeFromTheConfig) {
 TEST(TierChain, NoTierIsAConfigError) {
   hps::Config config;
   config.volatile_db.type = hps::VolatileDbType::kDisabled;
-  hps::TierFactory factory(config);
-  EXPECT_THROW(factory.build("hps_et.m.t", 4, "m/t"), hps::ConfigError);
+  // Refused before any table is built, by the check `hps validate` runs too.
+  EXPECT_THROW(hps::TierFactory::check(config), hps::ConfigError);
+  EXPECT_THROW(hps::TierFactory factory(config), hps::ConfigError);
 }
 
 #ifdef HPS_HAVE_ROCKSDB

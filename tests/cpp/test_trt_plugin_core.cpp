@@ -125,7 +125,8 @@ TEST(TrtFields, BadFieldsAreRefusedByName) {
             std::string::npos);
 
   const std::string bad = "bfloat16";
-  views = Fields{}.views();
+  Fields fresh;  // views point into it: it must outlive them (a temporary did not: ASan)
+  views = fresh.views();
   views.push_back({"emb_vec_dtype", bad.data(), FieldType::kChar, static_cast<std::int32_t>(bad.size())});
   EXPECT_NE(error_of([&] { parse(views); }).find("emb_vec_dtype must be \"float32\" or \"float16\", got \"bfloat16\""),
             std::string::npos);

@@ -64,7 +64,7 @@ def make_table(folder, n: int, dim: int, *, seed: int = 0, key_low: int = -10**1
     keys = rng.choice(np.arange(key_low, key_high, max(1, (key_high - key_low) // (4 * n)), dtype=np.int64),
                       size=n, replace=False)
     rows = rng.standard_normal((n, dim), dtype=np.float32)
-    hps.write_sparse_model(folder, keys, rows)
+    hps.write_sparse_model(folder, keys, rows, overwrite=True)  # tests write new versions into one folder
     return Table(str(folder), keys, rows, default)
 
 

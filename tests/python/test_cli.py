@@ -77,7 +77,7 @@ def one_error_line(err, command):
 def test_version(run):
     status, out, _ = run("--version")
     assert status == 0
-    assert out.startswith(f"hps {hps.__version__} (RocksDB ")
+    assert out.startswith(f"hps {hps.__version__} (built with: GPU cache ")
 
 
 @pytest.mark.parametrize("command", ["validate", "schema", "convert", "inspect", "lookup", "stats", "bench", "publish", "demo"])
@@ -236,7 +236,7 @@ def test_convert_all_three_forms(run, tmp_path):
     assert status == 0
     assert "keys 100 .. 129" in out
     for folder, want_keys in (("one", keys), ("two", keys), ("three", np.arange(100, 130))):
-        got_keys, got_rows, _ = hps.read_sparse_model(tmp_path / folder)
+        got_keys, got_rows = hps.read_sparse_model(tmp_path / folder)
         np.testing.assert_array_equal(got_keys, want_keys)
         np.testing.assert_array_equal(got_rows, rows)
 

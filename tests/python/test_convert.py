@@ -23,7 +23,7 @@ def reference(tmp_path, keys, rows, meta=None):
 
 
 def assert_table(folder, keys, rows, meta=None):
-    got_keys, got_rows, got_meta = hps.read_sparse_model(folder)
+    got_keys, got_rows, got_meta = hps.read_sparse_model(folder, with_meta=True)
     np.testing.assert_array_equal(got_keys, np.asarray(keys, dtype=np.int64))
     np.testing.assert_array_equal(got_rows, np.asarray(rows, dtype=np.float32))
     if meta is None:

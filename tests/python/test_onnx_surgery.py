@@ -91,7 +91,7 @@ def test_torch_export_surgery_matches_torch(recommender, tmp_path):
     assert (by_init["bags.1.weight"].rows, by_init["bags.1.weight"].dim) == (35, 8)
     assert by_init["user.weight"].table == "user"
     # The tables hold the weights, keyed by row index.
-    keys, rows, _ = hps.read_sparse_model(by_init["bags.2.weight"].folder, 8)
+    keys, rows = hps.read_sparse_model(by_init["bags.2.weight"].folder, 8)
     np.testing.assert_array_equal(keys, np.arange(25))
     np.testing.assert_array_equal(rows, model.bags[2].weight.detach().numpy())
     # No weight is left in the graph, and the graph passes the checker with the hps domain declared.

@@ -23,11 +23,11 @@ def test_round_trip_with_meta(tmp_path):
     assert (tmp_path / "t" / "meta").read_bytes() == meta.astype("<i8").tobytes()
     info = hps.inspect_sparse_model(tmp_path / "t")
     assert (info["rows"], info["dim"], info["has_meta"]) == (1000, 12, True)
-    k, r, m = hps.read_sparse_model(tmp_path / "t")
+    k, r, m = hps.read_sparse_model(tmp_path / "t", with_meta=True)
     np.testing.assert_array_equal(k, keys)
     np.testing.assert_array_equal(r, rows)
     np.testing.assert_array_equal(m, meta)
-    k, r, _ = hps.read_sparse_model(tmp_path / "t", first=990, count=10)
+    k, r = hps.read_sparse_model(tmp_path / "t", first=990, count=10)
     np.testing.assert_array_equal(r, rows[990:])
 
 

@@ -79,7 +79,7 @@ def test_export_writes_tables_and_a_config(tmp_path):
     assert entry["embedding_table_names"] == list(table_names(model).values())
     assert entry["sparse_files"] == entry["embedding_table_names"]  # relative to the config's folder
     assert entry["embedding_vecsize_per_table"] == [8, 8, 8, 8, 4, 4]
-    keys, rows, meta = hps.read_sparse_model(tmp_path / "out" / "bags-1")
+    keys, rows, meta = hps.read_sparse_model(tmp_path / "out" / "bags-1", with_meta=True)
     assert np.array_equal(keys, np.arange(60)) and meta is None
     assert np.array_equal(rows, model.bags[1].weight.detach().numpy())
 

@@ -38,6 +38,8 @@ struct TierStats {
   /// The tier's own event counters (Tier::event_counters(): a Redis Cluster's fall-throughs,
   /// timeouts, redirects...); empty for tiers that count none, or are absent.
   std::vector<TierCounter> counters;
+  /// `rows` is the backend's estimate, not a count (RocksDB: off after erases and overwrites).
+  bool rows_estimated = false;
 };
 
 /// A latency histogram's summary, in seconds (all 0 before the first call).

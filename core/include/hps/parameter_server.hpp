@@ -51,6 +51,11 @@ struct ServerOptions {
   long lookup_spin_us = -1;
 };
 
+/// Every check the server makes on `config` before it opens anything: at least one model, each
+/// configured backend and update source built in, at least one tier, a RocksDB path that can be
+/// opened. Throws ConfigError or BackendUnavailable. The server runs it first; `hps validate` too.
+void check_config_loadable(const Config& config);
+
 /// Throws ConfigError, naming `where`, when a table of `rows` rows cannot be held by `config`'s
 /// tiers: without a persistent tier the volatile tier (hash map or Redis Cluster) must take every
 /// row. The server checks this while loading; `hps validate` checks it from the table files alone.

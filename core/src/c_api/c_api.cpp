@@ -91,14 +91,19 @@ hps::ParameterServer& server_of(hps_server_t* server) {
   return *server->server;
 }
 
-hps::KeyDtype key_dtype(hps_key_dtype_t dtype) {
+// Takes the dtype's address: a C caller may pass any int, and loading an out-of-range value as the
+// enum type is undefined behaviour in C++ (UBSan: "not a valid value for type 'hps_key_dtype'").
+hps::KeyDtype key_dtype(const hps_key_dtype_t* given) {
+  static_assert(sizeof(hps_key_dtype_t) == sizeof(int));
+  int dtype = 0;
+  std::memcpy(&dtype, given, sizeof dtype);
   switch (dtype) {
     case HPS_KEY_INT32: return hps::KeyDtype::kInt32;
     case HPS_KEY_INT64: return hps::KeyDtype::kInt64;
     case HPS_KEY_UINT32: return hps::KeyDtype::kUInt32;
     case HPS_KEY_UINT64: return hps::KeyDtype::kUInt64;
   }
-  HPS_FAIL(hps::InvalidArgument, "key dtype ", static_cast<int>(dtype), " is not an hps_key_dtype_t");
+  HPS_FAIL(hps::InvalidArgument, "key dtype ", dtype, " is not an hps_key_dtype_t");
 }
 
 hps::TableRef table_ref(hps_table_t t) { return hps::TableRef{t.model, t.table}; }
@@ -341,7 +346,7 @@ hps_status_t hps_lookup(hps_server_t* server, hps_table_t table, const void* key
                         float* out, int device, void* stream) {
   return guarded([&] {
     hps::ParameterServer& ps = server_of(server);
-    const hps::KeyDtype kd = key_dtype(dtype);
+    const hps::KeyDtype kd = key_dtype(&dtype);
     if (n > 0) {
       need(keys, "keys");
       need(out, "out");
@@ -358,7 +363,7 @@ hps_status_t hps_lookup_many(hps_server_t* server, size_t count, const hps_table
                              hps_key_dtype_t dtype, const size_t* n, float* const* out, int device, void* stream) {
   return guarded([&] {
     hps::ParameterServer& ps = server_of(server);
-    const hps::KeyDtype kd = key_dtype(dtype);
+    const hps::KeyDtype kd = key_dtype(&dtype);
     if (count == 0) return;
     need(tables, "tables");
     need(keys, "keys");
@@ -380,7 +385,7 @@ hps_status_t hps_update(hps_server_t* server, hps_table_t table, const void* key
                         const float* rows) {
   return guarded([&] {
     hps::ParameterServer& ps = server_of(server);
-    const hps::KeyDtype kd = key_dtype(dtype);
+    const hps::KeyDtype kd = key_dtype(&dtype);
     if (n > 0) {
       need(keys, "keys");
       need(rows, "rows");
@@ -393,7 +398,7 @@ hps_status_t hps_erase(hps_server_t* server, hps_table_t table, const void* keys
                        size_t* erased) {
   return guarded([&] {
     hps::ParameterServer& ps = server_of(server);
-    const hps::KeyDtype kd = key_dtype(dtype);
+    const hps::KeyDtype kd = key_dtype(&dtype);
     if (n > 0) need(keys, "keys");
     const std::size_t count = ps.erase(table_ref(table), keys, kd, n);
     if (erased != nullptr) *erased = count;

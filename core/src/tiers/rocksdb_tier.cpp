@@ -255,6 +255,7 @@ class RocksDbTable final : public Tier {
   /// RocksDB's "rocksdb.estimate-num-keys": an estimate, exact only for distinct inserts. Until
   /// compaction merges them, overwritten and erased keys make it wrong in either direction.
   std::size_t size() const override;
+  bool size_is_estimate() const override { return true; }
   std::size_t capacity() const override { return SIZE_MAX; }
   /// The table's memtables and table readers (indexes, filters). The block cache is shared by
   /// every table of the store and is not counted.
@@ -472,6 +473,12 @@ void RocksDbStoreImpl::open_database() {
   const rocksdb::Status status = config_.read_only
                                      ? rocksdb::DB::OpenForReadOnly(options, config_.path, descriptors, &handles, &db)
                                      : rocksdb::DB::Open(options, config_.path, descriptors, &handles, &db);
+  // RocksDB's own words for a held lock ("LOCK: Resource temporarily unavailable") do not say who holds it.
+  // Both its messages ("While lock file: <path>/LOCK: ...", "lock hold by current process ... <path>/LOCK") name the file.
+  HPS_EXPECTS(!(status.IsIOError() && status.ToString().find("/LOCK") != std::string::npos), IOError, "cannot open the RocksDB database at '", config_.path,
+              "': another process (or another server in this process) holds the database; RocksDB lets one "
+              "writer open it at a time. Stop that one, share one server, or set persistent_db.read_only: true "
+              "(RocksDB: ", status.ToString(), ")");
   check_status(status, std::string("cannot open the RocksDB database at '") + config_.path + "'" +
                            (config_.read_only ? " read-only" : ""));
   db_.reset(db);

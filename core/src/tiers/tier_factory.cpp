@@ -1,5 +1,7 @@
 #include "hps/tiers/tier_factory.hpp"
 
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include "hps/error.hpp"
@@ -36,6 +38,7 @@ class RocksDbChainTier final : public Tier, public BulkLoadable {
   }
   std::size_t erase(const std::int64_t* keys, std::size_t n) override { return table_->erase(keys, n); }
   std::size_t size() const override { return table_->size(); }
+  bool size_is_estimate() const override { return table_->size_is_estimate(); }
   std::size_t capacity() const override { return table_->capacity(); }
   std::size_t memory_bytes() const override { return table_->memory_bytes(); }
   void for_each(std::size_t chunk_rows,
@@ -67,15 +70,39 @@ class RocksDbChainTier final : public Tier, public BulkLoadable {
 
 }  // namespace
 
-TierFactory::TierFactory(const Config& config) : config_(config), names_{kVolatileName, kPersistentName} {
+void TierFactory::check(const Config& config) {
   HPS_EXPECTS(config.volatile_db.type != VolatileDbType::kRedisCluster || redis_available(), BackendUnavailable,
               "volatile_db.type redis_cluster: this build of hps has no Redis Cluster tier (install libhiredis-dev "
               "and reinstall hps)");
-  if (config.persistent_db.type == PersistentDbType::kRocksDb) {
-    HPS_EXPECTS(rocksdb_available(), BackendUnavailable,
-                "persistent_db.type rocks_db: this build has no RocksDB tier (install librocksdb-dev and reinstall hps)");
-    rocksdb_ = RocksDbStore::open(config.persistent_db);
+  const bool rocksdb = config.persistent_db.type == PersistentDbType::kRocksDb;
+  HPS_EXPECTS(rocksdb || config.volatile_db.type != VolatileDbType::kDisabled, ConfigError,
+              "volatile_db.type is disabled and there is no persistent_db: no tier would hold the rows; "
+              "use volatile_db.type hash_map or add a persistent_db");
+  if (!rocksdb) return;
+  HPS_EXPECTS(rocksdb_available(), BackendUnavailable,
+              "persistent_db.type rocks_db: this build has no RocksDB tier (install librocksdb-dev and reinstall hps)");
+  namespace fs = std::filesystem;
+  const PersistentDbConfig& p = config.persistent_db;
+  HPS_EXPECTS(!p.path.empty(), ConfigError, "persistent_db.path: empty; name the RocksDB database folder");
+  std::error_code ignored;
+  const fs::path path(p.path);
+  HPS_EXPECTS(!fs::exists(path, ignored) || fs::is_directory(path, ignored), ConfigError, "persistent_db.path: '",
+              p.path, "' exists and is not a folder");
+  if (p.read_only) {
+    HPS_EXPECTS(fs::exists(path / "CURRENT", ignored), ConfigError, "persistent_db.path: no RocksDB database at '",
+                p.path, "' and persistent_db.read_only is true, so none is created; build it once without read_only");
+  } else {
+    // RocksDB creates the database folder but not its parents.
+    const fs::path parent = fs::absolute(path, ignored).parent_path();
+    HPS_EXPECTS(parent.empty() || fs::is_directory(parent, ignored), ConfigError, "persistent_db.path: the folder '",
+                parent.string(), "' that would hold the database '", p.path,
+                "' does not exist (hps creates the database folder, not its parents)");
   }
+}
+
+TierFactory::TierFactory(const Config& config) : config_(config), names_{kVolatileName, kPersistentName} {
+  check(config);
+  if (config.persistent_db.type == PersistentDbType::kRocksDb) rocksdb_ = RocksDbStore::open(config.persistent_db);
 }
 
 TierFactory::~TierFactory() = default;
@@ -127,8 +154,7 @@ std::vector<ChainTier> TierFactory::build(const std::string& tag, std::size_t di
     chain.push_back(std::move(t));
   }
 
-  HPS_EXPECTS(!chain.empty(), ConfigError, "models[", where,
-              "]: no tier holds this table's rows: enable volatile_db or persistent_db");
+  HPS_EXPECTS(!chain.empty(), ConfigError, where, ": no tier holds this table's rows: enable volatile_db or persistent_db");
   return chain;
 }
 

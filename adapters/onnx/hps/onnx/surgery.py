@@ -301,7 +301,8 @@ def replace_embeddings(onnx_in: Union[PathLike, onnx.ModelProto], onnx_out: Path
         weight = np.ascontiguousarray(table.initializer.values, dtype=np.float32)
         name = _table_name(table.initializer.name, taken)
         folder = os.path.join(tables_dir, name)
-        hps.write_sparse_model(folder, np.arange(weight.shape[0], dtype=np.int64), weight)
+        hps.write_sparse_model(folder, np.arange(weight.shape[0], dtype=np.int64), weight,
+                               overwrite=True)  # surgery rewrites its own output folder
         names.append(name)
         dims.append(int(weight.shape[1]))
         notes = []

@@ -85,7 +85,7 @@ def export_tables(model, out_dir: Union[str, "os.PathLike[str]"], model_name: st
     for layer in layers:
         weight = np.ascontiguousarray(np.asarray(layer.embeddings.numpy(), dtype=np.float32))
         hps.write_sparse_model(os.path.join(out_dir, names[layer.name]), np.arange(weight.shape[0], dtype=np.int64),
-                               weight)
+                               weight, overwrite=True)  # a migration rewrites its own output folder
         dims.append(int(weight.shape[1]))
     return hps.write_model_config(os.path.join(out_dir, config_name), model_name,
                                   [names[layer.name] for layer in layers], dims,

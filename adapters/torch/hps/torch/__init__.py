@@ -16,6 +16,16 @@ Inference only. Importing this module imports torch; `import hps` alone never do
 
 from __future__ import annotations
 
+try:
+    import torch as _torch  # noqa: F401
+except ModuleNotFoundError as _e:
+    if _e.name != "torch":
+        raise
+    # A bare "No module named 'torch'" does not say hps.torch is an optional part.
+    raise ModuleNotFoundError("hps.torch needs PyTorch 2.4 or later, which is not installed: pip install torch "
+                              "(or pip install 'hps[torch]'); CPU-only wheels: pip install torch --index-url "
+                              "https://download.pytorch.org/whl/cpu", name="torch") from None
+
 from . import _arrays  # noqa: F401  (registers the adapter hps.HPS uses for torch tensors)
 from ._op import BACKEND as OP_BACKEND
 from ._op import lookup, lookup_tables

@@ -85,7 +85,8 @@ def export_tables(model: nn.Module, out_dir: Union[str, "os.PathLike[str]"], mod
     dims = []
     for path, module in modules:
         weight = module.weight.detach().to("cpu", torch.float32).contiguous().numpy()
-        hps.write_sparse_model(os.path.join(out_dir, names[path]), np.arange(weight.shape[0], dtype=np.int64), weight)
+        hps.write_sparse_model(os.path.join(out_dir, names[path]), np.arange(weight.shape[0], dtype=np.int64), weight,
+                               overwrite=True)  # a migration rewrites its own output folder
         dims.append(int(weight.shape[1]))
     return hps.write_model_config(os.path.join(out_dir, config_name), model_name,
                                   [names[path] for path, _ in modules], dims,

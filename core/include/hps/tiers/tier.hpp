@@ -60,6 +60,8 @@ class Tier {
 
   /// Rows stored now (may be an estimate where the backend only keeps one; see each tier).
   virtual std::size_t size() const = 0;
+  /// Whether size() is the backend's estimate rather than a count (RocksDB's estimate-num-keys).
+  virtual bool size_is_estimate() const { return false; }
   /// Most rows this tier holds before it evicts; SIZE_MAX when unbounded.
   virtual std::size_t capacity() const = 0;
   /// Bytes of host memory this tier holds for the table (0 where it is not in this process).

@@ -62,6 +62,11 @@ class TierFactory {
   /// Checks that this build has every configured backend and opens the shared ones.
   /// Throws BackendUnavailable, IOError (a database that cannot be opened), ConfigError.
   explicit TierFactory(const Config& config);
+
+  /// Every check the constructor makes, without opening or creating anything: the configured
+  /// backends are built in, some tier holds the rows, and the RocksDB path can be opened (its
+  /// parent folder exists; read-only: a database is there). Throws BackendUnavailable, ConfigError.
+  static void check(const Config& config);
   ~TierFactory();
   TierFactory(const TierFactory&) = delete;
   TierFactory& operator=(const TierFactory&) = delete;

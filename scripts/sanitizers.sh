@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The C++ core and its C++/C test suites under sanitizers (CUDA, TensorFlow and TensorRT off), each
+# in its own build folder so the Python build is untouched:
+#   scripts/sanitizers.sh          AddressSanitizer + UndefinedBehaviorSanitizer: every non-GPU ctest
+#   scripts/sanitizers.sh --tsan   ThreadSanitizer: the concurrency tests (thread pool, concurrent
+#                                  readers of every tier, concurrent lookups/updates, the registry)
+#   scripts/sanitizers.sh --all    both
+# Any report fails the run (halt_on_error / -fno-sanitize-recover). Environment: HPS_SAN_JOBS
+# (build jobs, default 2), HPS_SAN_DIR (default build/san).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode="${1:-asan}"
+jobs="${HPS_SAN_JOBS:-2}"
+root="${HPS_SAN_DIR:-build/san}"
+
+configure_and_build() {  # <folder> <sanitizer flags>
+  local dir="$1" flags="$2"
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHPS_BUILD_TESTS=ON \
+    -DHPS_WITH_CUDA=OFF -DHPS_WITH_TF=OFF -DHPS_WITH_TENSORRT=OFF \
+    -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags -O1" \
+    -DCMAKE_EXE_LINKER_FLAGS="$flags" -DCMAKE_SHARED_LINKER_FLAGS="$flags" >/dev/null
+  cmake --build "$dir" -j "$jobs" -- -k 0 >/dev/null || cmake --build "$dir" -j 1  # quiet; rerun to show errors
+}
+
+run_asan() {
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer: C++ and C suites (no GPU) =="
+  configure_and_build "$root/asan" "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+  ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:strict_init_order=1:detect_stack_use_after_return=1" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    ctest --test-dir "$root/asan" --output-on-failure --timeout 600 -j "$jobs" -LE gpu -E '^install_consumer$'
+  # (install_consumer builds an out-of-tree program against the installed library: a packaging
+  # check, whose program is not built with the sanitizer runtime.)
+}
+
+# The tests whose point is several threads at once (TSan finds nothing in one thread).
+TSAN_TESTS='ThreadPool\.|ConcurrentReadersSeeWholeRows|ConcurrentLookupsAndUpdates|LargeBatchesSplitOverThreads|ConcurrentOpenFindInsert|ServerRegistry\.'
+
+run_tsan() {
+  echo "== ThreadSanitizer: the concurrency tests =="
+  configure_and_build "$root/tsan" "-fsanitize=thread -fno-omit-frame-pointer -g"
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp" \
+    ctest --test-dir "$root/tsan" --output-on-failure --timeout 900 -j "$jobs" -LE gpu -R "$TSAN_TESTS"
+}
+
+case "$mode" in
+  asan|"") run_asan ;;
+  --tsan) run_tsan ;;
+  --all) run_asan; run_tsan ;;
+  *) echo "usage: scripts/sanitizers.sh [--tsan | --all]" >&2; exit 2 ;;
+esac
