@@ -464,8 +464,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
         def chunks():
             for first in range(0, total, args.chunk_rows):
-                keys, rows, _ = hps.read_sparse_model(args.from_table, dim, first=first,
-                                                      count=min(args.chunk_rows, total - first))
+                keys, rows = hps.read_sparse_model(args.from_table, dim, first=first,
+                                                   count=min(args.chunk_rows, total - first))
                 yield keys, rows
     else:
         if not (args.keys and args.rows):
