@@ -50,7 +50,7 @@ def redis_available() -> bool:
 
 
 def build_features() -> dict:
-    """What this build of hps has built in: {"gpu_cache", "rocksdb", "redis", "tf_op", "tensorrt_plugin"}: bool."""
+    """What this build of hps has built in: {"gpu_cache", "rocksdb", "redis", "kafka", "tf_op", "tensorrt_plugin"}: bool."""
     import json
 
     return json.loads(_core.features_json())

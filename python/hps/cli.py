@@ -446,7 +446,8 @@ def cmd_onnx_surgery(args: argparse.Namespace) -> int:
 
 def _version() -> str:
     built = hps.build_features()
-    names = {"gpu_cache": "GPU cache", "rocksdb": "RocksDB", "redis": "Redis Cluster", "tf_op": "TensorFlow op",
+    names = {"gpu_cache": "GPU cache", "rocksdb": "RocksDB", "redis": "Redis Cluster", "kafka": "Kafka consumer",
+             "tf_op": "TensorFlow op",
              "tensorrt_plugin": "TensorRT plugin"}
     parts = ", ".join(f"{label} {'yes' if built[key] else 'no'}" for key, label in names.items())
     return f"hps {hps.__version__} (built with: {parts}; CUDA devices {hps.cuda_device_count()})"

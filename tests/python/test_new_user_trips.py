@@ -63,8 +63,8 @@ def test_version_says_what_was_built_in(capsys):
     assert main(["--version"]) == 0
     out = capsys.readouterr().out
     built = hps.build_features()
-    assert set(built) == {"gpu_cache", "rocksdb", "redis", "tf_op", "tensorrt_plugin"}
-    for label, key in (("GPU cache", "gpu_cache"), ("RocksDB", "rocksdb"), ("Redis Cluster", "redis"),
+    assert set(built) == {"gpu_cache", "rocksdb", "redis", "kafka", "tf_op", "tensorrt_plugin"}
+    for label, key in (("GPU cache", "gpu_cache"), ("RocksDB", "rocksdb"), ("Redis Cluster", "redis"), ("Kafka consumer", "kafka"),
                        ("TensorFlow op", "tf_op"), ("TensorRT plugin", "tensorrt_plugin")):
         expected = f"{label} {'yes' if built[key] else 'no'}"
         assert expected in out, f"expected {expected!r} in {out!r}"

@@ -22,17 +22,26 @@ def _cases(tmp_path):
     base = config_for([t])
     redis = dict(base, volatile_db={"type": "redis_cluster"})
     kafka = dict(base, update_source={"type": "kafka_message_queue", "brokers": "localhost:9092"})
+    # With the consumer built, Kafka is refused only over a read-only persistent_db (nowhere to keep updates).
+    kafka_read_only = config_for([t], persistent=str(tmp_path / "db"))
+    kafka_read_only["persistent_db"]["read_only"] = True
+    kafka_read_only["update_source"] = {"type": "kafka_message_queue", "brokers": "localhost:9092"}
     no_tier = dict(base, volatile_db={"type": "disabled"})
     read_only = config_for([t], persistent=str(tmp_path / "never_built"))
     read_only["persistent_db"]["read_only"] = True
     no_parent = config_for([t], persistent=str(tmp_path / "missing" / "parent" / "db"))
     return {"redis_cluster": (redis, "redis_cluster"), "kafka": (kafka, "kafka"),
+            "kafka over a read-only persistent_db": (kafka_read_only, "writable persistent_db"),
             "no tier": (no_tier, "no tier would hold the rows"),
             "read_only without a database": (read_only, "no RocksDB database"),
             "missing parent folder": (no_parent, "does not exist")}
 
 
-CASES = ["redis_cluster", "kafka", "no tier", "read_only without a database", "missing parent folder"]
+# What a build refuses depends on what it was built with: a missing backend only where it is missing.
+_BUILT = hps.build_features()
+CASES = ((["redis_cluster"] if not _BUILT["redis"] else []) +
+         (["kafka over a read-only persistent_db"] if _BUILT["kafka"] else ["kafka"]) +
+         ["no tier", "read_only without a database", "missing parent folder"])
 
 
 @pytest.mark.parametrize("case", CASES)

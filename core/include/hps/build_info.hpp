@@ -7,7 +7,7 @@
 
 namespace HPS_EXPORT hps {
 
-/// One JSON object: {"gpu_cache": bool, "rocksdb": bool, "redis": bool, "tf_op": bool,
+/// One JSON object: {"gpu_cache": bool, "rocksdb": bool, "redis": bool, "kafka": bool, "tf_op": bool,
 /// "tensorrt_plugin": bool}. `hps --version` prints it; the server warns from it.
 std::string build_features();
 
