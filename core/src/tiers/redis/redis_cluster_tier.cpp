@@ -449,7 +449,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
       c.arg(token);
       c.arg("NX", 2);
       c.arg("PX", 2);
-      c.arg(kLockMs);
+      c.arg(kLockMs, std::strlen(kLockMs));  // the literal, not a temporary std::string (arg keeps a pointer)
       client_->run(batch, RetryPolicy::kWrite);
       HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot take the load lock of table '", tag_, "' (", lock_key_,
                   " on ", c.node, "): ", c.what());
@@ -569,7 +569,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     Command& c = batch.add(marker_slot_);
     c.arg("PEXPIRE", 7);
     c.arg(lock_key_);
-    c.arg(kLockMs);
+    c.arg(kLockMs, std::strlen(kLockMs));
   }
 
   void resolve_overflow(const std::vector<std::size_t>& partitions) {
