@@ -91,6 +91,17 @@ def test_opcheck(config):
     torch.library.opcheck(torch.ops.hps_torch.hps_embedding_lookup.default, (keys, config[0], "m", 0, D))
 
 
+def test_library_links_the_shared_libstdcxx():
+    """A toolchain that links libstdc++ statically by default gave the library a private copy, and
+    formatting a number into an error message crashed (the GPU machine's GCC): _flags names the
+    shared one torch runs with."""
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        pytest.skip("no readelf")
+    dynamic = subprocess.run([readelf, "-d", _library.library_path], capture_output=True, text=True, check=True).stdout
+    assert "libstdc++.so" in dynamic, dynamic
+
+
 def test_errors_name_the_status(config):
     path = config[0]
     keys = torch.tensor([1, 2])

@@ -7,6 +7,27 @@ the torch version, and "cuda" or "cpu".
 
 from __future__ import annotations
 
+import os
+
+
+def loaded_libstdcxx() -> str:
+    """The shared libstdc++ this process runs with once torch is imported ("" where unknown).
+
+    Code built against torch must use that same libstdc++: c10 types holding std::string (c10::Error,
+    the messages of TORCH_CHECK) cross between it and torch. Some hermetic GCC toolchains link
+    libstdc++ statically by default (the GPU machine's does); a library built that way carries a
+    second, uninitialised copy, and formatting a number into an error message crashed it.
+    Naming the shared library on the link line makes the linker resolve libstdc++ there first.
+    """
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if os.path.basename(path).startswith("libstdc++.so"):
+                    return path
+    except OSError:
+        pass
+    return ""
 
 
 def torch_flags() -> "tuple[list[str], list[str], str, bool]":
@@ -22,6 +43,9 @@ def torch_flags() -> "tuple[list[str], list[str], str, bool]":
     libs = ["-lc10", "-ltorch_cpu", "-ltorch"]
     lib_dirs = cpp_extension.library_paths()
     link_flags = [f"-L{d}" for d in lib_dirs] + libs + [f"-Wl,-rpath,{d}" for d in lib_dirs]
+    libstdcxx = loaded_libstdcxx()
+    if libstdcxx:
+        link_flags.append(libstdcxx)
     return compile_flags, link_flags, torch.__version__, cuda
 
 
