@@ -170,7 +170,10 @@ def run_model(tmp_path_factory):
     program = tmp_path_factory.mktemp("run_model") / "run_model"
     build = subprocess.run([os.environ.get("CXX", "g++"), "-std=c++17", "-O1",
                             os.path.join(HERE, "..", "torch_cpp", "run_model.cpp"), "-o", str(program),
-                            *compile_flags, *link_flags, "-ldl"], capture_output=True, text=True, timeout=600)
+                            *compile_flags, *link_flags, "-ldl",
+                            # The AOTInductor loader dlopens libtorch.so by name: a DT_RPATH reaches it,
+                            # a DT_RUNPATH (Ubuntu's default) does not (failed on the GPU machine).
+                            "-Wl,--disable-new-dtags"], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-3000:]
     return str(program)
 
