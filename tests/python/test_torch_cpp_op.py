@@ -170,10 +170,7 @@ def run_model(tmp_path_factory):
     program = tmp_path_factory.mktemp("run_model") / "run_model"
     build = subprocess.run([os.environ.get("CXX", "g++"), "-std=c++17", "-O1",
                             os.path.join(HERE, "..", "torch_cpp", "run_model.cpp"), "-o", str(program),
-                            *compile_flags, *link_flags, "-ldl",
-                            # The AOTInductor loader dlopens libtorch.so by name: a DT_RPATH reaches it,
-                            # a DT_RUNPATH (Ubuntu's default) does not (failed on the GPU machine).
-                            "-Wl,--disable-new-dtags"], capture_output=True, text=True, timeout=600)
+                            *compile_flags, *link_flags, "-ldl"], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-3000:]
     return str(program)
 
@@ -187,6 +184,10 @@ def run_from_cpp(program: str, model_file, inputs: tuple) -> torch.Tensor:
             values = t.reshape(-1).tolist()
             f.write(f"{kind} {t.dim()} {' '.join(map(str, t.shape))}\n{' '.join(map(repr, values))}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    # Torch 2.11's AOTInductor loader dlopens libtorch.so by name, which the program's rpath did not
+    # reach on the GPU machine: deployed C++ hosts put torch's lib folder on the search path (docs/torch.md).
+    torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (torch_lib, env.get("LD_LIBRARY_PATH", "")) if p)
     done = subprocess.run([program, _library.library_path, str(model_file), inputs_file],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
