@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Freshness of streamed updates (publish -> visible to lookups) and the lookup throughput they cost.
 
-One server (CPU tiers: the hash map, plus RocksDB with --rocksdb) fed by a tansu broker on 127.0.0.1
-(the one the tests use; scripts/setup.sh --test installs it). One lookup thread looks up batches of
---batch keys in a closed loop, in windows of --seconds:
+One server (the hash map, plus RocksDB with --rocksdb; with --device cuda a GPU cache above them and
+lookups of torch CUDA keys) fed by a tansu broker on 127.0.0.1 (the one the tests use: scripts/setup.sh
+--test installs it; where confluent-kafka is not installed, as on the GPU machine, the pieces
+scripts/stage_kafka_for_gpu.sh staged in .device/kafka are used). One lookup thread looks up
+batches of --batch keys in a closed loop, in windows of --seconds:
   A  alone: nothing is published (the baseline);
   B  updates: a publisher process (hps.UpdatePublisher, as a training job would be) sends --rate rows
      per second in batches every 10 ms to the followed model; the server applies them;
@@ -16,10 +18,16 @@ the ratios over --rounds rounds are reported as median and spread (min, quartile
 Threads are pinned (--pin, the default with 2 or more CPUs): the lookup thread to the first allowed
 CPU; everything else (the server's consumer thread and librdkafka's threads, the broker, the
 publisher process, the freshness watcher) to the others, so the comparison is of lookups that keep
-their core while updates are applied next to them. The server runs with --lookup-threads (default 1).
+their core while updates are applied next to them. The lookup thread alone also runs at
+--lookup-nice (default -10, where permitted), so other work on a shared machine takes less of its
+core. The server runs with --lookup-threads (default 1). Two measures of the lookups: keys per
+second of wall clock (what a caller sees; on a shared machine it moves with whatever else the
+scheduler puts on the lookup core), and keys per second of the lookup thread's own CPU time (what
+lookups that keep their core reach: it moves only with interference through caches, memory and
+locks). The lookup thread's run-queue wait, blocks (a lock or the GIL) and preemptions are shown.
 
 Freshness: the publisher reports, for one probe key of every batch, the sequence number written
-into its row and when publish() returned; a watcher thread polls the probes (every --watch-ms, 2 ms) until a
+into its row and when publish() returned; a watcher thread polls the probes (every --watch-ms, 5 ms) until a
 lookup returns that row or a newer one (rows carry increasing sequence numbers; one key's updates
 stay in order in its partition). After the server's update path returns every later lookup sees
 the row (core/include/hps/update_source.hpp), so the first lookup that sees it bounds when all do.
@@ -31,7 +39,8 @@ A's key rate / rows applied. With the lookups on their own core, lost time much 
 consumer's CPU time per row points at interference (locks, caches, memory bandwidth), not CPU.
 
 Usage: python benchmarks/update_freshness.py [--rows 200000] [--dim 32] [--rate 10000] [--seconds 2]
-       [--rounds 8] [--control] [--no-pin] [--lookup-threads 1] [--rocksdb] [--json]
+       [--rounds 8] [--control] [--no-pin] [--lookup-nice -10] [--lookup-threads 1] [--rocksdb]
+       [--device cpu|cuda] [--gpucacheper 1.0] [--json] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -53,6 +62,24 @@ import hps
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
 from kafka_broker import Broker, wait_until  # noqa: E402
+from kafka_carried import carried_folder, unpack  # noqa: E402
+
+
+def use_carried_kafka(scratch: str) -> str:
+    """Where confluent-kafka is not installed (the GPU machine), the pieces that
+    scripts/stage_kafka_for_gpu.sh staged: the broker, the client and its librdkafka. A spawned
+    publisher process gets this sys.path and environment too."""
+    import importlib.util
+
+    if importlib.util.find_spec("confluent_kafka"):
+        return "installed"
+    from pathlib import Path
+
+    pieces = unpack(carried_folder(), Path(scratch) / "kafka")
+    os.environ["HPS_TANSU"] = pieces.tansu
+    os.environ["HPS_LIBRDKAFKA"] = pieces.librdkafka
+    sys.path.insert(0, pieces.site)
+    return f"carried ({carried_folder()})"
 
 TABLE = "sparse_embedding0"
 FIRST_SEQ = 1000.0  # above every value of the table's initial rows (standard normal)
@@ -155,9 +182,9 @@ class Watcher(threading.Thread):
 
     WIDTH = 32
 
-    def __init__(self, ps: "hps.HPS", probes, fixed: np.ndarray, period: float) -> None:
+    def __init__(self, lookup, probes, fixed: np.ndarray, period: float) -> None:
         super().__init__(daemon=True)
-        self.ps, self.probes, self.period = ps, probes, period
+        self.lookup, self.probes, self.period = lookup, probes, period
         self.fixed = np.asarray(fixed[:self.WIDTH], np.int64)
         self.pending: dict[int, tuple[float, float]] = {}  # key -> (seq, published_at)
         self.received = 0
@@ -165,6 +192,7 @@ class Watcher(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
+        self.tid = threading.get_native_id()
         while not self.stop.is_set():
             try:
                 while True:
@@ -180,7 +208,7 @@ class Watcher(threading.Thread):
                 probe_keys = np.array([k for k, _ in watched], np.int64)
                 query = probe_keys if probe_keys.size >= query.size else np.concatenate(
                     [probe_keys, query[probe_keys.size:]])
-            got = self.ps.lookup("m", 0, query)[:len(watched), 0]
+            got = self.lookup(query)[:len(watched), 0]
             now = time.perf_counter()
             for (key, (seq, t0)), value in zip(watched, got):
                 if value >= seq:
@@ -192,14 +220,28 @@ class Watcher(threading.Thread):
         return self.received >= sent and not self.pending
 
 
-def lookup_window(ps, batches, seconds: float, cpu: set | None) -> dict:
-    """One closed-loop lookup thread for `seconds`: keys done, wall and thread CPU seconds."""
+def lookup_window(ps, batches, seconds: float, cpu: set | None, nice: int) -> dict:
+    """One closed-loop lookup thread for `seconds`: keys done, wall and thread CPU seconds. Device
+    batches (torch CUDA tensors) are looked up through the GPU cache, each call waited for."""
     result: dict = {}
 
     def body() -> None:
         if cpu:
             os.sched_setaffinity(0, cpu)  # this thread only
-        out = np.empty((batches[0].size, ps.dim("m", 0)), np.float32)
+        if nice:
+            try:  # this thread only (Linux priorities are per thread)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            except OSError:
+                result["nice_refused"] = True
+        shape = (batches[0].shape[0], ps.dim("m", 0))
+        on_device = not isinstance(batches[0], np.ndarray)
+        if on_device:
+            import torch
+
+            out = torch.empty(shape, dtype=torch.float32, device=batches[0].device)
+            stream = torch.cuda.current_stream()
+        else:
+            out = np.empty(shape, np.float32)
         tid = threading.get_native_id()
         me = f"/proc/self/task/{tid}/schedstat"
         done, i = 0, 0
@@ -209,6 +251,8 @@ def lookup_window(ps, batches, seconds: float, cpu: set | None) -> dict:
         deadline = t0 + seconds
         while time.perf_counter() < deadline:
             ps.lookup("m", 0, batches[i % len(batches)], out=out)
+            if on_device:
+                stream.synchronize()
             done += out.shape[0]
             i += 1
         wall = time.perf_counter() - t0
@@ -244,10 +288,16 @@ def main() -> None:
     ap.add_argument("--control", action="store_true", help="add control windows (publishing, nothing applied)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--lookup-threads", type=int, default=1, help="the server's lookup_threads")
-    ap.add_argument("--watch-ms", type=float, default=2.0, help="period of the freshness watcher's polls")
+    ap.add_argument("--watch-ms", type=float, default=5.0, help="period of the freshness watcher's polls")
+    ap.add_argument("--lookup-nice", type=int, default=-10,
+                    help="nice value of the lookup thread alone (negative needs privilege; refused: left at 0)")
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="leave threads to the scheduler")
     ap.add_argument("--rocksdb", action="store_true", help="add the RocksDB persistent tier")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: lookups of device keys through a GPU cache over the hash map (torch)")
+    ap.add_argument("--gpucacheper", type=float, default=1.0, help="GPU cache size, a share of the table (cuda)")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
+    ap.add_argument("--json-out", help="also write the result (every window too) as JSON to this file")
     args = ap.parse_args()
 
     allowed = sorted(os.sched_getaffinity(0))
@@ -261,13 +311,19 @@ def main() -> None:
     keys = rng.choice(np.arange(0, 2**40, 2**40 // (4 * args.rows), dtype=np.int64), args.rows, replace=False)
     hps.write_sparse_model(os.path.join(tmp, "t0"), keys, rng.standard_normal((args.rows, args.dim), np.float32))
     batches = [keys[rng.integers(0, keys.size, args.batch)] for _ in range(64)]
+    if args.device == "cuda":
+        import torch
+
+        batches = [torch.from_numpy(b).cuda() for b in batches]
+    kafka_from = use_carried_kafka(tmp)
     broker = Broker(os.path.join(tmp, "tansu.log"))
     broker.start()
     config = {"supportlonglong": True, "volatile_db": {"type": "hash_map"},
               "update_source": {"type": "kafka_message_queue", "brokers": broker.brokers,
                                 "metadata_refresh_interval_ms": 500, "poll_timeout_ms": 50},
               "models": [{"model": "m", "sparse_files": [os.path.join(tmp, "t0")],
-                          "embedding_vecsize_per_table": [args.dim]}]}
+                          "embedding_vecsize_per_table": [args.dim], "gpucache": args.device == "cuda",
+                          "gpucacheper": args.gpucacheper}]}
     if args.rocksdb:
         config["persistent_db"] = {"type": "rocks_db", "path": os.path.join(tmp, "db")}
     ctx = mp.get_context("spawn")  # no fork of a process with threads
@@ -288,16 +344,24 @@ def main() -> None:
                 commands.send(("run", model, 0.05, False))
                 assert commands.recv()[0] == "done"
             wait_until(lambda: applied() > 0 and ps.update_source_stats()[0]["lag"] == 0, "the consumer runs")
-            watcher = Watcher(ps, probes, keys[-Watcher.WIDTH:], args.watch_ms / 1e3)
+            if args.device == "cuda":  # the watcher sees what GPU lookups see
+                def watch_lookup(q: np.ndarray) -> np.ndarray:
+                    return ps.lookup("m", 0, torch.from_numpy(q).cuda()).cpu().numpy()
+            else:
+                def watch_lookup(q: np.ndarray) -> np.ndarray:
+                    return ps.lookup("m", 0, q)
+            watcher = Watcher(watch_lookup, probes, keys[-Watcher.WIDTH:], args.watch_ms / 1e3)
             watcher.start()
-            lookup_window(ps, batches, 0.5, lookup_cpu)["thread"].join()  # warm-up
+            wait_until(lambda: hasattr(watcher, "tid"), "the watcher runs")
+            lookup_window(ps, batches, 0.5, lookup_cpu, args.lookup_nice)["thread"].join()  # warm-up
 
             kinds = (["A", "B", "A", "C"] if args.control else ["A", "B"]) * args.rounds + ["A"]
             sent = 0
             for kind in kinds:
                 rows0, cpu0 = applied(), consumer_cpu()
+                watch0 = _schedstat(f"/proc/self/task/{watcher.tid}/schedstat")[0]
                 broker0, pub0 = process_cpu(broker.process.pid), process_cpu(publisher.pid)
-                win = lookup_window(ps, batches, args.seconds, lookup_cpu)
+                win = lookup_window(ps, batches, args.seconds, lookup_cpu, args.lookup_nice)
                 if kind != "A":
                     commands.send(("run", "m" if kind == "B" else "other", args.seconds, kind == "B"))
                 win["thread"].join()
@@ -311,6 +375,7 @@ def main() -> None:
                 cpu1 = consumer_cpu()
                 windows.append(dict(win["result"], kind=kind, published=published, applied=applied() - rows0,
                                     apply_cpu=cpu1["apply"] - cpu0["apply"], fetch_cpu=cpu1["fetch"] - cpu0["fetch"],
+                                    watcher_cpu=_schedstat(f"/proc/self/task/{watcher.tid}/schedstat")[0] - watch0,
                                     broker_cpu=process_cpu(broker.process.pid) - broker0,
                                     publisher_cpu=process_cpu(publisher.pid) - pub0))
             watcher.stop.set()
@@ -323,14 +388,18 @@ def main() -> None:
             publisher.kill()
         broker.stop()
 
-    result = summarize(args, windows, watcher.latencies, stats, pinned, allowed)
+    result = summarize(args, windows, watcher.latencies, stats, pinned, allowed, kafka_from)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(result, f, indent=1)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         report(args, result)
 
 
-def summarize(args, windows: list[dict], latencies: list[float], stats: dict, pinned: bool, allowed) -> dict:
+def summarize(args, windows: list[dict], latencies: list[float], stats: dict, pinned: bool, allowed,
+              kafka_from: str) -> dict:
     rate = [w["keys"] / w["wall"] for w in windows]
     cpk = [w["cpu"] / w["keys"] for w in windows]  # lookup-thread CPU seconds per key
     wall_ratio: dict[str, list[float]] = {"B": [], "C": []}
@@ -358,14 +427,18 @@ def summarize(args, windows: list[dict], latencies: list[float], stats: dict, pi
                 "cpu_ns_per_key": quartiles([1e9 * w["cpu"] / w["keys"] for w in ws]),
                 "on_cpu_share": float(np.median([w["cpu"] / w["wall"] for w in ws])),
                 "runqueue_wait_share": float(np.median([w["runqueue_wait"] / w["wall"] for w in ws])),
-                "blocked_per_1000_calls": float(np.median([1000 * w["blocked"] / max(1, w["calls"]) for w in ws])),
-                "preempted_per_1000_calls": float(np.median([1000 * w["preempted"] / max(1, w["calls"]) for w in ws]))}
+                "blocks_per_s": float(np.median([w["blocked"] / w["wall"] for w in ws])),
+                "preemptions_per_s": float(np.median([w["preempted"] / w["wall"] for w in ws])),
+                "watcher_cpu_share": float(np.median([w["watcher_cpu"] / w["wall"] for w in ws]))}
 
     out = {
         "rows": args.rows, "dim": args.dim, "batch": args.batch, "rate_rows_per_s": args.rate,
         "seconds": args.seconds, "rounds": args.rounds, "control": args.control,
         "lookup_threads": args.lookup_threads, "pinned": pinned, "cpus": len(allowed),
-        "tiers": "hash_map" + (" + rocksdb" if args.rocksdb else ""),
+        "lookup_nice": args.lookup_nice, "watch_ms": args.watch_ms, "device": args.device,
+        "kafka_from": kafka_from,
+        "tiers": ("gpu cache (%g of the rows) + " % args.gpucacheper if args.device == "cuda" else "") + "hash_map" +
+                 (" + rocksdb" if args.rocksdb else ""),
         "published_rows": sum(w["published"] for w in b), "applied_rows": applied,
         "achieved_rate": sum(w["published"] for w in b) / max(1e-9, sum(w["wall"] for w in b)),
         "probes": int(lat.size),
@@ -395,6 +468,8 @@ def report(args, r: dict) -> None:
           f"(lookup_threads {args.lookup_threads}), {args.rate:,} rows/s published; windows ({seq}) x {args.rounds} + A "
           f"of {args.seconds:g} s; {'lookup thread pinned to its own CPU' if r['pinned'] else 'not pinned'}; "
           f"hps {hps.__version__}; {platform.machine()}, {r['cpus']} CPUs")
+    if any(w.get("nice_refused") for w in r["windows"]):
+        print(f"(the lookup thread's nice {args.lookup_nice} was refused: it ran at nice 0)")
     print(f"published {r['published_rows']:,} rows in B windows ({r['achieved_rate']:,.0f}/s), applied "
           f"{r['applied_rows']:,}; {r['probes']:,} probes seen (every one); consumer errors: {r['source']['errors']}")
     f = r["fresh_ms"]
@@ -407,8 +482,8 @@ def report(args, r: dict) -> None:
             print(f"lookups {kind} ({label}): {q['mkeys_per_s']['median']:.2f} Mkeys/s (range "
                   f"{q['mkeys_per_s']['min']:.2f}-{q['mkeys_per_s']['max']:.2f}); lookup thread "
                   f"{q['cpu_ns_per_key']['median']:.1f} ns CPU per key, on a CPU {100 * q['on_cpu_share']:.0f}% "
-                  f"of the window, waiting for one {100 * q['runqueue_wait_share']:.0f}%; per 1,000 calls "
-                  f"{q['blocked_per_1000_calls']:.0f} blocks, {q['preempted_per_1000_calls']:.0f} preemptions (medians)")
+                  f"of the window, waiting for one {100 * q['runqueue_wait_share']:.0f}%; {q['blocks_per_s']:.0f} blocks "
+                  f"and {q['preemptions_per_s']:.0f} preemptions a second (medians)")
     for kind, label in (("B", "updates"), ("C", "control")):
         if kind in r["ratio"]:
             for how, what in (("wall", "keys/s"), ("per_lookup_cpu", "keys per lookup-CPU second")):
