@@ -13,6 +13,9 @@
 #   lookup   benchmarks/gpu_lookup.py (HPS_GPU_LOOKUP_ARGS)
 #   example  examples/dlrm_torch.py --device cuda
 #   dlrm     benchmarks/dlrm_torch.py (HPS_GPU_DLRM_ARGS)
+#   freshness  (not in the default list) benchmarks/update_freshness.py with the host tiers, then with
+#            --device cuda (HPS_GPU_FRESHNESS_ARGS, default --control --seconds 1 --rounds 16); needs
+#            the Kafka pieces of scripts/stage_kafka_for_gpu.sh carried in .device/kafka
 # Exit status: non-zero when a stage failed; every stage runs even after an earlier one failed.
 set -uo pipefail
 
@@ -88,6 +91,14 @@ fi
 if wants dlrm; then
   # shellcheck disable=SC2086
   run_stage dlrm dlrm.log "$PYTHON" benchmarks/dlrm_torch.py --plot-dir "$OUT_DIR" ${HPS_GPU_DLRM_ARGS:-}
+fi
+
+if wants freshness; then
+  # shellcheck disable=SC2086
+  for device in cpu cuda; do
+    run_stage "freshness-$device" "freshness_$device.log" "$PYTHON" benchmarks/update_freshness.py --device "$device" \
+      --json-out "$OUT_DIR/freshness_$device.json" ${HPS_GPU_FRESHNESS_ARGS:---control --seconds 1 --rounds 16}
+  done
 fi
 
 log "done, status $status"
