@@ -1,27 +1,56 @@
 #!/usr/bin/env python3
-"""Freshness of streamed updates: publish -> visible to lookups, and the lookup throughput they cost.
+"""Freshness of streamed updates (publish -> visible to lookups) and the lookup throughput they cost.
 
-One run, two phases over the same server (CPU tiers: the hash map, plus RocksDB with --rocksdb),
-fed by a tansu broker on 127.0.0.1 (the one the tests use; scripts/setup.sh --test installs it):
-  1. alone: a lookup thread looks up batches of --batch keys in a closed loop for --seconds;
-  2. control: the same, while a publisher sends --rate rows per second to a model the server does
-     not follow (the broker, the publisher and the polling share the machine; nothing is applied);
-  3. updates: the same lookups while a publisher (hps.UpdatePublisher) sends --rate rows per second
-     in batches every 10 ms, and a watcher polls a probe key of every batch (every ~1 ms) until a
-     lookup returns its new row. Freshness = time from publish() returning to that lookup;
-     after the server's update path returns, every later lookup sees the row (update_source.hpp),
-     so the first lookup that sees it bounds when every lookup does.
-Printed: p50/p99/max freshness, lookup keys/s in each phase, the share lost to updates and the
-share lost to applying them (updates vs control).
-Usage: python benchmarks/update_freshness.py [--rows 200000] [--dim 32] [--rate 10000] [--seconds 4] [--rounds 3]
+One server (the hash map, plus RocksDB with --rocksdb; with --device cuda a GPU cache above them and
+lookups of torch CUDA keys) fed by a tansu broker on 127.0.0.1 (the one the tests use: scripts/setup.sh
+--test installs it; where confluent-kafka is not installed, as on the GPU machine, the pieces
+scripts/stage_kafka_for_gpu.sh staged in .device/kafka are used). One lookup thread looks up
+batches of --batch keys in a closed loop, in windows of --seconds:
+  A  alone: nothing is published (the baseline);
+  B  updates: a publisher process (hps.UpdatePublisher, as a training job would be) sends --rate rows
+     per second in batches every 10 ms to the followed model; the server applies them;
+  C  control (--control): the same publishing to a model the server does not follow: the broker and
+     the publisher run, nothing is applied.
+The windows run A B A C A B A C ... A (A B A B ... A without --control): every B and C window sits
+between two A windows and is compared to their mean, so slow drifts of a shared machine cancel;
+the ratios over --rounds rounds are reported as median and spread (min, quartiles, max).
+
+Threads are pinned (--pin, the default with 2 or more CPUs): the lookup thread to the first allowed
+CPU; everything else (the server's consumer thread and librdkafka's threads, the broker, the
+publisher process, the freshness watcher) to the others, so the comparison is of lookups that keep
+their core while updates are applied next to them. The lookup thread alone also runs at
+--lookup-nice (default -10, where permitted), so other work on a shared machine takes less of its
+core. The server runs with --lookup-threads (default 1). Two measures of the lookups: keys per
+second of wall clock (what a caller sees; on a shared machine it moves with whatever else the
+scheduler puts on the lookup core), and keys per second of the lookup thread's own CPU time (what
+lookups that keep their core reach: it moves only with interference through caches, memory and
+locks). The lookup thread's run-queue wait, blocks (a lock or the GIL) and preemptions are shown.
+
+Freshness: the publisher reports, for one probe key of every batch, the sequence number written
+into its row and when publish() returned; a watcher thread polls the probes (every --watch-ms, 5 ms) until a
+lookup returns that row or a newer one (rows carry increasing sequence numbers; one key's updates
+stay in order in its partition). After the server's update path returns every later lookup sees
+the row (core/include/hps/update_source.hpp), so the first lookup that sees it bounds when all do.
+
+CPU time per update row (B windows): the consumer's (its thread "hps-kafka": parsing and applying
+through every tier; librdkafka's threads: fetching), the broker's and the publisher's, from
+/proc; and the lookup thread's time lost per update row: (A's key rate x window - keys done) /
+A's key rate / rows applied. With the lookups on their own core, lost time much above the
+consumer's CPU time per row points at interference (locks, caches, memory bandwidth), not CPU.
+
+Usage: python benchmarks/update_freshness.py [--rows 200000] [--dim 32] [--rate 10000] [--seconds 2]
+       [--rounds 8] [--control] [--no-pin] [--lookup-nice -10] [--lookup-threads 1] [--rocksdb]
+       [--device cpu|cuda] [--gpucacheper 1.0] [--json] [--json-out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import platform
+import queue
 import sys
 import tempfile
 import threading
@@ -33,49 +62,219 @@ import hps
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
 from kafka_broker import Broker, wait_until  # noqa: E402
+from kafka_carried import carried_folder, unpack  # noqa: E402
 
 
-def lookup_loop(ps: "hps.HPS", keys: np.ndarray, batch: int, stop: threading.Event, counts: list) -> None:
-    rng = np.random.default_rng(1)
-    out = np.empty((batch, ps.dim("m", 0)), np.float32)
-    batches = [keys[rng.integers(0, keys.size, batch)] for _ in range(64)]
-    done = 0
-    i = 0
-    while not stop.is_set():
-        ps.lookup("m", 0, batches[i % 64], out=out)
-        done += batch
-        i += 1
-    counts.append(done)
+def use_carried_kafka(scratch: str) -> str:
+    """Where confluent-kafka is not installed (the GPU machine), the pieces that
+    scripts/stage_kafka_for_gpu.sh staged: the broker, the client and its librdkafka. A spawned
+    publisher process gets this sys.path and environment too."""
+    import importlib.util
+
+    if importlib.util.find_spec("confluent_kafka"):
+        return "installed"
+    from pathlib import Path
+
+    pieces = unpack(carried_folder(), Path(scratch) / "kafka")
+    os.environ["HPS_TANSU"] = pieces.tansu
+    os.environ["HPS_LIBRDKAFKA"] = pieces.librdkafka
+    sys.path.insert(0, pieces.site)
+    return f"carried ({carried_folder()})"
+
+TABLE = "sparse_embedding0"
+FIRST_SEQ = 1000.0  # above every value of the table's initial rows (standard normal)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+# ---- /proc CPU accounting (schedstat: nanoseconds on a CPU, and waiting for one) ----------------------
+
+def _schedstat(path: str) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for a CPU) of one thread."""
+    try:
+        with open(path) as f:
+            on, waiting = f.read().split()[:2]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(on) / 1e9, int(waiting) / 1e9
 
 
-CPU: dict[str, list[float]] = {}  # phase -> [hps process CPU s per s, broker CPU s per s] per round
+def context_switches(tid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of one thread of this process: a voluntary one is
+    a block (a lock, the GIL), an involuntary one a preemption."""
+    out = {}
+    with open(f"/proc/self/task/{tid}/status") as f:
+        for line in f:
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                name, value = line.split(":")
+                out[name] = int(value)
+    return out["voluntary_ctxt_switches"], out["nonvoluntary_ctxt_switches"]
 
 
-def run_phase(ps, keys, batch, seconds, during=None, name="", broker_pid=0) -> float:
-    cpu0 = (time.process_time(), cpu_seconds(broker_pid) if broker_pid else 0.0)
-    stop = threading.Event()
-    counts: list = []
-    t = threading.Thread(target=lookup_loop, args=(ps, keys, batch, stop, counts))
-    started = time.perf_counter()
+def process_cpu(pid: int) -> float:
+    """CPU seconds of all threads of a process that are alive now."""
+    total = 0.0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        total += _schedstat(f"/proc/{pid}/task/{tid}/schedstat")[0]
+    return total
+
+
+def consumer_cpu() -> dict[str, float]:
+    """CPU seconds of this process's consumer threads: "apply" (hps-kafka: parsing and applying)
+    and "fetch" (librdkafka's rdk:*). The publisher runs in another process, so every librdkafka
+    thread here is the consumer's."""
+    out = {"apply": 0.0, "fetch": 0.0}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        kind = "apply" if name == "hps-kafka" else "fetch" if name.startswith("rdk:") else None
+        if kind:
+            out[kind] += _schedstat(f"/proc/self/task/{tid}/schedstat")[0]
+    return out
+
+
+# ---- the publisher process ---------------------------------------------------------------------------
+
+def publisher_main(brokers: str, keys: np.ndarray, dim: int, rate: int, partitions: int, commands, probes) -> None:
+    """Runs windows on command: ("run", model, seconds, report) publishes `rate` rows/s to `model`
+    for `seconds`, with `report` sending (key, seq, published_at) for one key of every batch, then
+    flushes and answers ("done", rows, probes sent); ("stop",) ends it."""
+    pubs: dict[str, hps.UpdatePublisher] = {}
+    rng = np.random.default_rng(2)
+    per_tick = max(1, rate // 100)  # every 10 ms
+    seq = FIRST_SEQ
+    while True:
+        command = commands.recv()
+        if command[0] == "stop":
+            break
+        _, model, seconds, report = command
+        pub = pubs.get(model) or pubs.setdefault(model, hps.UpdatePublisher(brokers, model, partitions=partitions))
+        rows = sent = 0
+        next_tick = time.perf_counter()
+        deadline = next_tick + seconds
+        while time.perf_counter() < deadline:
+            seq += 1
+            batch = np.unique(keys[rng.integers(0, keys.size, per_tick)])
+            pub.publish(TABLE, batch, np.full((batch.size, dim), seq, np.float32))
+            if report:
+                probes.put((int(batch[0]), seq, time.perf_counter()))
+                sent += 1
+            rows += batch.size
+            next_tick += 0.01
+            time.sleep(max(0.0, next_tick - time.perf_counter()))
+        pub.flush()
+        commands.send(("done", rows, sent))
+    for pub in pubs.values():
+        pub.close()
+
+
+# ---- the server side ---------------------------------------------------------------------------------
+
+class Watcher(threading.Thread):
+    """Polls probe keys every --watch-ms until a lookup returns their row (or a newer one). Every
+    poll looks up the same number of keys (the pending probes, filled up with fixed keys), so the
+    watcher costs every window the same: it shares the GIL with the lookup thread."""
+
+    WIDTH = 32
+
+    def __init__(self, lookup, probes, fixed: np.ndarray, period: float) -> None:
+        super().__init__(daemon=True)
+        self.lookup, self.probes, self.period = lookup, probes, period
+        self.fixed = np.asarray(fixed[:self.WIDTH], np.int64)
+        self.pending: dict[int, tuple[float, float]] = {}  # key -> (seq, published_at)
+        self.received = 0
+        self.latencies: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        self.tid = threading.get_native_id()
+        while not self.stop.is_set():
+            try:
+                while True:
+                    key, seq, t0 = self.probes.get_nowait()
+                    self.received += 1
+                    if self.pending.get(key, (0.0,))[0] < seq:  # a newer row of the key supersedes
+                        self.pending[key] = (seq, t0)
+            except queue.Empty:
+                pass
+            watched = list(self.pending.items())
+            query = self.fixed.copy()
+            if watched:
+                probe_keys = np.array([k for k, _ in watched], np.int64)
+                query = probe_keys if probe_keys.size >= query.size else np.concatenate(
+                    [probe_keys, query[probe_keys.size:]])
+            got = self.lookup(query)[:len(watched), 0]
+            now = time.perf_counter()
+            for (key, (seq, t0)), value in zip(watched, got):
+                if value >= seq:
+                    self.latencies.append(now - t0)
+                    del self.pending[key]
+            time.sleep(self.period)
+
+    def seen_all(self, sent: int) -> bool:
+        return self.received >= sent and not self.pending
+
+
+def lookup_window(ps, batches, seconds: float, cpu: set | None, nice: int) -> dict:
+    """One closed-loop lookup thread for `seconds`: keys done, wall and thread CPU seconds. Device
+    batches (torch CUDA tensors) are looked up through the GPU cache, each call waited for."""
+    result: dict = {}
+
+    def body() -> None:
+        if cpu:
+            os.sched_setaffinity(0, cpu)  # this thread only
+        if nice:
+            try:  # this thread only (Linux priorities are per thread)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            except OSError:
+                result["nice_refused"] = True
+        shape = (batches[0].shape[0], ps.dim("m", 0))
+        on_device = not isinstance(batches[0], np.ndarray)
+        if on_device:
+            import torch
+
+            out = torch.empty(shape, dtype=torch.float32, device=batches[0].device)
+            stream = torch.cuda.current_stream()
+        else:
+            out = np.empty(shape, np.float32)
+        tid = threading.get_native_id()
+        me = f"/proc/self/task/{tid}/schedstat"
+        done, i = 0, 0
+        cpu0, wait0 = _schedstat(me)
+        switches0 = context_switches(tid)
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        while time.perf_counter() < deadline:
+            ps.lookup("m", 0, batches[i % len(batches)], out=out)
+            if on_device:
+                stream.synchronize()
+            done += out.shape[0]
+            i += 1
+        wall = time.perf_counter() - t0
+        cpu1, wait1 = _schedstat(me)
+        switches1 = context_switches(tid)
+        result.update(keys=done, wall=wall, cpu=cpu1 - cpu0, runqueue_wait=wait1 - wait0, calls=i,
+                      blocked=switches1[0] - switches0[0], preempted=switches1[1] - switches0[1])
+
+    t = threading.Thread(target=body)
     t.start()
-    if during:
-        during(started + seconds)
-    else:
-        time.sleep(seconds)
-    stop.set()
-    t.join()
-    elapsed = time.perf_counter() - started
-    if name:
-        CPU.setdefault(name, []).append(((time.process_time() - cpu0[0]) / elapsed,
-                                         ((cpu_seconds(broker_pid) - cpu0[1]) if broker_pid else 0.0) / elapsed))
-    return counts[0] / elapsed
+    return {"thread": t, "result": result}
+
+
+def quartiles(values) -> dict:
+    """Median, quartiles, range, and a distribution-free 95% interval of the median: the order
+    statistics n/2 -+ 0.98 sqrt(n) (the binomial(n, 1/2) bounds; with fewer than 6 values, the range)."""
+    v = np.sort(np.asarray(values, float))
+    n = v.size
+    lo = max(0, int(np.floor(n / 2 - 0.98 * np.sqrt(n))) - 1) if n >= 6 else 0
+    hi = min(n - 1, int(np.ceil(n / 2 + 0.98 * np.sqrt(n)))) if n >= 6 else n - 1
+    return {"median": float(np.median(v)), "min": float(v[0]), "q1": float(np.percentile(v, 25)),
+            "q3": float(np.percentile(v, 75)), "max": float(v[-1]), "median_ci95": [float(v[lo]), float(v[hi])]}
 
 
 def main() -> None:
@@ -84,141 +283,224 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096, help="keys per lookup call")
     ap.add_argument("--rate", type=int, default=10_000, help="updated rows per second")
-    ap.add_argument("--seconds", type=float, default=4.0, help="length of each phase")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of the three phases (medians reported)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="length of each window")
+    ap.add_argument("--rounds", type=int, default=8, help="B windows (and C windows with --control)")
+    ap.add_argument("--control", action="store_true", help="add control windows (publishing, nothing applied)")
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--lookup-threads", type=int, default=1, help="the server's lookup_threads")
+    ap.add_argument("--watch-ms", type=float, default=5.0, help="period of the freshness watcher's polls")
+    ap.add_argument("--lookup-nice", type=int, default=-10,
+                    help="nice value of the lookup thread alone (negative needs privilege; refused: left at 0)")
+    ap.add_argument("--no-pin", dest="pin", action="store_false", help="leave threads to the scheduler")
     ap.add_argument("--rocksdb", action="store_true", help="add the RocksDB persistent tier")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: lookups of device keys through a GPU cache over the hash map (torch)")
+    ap.add_argument("--gpucacheper", type=float, default=1.0, help="GPU cache size, a share of the table (cuda)")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
+    ap.add_argument("--json-out", help="also write the result (every window too) as JSON to this file")
     args = ap.parse_args()
+
+    allowed = sorted(os.sched_getaffinity(0))
+    pinned = args.pin and len(allowed) >= 2
+    lookup_cpu = {allowed[0]} if pinned else None
+    if pinned:  # this thread, and all it starts (broker, publisher, the server's threads), off the lookups' CPU
+        os.sched_setaffinity(0, set(allowed[1:]))
 
     tmp = tempfile.mkdtemp(prefix="hps_fresh_")
     rng = np.random.default_rng(0)
     keys = rng.choice(np.arange(0, 2**40, 2**40 // (4 * args.rows), dtype=np.int64), args.rows, replace=False)
     hps.write_sparse_model(os.path.join(tmp, "t0"), keys, rng.standard_normal((args.rows, args.dim), np.float32))
+    batches = [keys[rng.integers(0, keys.size, args.batch)] for _ in range(64)]
+    if args.device == "cuda":
+        import torch
+
+        batches = [torch.from_numpy(b).cuda() for b in batches]
+    kafka_from = use_carried_kafka(tmp)
     broker = Broker(os.path.join(tmp, "tansu.log"))
     broker.start()
     config = {"supportlonglong": True, "volatile_db": {"type": "hash_map"},
               "update_source": {"type": "kafka_message_queue", "brokers": broker.brokers,
                                 "metadata_refresh_interval_ms": 500, "poll_timeout_ms": 50},
               "models": [{"model": "m", "sparse_files": [os.path.join(tmp, "t0")],
-                          "embedding_vecsize_per_table": [args.dim]}]}
+                          "embedding_vecsize_per_table": [args.dim], "gpucache": args.device == "cuda",
+                          "gpucacheper": args.gpucacheper}]}
     if args.rocksdb:
         config["persistent_db"] = {"type": "rocks_db", "path": os.path.join(tmp, "db")}
+    ctx = mp.get_context("spawn")  # no fork of a process with threads
+    commands, child_end = ctx.Pipe()
+    probes = ctx.Queue()
+    publisher = ctx.Process(target=publisher_main, daemon=True,
+                            args=(broker.brokers, keys, args.dim, args.rate, args.partitions, child_end, probes))
+    windows: list[dict] = []
     try:
-        with hps.HPS(config) as ps:
-            pub = hps.UpdatePublisher(broker.brokers, "m", partitions=args.partitions)
-            pub.publish("sparse_embedding0", keys[:1], np.zeros((1, args.dim)))  # topic exists, consumer assigned
-            pub.flush()
-            wait_until(lambda: ps.update_source_stats()[0]["rows"] >= 1, "the consumer runs")
+        with hps.HPS(config, lookup_threads=args.lookup_threads) as ps:
+            publisher.start()
 
-            per_tick = max(1, args.rate // 100)  # every 10 ms
-            pending: dict[int, tuple[int, float]] = {}  # probe key -> (sequence, publish time)
-            lock = threading.Lock()
-            latencies: list[float] = []
+            def applied() -> int:
+                return ps.update_source_stats()[0]["rows"]
 
-            def watch(stop: threading.Event, control: bool) -> None:
-                """Polls the probe keys every ~1 ms; in the control phase, 5 fixed keys (same cost)."""
-                fixed = keys[:5]
-                while not stop.is_set():
-                    with lock:
-                        probes = list(pending.items())
-                    if control:
-                        ps.lookup("m", 0, fixed)
-                    elif probes:
-                        got = ps.lookup("m", 0, np.array([k for k, _ in probes], np.int64))[:, 0]
-                        now = time.perf_counter()
-                        with lock:
-                            for (k, (seq, t0)), v in zip(probes, got):
-                                if v == seq:
-                                    latencies.append(now - t0)
-                                    pending.pop(k, None)
-                    time.sleep(0.001)
+            # Topics exist and the consumer follows them before anything is measured.
+            for model in ("m", "other"):
+                commands.send(("run", model, 0.05, False))
+                assert commands.recv()[0] == "done"
+            wait_until(lambda: applied() > 0 and ps.update_source_stats()[0]["lag"] == 0, "the consumer runs")
+            if args.device == "cuda":  # the watcher sees what GPU lookups see
+                def watch_lookup(q: np.ndarray) -> np.ndarray:
+                    return ps.lookup("m", 0, torch.from_numpy(q).cuda()).cpu().numpy()
+            else:
+                def watch_lookup(q: np.ndarray) -> np.ndarray:
+                    return ps.lookup("m", 0, q)
+            watcher = Watcher(watch_lookup, probes, keys[-Watcher.WIDTH:], args.watch_ms / 1e3)
+            watcher.start()
+            wait_until(lambda: hasattr(watcher, "tid"), "the watcher runs")
+            lookup_window(ps, batches, 0.5, lookup_cpu, args.lookup_nice)["thread"].join()  # warm-up
 
-            published = [0]
-
-            def publisher_phase(publisher: "hps.UpdatePublisher", control: bool):
-                def publish_until(deadline: float) -> None:
-                    stop = threading.Event()
-                    watcher = threading.Thread(target=watch, args=(stop, control))
-                    watcher.start()
-                    seq = 1
-                    next_tick = time.perf_counter()
-                    while time.perf_counter() < deadline:
-                        batch_keys = np.unique(keys[rng.integers(0, keys.size, per_tick)])
-                        rows = np.full((batch_keys.size, args.dim), float(seq), np.float32)
-                        if not control:
-                            with lock:
-                                for k in batch_keys.tolist():  # a newer row supersedes a watched one
-                                    pending.pop(k, None)
-                        publisher.publish("sparse_embedding0", batch_keys, rows)
-                        if not control:
-                            with lock:
-                                pending[int(batch_keys[0])] = (seq, time.perf_counter())
-                            published[0] += batch_keys.size
-                        seq += 1
-                        next_tick += 0.01
-                        time.sleep(max(0.0, next_tick - time.perf_counter()))
-                    if not control:  # let the last probes land
-                        publisher.flush()
-                        wait_until(lambda: not pending, "every probe is seen", timeout=30)
-                    stop.set()
-                    watcher.join()
-                return publish_until
-
-            # Control: the same publishing, broker and polling, to a model the server does not follow
-            # (what co-locating the broker and the publisher costs, without applying anything).
-            # The phases alternate over --rounds rounds (the machine is shared); medians are reported.
-            other = hps.UpdatePublisher(broker.brokers, "other", partitions=args.partitions)
-            bases, controls, updates = [], [], []
-            for _ in range(args.rounds):
-                pid = broker.process.pid
-                bases.append(run_phase(ps, keys, args.batch, args.seconds, None, "alone", pid))
-                controls.append(run_phase(ps, keys, args.batch, args.seconds, publisher_phase(other, True),
-                                          "control", pid))
-                other.flush()
-                updates.append(run_phase(ps, keys, args.batch, args.seconds, publisher_phase(pub, False),
-                                         "updates", pid))
-            base, control, with_updates = (float(np.median(v)) for v in (bases, controls, updates))
+            kinds = (["A", "B", "A", "C"] if args.control else ["A", "B"]) * args.rounds + ["A"]
+            sent = 0
+            for kind in kinds:
+                rows0, cpu0 = applied(), consumer_cpu()
+                watch0 = _schedstat(f"/proc/self/task/{watcher.tid}/schedstat")[0]
+                broker0, pub0 = process_cpu(broker.process.pid), process_cpu(publisher.pid)
+                win = lookup_window(ps, batches, args.seconds, lookup_cpu, args.lookup_nice)
+                if kind != "A":
+                    commands.send(("run", "m" if kind == "B" else "other", args.seconds, kind == "B"))
+                win["thread"].join()
+                published = 0
+                if kind != "A":
+                    _, published, probes_sent = commands.recv()
+                    sent += probes_sent
+                if kind == "B":  # the window's updates land before the next window starts
+                    wait_until(lambda: watcher.seen_all(sent), "every probe is seen", timeout=30)
+                    wait_until(lambda: ps.update_source_stats()[0]["lag"] == 0, "the consumer caught up")
+                cpu1 = consumer_cpu()
+                windows.append(dict(win["result"], kind=kind, published=published, applied=applied() - rows0,
+                                    apply_cpu=cpu1["apply"] - cpu0["apply"], fetch_cpu=cpu1["fetch"] - cpu0["fetch"],
+                                    watcher_cpu=_schedstat(f"/proc/self/task/{watcher.tid}/schedstat")[0] - watch0,
+                                    broker_cpu=process_cpu(broker.process.pid) - broker0,
+                                    publisher_cpu=process_cpu(publisher.pid) - pub0))
+            watcher.stop.set()
+            watcher.join()
+            commands.send(("stop",))
+            publisher.join(30)
             stats = ps.update_source_stats()[0]
     finally:
+        if publisher.is_alive():
+            publisher.kill()
         broker.stop()
 
-    lat = np.array(latencies) * 1e3
-    result = {
-        "rows": args.rows, "dim": args.dim, "batch": args.batch, "rate_rows_per_s": args.rate,
-        "published_rows": published[0], "achieved_rate": published[0] / (args.seconds * args.rounds),
-        "probes": int(lat.size),
-        "fresh_ms_p50": float(np.percentile(lat, 50)), "fresh_ms_p99": float(np.percentile(lat, 99)),
-        "fresh_ms_max": float(lat.max()),
-        "lookup_keys_per_s_base": base, "lookup_keys_per_s_control": control,
-        "lookup_keys_per_s_updates": with_updates,
-        "throughput_lost": 1 - with_updates / base, "throughput_lost_to_applying": 1 - with_updates / control,
-        "rounds": {"alone": bases, "control": controls, "updates": updates},
-        "cpu_cores_used": {k: {"hps_process": float(np.median([a for a, _ in v])),
-                               "broker": float(np.median([b for _, b in v]))} for k, v in CPU.items()},
-        "source": stats,
-        "tiers": "hash_map" + (" + rocksdb" if args.rocksdb else ""),
-    }
+    result = summarize(args, windows, watcher.latencies, stats, pinned, allowed, kafka_from)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(result, f, indent=1)
     if args.json:
         print(json.dumps(result, indent=2))
-        return
-    print(f"# update_freshness: {args.rows:,} rows x {args.dim}, tiers {result['tiers']}, lookups of "
-          f"{args.batch:,} keys, {args.rate:,} rows/s published; {args.rounds} rounds of 3 phases of {args.seconds:.0f} s; "
-          f"hps {hps.__version__}; "
-          f"{platform.machine()}, {os.cpu_count()} cores")
-    print(f"published {published[0]:,} rows ({result['achieved_rate']:,.0f}/s), "
-          f"{int(lat.size):,} probes seen (every one); consumer: {stats['rows']:,} rows applied, "
-          f"{stats['errors']} errors")
-    print(f"freshness (publish returned -> lookup sees the row): p50 {result['fresh_ms_p50']:.1f} ms, "
-          f"p99 {result['fresh_ms_p99']:.1f} ms, max {result['fresh_ms_max']:.1f} ms")
-    print(f"lookup throughput: {base / 1e6:.2f} Mkeys/s alone; {control / 1e6:.2f} Mkeys/s next to the broker and "
-          f"a publisher of rows the server does not follow (control); {with_updates / 1e6:.2f} Mkeys/s with the "
-          f"updates applied")
-    cores = result["cpu_cores_used"]
-    print("cores busy (median): " + ", ".join(f"{k}: hps process {v['hps_process']:.2f} + broker {v['broker']:.2f}"
-                                               for k, v in cores.items()))
-    print(f"lost to updates: {100 * result['throughput_lost']:.1f}% of alone, of which applying them (vs control): "
-          f"{100 * result['throughput_lost_to_applying']:.1f}%")
+    else:
+        report(args, result)
+
+
+def summarize(args, windows: list[dict], latencies: list[float], stats: dict, pinned: bool, allowed,
+              kafka_from: str) -> dict:
+    rate = [w["keys"] / w["wall"] for w in windows]
+    cpk = [w["cpu"] / w["keys"] for w in windows]  # lookup-thread CPU seconds per key
+    wall_ratio: dict[str, list[float]] = {"B": [], "C": []}
+    cpu_ratio: dict[str, list[float]] = {"B": [], "C": []}
+    extra_us_per_row = []
+    for i, w in enumerate(windows):
+        if w["kind"] == "A":
+            continue
+        # Against the A windows on either side.
+        wall_ratio[w["kind"]].append(rate[i] / ((rate[i - 1] + rate[i + 1]) / 2))
+        base_cpk = (cpk[i - 1] + cpk[i + 1]) / 2
+        cpu_ratio[w["kind"]].append(base_cpk / cpk[i])
+        if w["kind"] == "B" and w["applied"]:
+            extra_us_per_row.append(1e6 * (cpk[i] - base_cpk) * w["keys"] / w["applied"])
+    by_kind = {k: [w for w in windows if w["kind"] == k] for k in ("A", "B", "C")}
+    b = by_kind["B"]
+    applied = sum(w["applied"] for w in b)
+    lat = np.array(latencies) * 1e3
+
+    def per_row(field: str) -> float:
+        return 1e6 * sum(w[field] for w in b) / max(1, applied)
+
+    def lookups(ws: list[dict]) -> dict:
+        return {"mkeys_per_s": quartiles([w["keys"] / w["wall"] / 1e6 for w in ws]),
+                "cpu_ns_per_key": quartiles([1e9 * w["cpu"] / w["keys"] for w in ws]),
+                "on_cpu_share": float(np.median([w["cpu"] / w["wall"] for w in ws])),
+                "runqueue_wait_share": float(np.median([w["runqueue_wait"] / w["wall"] for w in ws])),
+                "blocks_per_s": float(np.median([w["blocked"] / w["wall"] for w in ws])),
+                "preemptions_per_s": float(np.median([w["preempted"] / w["wall"] for w in ws])),
+                "watcher_cpu_share": float(np.median([w["watcher_cpu"] / w["wall"] for w in ws]))}
+
+    out = {
+        "rows": args.rows, "dim": args.dim, "batch": args.batch, "rate_rows_per_s": args.rate,
+        "seconds": args.seconds, "rounds": args.rounds, "control": args.control,
+        "lookup_threads": args.lookup_threads, "pinned": pinned, "cpus": len(allowed),
+        "lookup_nice": args.lookup_nice, "watch_ms": args.watch_ms, "device": args.device,
+        "kafka_from": kafka_from,
+        "tiers": ("gpu cache (%g of the rows) + " % args.gpucacheper if args.device == "cuda" else "") + "hash_map" +
+                 (" + rocksdb" if args.rocksdb else ""),
+        "published_rows": sum(w["published"] for w in b), "applied_rows": applied,
+        "achieved_rate": sum(w["published"] for w in b) / max(1e-9, sum(w["wall"] for w in b)),
+        "probes": int(lat.size),
+        "fresh_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+                     "max": float(lat.max())} if lat.size else None,
+        "lookups": {k: lookups(ws) for k, ws in by_kind.items() if ws},
+        # Key rate of B (C) over the mean of the neighbouring A windows: by the wall clock, and per
+        # second of the lookup thread's CPU time (what lookups that keep their core would reach).
+        "ratio": {k: {"wall": quartiles(wall_ratio[k]), "per_lookup_cpu": quartiles(cpu_ratio[k])}
+                  for k in ("B", "C") if wall_ratio[k]},
+        "us_per_update_row": {
+            "consumer_apply_cpu": per_row("apply_cpu"),
+            "consumer_fetch_cpu": per_row("fetch_cpu"),
+            "broker_cpu": per_row("broker_cpu"),
+            "publisher_cpu": per_row("publisher_cpu"),
+            "lookup_extra_cpu": quartiles(extra_us_per_row) if extra_us_per_row else None,
+        },
+        "source": stats,
+        "windows": windows,
+    }
+    return out
+
+
+def report(args, r: dict) -> None:
+    seq = "A B A C" if args.control else "A B"
+    print(f"# update_freshness: {args.rows:,} rows x {args.dim}, tiers {r['tiers']}, lookups of {args.batch:,} keys "
+          f"(lookup_threads {args.lookup_threads}), {args.rate:,} rows/s published; windows ({seq}) x {args.rounds} + A "
+          f"of {args.seconds:g} s; {'lookup thread pinned to its own CPU' if r['pinned'] else 'not pinned'}; "
+          f"hps {hps.__version__}; {platform.machine()}, {r['cpus']} CPUs")
+    if any(w.get("nice_refused") for w in r["windows"]):
+        print(f"(the lookup thread's nice {args.lookup_nice} was refused: it ran at nice 0)")
+    print(f"published {r['published_rows']:,} rows in B windows ({r['achieved_rate']:,.0f}/s), applied "
+          f"{r['applied_rows']:,}; {r['probes']:,} probes seen (every one); consumer errors: {r['source']['errors']}")
+    f = r["fresh_ms"]
+    if f:
+        print(f"freshness (publish returned -> lookup sees the row): p50 {f['p50']:.1f} ms, p99 {f['p99']:.1f} ms, "
+              f"max {f['max']:.1f} ms")
+    for kind, label in (("A", "alone"), ("B", "updates"), ("C", "control")):
+        if kind in r["lookups"]:
+            q = r["lookups"][kind]
+            print(f"lookups {kind} ({label}): {q['mkeys_per_s']['median']:.2f} Mkeys/s (range "
+                  f"{q['mkeys_per_s']['min']:.2f}-{q['mkeys_per_s']['max']:.2f}); lookup thread "
+                  f"{q['cpu_ns_per_key']['median']:.1f} ns CPU per key, on a CPU {100 * q['on_cpu_share']:.0f}% "
+                  f"of the window, waiting for one {100 * q['runqueue_wait_share']:.0f}%; {q['blocks_per_s']:.0f} blocks "
+                  f"and {q['preemptions_per_s']:.0f} preemptions a second (medians)")
+    for kind, label in (("B", "updates"), ("C", "control")):
+        if kind in r["ratio"]:
+            for how, what in (("wall", "keys/s"), ("per_lookup_cpu", "keys per lookup-CPU second")):
+                q = r["ratio"][kind][how]
+                print(f"{kind}/A ({label}), {what}: median {q['median']:.3f} (95% interval {q['median_ci95'][0]:.3f}-"
+                      f"{q['median_ci95'][1]:.3f}), quartiles {q['q1']:.3f}-{q['q3']:.3f}, range {q['min']:.3f}-"
+                      f"{q['max']:.3f} ({args.rounds} windows)")
+    u = r["us_per_update_row"]
+    extra = u["lookup_extra_cpu"]
+    print(f"CPU per update row (B windows): consumer {u['consumer_apply_cpu']:.2f} us applying (thread hps-kafka) + "
+          f"{u['consumer_fetch_cpu']:.2f} us fetching (librdkafka); lookup thread {extra['median']:+.2f} us "
+          f"(quartiles {extra['q1']:+.2f} to {extra['q3']:+.2f}); broker {u['broker_cpu']:.2f} us, publisher "
+          f"{u['publisher_cpu']:.2f} us")
+    consumer = (u["consumer_apply_cpu"] + u["consumer_fetch_cpu"]) * args.rate / 1e6
+    print(f"at {args.rate:,} rows/s: the consumer takes {100 * consumer:.1f}% of one core; lookups lost "
+          f"{100 * (1 - r['ratio']['B']['per_lookup_cpu']['median']):.1f}% per lookup-CPU second and "
+          f"{100 * (1 - r['ratio']['B']['wall']['median']):.1f}% by the wall clock (medians; target under 10%)")
 
 
 if __name__ == "__main__":

