@@ -10,7 +10,7 @@ call of each; p50 is hps's median call):
   - roof: redis-benchmark's pipelined GET rate on the same cluster (values of 4*D bytes, SET first
     so every GET hits; -P 64, 50 clients): what the servers answer when the client costs nothing;
   - naive: the Python redis client's RedisCluster running the same HMGETs (one per partition, in one
-    cluster pipeline).
+    cluster pipeline); its calls alternate with hps's, so load on a shared machine hits both alike.
 With --profile, a second table says where each way's time goes, per key looked up: wall time, the
 client process's CPU time (all its threads), the 3 servers' CPU time (/proc, all their threads), and
 the servers' time inside HMGET (INFO commandstats usec, reset before each measurement).
@@ -110,17 +110,20 @@ def profile_calls(fn, batches, cluster: LocalRedis) -> tuple[float, float, float
     return (wall / keys * 1e9, cpu / keys * 1e9, servers / keys * 1e9, hmget_usec(cluster) / keys * 1e3)
 
 
-def time_calls(fn, batches, repeats: int) -> tuple[float, float]:
-    """(fastest, median) seconds per call over the batches, each run `repeats` times. Throughput is
-    computed from the fastest: on a shared machine the others measure the neighbours."""
-    fn(batches[0])  # warm: connections, buffers
-    times = []
+def time_interleaved(fns, batches, repeats: int) -> list[tuple[float, float]]:
+    """(fastest, median) seconds per call of each function over the batches, each run `repeats`
+    times. The functions take turns call by call, so a burst of load on a shared machine hits them
+    alike; throughput is computed from the fastest call (the others measure the neighbours)."""
+    for fn in fns:
+        fn(batches[0])  # warm: connections, buffers
+    times = [[] for _ in fns]
     for _ in range(repeats):
         for b in batches:
-            start = time.perf_counter()
-            fn(b)
-            times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
+            for fn, spent in zip(fns, times):
+                start = time.perf_counter()
+                fn(b)
+                spent.append(time.perf_counter() - start)
+    return [(min(t), statistics.median(t)) for t in times]
 
 
 def main() -> None:
@@ -181,9 +184,10 @@ def main() -> None:
                     out = np.empty((batch, dim), np.float32)
                     check = batches[0]
                     got = ps.lookup(model, 0, check)
-                    t_hps, p50 = time_calls(lambda b: ps.lookup(model, 0, b, out=out), batches, args.repeats)
+                    hps_lookup = lambda b: ps.lookup(model, 0, b, out=out)  # noqa: E731
 
                     naive = float("nan")
+                    timed = [hps_lookup]
                     if naive_client is not None:
                         def naive_lookup(b):
                             parts = partition_of(b, args.partitions)
@@ -201,11 +205,13 @@ def main() -> None:
                             return result
 
                         np.testing.assert_array_equal(naive_lookup(check), got)
-                        t_naive, _ = time_calls(naive_lookup, batches[:4], 2)
-                        naive = batch / t_naive / 1e6
+                        timed.append(naive_lookup)
+                    results = time_interleaved(timed, batches, args.repeats)
+                    t_hps, p50 = results[0]
+                    if naive_client is not None:
+                        naive = batch / results[1][0] / 1e6
                     if args.profile:
-                        profiles.append((dim, batch, "hps", profile_calls(
-                            lambda b: ps.lookup(model, 0, b, out=out), batches, cluster)))
+                        profiles.append((dim, batch, "hps", profile_calls(hps_lookup, batches, cluster)))
                         if naive_client is not None:
                             profiles.append((dim, batch, "naive", profile_calls(naive_lookup, batches[:4], cluster)))
                     mk = batch / t_hps / 1e6
