@@ -2,10 +2,10 @@
 // run on every node at once, MOVED/ASK redirects and failover retries.
 //
 // hiredis connects and authenticates; this layer does the cluster part, and writes commands and
-// reads replies itself (ReplyReader: rows of HMGET replies are copied straight to the caller). A batch of commands is
-// grouped by the node that owns each command's slot; each node's group is written down one
-// connection as one pipeline, and all nodes' pipelines are driven together by one poll() loop, so
-// the nodes work in parallel without a thread per node. Every call has a deadline: a node that does
+// reads replies itself (ReplyReader: rows of HMGET replies are copied straight to the caller).
+// A batch of commands is grouped by the node that owns each command's slot; each node's group is
+// written down one connection as one pipeline, and all nodes' pipelines are driven together by one
+// poll() loop, so the nodes work in parallel without a thread per node. Every call has a deadline: a node that does
 // not answer in time has its connection dropped (a late reply can never be matched to a later
 // command) and its commands reported failed.
 //
