@@ -10,9 +10,13 @@ call of each; p50 is hps's median call):
   - roof: redis-benchmark's pipelined GET rate on the same cluster (values of 4*D bytes, SET first
     so every GET hits; -P 64, 50 clients): what the servers answer when the client costs nothing;
   - naive: the Python redis client's RedisCluster running the same HMGETs (one per partition, in one
-    cluster pipeline).
+    cluster pipeline); its calls alternate with hps's, so load on a shared machine hits both alike.
+With --profile, a second table says where each way's time goes, per key looked up: wall time, the
+client process's CPU time (all its threads), the 3 servers' CPU time (/proc, all their threads), and
+the servers' time inside HMGET (INFO commandstats usec, reset before each measurement).
 Needs: redis-server and redis-tools (Debian), and `pip install redis` for the naive client.
 Usage: python benchmarks/redis_tier.py [--rows 262144] [--dims 16 128] [--batches 2048 16384 131072 262144]
+                                       [--profile]
 """
 
 from __future__ import annotations
@@ -67,17 +71,59 @@ def used_memory(cluster: LocalRedis) -> int:
     return total
 
 
-def time_calls(fn, batches, repeats: int) -> tuple[float, float]:
-    """(fastest, median) seconds per call over the batches, each run `repeats` times. Throughput is
-    computed from the fastest: on a shared machine the others measure the neighbours."""
-    fn(batches[0])  # warm: connections, buffers
-    times = []
+def server_cpu_seconds(cluster: LocalRedis) -> float:
+    """CPU seconds (user + system) the cluster's server processes used so far, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in cluster.procs.values():
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / ticks
+
+
+def hmget_usec(cluster: LocalRedis, reset: bool = False) -> float:
+    """Microseconds the servers spent inside HMGET since the last reset (INFO commandstats)."""
+    total = 0.0
+    for port in cluster.ports:
+        if reset:
+            cluster.cli(port, "CONFIG", "RESETSTAT")
+            continue
+        m = re.search(r"^cmdstat_hmget:calls=\d+,usec=(\d+)", cluster.cli(port, "INFO", "commandstats"), re.M)
+        total += float(m.group(1)) if m else 0.0
+    return total
+
+
+def profile_calls(fn, batches, cluster: LocalRedis) -> tuple[float, float, float, float]:
+    """Runs fn over the batches (again, until a second has passed: CPU times come in ticks of 10 ms);
+    returns ns per key of (wall, client CPU, servers' CPU, HMGET time)."""
+    fn(batches[0])
+    hmget_usec(cluster, reset=True)
+    keys = 0
+    wall, cpu, servers = time.perf_counter(), time.process_time(), server_cpu_seconds(cluster)
+    while time.perf_counter() - wall < 1.0:
+        for b in batches:
+            fn(b)
+            keys += len(b)
+    wall, cpu, servers = (time.perf_counter() - wall, time.process_time() - cpu,
+                          server_cpu_seconds(cluster) - servers)
+    return (wall / keys * 1e9, cpu / keys * 1e9, servers / keys * 1e9, hmget_usec(cluster) / keys * 1e3)
+
+
+def time_interleaved(fns, batches, repeats: int) -> list[tuple[float, float]]:
+    """(fastest, median) seconds per call of each function over the batches, each run `repeats`
+    times. The functions take turns call by call, so a burst of load on a shared machine hits them
+    alike; throughput is computed from the fastest call (the others measure the neighbours)."""
+    for fn in fns:
+        fn(batches[0])  # warm: connections, buffers
+    times = [[] for _ in fns]
     for _ in range(repeats):
         for b in batches:
-            start = time.perf_counter()
-            fn(b)
-            times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
+            for fn, spent in zip(fns, times):
+                start = time.perf_counter()
+                fn(b)
+                spent.append(time.perf_counter() - start)
+    return [(min(t), statistics.median(t)) for t in times]
 
 
 def main() -> None:
@@ -89,6 +135,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--lookup-threads", type=int, default=0, help="hps.HPS lookup_threads (0: its default)")
     parser.add_argument("--no-naive", action="store_true", help="skip the Python redis client")
+    parser.add_argument("--profile", action="store_true", help="also print where the time goes, per key")
     args = parser.parse_args()
     try:
         import redis  # noqa: F401
@@ -104,6 +151,7 @@ def main() -> None:
           f"{'naive Mkeys/s':>13} | {'hps/roof':>8} {'hps/naive':>9}")
     print("-" * 92)
     rng = np.random.default_rng(0)
+    profiles = []
     with LocalRedis(masters=3, replicas=0) as cluster, tempfile.TemporaryDirectory() as tmp:
         naive_client = None
         if not args.no_naive:
@@ -116,7 +164,10 @@ def main() -> None:
             model = f"bench{dim}"
             config = {"supportlonglong": True,
                       "volatile_db": {"type": "redis_cluster", "address": cluster.address,
-                                      "num_partitions": args.partitions, "num_node_connections": 4},
+                                      "num_partitions": args.partitions, "num_node_connections": 4,
+                                      # Loading writes the whole table in one call: on a busy shared
+                                      # machine that takes longer than the default second.
+                                      "operation_timeout_ms": 60000},
                       "models": [{"model": model, "sparse_files": [folder], "embedding_vecsize_per_table": [dim]}]}
             mem_before = used_memory(cluster)
             with hps.HPS(config, **({"lookup_threads": args.lookup_threads} if args.lookup_threads else {})) as ps:
@@ -133,9 +184,10 @@ def main() -> None:
                     out = np.empty((batch, dim), np.float32)
                     check = batches[0]
                     got = ps.lookup(model, 0, check)
-                    t_hps, p50 = time_calls(lambda b: ps.lookup(model, 0, b, out=out), batches, args.repeats)
+                    hps_lookup = lambda b: ps.lookup(model, 0, b, out=out)  # noqa: E731
 
                     naive = float("nan")
+                    timed = [hps_lookup]
                     if naive_client is not None:
                         def naive_lookup(b):
                             parts = partition_of(b, args.partitions)
@@ -153,8 +205,15 @@ def main() -> None:
                             return result
 
                         np.testing.assert_array_equal(naive_lookup(check), got)
-                        t_naive, _ = time_calls(naive_lookup, batches[:4], 2)
-                        naive = batch / t_naive / 1e6
+                        timed.append(naive_lookup)
+                    results = time_interleaved(timed, batches, args.repeats)
+                    t_hps, p50 = results[0]
+                    if naive_client is not None:
+                        naive = batch / results[1][0] / 1e6
+                    if args.profile:
+                        profiles.append((dim, batch, "hps", profile_calls(hps_lookup, batches, cluster)))
+                        if naive_client is not None:
+                            profiles.append((dim, batch, "naive", profile_calls(naive_lookup, batches[:4], cluster)))
                     mk = batch / t_hps / 1e6
                     print(f"{dim:>4} {batch:>8} | {mk:>11.2f} {p50 * 1e3:>8.2f} | {roof / 1e6:>12.2f} | "
                           f"{naive:>13.2f} | {mk / (roof / 1e6):>8.2f} {mk / naive:>9.1f}", flush=True)
@@ -165,6 +224,13 @@ def main() -> None:
                 np.testing.assert_array_equal(ps.lookup(model, 0, sample), rows[order[where]])
         if naive_client is not None:
             naive_client.close()
+    if profiles:
+        print("# where the time goes, ns per key (one pass over the batches; CPU from all threads/processes)")
+        print(f"{'D':>4} {'batch':>8} {'who':>6} | {'wall':>7} {'client CPU':>10} {'servers CPU':>11} "
+              f"{'in HMGET':>8} | {'CPU/wall':>8}")
+        for dim, batch, who, (wall, cpu, servers, hmget) in profiles:
+            print(f"{dim:>4} {batch:>8} {who:>6} | {wall:>7.0f} {cpu:>10.0f} {servers:>11.0f} {hmget:>8.0f} | "
+                  f"{(cpu + servers) / wall:>8.2f}")
 
 
 if __name__ == "__main__":

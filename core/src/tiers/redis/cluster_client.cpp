@@ -142,7 +142,8 @@ Command& Batch::add(std::uint16_t slot) {
 // ---- nodes, connections, slot map -----------------------------------------------------------------
 
 struct ClusterClient::Connection {
-  redisContext* ctx = nullptr;
+  redisContext* ctx = nullptr;  // connected and authenticated by hiredis; read by `reader` after that
+  ReplyReader reader;
   ~Connection() {
     if (ctx) redisFree(ctx);
   }
@@ -393,7 +394,6 @@ void ClusterClient::exchange(std::vector<Flight>& flights, Batch& batch, Clock::
     f.failure = std::move(why);
     counters_.node_errors.fetch_add(1, std::memory_order_relaxed);
   };
-  thread_local std::vector<char> buffer(std::size_t{1} << 18);
   std::vector<pollfd> fds;
   std::vector<Flight*> polled;
   for (;;) {
@@ -443,8 +443,10 @@ void ClusterClient::exchange(std::vector<Flight>& flights, Batch& batch, Clock::
       }
       if (!f.failure.empty()) continue;
       if (ev & (POLLIN | POLLHUP | POLLERR)) {
+        ReplyReader& reader = f.conn->reader;
         for (;;) {
-          const ssize_t r = ::read(f.conn->ctx->fd, buffer.data(), buffer.size());
+          const auto [room, size] = reader.space();
+          const ssize_t r = ::read(f.conn->ctx->fd, room, size);
           if (r == 0) {
             fail(f, f.node->name + " closed the connection");
             break;
@@ -455,28 +457,29 @@ void ClusterClient::exchange(std::vector<Flight>& flights, Batch& batch, Clock::
             }
             break;
           }
-          redisReaderFeed(f.conn->ctx->reader, buffer.data(), static_cast<std::size_t>(r));
-          for (;;) {
-            void* reply = nullptr;
-            if (redisReaderGetReply(f.conn->ctx->reader, &reply) != REDIS_OK) {
-              fail(f, f.node->name + ": protocol error: " + f.conn->ctx->reader->errstr);
+          reader.commit(static_cast<std::size_t>(r));
+          while (!f.done()) {
+            const long index = f.expect[f.next_reply];
+            RowSink* sink = index < 0 ? nullptr : batch[static_cast<std::size_t>(index)].sink;
+            redisReply* reply = nullptr;
+            const int status = reader.next(sink, &reply);
+            if (status < 0) {
+              fail(f, f.node->name + ": " + reader.error());
               break;
             }
-            if (!reply) break;
-            if (f.next_reply >= f.expect.size()) {
-              freeReplyObject(reply);
-              fail(f, f.node->name + ": more replies than commands");
-              break;
-            }
-            const long index = f.expect[f.next_reply++];
+            if (status == 0) break;
+            ++f.next_reply;
             if (index < 0) {
               freeReplyObject(reply);  // ASKING's +OK
             } else {
-              batch[static_cast<std::size_t>(index)].reply = static_cast<redisReply*>(reply);
+              batch[static_cast<std::size_t>(index)].reply = reply;
             }
           }
+          if (f.failure.empty() && f.done() && reader.pending() > 0) {
+            fail(f, f.node->name + ": more replies than commands");
+          }
           if (!f.failure.empty() || f.done()) break;
-          if (static_cast<std::size_t>(r) < buffer.size()) break;  // drained for now
+          if (static_cast<std::size_t>(r) < size) break;  // drained for now
         }
       }
     }

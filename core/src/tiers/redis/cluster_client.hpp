@@ -1,10 +1,11 @@
 // A Redis Cluster client on hiredis: slot map, per-node connection pools, pipelined batches that
 // run on every node at once, MOVED/ASK redirects and failover retries.
 //
-// hiredis only speaks to one server; this layer does the cluster part. A batch of commands is
-// grouped by the node that owns each command's slot; each node's group is written down one
-// connection as one pipeline, and all nodes' pipelines are driven together by one poll() loop, so
-// the nodes work in parallel without a thread per node. Every call has a deadline: a node that does
+// hiredis connects and authenticates; this layer does the cluster part, and writes commands and
+// reads replies itself (ReplyReader: rows of HMGET replies are copied straight to the caller).
+// A batch of commands is grouped by the node that owns each command's slot; each node's group is
+// written down one connection as one pipeline, and all nodes' pipelines are driven together by one
+// poll() loop, so the nodes work in parallel without a thread per node. Every call has a deadline: a node that does
 // not answer in time has its connection dropped (a late reply can never be matched to a later
 // command) and its commands reported failed.
 //
@@ -27,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tiers/redis/reply_reader.hpp"
 #include "tiers/redis/slot.hpp"
 
 namespace hps::redis {
@@ -49,6 +51,10 @@ struct Command {
   std::uint16_t slot = 0;
   std::vector<const char*> argv;  ///< borrowed: the caller keeps the bytes alive through run()
   std::vector<std::size_t> argvlen;
+
+  /// Optional: where the rows of this command's array reply go (HMGET), instead of reply objects;
+  /// borrowed like argv. `reply` is then an array reply without elements (see RowSink).
+  RowSink* sink = nullptr;
 
   redisReply* reply = nullptr;  ///< owned by the Batch
   std::string failure;

@@ -168,45 +168,47 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     thread_local Grouping g;
     g.build(keys, n, partitions_);
     Batch batch;
+    // One HMGET per partition and max_batch_size keys; its reply's rows are copied by the reader
+    // straight to their places in `rows` (the sink), setting `found`.
     struct Span {
       std::size_t command, first, last;
     };
     std::vector<Span> spans;
+    std::vector<redis::RowSink> sinks;
+    sinks.reserve(partitions_ + n / max_batch_ + 1);  // Commands point into it: never reallocated
     const std::string now = touch_on_find_ ? now_ms() : std::string();
+    const std::size_t row_bytes = dim_ * sizeof(float);
     for (std::size_t p = 0; p < partitions_; ++p) {
       for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += max_batch_) {
         const std::size_t last = std::min(first + max_batch_, g.begin[p + 1]);
         spans.push_back(Span{batch.size(), first, last});
         Command& c = batch.add(slots_[p]);
+        c.argv.reserve(last - first + 2);
+        c.argvlen.reserve(last - first + 2);
         c.arg("HMGET", 5);
         c.arg(value_keys_[p]);
         for (std::size_t j = first; j < last; ++j) c.arg(&keys[g.order[j]], 8);
+        sinks.push_back(redis::RowSink{reinterpret_cast<char*>(rows), g.order.data() + first, last - first, row_bytes,
+                                       found});
+        c.sink = &sinks.back();
         if (touch_on_find_) add_touch(batch, p, keys, g.order.data() + first, last - first, now);
       }
     }
     client_->run(batch, RetryPolicy::kLookup);
-    std::size_t hits = 0, fell_through = 0, bad = 0;
-    const std::size_t row_bytes = dim_ * sizeof(float);
-    for (const Span& s : spans) {
+    std::size_t fell_through = 0, bad = 0;
+    for (std::size_t k = 0; k < spans.size(); ++k) {
+      const Span& s = spans[k];
       const Command& c = batch[s.command];
-      const std::size_t count = s.last - s.first;
-      if (!c.ok() || c.reply->type != REDIS_REPLY_ARRAY || c.reply->elements != count) {
-        fell_through += count;  // this node failed: the keys go to the next tier
+      if (c.ok() && c.reply->type == REDIS_REPLY_ARRAY && c.reply->elements == s.last - s.first) {
+        bad += sinks[k].bad;  // rows of another dim: never returned as if they were this table's
         continue;
       }
-      for (std::size_t j = 0; j < count; ++j) {
-        const redisReply* e = c.reply->element[j];
-        if (e->type == REDIS_REPLY_NIL) continue;
-        if (e->type != REDIS_REPLY_STRING || e->len != row_bytes) {
-          ++bad;  // a row of another dim: never returned as if it were this table's
-          continue;
-        }
-        const std::size_t i = g.order[s.first + j];
-        std::memcpy(rows + i * dim_, e->str, row_bytes);
-        found[i] = 1;
-        ++hits;
-      }
+      // This node failed: its keys go to the next tier (rows it sent before failing are whole
+      // and stay found).
+      for (std::size_t j = s.first; j < s.last; ++j) fell_through += found[g.order[j]] == 0;
     }
+    std::size_t hits = 0;
+    for (std::size_t i = 0; i < n; ++i) hits += found[i];
     if (fell_through) fallthrough_keys_.fetch_add(fell_through, std::memory_order_relaxed);
     if (bad) bad_rows_.fetch_add(bad, std::memory_order_relaxed);
     return hits;
