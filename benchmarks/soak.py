@@ -91,6 +91,7 @@ class Stats:
         with self.lock:
             if len(self.first_problems) < 20:
                 self.first_problems.append(text)
+                print(f"PROBLEM at {time.strftime('%H:%M:%S')}: {text}", file=sys.stderr, flush=True)
 
 
 class Server:
