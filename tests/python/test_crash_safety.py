@@ -23,6 +23,7 @@ from conftest import config_for, make_table
 pytestmark = pytest.mark.skipif(not hps.rocksdb_available(), reason="this build has no RocksDB")
 
 THREADS, KEYS_PER_THREAD, DIM = 4, 500, 8
+ROUNDS = int(os.environ.get("HPS_CRASH_ROUNDS", "3"))
 
 # Each thread owns its keys and writes versions that only grow (each round above the last round's, all
 # exact in float32); every row is one version repeated DIM times, so a torn row (half of two writes)
@@ -53,6 +54,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.timeout(600 + 20 * ROUNDS)  # a long run outlasts the suite's default limit
 def test_sigkill_under_load_loses_no_returned_update(tmp_path):
     table = make_table(tmp_path / "t", 100, DIM)
     config = config_for([table], persistent=str(tmp_path / "db"), gpucache=False)
@@ -60,7 +62,7 @@ def test_sigkill_under_load_loses_no_returned_update(tmp_path):
     path.write_text(json.dumps(config))
     acks = tmp_path / "acks"
     rng = random.Random(int(os.environ.get("HPS_CRASH_SEED", "0")))
-    rounds = int(os.environ.get("HPS_CRASH_ROUNDS", "3"))
+    rounds = ROUNDS
     latest: dict = {}  # key -> highest acknowledged version, over every round so far
     read_to = 0  # bytes of the ack file already folded into `latest`
     first = 0  # every version a round writes is above it
