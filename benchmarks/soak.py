@@ -264,6 +264,15 @@ def run(args) -> dict:
     os.makedirs(folder, exist_ok=True)
     cluster = None
     try:
+        if args.gpu:
+            try:
+                import torch
+            except ImportError:
+                raise SystemExit("--gpu hands keys over as CUDA tensors: install torch") from None
+            if not (torch.cuda.is_available() and hps.cuda_device_count() > 0):
+                raise SystemExit("--gpu needs a CUDA device and a CUDA build of hps (hps.build_features())")
+            if args.redis:
+                raise SystemExit("--gpu runs the hash map only (the GPU machine has no RocksDB or Redis)")
         if args.redis:
             sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
             from redis_cluster import LocalRedis, redis_installed

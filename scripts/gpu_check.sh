@@ -12,6 +12,8 @@
 #   lookup   benchmarks/gpu_lookup.py (HPS_GPU_LOOKUP_ARGS)
 #   example  examples/dlrm_torch.py --device cuda
 #   dlrm     benchmarks/dlrm_torch.py (HPS_GPU_DLRM_ARGS)
+#   soak     benchmarks/soak.py --gpu (HPS_GPU_SOAK_MINUTES, default 9: one command may run 10); not in
+#            the default stages: run it alone, HPS_GPU_STAGES=soak, after a build
 # Exit status: non-zero when a stage failed; every stage runs even after an earlier one failed.
 set -uo pipefail
 
@@ -80,6 +82,11 @@ fi
 if wants dlrm; then
   # shellcheck disable=SC2086
   run_stage dlrm dlrm.log "$PYTHON" benchmarks/dlrm_torch.py --plot-dir "$OUT_DIR" ${HPS_GPU_DLRM_ARGS:-}
+fi
+
+if wants soak; then
+  run_stage soak soak.log "$PYTHON" benchmarks/soak.py --gpu --minutes "${HPS_GPU_SOAK_MINUTES:-9}" --progress \
+    --json "$OUT_DIR/soak.json"
 fi
 
 log "done, status $status"
