@@ -35,6 +35,7 @@ CHILD = textwrap.dedent("""
                                               int(sys.argv[5]), int(sys.argv[6]))
     ps = hps.HPS(config)
     fd = os.open(acks, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    acked_once = threading.Semaphore(0)
     def work(j):
         rng = np.random.default_rng(j)
         base = 10_000_000 + j * per
@@ -44,11 +45,15 @@ CHILD = textwrap.dedent("""
             keys = base + rng.choice(per, 32, replace=False).astype(np.int64)
             ps.update("m", 0, keys, np.full((32, dim), float(version), np.float32))
             os.write(fd, "".join(f"{k} {version}\\n" for k in keys.tolist()).encode())
+            if version == first + 1:
+                acked_once.release()
             rows = ps.lookup("m", 0, keys)
             if not (rows == rows[:, :1]).all():
                 os.write(2, b"torn row seen by a lookup\\n"); os._exit(3)
     for j in range(threads):
         threading.Thread(target=work, args=(j,), daemon=True).start()
+    for j in range(threads):  # ready once every thread is in its loop (on a busy machine that takes a while)
+        acked_once.acquire()
     print("ready", flush=True)
     threading.Event().wait()
 """)
