@@ -89,9 +89,11 @@ def test_sigkill_under_load_loses_no_returned_update(tmp_path):
         with open(acks, "rb") as f:
             f.seek(read_to)
             text = f.read()
-        # Only whole lines: a write cut by the kill leaves a part line, which acknowledges nothing.
+        # Only whole lines: a write cut by the kill leaves a part line, which acknowledges nothing;
+        # it is cut off so that the next round's first line does not continue it.
         text = text[:text.rfind(b"\n") + 1]
         read_to += len(text)
+        os.truncate(acks, read_to)
         acked_this_round = 0
         for line in text.decode().splitlines():
             key, version = line.split()
