@@ -246,6 +246,9 @@ def build_servers(args, folder: str, cluster) -> list[Server]:
     if args.gpu:
         specs.append(("gpu_cache+hash_map", {"volatile_db": {"type": "hash_map", "num_partitions": partitions},
                                              "models": [dict(model, gpucacheper=0.2)]}))
+    elif args.hash_map_only:
+        specs.append(("hash_map", {"volatile_db": {"type": "hash_map", "num_partitions": partitions},
+                                   "models": [model]}))
     else:
         specs.append(("hash_map+rocks_db", {"volatile_db": dict(bounded, type="hash_map"),
                                             "persistent_db": {"type": "rocks_db", "path": os.path.join(folder, "db1")},
@@ -273,6 +276,8 @@ def run(args) -> dict:
                 raise SystemExit("--gpu needs a CUDA device and a CUDA build of hps (hps.build_features())")
             if args.redis:
                 raise SystemExit("--gpu runs the hash map only (the GPU machine has no RocksDB or Redis)")
+        if args.hash_map_only and args.redis:
+            raise SystemExit("--hash-map-only and --redis exclude each other")
         if args.redis:
             sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
             from redis_cluster import LocalRedis, redis_installed
@@ -370,6 +375,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=256, help="keys per lookup and update (erase: a quarter)")
     p.add_argument("--redis", action="store_true", help="also a Redis Cluster tier (needs redis-server)")
     p.add_argument("--gpu", action="store_true", help="the GPU cache over the hash map only (needs torch + CUDA)")
+    p.add_argument("--hash-map-only", action="store_true",
+                   help="the hash map alone, no RocksDB (tells the core's memory from RocksDB's caches)")
     p.add_argument("--sample-seconds", type=float, default=0.0, help="default: run/60, within [1, 10]")
     p.add_argument("--dir", help="working folder (kept); default a temporary one, removed")
     p.add_argument("--json", help="also write the result here")
