@@ -223,6 +223,15 @@ def sample() -> tuple[float, int]:
     return rss_kib / 1024.0, len(os.listdir("/proc/self/fd"))
 
 
+def tier_mib(servers: list) -> float:
+    """What the servers' tiers report holding in this process (stats' tier_bytes), in MiB."""
+    total = 0
+    for server in servers:
+        for table in server.ps.stats():
+            total += sum(table["tier_bytes"].values())
+    return total / (1 << 20)
+
+
 def slope_per_minute(t: np.ndarray, y: np.ndarray) -> float:
     """Least-squares slope of y over the second half of the samples, per minute."""
     half = t.size // 2
@@ -313,11 +322,12 @@ def soak(args, servers: list[Server]) -> dict:
     while True:
         now = time.monotonic() - start
         rss, fds = sample()
-        samples.append((now, rss, fds))
+        samples.append((now, rss, fds, tier_mib(servers)))
         if args.progress:
             ops = sum(sum(s.stats.ops.values()) for s in servers)
             wrong = sum(s.stats.wrong_rows + s.stats.errors for s in servers)
-            print(f"  t={now:7.0f}s rss={rss:8.1f} MiB fds={fds:4d} ops={ops} wrong+errors={wrong}", flush=True)
+            print(f"  t={now:7.0f}s rss={rss:8.1f} MiB tiers={samples[-1][3]:7.1f} MiB fds={fds:4d} ops={ops} "
+                  f"wrong+errors={wrong}", flush=True)
         if now >= seconds or (args.stop_on_error and any(s.stats.wrong_rows or s.stats.errors for s in servers)):
             break
         time.sleep(min(every, max(0.0, seconds - now)) or 0.01)
@@ -327,7 +337,7 @@ def soak(args, servers: list[Server]) -> dict:
     elapsed = time.monotonic() - start
     for server in servers:
         server.ps.close()
-    t, rss, fds = (np.array(c, dtype=np.float64) for c in zip(*samples))
+    t, rss, fds, tiers = (np.array(c, dtype=np.float64) for c in zip(*samples))
     half = t.size // 2
     result = {
         "elapsed_s": elapsed,
@@ -338,6 +348,8 @@ def soak(args, servers: list[Server]) -> dict:
         "fds_first": int(fds[0]), "fds_last": int(fds[-1]), "fds_max": int(fds.max()),
         "fds_slope_per_min": slope_per_minute(t, fds),
         "fds_growth_second_half": int(fds[half:].max() - fds[half]),
+        "tier_mib_first": float(tiers[0]), "tier_mib_last": float(tiers[-1]),
+        "tier_slope_mib_per_min": slope_per_minute(t, tiers),
         "servers": {s.name: {"ops": dict(s.stats.ops), "rows_checked": s.stats.rows_checked,
                              "wrong_rows": s.stats.wrong_rows, "errors": s.stats.errors,
                              "problems": s.stats.first_problems} for s in servers},
@@ -361,6 +373,9 @@ def report(args, result: dict) -> None:
     print(f"RSS MiB: first {result['rss_mib_first']:.1f}, last {result['rss_mib_last']:.1f}, max "
           f"{result['rss_mib_max']:.1f}; second half: slope {result['rss_slope_mib_per_min']:+.3f} MiB/min, "
           f"growth {result['rss_growth_second_half_mib']:.1f} MiB")
+    print(f"tiers' own memory (stats tier_bytes: hash map; RocksDB memtables and table readers, not its block "
+          f"cache) MiB: first {result['tier_mib_first']:.1f}, last {result['tier_mib_last']:.1f}; second half: slope "
+          f"{result['tier_slope_mib_per_min']:+.3f} MiB/min")
     print(f"open fds: first {result['fds_first']}, last {result['fds_last']}, max {result['fds_max']}; second half: "
           f"slope {result['fds_slope_per_min']:+.3f}/min, growth {result['fds_growth_second_half']}")
 
