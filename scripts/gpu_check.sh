@@ -16,6 +16,8 @@
 #   freshness  (not in the default list) benchmarks/update_freshness.py with the host tiers, then with
 #            --device cuda (HPS_GPU_FRESHNESS_ARGS, default --control --seconds 1 --rounds 16); needs
 #            the Kafka pieces of scripts/stage_kafka_for_gpu.sh carried in .device/kafka
+#   soak     benchmarks/soak.py --gpu (HPS_GPU_SOAK_MINUTES, default 9: one command may run 10); not in
+#            the default stages: run it alone, HPS_GPU_STAGES=soak, after a build
 # Exit status: non-zero when a stage failed; every stage runs even after an earlier one failed.
 set -uo pipefail
 
@@ -99,6 +101,11 @@ if wants freshness; then
     run_stage "freshness-$device" "freshness_$device.log" "$PYTHON" benchmarks/update_freshness.py --device "$device" \
       --json-out "$OUT_DIR/freshness_$device.json" ${HPS_GPU_FRESHNESS_ARGS:---control --seconds 1 --rounds 16}
   done
+fi
+
+if wants soak; then
+  run_stage soak soak.log "$PYTHON" benchmarks/soak.py --gpu --minutes "${HPS_GPU_SOAK_MINUTES:-9}" --progress \
+    --json "$OUT_DIR/soak.json"
 fi
 
 log "done, status $status"

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <numeric>
 #include <optional>
+#include <shared_mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -55,12 +56,27 @@ std::chrono::microseconds lookup_spin(long requested) {
   return std::chrono::microseconds{value};
 }
 
-// Bumps a table's mutation epoch to odd on construction and back to even on destruction, so
-// promotions that read a lower tier while an update or erase runs can tell and stand back.
+// A table's mutation epoch: the updates and erases begun (high 32 bits, wrapping) and those still
+// running (low 32 bits). A lookup may promote the rows it read from a lower tier only if the epoch
+// it read before reading was quiet (nothing running) and is unchanged when the rows are inserted.
+// (One odd/even counter is not enough: two overlapping mutations make it even while both run.)
+constexpr std::uint64_t kMutationBegun = std::uint64_t{1} << 32;
+constexpr std::uint64_t kMutationsRunning = kMutationBegun - 1;
+
+bool quiet(std::uint64_t epoch) { return (epoch & kMutationsRunning) == 0; }
+
+// Announces an update or erase in the epoch for its lifetime, and before it writes anything waits
+// for the promotions that checked the epoch before the announcement (they hold `promotions`
+// shared from their check to the end of their insert). A check after the announcement fails, so
+// once the mutation writes, no promotion of an older row can land after it; that matters where a
+// tier's insert_if_absent cannot check the epoch atomically with its write (Redis: one round trip).
 class MutationScope {
  public:
-  explicit MutationScope(std::atomic<std::uint64_t>& epoch) : epoch_(epoch) { epoch_.fetch_add(1, std::memory_order_acq_rel); }
-  ~MutationScope() { epoch_.fetch_add(1, std::memory_order_acq_rel); }
+  MutationScope(std::atomic<std::uint64_t>& epoch, std::shared_mutex& promotions) : epoch_(epoch) {
+    epoch_.fetch_add(kMutationBegun + 1, std::memory_order_acq_rel);
+    std::unique_lock drain(promotions);
+  }
+  ~MutationScope() { epoch_.fetch_sub(1, std::memory_order_acq_rel); }
   MutationScope(const MutationScope&) = delete;
   MutationScope& operator=(const MutationScope&) = delete;
 
@@ -115,8 +131,10 @@ struct TableState {
   std::vector<int> devices;                     // deployed_device_list
   std::vector<std::unique_ptr<GpuCache>> caches;  // one per device, empty without GPU caches
 
-  // Even while no update or erase runs; see MutationScope.
+  // Updates and erases begun and running; see MutationScope.
   std::atomic<std::uint64_t> epoch{0};
+  // Held shared by a promotion from its epoch check to the end of its insert; see MutationScope.
+  std::shared_mutex promotions;
   TableMetrics metrics;
   // Distinct keys the last GPU lookup sent to the host: a hint that the next one will too.
   std::atomic<std::size_t> last_gpu_misses{0};
@@ -558,7 +576,7 @@ void ParameterServer::Impl::cascade(TableState& table, const std::int64_t* keys,
       }
     }
     missing -= hits;
-    if (hits > 0 && table.promotes && epoch % 2 == 0) {
+    if (hits > 0 && table.promotes && quiet(epoch)) {
       promote(table, t, level, unique_keys, unique_rows.data(), unique_found.data(), unique, hits, epoch);
     }
   }
@@ -602,11 +620,12 @@ void ParameterServer::Impl::promote(TableState& table, std::size_t from, std::ui
     promote_rows.insert(promote_rows.end(), &unique_rows[u * dim], &unique_rows[(u + 1) * dim]);
   }
   std::size_t promoted = 0;
-  for (std::size_t t = 0; t < from; ++t) {
+  const auto unchanged = [&table, epoch] { return table.epoch.load(std::memory_order_acquire) == epoch; };
+  std::shared_lock gate(table.promotions);  // from the check to the end of the inserts
+  for (std::size_t t = 0; t < from && unchanged(); ++t) {
     if (!table.chain[t].takes_promotions) continue;
-    promoted += table.chain[t].tier->insert_if_absent(
-        promote_keys.data(), promote_rows.data(), promote_keys.size(),
-        [&table, epoch] { return table.epoch.load(std::memory_order_acquire) == epoch; });
+    promoted += table.chain[t].tier->insert_if_absent(promote_keys.data(), promote_rows.data(),
+                                                      promote_keys.size(), unchanged);
   }
   table.metrics.promoted_keys.fetch_add(promoted, std::memory_order_relaxed);
 }
@@ -688,7 +707,7 @@ void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std
       [this, &table](const std::int64_t* miss_keys, std::size_t m, float* rows, std::uint8_t* found) {
         impl_->resolve(table, miss_keys, m, rows, found);
       },
-      [&table, epoch] { return epoch % 2 == 0 && table.epoch.load(std::memory_order_acquire) == epoch; });
+      [&table, epoch] { return quiet(epoch) && table.epoch.load(std::memory_order_acquire) == epoch; });
   table.metrics.hits(kGpuCacheStats).fetch_add(result.hits, std::memory_order_relaxed);
   table.last_gpu_misses.store(result.missed_unique, std::memory_order_relaxed);
   // The host time of the call: the rows are complete later, in stream order (see metrics.hpp).
@@ -724,7 +743,7 @@ void ParameterServer::update(TableRef ref, const void* keys, KeyDtype dtype, std
               table.read_only ? table.read_only->name : "", " is read-only, so the update could not be stored durably");
   if (n == 0) return;
   const CanonicalKeys canonical(keys, dtype, n, key64());
-  MutationScope scope(table.epoch);
+  MutationScope scope(table.epoch, table.promotions);
   std::vector<ChainTier>& chain = table.chain;
   // The store of record first: once it holds the rows, the update is durable.
   if (table.durable != kNone) chain[table.durable].tier->insert(canonical.data(), rows, n);
@@ -763,7 +782,7 @@ std::size_t ParameterServer::erase(TableRef ref, const void* keys, KeyDtype dtyp
     tier.tier->find(distinct.data(), distinct.size(), scratch.data(), found.data());
     for (std::size_t i = 0; i < distinct.size(); ++i) held[i] |= found[i];
   }
-  MutationScope scope(table.epoch);
+  MutationScope scope(table.epoch, table.promotions);
   // Bottom up, as update(): the store of record first.
   for (std::size_t t = table.chain.size(); t-- > 0;) table.chain[t].tier->erase(distinct.data(), distinct.size());
   for (auto& cache : table.caches) cache->erase(distinct.data(), distinct.size());
