@@ -518,8 +518,8 @@ TEST(Config, EveryRangeIsCheckedAtItsBounds) {
       {"/models/0/deployed_device_list/0", {0, 2147483647}, {{-1, "-1"}, {2147483648ll, "2147483648"}},
        "an integer in [0, 2147483647]"},
       {"/models/0/default_value_for_each_table", {Json::array({-1e38}), Json::array({3e38})}, {},
-       "a number in [-3.40282e+38, 3.40282e+38]"},
-      {"/models/0/default_value_for_each_table/0", {}, {{1e39, "1e+39"}}, "a number in [-3.40282e+38, 3.40282e+38]"},
+       "a number in (-3.40282e+38, 3.40282e+38)"},
+      {"/models/0/default_value_for_each_table/0", {}, {{1e39, "1e+39"}}, "a number in (-3.40282e+38, 3.40282e+38)"},
   };
   for (const Case& c : cases) {
     for (const Json& good : c.good) {
@@ -537,6 +537,30 @@ TEST(Config, EveryRangeIsCheckedAtItsBounds) {
   EXPECT_EQ(c.volatile_db.max_batch_size, 1000000u);
   EXPECT_EQ(parse(with("/volatile_db/num_partitions", 16.0)).volatile_db.num_partitions, 16u);
   EXPECT_EQ(parse(with("/models/0/hit_rate_threshold", 2)).models[0].hit_rate_threshold, 2.0);
+}
+
+// Found by fuzz_config: FLT_MAX's shortest text, 3.4028235e+38, is a double just above FLT_MAX, so a
+// bound at FLT_MAX refused it, and config_to_json's own output for such a default did not parse.
+TEST(Config, DefaultValueTakesEveryNumberThatRoundsToAFiniteFloat) {
+  const float max = std::numeric_limits<float>::max();
+  for (const char* text : {"3.4028235e38", "3.4028235e+38", "3.4028234663852886e38", "3.40282356e38"}) {
+    SCOPED_TRACE(text);
+    for (const int sign : {1, -1}) {
+      Json j = minimal_json();
+      j["models"][0]["default_value_for_each_table"] = Json::array({Json::parse(text).get<double>() * sign});
+      const Config c = parse(j.dump());
+      EXPECT_EQ(c.models[0].tables[0].default_value, max * static_cast<float>(sign));
+      const std::string normalized = config_to_json(c);
+      const Config again = parse_config(normalized, "normalized.json");
+      EXPECT_EQ(again.models[0].tables[0].default_value, max * static_cast<float>(sign));
+      EXPECT_EQ(config_to_json(again), normalized);
+    }
+  }
+  // 2^128 - 2^103 (the midpoint to 2^128) and above round to infinity: refused.
+  Json j = minimal_json();
+  j["models"][0]["default_value_for_each_table"] = Json::array({3.4028235677973366e38});
+  EXPECT_EQ(error_of(j.dump()), "config.json: models[0].default_value_for_each_table[0]: expected a number in "
+                                "(-3.40282e+38, 3.40282e+38), found 3.4028235677973366e+38");
 }
 
 TEST(Config, PerTableArraysMustMatchTheTableCount) {
