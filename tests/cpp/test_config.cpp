@@ -455,7 +455,7 @@ TEST(Config, WrongTypesNameThePathTheExpectedTypeAndWhatWasFound) {
       {"/models/0/deployed_device_list", Json::array(),
        "expected a non-empty array of integers in [0, 2147483647], found an array"},
       {"/models/0/default_value_for_each_table", 0.5, "expected a non-empty array of numbers in "
-                                                      "[-3.40282e+38, 3.40282e+38], found 0.5"},
+                                                      "(-3.40282e+38, 3.40282e+38), found 0.5"},
       {"/models/0/embedding_cache_dtype", 5, "expected one of \"float32\", \"float16\", or an array of them, found 5"},
       {"/volatile_db/type", 5, "expected one of \"disabled\", \"hash_map\", \"redis_cluster\" (also accepted: "
                                "\"disable\", \"none\", \"hashmap\", \"hash\", \"map\", \"parallel_hash_map\", "
@@ -1150,7 +1150,8 @@ std::string type_text(const Json& p, bool plural = false) {
   }
   const std::string type = p.value("type", "");
   if (type == "boolean") return "bool" + s;
-  if (type == "number" && p.value("maximum", 0.0) > 3e38) return "number" + s + " (32-bit float)";
+  if (type == "number" && std::max(p.value("maximum", 0.0), p.value("exclusiveMaximum", 0.0)) > 3e38)
+    return "number" + s + " (32-bit float)";
   if (type == "integer" || type == "number") return type + s + bounds_text(p);
   if (type == "string") {
     if (p.contains("pattern"))
