@@ -141,14 +141,24 @@ const EnumSpec& cache_dtypes() {
 // ---------------------------------------------------------------------------------------------
 // Small text helpers.
 
-std::string quote(const std::string& s) { return Json(s).dump(); }
+// Invalid UTF-8 is replaced, not thrown about: a message must never fail to be written.
+std::string quote(const std::string& s) { return Json(s).dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+/// The first bytes of `s`, at most `n`, cut before a UTF-8 character rather than inside one.
+std::string utf8_prefix(const std::string& s, std::size_t n) {
+  if (s.size() <= n) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;  // s[n] continues a character
+  return s.substr(0, n);
+}
 
 /// What the user wrote, for "found ..." in messages.
 std::string found_text(const Json& v) {
   if (v.is_object()) return "an object";
   if (v.is_array()) return "an array";
+  // Cut inside a character, a long non-ASCII string made quote() throw nlohmann's type_error out of
+  // parse_config instead of a ConfigError (found by fuzz_config).
   if (v.is_string() && v.get_ref<const std::string&>().size() > 60)
-    return quote(v.get_ref<const std::string&>().substr(0, 57) + "...");
+    return quote(utf8_prefix(v.get_ref<const std::string&>(), 57) + "...");
   return v.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 

@@ -563,6 +563,18 @@ TEST(Config, DefaultValueTakesEveryNumberThatRoundsToAFiniteFloat) {
                                 "(-3.40282e+38, 3.40282e+38), found 3.4028235677973366e+38");
 }
 
+// Found by fuzz_config: a long string is shown cut to 57 bytes; cut inside a UTF-8 character, the
+// message could not be written and nlohmann's type_error escaped parse_config.
+TEST(Config, LongNonAsciiValuesAreShownCutBetweenCharacters) {
+  std::string name;
+  for (int i = 0; i < 40; ++i) name += "\xc3\xa9";  // 40 x U+00E9: byte 57 is inside the 29th
+  Json j = minimal_json();
+  j["models"][0]["model"] = name;
+  const std::string message = error_of(j.dump());
+  EXPECT_NE(message.find("config.json: models[0].model: expected a name"), std::string::npos) << message;
+  EXPECT_NE(message.find(", found \"" + name.substr(0, 56) + "...\""), std::string::npos) << message;
+}
+
 TEST(Config, PerTableArraysMustMatchTheTableCount) {
   const std::string dims = "models[0].embedding_vecsize_per_table has 2";
   EXPECT_EQ(error_of(with("/models/0/sparse_files", Json::array({"a", "b", "c"}))),
