@@ -86,7 +86,7 @@ if (( ${#native[@]} )); then
   echo "== fuzz: building ${native[*]} in $root (clang, libFuzzer, ASan + UBSan) =="
   # No RocksDB, Redis or Kafka: a fuzzed config must not write where it says nor reach the network
   # (fuzz_c_api refuses to run otherwise). No CUDA, TensorFlow or TensorRT: host code only.
-  cmake -S . -B "$root" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  cmake -S . -B "$root" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
     -DCMAKE_CXX_FLAGS="-O1" -DHPS_BUILD_FUZZERS=ON -DHPS_WITH_CUDA=OFF -DHPS_WITH_ROCKSDB=OFF \
     -DHPS_WITH_REDIS=OFF -DHPS_WITH_KAFKA=OFF -DHPS_WITH_TF=OFF -DHPS_WITH_TORCH_OPS=OFF \
     -DHPS_WITH_TENSORRT=OFF >/dev/null
