@@ -74,7 +74,7 @@ if (( ${#python_targets[@]} )); then
   fi
   if ! "$venv/bin/python" -c "import atheris" 2>/dev/null; then
     if (( install )); then
-      "$venv/bin/python" -m pip -q --disable-pip-version-check install "atheris>=2.3"
+      "$venv/bin/python" -m pip -q --disable-pip-version-check install "atheris==3.0.0"  # the version the targets were run with
     else
       echo "fuzz.sh: fuzz_convert needs atheris in $venv ($venv/bin/python -m pip install atheris), or rerun with --install" >&2
       exit 1
