@@ -22,6 +22,7 @@ hps_feature_option(HPS_WITH_TENSORRT "Build the TensorRT plugin")
 
 option(HPS_BUILD_TESTS "Build the C++ test suites (ctest)" OFF)
 option(HPS_BUILD_PYTHON "Build the Python extension outside a wheel build" OFF)
+option(HPS_BUILD_FUZZERS "Build the libFuzzer targets of fuzz/ (clang only; every target with ASan+UBSan)" OFF)
 set(HPS_CUDA_ARCHITECTURES "80;90" CACHE STRING "CUDA architectures of the GPU cache kernels")
 
 # Summary lines, filled by hps_resolve_feature().

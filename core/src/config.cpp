@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <set>
@@ -140,14 +141,24 @@ const EnumSpec& cache_dtypes() {
 // ---------------------------------------------------------------------------------------------
 // Small text helpers.
 
-std::string quote(const std::string& s) { return Json(s).dump(); }
+// Invalid UTF-8 is replaced, not thrown about: a message must never fail to be written.
+std::string quote(const std::string& s) { return Json(s).dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+/// The first bytes of `s`, at most `n`, cut before a UTF-8 character rather than inside one.
+std::string utf8_prefix(const std::string& s, std::size_t n) {
+  if (s.size() <= n) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;  // s[n] continues a character
+  return s.substr(0, n);
+}
 
 /// What the user wrote, for "found ..." in messages.
 std::string found_text(const Json& v) {
   if (v.is_object()) return "an object";
   if (v.is_array()) return "an array";
+  // Cut inside a character, a long non-ASCII string made quote() throw nlohmann's type_error out of
+  // parse_config instead of a ConfigError (found by fuzz_config).
   if (v.is_string() && v.get_ref<const std::string&>().size() > 60)
-    return quote(v.get_ref<const std::string&>().substr(0, 57) + "...");
+    return quote(utf8_prefix(v.get_ref<const std::string&>(), 57) + "...");
   return v.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
@@ -304,7 +315,16 @@ Shape object(std::function<Json()> schema) {
   return s;
 }
 
-constexpr double kFloatMax = 3.4028234663852886e38;  // values are stored as fp32
+// Values stored as fp32 take every double that rounds to a finite float: up to (not including) the
+// midpoint between FLT_MAX and 2^128, which rounds to infinity. FLT_MAX itself is printed as
+// 3.4028235e+38 (the shortest text that reads back as it), a double above FLT_MAX: bounding at
+// FLT_MAX refused that text, and config_to_json's own output for a default of FLT_MAX (fuzz_config).
+constexpr double kFloatRoundsToInfinity = 3.4028235677973366e38;  // 2^128 - 2^103
+/// A double within (-kFloatRoundsToInfinity, kFloatRoundsToInfinity) as the nearest float.
+float to_float(double x) {
+  constexpr double kFloatMax = std::numeric_limits<float>::max();
+  return static_cast<float>(std::clamp(x, -kFloatMax, kFloatMax));
+}
 constexpr const char* kNameRule = "1 to 120 characters from A-Z, a-z, 0-9, '_' and '-'";
 constexpr const char* kSizeUnits = "B|KiB|MiB|GiB|TiB|KB|MB|GB|TB";
 
@@ -595,13 +615,16 @@ template <typename S, typename T>
 Field<S> bind(const char* name, T S::*member, Shape shape, const char* description) {
   const EnumSpec* spec = shape.enumeration;
   Field<S> f{name, std::move(shape), description};
+  // `spec` is used by enum members only (clang warns about the capture in the other instances).
   f.set = [member, spec](S& s, const Json& v, const Where&) {
+    (void)spec;
     if constexpr (std::is_enum_v<T>)
       s.*member = static_cast<T>(spec->value_of(v.get<std::string>()));
     else
       s.*member = v.get<T>();
   };
   f.get = [member, spec](const S& s) -> Json {
+    (void)spec;
     if constexpr (std::is_enum_v<T>)
       return spec->name_of(static_cast<int>(s.*member));
     else
@@ -966,10 +989,10 @@ const Fields<ModelConfig>& model_fields() {
           [](TableConfig& t, const Json& v, const Where&) { t.name = v.get<std::string>(); },
           [](const TableConfig& t) -> Json { return t.name; }),
       per_table(
-          "default_value_for_each_table", list(number(interval(-kFloatMax, false, kFloatMax, false)), true),
+          "default_value_for_each_table", list(number(interval(-kFloatRoundsToInfinity, true, kFloatRoundsToInfinity, true)), true),
           "Value of every element of the row returned for a key stored nowhere, per table. A single "
           "value applies to every table.",
-          [](TableConfig& t, const Json& v, const Where&) { t.default_value = v.get<float>(); },
+          [](TableConfig& t, const Json& v, const Where&) { t.default_value = to_float(v.get<double>()); },
           [](const TableConfig& t) -> Json { return float_json(t.default_value); }, true)
           .defaults_to(Json::array({0.0})),
       per_table(

@@ -726,7 +726,19 @@ void ParameterServer::lookup_many(std::size_t count, const TableRef* tables, con
       for (std::size_t i = 0; i < count; ++i) fn(i);
     }
   };
-  if (where.device < 0) return side_by_side([&](std::size_t i) { run(i, where); });
+  if (where.device < 0) {
+    // Every table's keys are checked (and made canonical) before any row is written: a bad key for
+    // a later table must leave the earlier tables' outputs untouched, as a failed call promises
+    // (found by fuzz_c_api: they were written before the error).
+    std::vector<CanonicalKeys> canonical;
+    canonical.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      canonical.emplace_back(keys[i], dtype, n[i], key64(), "keys[" + std::to_string(i) + "]");
+    }
+    return side_by_side([&](std::size_t i) {
+      lookup(tables[i], canonical[i].data(), KeyDtype::kInt64, n[i], out[i]);
+    });
+  }
   HPS_EXPECTS(where.stream.is_set(), InvalidArgument, "lookup_many on device ", where.device,
               ": no stream given; pass the caller's stream (StreamView::cuda(handle); a null handle means the "
               "legacy default stream)");

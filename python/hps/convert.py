@@ -22,16 +22,19 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+import tokenize
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import InvalidArgumentError, StorageError
+from .errors import HpsError, InvalidArgumentError, StorageError
 
 __all__ = ["convert", "ConvertResult", "KEY_NAMES", "ROW_NAMES", "DEFAULT_CHUNK_BYTES"]
 
@@ -110,11 +113,37 @@ class _RangeColumn(_Column):
         return chunk
 
 
+# What reading a damaged .npy file, archive or member raises: zipfile's errors (bad CRC, bad
+# headers), RuntimeError (a member flagged as encrypted), zlib.error (bad compressed data), OSError (a
+# seek to a negative offset), EOFError (a short read), NotImplementedError (an unknown compression
+# method), and from NumPy's header parser ValueError, TypeError (an unknown dtype),
+# tokenize.TokenError and SyntaxError (a header that is not a Python literal). Each becomes a
+# StorageError naming the input (all found by fuzz/fuzz_convert.py; the inputs are in its corpus).
+_DAMAGED = (zipfile.BadZipFile, RuntimeError, zlib.error, OSError, EOFError, NotImplementedError, ValueError,
+            TypeError, OverflowError, tokenize.TokenError, SyntaxError, RecursionError)
+
+
 class _NpzMemberColumn(_Column):
     """One member of an .npz file (stored or compressed), streamed front to back."""
 
     def __init__(self, label: str, archive: zipfile.ZipFile, member: str):
-        self._stream = archive.open(member)
+        try:
+            self._stream = archive.open(member)
+        except _DAMAGED as error:
+            raise StorageError(f"{label}: damaged .npz member ({type(error).__name__}: {error})") from None
+        try:
+            self._read_header(label, archive, member)
+        except HpsError:
+            self._stream.close()
+            raise
+        except _DAMAGED as error:
+            self._stream.close()
+            raise StorageError(f"{label}: damaged .npz member ({type(error).__name__}: {error})") from None
+        except BaseException:
+            self._stream.close()
+            raise
+
+    def _read_header(self, label: str, archive: zipfile.ZipFile, member: str) -> None:
         version = np.lib.format.read_magic(self._stream)
         if version == (1, 0):
             shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(self._stream)
@@ -127,15 +156,25 @@ class _NpzMemberColumn(_Column):
         self._whole = None
         if dtype.hasobject:
             raise InvalidArgumentError(f"{label} holds Python objects (dtype {dtype}), not numbers")
+        # The header's shape is only a claim: check it against the member's size before anything is
+        # sized by it (an 8-byte-key table of 2^40 rows would allocate 8 TiB; found by fuzz_convert).
+        declared = math.prod(shape) * dtype.itemsize
+        held = archive.getinfo(member).file_size - self._stream.tell()
+        if declared > held:
+            raise StorageError(f"{label}: the .npy header announces shape {shape} of {dtype} ({declared} bytes), "
+                               f"but the member holds {held} bytes (truncated?)")
         if fortran_order and len(shape) > 1:
             # Column-major rows cannot be streamed row by row: read the member whole.
-            count = int(np.prod(shape, dtype=np.int64))
+            count = math.prod(shape)
             data = np.frombuffer(self._read_bytes(count * dtype.itemsize), dtype=dtype)
             self._whole = _ArrayColumn(label, data.reshape(shape, order="F"))
-        self._row_items = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+        self._row_items = math.prod(shape[1:]) if len(shape) > 1 else 1
 
     def _read_bytes(self, size: int) -> bytes:
-        data = self._stream.read(size)
+        try:
+            data = self._stream.read(size)
+        except _DAMAGED as error:
+            raise StorageError(f"{self.label}: damaged .npz member ({type(error).__name__}: {error})") from None
         if len(data) != size:
             raise StorageError(f"{self.label}: expected {size} more bytes, found {len(data)} (truncated?)")
         return data
@@ -178,8 +217,8 @@ def _open_npy(path: PathLike) -> np.ndarray:
         raise StorageError(f"{path}: no such file")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as error:  # pickled object arrays, bad headers
-        raise StorageError(f"{path}: not a readable .npy file ({error})") from None
+    except _DAMAGED as error:  # pickled object arrays, bad headers, short files
+        raise StorageError(f"{path}: not a readable .npy file ({type(error).__name__}: {error})") from None
     if isinstance(array, np.lib.npyio.NpzFile):
         array.close()
         raise InvalidArgumentError(f"{path}: is an .npz archive; pass it as an INPUT, not as --keys/--rows/--meta")
@@ -207,8 +246,8 @@ def _open_npz(path: PathLike, notes: list) -> _Input:
         raise StorageError(f"{path}: no such file")
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise StorageError(f"{path}: not an .npz file (not a zip archive)") from None
+    except _DAMAGED as error:
+        raise StorageError(f"{path}: not an .npz file (not a readable zip archive: {error})") from None
     members = {name[:-4]: name for name in archive.namelist() if name.endswith(".npy")}
     found = ", ".join(sorted(members)) or "nothing"
     key_name = _pick(members, KEY_NAMES, path, "keys")

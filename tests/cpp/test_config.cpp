@@ -455,7 +455,7 @@ TEST(Config, WrongTypesNameThePathTheExpectedTypeAndWhatWasFound) {
       {"/models/0/deployed_device_list", Json::array(),
        "expected a non-empty array of integers in [0, 2147483647], found an array"},
       {"/models/0/default_value_for_each_table", 0.5, "expected a non-empty array of numbers in "
-                                                      "[-3.40282e+38, 3.40282e+38], found 0.5"},
+                                                      "(-3.40282e+38, 3.40282e+38), found 0.5"},
       {"/models/0/embedding_cache_dtype", 5, "expected one of \"float32\", \"float16\", or an array of them, found 5"},
       {"/volatile_db/type", 5, "expected one of \"disabled\", \"hash_map\", \"redis_cluster\" (also accepted: "
                                "\"disable\", \"none\", \"hashmap\", \"hash\", \"map\", \"parallel_hash_map\", "
@@ -518,8 +518,8 @@ TEST(Config, EveryRangeIsCheckedAtItsBounds) {
       {"/models/0/deployed_device_list/0", {0, 2147483647}, {{-1, "-1"}, {2147483648ll, "2147483648"}},
        "an integer in [0, 2147483647]"},
       {"/models/0/default_value_for_each_table", {Json::array({-1e38}), Json::array({3e38})}, {},
-       "a number in [-3.40282e+38, 3.40282e+38]"},
-      {"/models/0/default_value_for_each_table/0", {}, {{1e39, "1e+39"}}, "a number in [-3.40282e+38, 3.40282e+38]"},
+       "a number in (-3.40282e+38, 3.40282e+38)"},
+      {"/models/0/default_value_for_each_table/0", {}, {{1e39, "1e+39"}}, "a number in (-3.40282e+38, 3.40282e+38)"},
   };
   for (const Case& c : cases) {
     for (const Json& good : c.good) {
@@ -537,6 +537,42 @@ TEST(Config, EveryRangeIsCheckedAtItsBounds) {
   EXPECT_EQ(c.volatile_db.max_batch_size, 1000000u);
   EXPECT_EQ(parse(with("/volatile_db/num_partitions", 16.0)).volatile_db.num_partitions, 16u);
   EXPECT_EQ(parse(with("/models/0/hit_rate_threshold", 2)).models[0].hit_rate_threshold, 2.0);
+}
+
+// Found by fuzz_config: FLT_MAX's shortest text, 3.4028235e+38, is a double just above FLT_MAX, so a
+// bound at FLT_MAX refused it, and config_to_json's own output for such a default did not parse.
+TEST(Config, DefaultValueTakesEveryNumberThatRoundsToAFiniteFloat) {
+  const float max = std::numeric_limits<float>::max();
+  for (const char* text : {"3.4028235e38", "3.4028235e+38", "3.4028234663852886e38", "3.40282356e38"}) {
+    SCOPED_TRACE(text);
+    for (const int sign : {1, -1}) {
+      Json j = minimal_json();
+      j["models"][0]["default_value_for_each_table"] = Json::array({Json::parse(text).get<double>() * sign});
+      const Config c = parse(j.dump());
+      EXPECT_EQ(c.models[0].tables[0].default_value, max * static_cast<float>(sign));
+      const std::string normalized = config_to_json(c);
+      const Config again = parse_config(normalized, "normalized.json");
+      EXPECT_EQ(again.models[0].tables[0].default_value, max * static_cast<float>(sign));
+      EXPECT_EQ(config_to_json(again), normalized);
+    }
+  }
+  // 2^128 - 2^103 (the midpoint to 2^128) and above round to infinity: refused.
+  Json j = minimal_json();
+  j["models"][0]["default_value_for_each_table"] = Json::array({3.4028235677973366e38});
+  EXPECT_EQ(error_of(j.dump()), "config.json: models[0].default_value_for_each_table[0]: expected a number in "
+                                "(-3.40282e+38, 3.40282e+38), found 3.4028235677973366e+38");
+}
+
+// Found by fuzz_config: a long string is shown cut to 57 bytes; cut inside a UTF-8 character, the
+// message could not be written and nlohmann's type_error escaped parse_config.
+TEST(Config, LongNonAsciiValuesAreShownCutBetweenCharacters) {
+  std::string name;
+  for (int i = 0; i < 40; ++i) name += "\xc3\xa9";  // 40 x U+00E9: byte 57 is inside the 29th
+  Json j = minimal_json();
+  j["models"][0]["model"] = name;
+  const std::string message = error_of(j.dump());
+  EXPECT_NE(message.find("config.json: models[0].model: expected a name"), std::string::npos) << message;
+  EXPECT_NE(message.find(", found \"" + name.substr(0, 56) + "...\""), std::string::npos) << message;
 }
 
 TEST(Config, PerTableArraysMustMatchTheTableCount) {
@@ -1126,7 +1162,8 @@ std::string type_text(const Json& p, bool plural = false) {
   }
   const std::string type = p.value("type", "");
   if (type == "boolean") return "bool" + s;
-  if (type == "number" && p.value("maximum", 0.0) > 3e38) return "number" + s + " (32-bit float)";
+  if (type == "number" && std::max(p.value("maximum", 0.0), p.value("exclusiveMaximum", 0.0)) > 3e38)
+    return "number" + s + " (32-bit float)";
   if (type == "integer" || type == "number") return type + s + bounds_text(p);
   if (type == "string") {
     if (p.contains("pattern"))

@@ -126,6 +126,37 @@ TEST(ParameterServer, VolatileOnlyAnswersEveryKey) {
   EXPECT_EQ(stats[0].device_call_latency.count, 0u);
 }
 
+// Found by fuzz_c_api: lookup_many wrote the rows of the tables before the one with a bad key, then
+// failed; a failed call must leave every output as it was.
+TEST(ParameterServer, LookupManyWithABadKeyWritesNoTable) {
+  TempDir dir;
+  auto t0 = make_table(dir / "t0", 10, 2);
+  auto t1 = make_table(dir / "t1", 10, 2);
+  auto config = make_config({t0, t1});
+  config.supportlonglong = false;  // 32-bit keys: 2^40 is not one
+  hps::ParameterServer ps(config);
+  const hps::TableRef refs[] = {ps.find_table("m", 0), ps.find_table("m", 1)};
+  const std::int64_t good[] = {0, 3};
+  const std::int64_t bad[] = {3, std::int64_t{1} << 40};
+  const void* keys[] = {good, bad};
+  const std::size_t n[] = {2, 2};
+  std::vector<float> out0(4, -7.0f), out1(4, -7.0f);
+  float* outs[] = {out0.data(), out1.data()};
+  try {
+    ps.lookup_many(2, refs, keys, KeyDtype::kInt64, n, outs);
+    ADD_FAILURE() << "did not throw";
+  } catch (const hps::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("keys[1][1] = 1099511627776"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(out0, std::vector<float>(4, -7.0f));
+  EXPECT_EQ(out1, std::vector<float>(4, -7.0f));
+  // The same call with good keys writes both.
+  keys[1] = good;
+  ps.lookup_many(2, refs, keys, KeyDtype::kInt64, n, outs);
+  EXPECT_EQ(out0[2], 3.0f);
+  EXPECT_EQ(out1[0], 0.0f);
+}
+
 TEST(ParameterServer, DeviceLookupRefusesAnUnsetStream) {
   TempDir dir;
   auto t0 = make_table(dir / "t0", 10, 2);

@@ -1,7 +1,9 @@
 """hps.convert: .npy/.npz inputs -> HugeCTR table folders, compared with NumPy and write_sparse_model."""
 
+import io
 import os
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -210,10 +212,82 @@ def test_failure_midway_leaves_no_files(tmp_path):
 # ---- bad input ----------------------------------------------------------------------------------
 
 
+def npy_header_only(shape, dtype):
+    """An .npy member whose header claims `shape` but holds no data (as a damaged or crafted file)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                  "shape": shape})
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("rows_claimed", [2**40, 3])
+def test_npz_header_claiming_more_rows_than_it_holds_is_refused_before_allocating(tmp_path, rows_claimed):
+    # Found by fuzz/fuzz_convert.py (corpus seed_npz_huge_shape): the claimed shape sized an 8 TiB
+    # array (MemoryError) before a byte was read.
+    with zipfile.ZipFile(tmp_path / "in.npz", "w") as archive:
+        archive.writestr("keys.npy", npy_header_only((rows_claimed,), np.int64))
+        archive.writestr("rows.npy", npy_header_only((rows_claimed, 4), np.float32))
+    with pytest.raises(hps.StorageError, match=r"in\.npz\[keys\]: the \.npy header announces shape "
+                                              rf"\({rows_claimed},\) of int64 \({8 * rows_claimed} bytes\), "
+                                              r"but the member holds 0 bytes \(truncated\?\)"):
+        convert(tmp_path / "out", tmp_path / "in.npz")
+    assert not os.path.exists(tmp_path / "out" / "key")
+
+
+
 def save_pair(tmp_path, keys, rows):
     np.save(tmp_path / "k.npy", keys)
     np.save(tmp_path / "r.npy", rows)
     return {"keys": tmp_path / "k.npy", "rows": tmp_path / "r.npy"}
+
+
+def npz_bytes(compressed=False):
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, keys=np.arange(3), rows=np.ones((3, 2))) if compressed else \
+        np.savez(buffer, keys=np.arange(3), rows=np.ones((3, 2)))
+    return bytearray(buffer.getvalue())
+
+
+def flip_last_data_byte(data):  # of the first member: its CRC no longer matches
+    data[data.index(b"\x93NUMPY") + 140] ^= 0xFF
+    return data
+
+
+def mark_encrypted(data):  # general purpose flag bit 0, in the local and the central headers
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.index(signature)
+        data[at + offset] |= 1
+    return data
+
+
+def damage_deflate_stream(data):
+    # the first member's data: after the 30-byte local header, its name and its extra field
+    at = 30 + int.from_bytes(data[26:28], "little") + int.from_bytes(data[28:30], "little") + 2
+    data[at:at + 8] = b"\xff" * 8
+    return data
+
+
+# Found by fuzz/fuzz_convert.py (its corpus keeps the inputs as regression-*): damaged archives
+# escaped as zipfile.BadZipFile, RuntimeError (encrypted), OSError, zlib.error and NumPy's
+# tokenize.TokenError instead of an hps error naming the file.
+@pytest.mark.parametrize("damage, compressed", [
+    (flip_last_data_byte, False), (mark_encrypted, False), (damage_deflate_stream, True),
+])
+def test_damaged_npz_is_a_storage_error_naming_the_file(tmp_path, damage, compressed):
+    (tmp_path / "in.npz").write_bytes(bytes(damage(npz_bytes(compressed))))
+    with pytest.raises(hps.StorageError, match=r"in\.npz"):
+        convert(tmp_path / "out", tmp_path / "in.npz")
+    assert not os.path.exists(tmp_path / "out" / "key")
+
+
+@pytest.mark.parametrize("header", [b"{'descr': '<f4', 'fortran_order': False, 'shape': (2,",
+                                    b"{'descr': 5, 'fortran_order': False, 'shape': (2, 2), }",
+                                    b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }"])
+def test_damaged_npy_header_is_a_storage_error_naming_the_file(tmp_path, header):
+    header = header + b" " * (117 - len(header)) + b"\n"  # the last one is whole, but its data is missing
+    (tmp_path / "m.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
+    with pytest.raises(hps.StorageError, match=r"m\.npy: not a readable \.npy file"):
+        convert(tmp_path / "out", tmp_path / "m.npy")
 
 
 @pytest.mark.parametrize("keys, rows, message", [

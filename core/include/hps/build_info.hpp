@@ -5,7 +5,7 @@
 
 #include <string>
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 /// One JSON object: {"gpu_cache": bool, "rocksdb": bool, "redis": bool, "kafka": bool, "tf_op": bool,
 /// "tensorrt_plugin": bool}. `hps --version` prints it; the server warns from it.

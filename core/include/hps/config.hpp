@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 enum class VolatileDbType { kDisabled, kHashMap, kRedisCluster };
 enum class PersistentDbType { kDisabled, kRocksDb };

@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 class Error : public std::runtime_error {
  public:

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 /// Width and signedness of a key array handed to the server.
 enum class KeyDtype : int { kInt32 = 0, kInt64 = 1, kUInt32 = 2, kUInt64 = 3 };

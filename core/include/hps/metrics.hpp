@@ -26,7 +26,7 @@
 
 #include "hps/tiers/tier.hpp"  // TierCounter
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 /// One tier's share of a table: the GPU cache first ("gpu_cache"), then each host tier role of the
 /// chain by its config name ("volatile_db", "persistent_db"), in cascade order.

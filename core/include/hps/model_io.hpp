@@ -16,7 +16,7 @@
 #include <functional>
 #include <string>
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 struct SparseModelInfo {
   std::string folder;

@@ -28,7 +28,7 @@
 #include "hps/stream.hpp"
 #include "hps/update_source.hpp"
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 /// Receives progress while the server loads its tables.
 class LoadObserver {

@@ -25,7 +25,7 @@
 #include "hps/config.hpp"
 #include "hps/parameter_server.hpp"
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 /// The id prefix of servers acquired from JSON text or a parsed Config.
 inline constexpr const char* kJsonServerIdPrefix = "hps-json:";

@@ -12,7 +12,7 @@
 
 #include "hps/export.hpp"
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 class StreamView {
  public:

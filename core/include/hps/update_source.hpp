@@ -39,7 +39,7 @@
 
 #include "hps/keys.hpp"
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 /// The server's update path, as a source sees it. Never throws: a message that cannot be applied
 /// is counted as an error of the source (with the last error's message kept for stats).

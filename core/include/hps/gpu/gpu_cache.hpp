@@ -32,7 +32,7 @@
 #include "hps/keys.hpp"
 #include "hps/stream.hpp"
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 /// Number of CUDA devices usable here (0 in builds without CUDA or on machines without a GPU).
 int cuda_device_count();

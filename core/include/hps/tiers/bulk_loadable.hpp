@@ -20,7 +20,7 @@
 #include <optional>
 #include <string>
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 class BulkLoadable {
  public:

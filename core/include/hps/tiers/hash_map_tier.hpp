@@ -26,7 +26,7 @@
 #include "hps/config.hpp"
 #include "hps/tiers/tier.hpp"
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 struct HashMapOptions {
   std::size_t num_partitions = 16;

@@ -33,7 +33,7 @@
 #include "hps/tiers/bulk_loadable.hpp"
 #include "hps/tiers/tier.hpp"
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 /// Fault and protocol events of one Redis Cluster tier, since it was created. The connection
 /// counters (redirects, reconnects, refreshes, timeouts, node errors) belong to the cluster client,

@@ -25,7 +25,7 @@
 #include "hps/config.hpp"
 #include "hps/tiers/tier.hpp"
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 class RocksDbTable;
 

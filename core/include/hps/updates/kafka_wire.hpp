@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 namespace kafka {
 
 /// 'H','C','T','R' read as a little-endian u32.
