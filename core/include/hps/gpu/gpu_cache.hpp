@@ -127,8 +127,9 @@ class GpuCache {
   /// cache: keys the table does not hold; GpuLookupResult::hits counts them too, since a static
   /// lookup never waits to learn how many there were). Reads a device counter, synchronising only
   /// a private stream: lookups still running on other streams may not be counted yet. Meant for
-  /// stats, not the lookup path. The dynamic cache returns 0: its defaults come from the
-  /// MissResolver (the host tiers), which counts them.
+  /// stats, not the lookup path. The dynamic cache counts the defaults it served from an attached
+  /// host tier (attach_host_tier); the others come from the MissResolver (the host tiers), which
+  /// counts them.
   virtual std::size_t defaults_served() = 0;
 
   /// Dynamic cache: answer misses from a GPU-visible CPU-memory tier on the device, without the
