@@ -301,6 +301,37 @@ TEST(HashMapRecordHooks, RegistrarCoversEveryPublishedRecordAndIsUndone) {
   EXPECT_EQ(registrar->mismatched, 0);
 }
 
+// A registrar that refuses (pinned memory exhausted): the write fails with its error, and the rows
+// it stored before are still reported and flushed, so the listener's index matches the tier.
+TEST(HashMapRecordHooks, AWriteThatThrowsStillReportsWhatItStored) {
+  class Refusing final : public hps::HostMemoryRegistrar {
+   public:
+    void register_range(void*, std::size_t) override {
+      if (++calls > 1) throw hps::OutOfMemory("no more pinned memory");
+    }
+    void unregister_range(void*, std::size_t) noexcept override {}
+    int calls = 0;
+  };
+  HashMapOptions options;
+  options.num_partitions = 1;
+  options.allocation_rate = 64 << 10;  // a page per ~1,000 records: the second page needs a new registration
+  HashMapTier tier(8, options);
+  tier.set_host_memory_registrar(std::make_shared<Refusing>());
+  FakeListener listener;
+  tier.add_record_listener(&listener);
+  const int flushes = listener.flushes.load();
+  std::vector<std::int64_t> keys(5000);
+  for (std::size_t i = 0; i < keys.size(); ++i) keys[i] = static_cast<std::int64_t>(i);
+  std::vector<float> rows(keys.size() * 8, 2.0f);
+  EXPECT_THROW(tier.insert(keys.data(), rows.data(), keys.size()), hps::OutOfMemory);
+  EXPECT_GT(tier.size(), 0u);
+  EXPECT_LT(tier.size(), keys.size());
+  EXPECT_EQ(listener.flushes.load(), flushes + 1) << "flushed although the write threw";
+  EXPECT_EQ(listener.index.size(), tier.size());
+  expect_index_matches_tier(tier, listener, keys);
+  tier.remove_record_listener(&listener);
+}
+
 // A reader without locks, as the GPU reads: header (acquire), key and row, fence, header again.
 // Accepted rows must be whole (every element from one version) and belong to the wanted key,
 // while a writer updates in place, erases and re-inserts (records reused) and the tier evicts.

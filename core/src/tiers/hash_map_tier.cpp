@@ -4,6 +4,7 @@
 #include <bit>
 #include <atomic>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -489,6 +490,19 @@ class HashMapTier::Partition {
 
 namespace {
 
+// Hands a partition's queued notifications to its listeners when a write's critical section ends,
+// also when the write throws (declared after the lock, so it runs before the unlock).
+class DeliverOnExit {
+ public:
+  explicit DeliverOnExit(HashMapTier::Partition& part) : part_(part) {}
+  ~DeliverOnExit();
+  DeliverOnExit(const DeliverOnExit&) = delete;
+  DeliverOnExit& operator=(const DeliverOnExit&) = delete;
+
+ private:
+  HashMapTier::Partition& part_;
+};
+
 // Keys of one call grouped by partition (a stable counting sort), with their hashes, so each
 // partition's lock is taken once per call and the work is O(n) whatever the partition count.
 struct Grouping {
@@ -556,6 +570,13 @@ std::size_t find_in_partition(const HashMapTier::Partition& part, const std::int
 
 }  // namespace
 
+DeliverOnExit::~DeliverOnExit() {
+  try {
+    part_.deliver();
+  } catch (...) {  // out of memory queueing a notification: the listener misses it (a faster path lost, never a row)
+  }
+}
+
 HashMapTier::HashMapTier(std::size_t dim, const HashMapOptions& options) : dim_(dim), options_(options) {
   HPS_EXPECTS(dim > 0, InvalidArgument, "hash map tier: dim must be positive");
   HPS_EXPECTS(options.num_partitions > 0, InvalidArgument, "hash map tier: num_partitions must be positive");
@@ -582,18 +603,39 @@ std::size_t HashMapTier::find(const std::int64_t* keys, std::size_t n, float* ro
   return hits;
 }
 
+// The rows a write call stored before it threw were reported to the listeners: they must still
+// reach lock-free readers before the call returns.
+class HashMapTier::FlushIfThrown {
+ public:
+  explicit FlushIfThrown(HashMapTier& tier) : tier_(tier) {}
+  ~FlushIfThrown() {
+    if (std::uncaught_exceptions() <= exceptions_) return;
+    try {
+      tier_.flush_listeners();
+    } catch (...) {  // the first error is the one reported
+    }
+  }
+  FlushIfThrown(const FlushIfThrown&) = delete;
+  FlushIfThrown& operator=(const FlushIfThrown&) = delete;
+
+ private:
+  HashMapTier& tier_;
+  int exceptions_ = std::uncaught_exceptions();
+};
+
 void HashMapTier::insert(const std::int64_t* keys, const float* rows, std::size_t n) {
   if (n == 0) return;
   const std::uint32_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
   const Grouping& g = group_by_partition(keys, n, partitions_.size());
+  FlushIfThrown flush_if_thrown(*this);
   for (std::size_t p = 0; p < partitions_.size(); ++p) {
     if (g.begin[p] == g.begin[p + 1]) continue;
     std::unique_lock lock(partitions_[p]->mutex);
+    DeliverOnExit deliver(*partitions_[p]);
     for (std::size_t i = g.begin[p]; i < g.begin[p + 1]; ++i) {
       const std::uint32_t pos = g.order[i];
       partitions_[p]->put(keys[pos], g.hash_hi[pos], rows + std::size_t{pos} * dim_, true, now);
     }
-    partitions_[p]->deliver();
   }
   flush_listeners();
 }
@@ -604,15 +646,16 @@ std::size_t HashMapTier::insert_if_absent(const std::int64_t* keys, const float*
   const std::uint32_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
   const Grouping& g = group_by_partition(keys, n, partitions_.size());
   std::size_t inserted = 0;
+  FlushIfThrown flush_if_thrown(*this);
   for (std::size_t p = 0; p < partitions_.size(); ++p) {
     if (g.begin[p] == g.begin[p + 1]) continue;
     std::unique_lock lock(partitions_[p]->mutex);
     if (still_valid && !still_valid()) break;
+    DeliverOnExit deliver(*partitions_[p]);
     for (std::size_t i = g.begin[p]; i < g.begin[p + 1]; ++i) {
       const std::uint32_t pos = g.order[i];
       inserted += partitions_[p]->put(keys[pos], g.hash_hi[pos], rows + std::size_t{pos} * dim_, false, now);
     }
-    partitions_[p]->deliver();
   }
   flush_listeners();
   return inserted;
@@ -622,14 +665,15 @@ std::size_t HashMapTier::erase(const std::int64_t* keys, std::size_t n) {
   if (n == 0) return 0;
   const Grouping& g = group_by_partition(keys, n, partitions_.size());
   std::size_t erased = 0;
+  FlushIfThrown flush_if_thrown(*this);
   for (std::size_t p = 0; p < partitions_.size(); ++p) {
     if (g.begin[p] == g.begin[p + 1]) continue;
     std::unique_lock lock(partitions_[p]->mutex);
+    DeliverOnExit deliver(*partitions_[p]);
     for (std::size_t i = g.begin[p]; i < g.begin[p + 1]; ++i) {
       const std::uint32_t pos = g.order[i];
       erased += partitions_[p]->remove(keys[pos], g.hash_hi[pos]);
     }
-    partitions_[p]->deliver();
   }
   flush_listeners();
   return erased;

@@ -100,6 +100,7 @@ class HashMapTier final : public Tier {
   std::shared_ptr<HostMemoryRegistrar> registrar_;
 
   void flush_listeners();
+  class FlushIfThrown;  ///< flushes the listeners when a write call throws half-way
 };
 
 }  // namespace hps
