@@ -25,7 +25,7 @@ constexpr int kLookupThreads = 256;
 /// rewriting it), and, where there is no host path, before the default row is served instead (and
 /// counted as gave_up): with the back-off below, about a second.
 constexpr int kAttempts = 32;
-constexpr int kPatientAttempts = 1 << 20;
+constexpr int kPatientAttempts = 1 << 14;  // x 65 us of back-off: about a second
 
 __device__ __forceinline__ std::uint64_t load_acquire_sys_u64(const void* address) {
   std::uint64_t v;
