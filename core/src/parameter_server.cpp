@@ -470,7 +470,11 @@ void ParameterServer::Impl::attach_host_tier(TableState& table, const ModelConfi
   link.hbm_share = model.host_tier_index_hbm_share;
   for (auto& cache : table.caches) {
     std::string why;
-    if (!cache->attach_host_tier(link, &why)) warn(why);
+    try {
+      if (!cache->attach_host_tier(link, &why)) warn(why);
+    } catch (const Error& e) {  // a CUDA failure building the index: the host path still serves
+      warn(e.what());
+    }
   }
 }
 
