@@ -58,7 +58,12 @@ std::unique_ptr<HostTierIndex> HostTierIndex::create(int device, std::shared_ptr
     return nullptr;
   }
   // Reports every record held now (queued under each partition's lock) and flushes.
-  index->tier_->add_record_listener(index.get());
+  try {
+    index->tier_->add_record_listener(index.get());
+  } catch (...) {
+    index->tier_->remove_record_listener(index.get());  // never leave the tier a listener that is going away
+    throw;
+  }
   index->attached_ = true;
   return index;
 }
