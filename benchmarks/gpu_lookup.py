@@ -15,6 +15,8 @@ and flatters every number), uniform and Zipf keys:
            (the table's `meta` file holds each key's frequency, as a training run would record it),
            then a few warm-up batches; its hit rate is printed;
   dyn-5%   the same at gpucacheper 0.05;
+  old-20%  dyn-20% with `gpu_visible_host_tier: false`: misses take the host round trip (the path
+           before issue 13), for a before/after on one machine in one run (--no-old leaves it out);
   hybrid   rows gathered on the CPU into a pinned buffer (torch.index_select over the CPU table) and
            copied to the GPU: the usual deployment with the tables in host memory, done well.
 Each cell is one lookup call timed from the Python call until its rows are ready (the stream
@@ -86,6 +88,8 @@ def main() -> None:
     p.add_argument("--zipf", type=float, default=1.05)
     p.add_argument("--out", help="write every cell as JSON here")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-old", action="store_true",
+                   help="leave out old-20%% (dyn-20%% with misses served through the host)")
     args = p.parse_args()
 
     device = torch.device("cuda", 0)
@@ -113,7 +117,8 @@ def main() -> None:
                       "models": [model("static", embedding_cache_type="static"),
                                  model("dyn_all", gpucacheper=1.0, init_ec=False, hit_rate_threshold=1.0),
                                  model("dyn_20", gpucacheper=0.2),
-                                 model("dyn_5", gpucacheper=0.05)]}
+                                 model("dyn_5", gpucacheper=0.05)]
+                                + ([] if args.no_old else [model("old_20", gpucacheper=0.2, gpu_visible_host_tier=False)])}
             ps = hps.HPS(config, progress=False)
             dense_gpu = torch.from_numpy(values).to(device)
             dense_cpu = torch.from_numpy(values)
@@ -149,14 +154,16 @@ def main() -> None:
                     if dist == "zipf":
                         cases["dyn-20%"] = (lambda b: ps.lookup("dyn_20", 0, b), gpu_batches)
                         cases["dyn-5%"] = (lambda b: ps.lookup("dyn_5", 0, b), gpu_batches)
-                        for name in ("dyn_20", "dyn_5"):  # warm-up pass on other batches of the stream
+                        if not args.no_old:
+                            cases["old-20%"] = (lambda b: ps.lookup("old_20", 0, b), gpu_batches)
+                        for name in ("dyn_20", "dyn_5") + (() if args.no_old else ("old_20",)):  # warm-up pass
                             for q in range(8):
                                 ps.lookup(name, 0, torch.from_numpy(
                                     zipf_positions(rng, args.rows, size, args.zipf, scatter)).to(device))
                     # Correctness first: every hps case returns exactly the stored rows.
                     reference = dense_gpu[gpu_batches[0]]
                     assert torch.equal(cases["dyn-hit"][0](hot_batches[0]), dense_gpu[hot_batches[0]]), "dyn-hit"
-                    for name in ("static", "dyn-20%", "dyn-5%"):
+                    for name in ("static", "dyn-20%", "dyn-5%", "old-20%"):
                         if name in cases:
                             assert torch.equal(cases[name][0](gpu_batches[0]), reference), name
                     medians = {}
@@ -170,7 +177,7 @@ def main() -> None:
                                "pct_bound": 100 * bound / med, "p50_us": 1e6 * med,
                                "p99_us": 1e6 * float(np.percentile(times, 99)),
                                "gpu_hit_rate": _hit_rate(ps, hits_before, size * (len(batches) + 1))
-                               if name.startswith("dyn-") else None}
+                               if name.startswith(("dyn-", "old-")) else None}
                         results.append(row)
                     for row in results[-len(cases):]:
                         vs_torch = medians["torch"] / row["p50_us"] * 1e6

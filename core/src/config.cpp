@@ -1013,6 +1013,14 @@ const Fields<ModelConfig>& model_fields() {
            "GPU cache hit rate at or above which inserting a call's misses into the cache may finish "
            "after the call returns; below it, they are inserted before. Values above 1 mean always "
            "before. The rows returned are the same either way."),
+      bind("gpu_visible_host_tier", &M::gpu_visible_host_tier, boolean(),
+           "Answer dynamic GPU cache misses on the GPU from the CPU-memory hash map (page-locked and "
+           "indexed in GPU memory), without a host round trip (an hps extension). false: misses take "
+           "the host path. The environment variable HPS_GPU_VISIBLE_HOST_TIER=0 also turns it off."),
+      bind("host_tier_index_hbm_share", &M::host_tier_index_hbm_share, number(interval(0, true, 1, false)),
+           "Most of each GPU's memory that one table's index of the CPU-memory hash map may take "
+           "(16 bytes per entry, about 34 bytes per row). A table whose index would not fit serves "
+           "its misses through the host, with a warning."),
       bind("cache_refresh_percentage_per_iteration", &M::cache_refresh_percentage_per_iteration,
            number(interval(0, false, 1, false)),
            "Share of the dynamic GPU cache that one refresh step re-reads from the tiers below."),

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -17,6 +18,7 @@
 #include "hps/gpu/gpu_cache.hpp"
 #include "hps/model_io.hpp"
 #include "hps/tiers/bulk_loadable.hpp"
+#include "hps/tiers/hash_map_tier.hpp"
 #include "hps/tiers/tier_factory.hpp"
 #include "detail/key_dedup.hpp"
 #include "detail/stream_fanout.hpp"
@@ -235,6 +237,8 @@ struct ParameterServer::Impl {
   void load_table(TableState& table, const ModelConfig& model, const TableConfig& config, const std::string& where,
                   LoadObserver& observer);
   void build_gpu_caches(TableState& table, const ModelConfig& model, const TableConfig& config);
+  // Lets the dynamic caches answer misses from the hash-map tier on the device, where they can.
+  void attach_host_tier(TableState& table, const ModelConfig& model);
 
   // The host cascade over positions: writes every row, sets found[i] where a tier held keys[i],
   // and counts the answers per tier into the table's metrics.
@@ -463,6 +467,35 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
   for (std::size_t t = table.chain.size(); t-- > 0 && table.rows == 0;) table.rows = table.chain[t].tier->size();
 }
 
+void ParameterServer::Impl::attach_host_tier(TableState& table, const ModelConfig& model) {
+  if (!model.gpu_visible_host_tier) return;
+  if (const char* env = std::getenv("HPS_GPU_VISIBLE_HOST_TIER"); env != nullptr && std::string(env) == "0") return;
+  auto hash_map = std::dynamic_pointer_cast<HashMapTier>(table.chain.front().tier);
+  if (!hash_map) return;  // a Redis Cluster volatile_db (or none): not in this process's memory
+  auto warn = [&](const std::string& why) {
+    std::fprintf(stderr, "hps: warning: %s/%s: GPU cache misses take the host path: %s\n", table.model.c_str(),
+                 table.name.c_str(), why.c_str());
+  };
+  try {
+    make_gpu_visible(*hash_map);
+  } catch (const Error& e) {
+    warn(e.what());
+    return;
+  }
+  HostTierLink link;
+  link.tier = hash_map;
+  link.last_tier = table.chain.size() == 1;
+  link.hbm_share = model.host_tier_index_hbm_share;
+  for (auto& cache : table.caches) {
+    std::string why;
+    try {
+      if (!cache->attach_host_tier(link, &why)) warn(why);
+    } catch (const Error& e) {  // a CUDA failure building the index: the host path still serves
+      warn(e.what());
+    }
+  }
+}
+
 void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfig& model, const TableConfig& tc) {
   const int devices = cuda_device_count();
   const bool is_static = model.embedding_cache_type == EmbeddingCacheType::kStatic;
@@ -482,6 +515,7 @@ void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfi
                                                                  std::ceil(model.gpucacheper * table.rows)));
     table.caches.push_back(GpuCache::create(options));
   }
+  if (!is_static) attach_host_tier(table, model);
   // Warm start: the static cache needs the whole table; the dynamic one takes the most frequent
   // keys when a meta file gives frequencies, the first rows of the files otherwise.
   if (!is_static && !model.init_ec) return;
@@ -830,16 +864,35 @@ std::vector<TableStats> ParameterServer::stats() const {
       s.table = table->name;
       // Static caches answer unknown keys with the default row on the device and count them there;
       // lookup() counted every position as a cache hit, so move those to `defaults`.
-      std::uint64_t device_defaults = 0;
-      for (const auto& cache : table->caches) device_defaults += cache->defaults_served();
+      // Dynamic caches with a GPU-visible hash map answer misses on the device too: rows read from
+      // the hash map move to its entry, defaults to `defaults`.
+      std::uint64_t device_defaults = 0, tier_rows = 0, index_bytes = 0;
+      for (const auto& cache : table->caches) {
+        device_defaults += cache->defaults_served();
+        tier_rows += cache->host_tier_rows_served();
+        index_bytes += cache->host_tier_index_bytes();
+      }
       table->metrics.snapshot(s);
       TierStats& gpu = s.tiers[kGpuCacheStats];
       device_defaults = std::min<std::uint64_t>(device_defaults, gpu.hits);  // a kernel may finish before lookup() counts
       gpu.hits -= device_defaults;
       s.defaults += device_defaults;
+      tier_rows = std::min<std::uint64_t>(tier_rows, gpu.hits);
+      gpu.hits -= tier_rows;
+      s.tiers[stats_slot(table->chain.front())].hits += tier_rows;
       for (const auto& cache : table->caches) {
         gpu.rows += cache->size();
         gpu.bytes += cache->memory_bytes();
+      }
+      if (index_bytes > 0) {
+        const std::uint64_t tier_rows_now = table->chain.front().tier->size();
+        gpu.counters.push_back({"host_tier_index_bytes", index_bytes,
+                                "Device bytes of the GPU index of the CPU-memory tier (all devices)."});
+        gpu.counters.push_back({"host_tier_index_bytes_per_row",
+                                tier_rows_now == 0 ? 0 : index_bytes / tier_rows_now,
+                                "Device bytes of that index per row of the CPU-memory tier."});
+        gpu.counters.push_back({"host_tier_rows_served", tier_rows,
+                                "Key positions the GPU answered with a row read from the CPU-memory tier over PCIe."});
       }
       for (const ChainTier& tier : table->chain) {
         TierStats& entry = s.tiers[stats_slot(tier)];

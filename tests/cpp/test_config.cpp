@@ -1021,7 +1021,8 @@ const std::vector<std::string> kModelKeys = {
     "embedding_table_names", "fuse_embedding_table", "use_static_table", "embedding_cache_type",
     "use_context_stream", "use_hctr_cache_implementation", "thread_pool_size", "init_ec", "enable_pagelock",
     "fp8_quant", "embedding_cache_dtype", "network_file", "label_dim", "slot_num", "non_trainable_params_file",
-    "use_mixed_precision", "scaler", "use_algorithm_search", "use_cuda_graph"};
+    "use_mixed_precision", "scaler", "use_algorithm_search", "use_cuda_graph", "gpu_visible_host_tier",
+    "host_tier_index_hbm_share"};
 const std::set<std::string> kIgnoredModelKeys = {
     "max_batch_size", "dense_file", "num_of_worker_buffer_in_pool", "num_of_refresher_buffer_in_pool",
     "maxnum_catfeature_query_per_table_per_sample", "maxnum_des_feature_per_sample", "refresh_delay",

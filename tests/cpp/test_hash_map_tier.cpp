@@ -140,7 +140,9 @@ std::size_t resident_bytes() {
 }
 }  // namespace
 
-TEST(HashMapTier, TenMillionRowsStayWithinOnePointThreeOfRawBytes) {
+// Raw bytes are key + row (72 at D = 16); a record adds its 8-byte seqlock header (for lock-free
+// GPU readers, record_hooks.hpp), i.e. 1.11x, and the index about 13 bytes per row.
+TEST(HashMapTier, TenMillionRowsStayWithinOnePointThreeFiveOfRawBytes) {
   constexpr std::size_t kRows = 10'000'000, kDim = 16, kChunk = 100'000;
   HashMapOptions options;
   options.num_partitions = 16;
@@ -155,6 +157,6 @@ TEST(HashMapTier, TenMillionRowsStayWithinOnePointThreeOfRawBytes) {
   ASSERT_EQ(tier.size(), kRows);
   const double raw = static_cast<double>(kRows) * (8 + 4 * kDim);
   const double grown = static_cast<double>(resident_bytes() - before);
-  EXPECT_LE(static_cast<double>(tier.memory_bytes()), 1.3 * raw) << "memory_bytes " << tier.memory_bytes();
-  EXPECT_LE(grown, 1.3 * raw) << "resident growth " << grown << " raw " << raw;
+  EXPECT_LE(static_cast<double>(tier.memory_bytes()), 1.35 * raw) << "memory_bytes " << tier.memory_bytes();
+  EXPECT_LE(grown, 1.35 * raw) << "resident growth " << grown << " raw " << raw;
 }

@@ -196,3 +196,42 @@ def test_lookup_many_runs_the_tables_side_by_side(tmp_path):
         stream.synchronize()
         for r, k, i in zip(rows, keys, range(6)):
             np.testing.assert_array_equal(r.cpu().numpy(), cpu.lookup("m", i, k))
+
+
+def test_misses_are_served_from_the_cpu_tier_on_the_device(tmp_path):
+    """With the hash map as the only tier, a dynamic cache's misses are read from host memory by the
+    GPU (docs/gpu_cache.md): stats count them under volatile_db, defaults under defaults, and the
+    index's bytes per row are reported; the rows equal the CPU tier's."""
+    table = make_table(tmp_path / "t", 20000, 16, default=-3.0)
+    gpu, cpu = pair(tmp_path, table, gpucacheper=0.2)
+    rng = np.random.default_rng(5)
+    absent = rng.integers(10**15, 10**16, 100)
+    for _ in range(5):
+        keys = zipf_keys(rng, table.keys, 26624)
+        keys = np.where(rng.random(keys.size) < 0.02, absent[rng.integers(0, absent.size, keys.size)], keys)
+        check(gpu, cpu, keys)
+    s = gpu.stats()[0]
+    assert s["hits"]["volatile_db"] > 0, s
+    assert s["defaults"] > 0, s
+    assert s["hits"]["gpu_cache"] + s["hits"]["volatile_db"] + s["defaults"] == s["keys"], s
+    counters = s["tier_counters"]["gpu_cache"]
+    assert 0 < counters["host_tier_index_bytes_per_row"] < 64, counters
+
+
+def test_an_index_too_big_for_its_share_warns_and_takes_the_host_path(tmp_path, capfd):
+    table = make_table(tmp_path / "t", 20000, 16, default=-3.0)
+    gpu, cpu = pair(tmp_path, table, gpucacheper=0.2, host_tier_index_hbm_share=1e-9)
+    assert "GPU cache misses take the host path" in capfd.readouterr().err
+    rng = np.random.default_rng(6)
+    for _ in range(3):
+        check(gpu, cpu, zipf_keys(rng, table.keys, 26624))
+    assert "host_tier_index_bytes" not in gpu.stats()[0]["tier_counters"].get("gpu_cache", {})
+
+
+def test_the_host_path_can_be_chosen(tmp_path):
+    table = make_table(tmp_path / "t", 20000, 16)
+    gpu, cpu = pair(tmp_path, table, gpucacheper=0.2, gpu_visible_host_tier=False)
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        check(gpu, cpu, zipf_keys(rng, table.keys, 26624))
+    assert "host_tier_index_bytes" not in gpu.stats()[0]["tier_counters"].get("gpu_cache", {})

@@ -192,3 +192,25 @@ def test_swap_round_trip_on_cuda(tmp_path):
         after = [model["e"](ids), model["b"](bags)]
     assert after[0].device == ids.device
     assert max(float((a - b).abs().max()) for a, b in zip(after, before)) <= 1e-6
+
+
+def test_lookup_captured_in_a_cuda_graph_replays_with_new_keys(tmp_path, table):
+    """With the hash map as the only tier, a dynamic-cache lookup answers every key on the device
+    (misses from the CPU-memory tier over PCIe), so torch.cuda.graph can capture it; each replay
+    reads the keys tensor as it is then (docs/gpu_cache.md, "Capture")."""
+    folder, weight = table
+    layer = LookupLayer(config_file(tmp_path, folder, gpucacheper=0.2), "m", 0, D)
+    static_keys = cuda_keys((4096,), dtype=torch.int32, seed=0)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # uncaptured warm-up (first launches), as torch recommends
+        layer(static_keys)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_rows = layer(static_keys)
+    for seed in range(1, 5):
+        static_keys.copy_(cuda_keys((4096,), dtype=torch.int32, seed=seed))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(static_rows, expected_rows(weight, static_keys)), f"replay {seed}"

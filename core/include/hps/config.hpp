@@ -120,6 +120,12 @@ struct ModelConfig {
   /// call returns. It never changes the rows returned.
   double hit_rate_threshold = 0.9;
   double gpucacheper = 0.2;  ///< dynamic GPU cache capacity as a share of each table's rows
+  /// Dynamic GPU caches answer their misses on the device from the CPU-memory hash map (page-locked
+  /// and indexed in GPU memory) where they can (docs/gpu_cache.md). An hps extension.
+  bool gpu_visible_host_tier = true;
+  /// Most of each device's memory one table's host-tier index may take; beyond it, the table's
+  /// misses take the host path (with a warning).
+  double host_tier_index_hbm_share = 0.1;
   double cache_refresh_percentage_per_iteration = 0.0;
   std::vector<int> deployed_device_list = {0};
   EmbeddingCacheType embedding_cache_type = EmbeddingCacheType::kDynamic;

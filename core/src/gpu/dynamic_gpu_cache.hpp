@@ -5,7 +5,12 @@
 // MissResolver and inserts the rows found. Design: docs/gpu_cache.md.
 #pragma once
 
+#include <memory>
+#include <mutex>
+#include <vector>
+
 #include "gpu/gpu_cache_base.hpp"
+#include "gpu/host_tier_index.hpp"
 
 namespace hps::cuda {
 
@@ -21,8 +26,12 @@ class DynamicGpuCache final : public GpuCacheBase {
   /// fit in their candidate sets without evictions.
   std::size_t capacity() const override { return static_cast<std::size_t>(view_.capacity); }
   std::size_t memory_bytes() const override;
-  /// Defaults of a dynamic cache come from the resolver on the host: nothing to count here.
-  std::size_t defaults_served() override { return 0; }
+  /// Defaults the device served from the attached host tier's index (0 without one; the
+  /// resolver on the host counts the others).
+  std::size_t defaults_served() override;
+  bool attach_host_tier(const HostTierLink& link, std::string* why_not) override;
+  std::size_t host_tier_rows_served() override;
+  std::size_t host_tier_index_bytes() const override { return tier_index_ ? tier_index_->device_bytes() : 0; }
 
   /// Internal (tests, benchmarks): the writer counters (host wait on the writer stream).
   DynamicCounters counters() const;
@@ -37,14 +46,29 @@ class DynamicGpuCache final : public GpuCacheBase {
   void enqueue_dump(std::uint64_t first, std::uint64_t end, std::int64_t* keys_out, unsigned long long* count) override;
 
  private:
+  /// A miss list on the device: the probe's, or what the host-tier kernel left.
+  struct MissList {
+    const std::int64_t* keys;
+    const std::uint32_t* positions;
+  };
   /// The miss path of one lookup: dedup, resolve on the host, upload, scatter, insert.
-  void resolve_misses(LookupScratch& s, std::size_t n, std::size_t misses, bool key64, float* out, cudaStream_t stream,
-                      const MissResolver& resolve, const InsertGuard& guard, GpuLookupResult& result);
+  void resolve_misses(LookupScratch& s, std::size_t n, MissList list, std::size_t misses, bool key64, float* out,
+                      cudaStream_t stream, const MissResolver& resolve, const InsertGuard& guard,
+                      GpuLookupResult& result);
   /// The same for a small miss set, deduplicated on the host; `missed_on_host`: the missed keys
   /// if the status read already brought them, else null (they are copied down).
-  void resolve_misses_on_host(LookupScratch& s, std::size_t n, std::size_t misses, const std::int64_t* missed_on_host,
-                              float* out, cudaStream_t stream, const MissResolver& resolve, const InsertGuard& guard,
-                              GpuLookupResult& result);
+  void resolve_misses_on_host(LookupScratch& s, std::size_t n, MissList list, std::size_t misses,
+                              const std::int64_t* missed_on_host, float* out, cudaStream_t stream,
+                              const MissResolver& resolve, const InsertGuard& guard, GpuLookupResult& result);
+  /// Rows the host-tier kernel may stage for insertion in a call of n keys.
+  std::size_t insert_room(std::size_t n) const;
+  /// Inserts the rows the host-tier kernel staged (count on the device at `count`), guarded, on
+  /// the writer stream after the caller's stream reaches this point: no host wait.
+  void enqueue_tier_insert(LookupScratch& s, const unsigned long long* count, std::size_t room, cudaStream_t stream,
+                           const InsertGuard& guard);
+  /// A lookup recorded into a CUDA graph (docs/gpu_cache.md, "Capture").
+  GpuLookupResult lookup_captured(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out,
+                                  cudaStream_t stream);
   /// Runs the resolver over u unique keys into pinned rows_host / found_host, slice by slice, and
   /// queues each slice's rows for upload to rows_device on `stream` as soon as it is ready, so the
   /// copy of one slice overlaps the resolving of the next. Returns how many keys it found. The
@@ -59,6 +83,24 @@ class DynamicGpuCache final : public GpuCacheBase {
   DeviceAllocation meta_, records_, rows_, locks_, counters_;
   DynamicTableView view_;
   std::size_t table_bytes_ = 0;
+  std::unique_ptr<HostTierIndex> tier_index_;  ///< set once, before lookups (attach_host_tier)
+
+  /// Buffers of one captured lookup: the graph replays with them, so they live as long as the cache.
+  class CapturedBuffers {
+   public:
+    explicit CapturedBuffers(std::size_t bytes);
+    ~CapturedBuffers();
+    CapturedBuffers(const CapturedBuffers&) = delete;
+    CapturedBuffers& operator=(const CapturedBuffers&) = delete;
+    char* get() const { return ptr_; }
+    std::size_t bytes() const { return bytes_; }
+
+   private:
+    char* ptr_ = nullptr;
+    std::size_t bytes_ = 0;
+  };
+  mutable std::mutex captured_mutex_;
+  std::vector<std::unique_ptr<CapturedBuffers>> captured_;
 };
 
 }  // namespace hps::cuda

@@ -32,6 +32,8 @@ inline bool keys_can_be_invalid(KeyDtype dtype, bool key64) {
 struct LookupStatus {
   unsigned long long miss_count;     ///< key positions the probe could not answer
   unsigned long long first_invalid;  ///< lowest position of an invalid key, or kNoInvalidKey
+  unsigned long long left_count;     ///< of the misses, positions the host-tier kernel left to the host
+  unsigned long long insert_count;   ///< rows the host-tier kernel staged for insertion (may exceed the room)
 };
 constexpr unsigned long long kNoInvalidKey = ~0ull;
 
@@ -134,6 +136,58 @@ struct StaticTableView {
   std::uint64_t num_buckets = 0;
   std::uint32_t capacity = 0;
   std::uint32_t dim = 0;
+};
+
+// ---- host-tier index (the GPU-visible CPU-memory tier) -----------------------------------------
+// Open addressing (linear probing) over 16-byte entries {key, record address} in HBM, mapping the
+// keys of the hash-map tier to their records in page-locked, mapped host memory (host_tier_index.hpp).
+// `record` values below kTierFirstAddress are states: empty (ends a probe), claimed (an adder is
+// writing the entry), tombstone (removed; probes go on, adders may reuse it).
+
+constexpr std::uint64_t kTierEmpty = 0;
+constexpr std::uint64_t kTierClaimed = 1;
+constexpr std::uint64_t kTierTombstone = 2;
+constexpr std::uint64_t kTierFirstAddress = 8;
+
+struct alignas(16) TierEntry {
+  std::int64_t key;
+  std::uint64_t record;
+};
+static_assert(sizeof(TierEntry) == 16);
+
+/// Device counters of a host-tier index.
+struct TierCounters {
+  unsigned long long rows_served;      ///< positions answered with a row read from the host tier
+  unsigned long long defaults_served;  ///< positions answered with the default row (key in no tier)
+  unsigned long long gave_up;          ///< positions whose record never read stable (left, or default without a host path)
+  unsigned long long failed_adds;      ///< index entries that found no room (the index is then incomplete)
+};
+
+struct HostTierView {
+  TierEntry* entries = nullptr;
+  std::uint64_t slots = 0;
+  TierCounters* counters = nullptr;
+  std::uint32_t key_offset = 8;
+  std::uint32_t row_offset = 16;
+  std::uint32_t dim = 0;
+  float default_value = 0;
+};
+
+/// One lookup's inputs and outputs of the host-tier kernel (device memory of the lookup).
+struct TierSink {
+  LookupStatus* status = nullptr;            ///< reads miss_count; adds to left_count, insert_count
+  const std::int64_t* miss_keys = nullptr;   ///< the probe's misses
+  const std::uint32_t* miss_positions = nullptr;
+  std::int64_t* left_keys = nullptr;         ///< misses left to the host path (compacted)
+  std::uint32_t* left_positions = nullptr;
+  std::int64_t* eager_keys = nullptr;        ///< the first kEagerMissKeys left keys again, beside `status`
+  std::int64_t* insert_keys = nullptr;       ///< rows found, staged for insertion into the cache
+  float* insert_rows = nullptr;
+  std::uint64_t insert_room = 0;             ///< rows insert_keys/insert_rows hold (0: no insertion)
+  /// true: a key absent from the index is in no tier (the hash map is the last tier and the index
+  /// is complete), so it gets the default row, and a record that never reads stable too (there is
+  /// no host path to leave it to). false: both are left to the host path.
+  bool absent_is_default = false;
 };
 
 // ---- writes -------------------------------------------------------------------------------------

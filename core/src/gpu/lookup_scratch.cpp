@@ -28,7 +28,8 @@ LookupScratch::StatusPair LookupScratch::next_status() {
 
 std::size_t LookupScratch::device_bytes() const {
   return status.bytes() + miss_keys.bytes() + miss_positions.bytes() + sorted_keys.bytes() + sorted_positions.bytes() +
-         head_flags.bytes() + unique_ids.bytes() + unique.bytes() + rows.bytes() + temp.bytes();
+         head_flags.bytes() + unique_ids.bytes() + unique.bytes() + rows.bytes() + temp.bytes() + left_keys.bytes() +
+         left_positions.bytes() + insert_keys.bytes() + insert_rows.bytes();
 }
 
 ScratchPool::Lease::~Lease() {

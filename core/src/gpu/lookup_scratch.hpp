@@ -48,6 +48,10 @@ struct LookupScratch {
   StreamBuffer unique;            ///< [count: u64][keys: int64 x m]
   StreamBuffer rows;              ///< [rows: float x u x dim][found: u8 x u]
   StreamBuffer temp;              ///< CUB temporary storage
+  StreamBuffer left_keys;         ///< int64[n]: misses the host-tier kernel left to the host
+  StreamBuffer left_positions;    ///< uint32[n]
+  StreamBuffer insert_keys;       ///< int64[room]: rows the host-tier kernel found, for insertion
+  StreamBuffer insert_rows;       ///< float[room x dim]
   PinnedBuffer unique_host;       ///< [count][keys]
   PinnedBuffer rows_host;         ///< [rows][found]
 

@@ -4,6 +4,7 @@
 #include <bit>
 #include <atomic>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -34,6 +35,16 @@ constexpr double kMaxLoadFactor = 0.8;
 constexpr std::size_t kLargePartitionBytes = std::size_t{8} << 20;  // rows worth huge pages
 constexpr std::size_t kMinIndexSlots = 16;
 constexpr std::uint32_t kNoRecord = 0;  // a slot's `record` holds record number + 1; 0 = empty
+// Record layout (record_hooks.hpp): header, key, [metadata], row; 8-byte aligned records.
+constexpr std::size_t kKeyOffset = 8;
+constexpr std::size_t kMetaOffset = 16;
+// The arena is registered with a HostMemoryRegistrar (page-locked) in stretches of this many bytes
+// as records reach them: pinning commits memory, and a page is mostly untouched address space.
+constexpr std::size_t kRegisterUnit = std::size_t{4} << 20;
+// Listener notifications are delivered in batches of at most this many records.
+constexpr std::size_t kNotifyBatch = std::size_t{1} << 16;
+
+std::size_t round_up(std::size_t v, std::size_t to) { return (v + to - 1) / to * to; }
 
 // One index slot. `hash` is the upper half of the key's 64-bit hash: it picks the home slot
 // (multiply-shift onto the slot count) and doubles as a fingerprint, so probing compares keys only
@@ -115,7 +126,8 @@ class HashMapTier::Partition {
       : dim_(dim),
         options_(options),
         meta_bytes_(options.overflow_policy == OverflowPolicy::kEvictRandom ? 0 : 4),
-        record_bytes_(8 + meta_bytes_ + 4 * dim),
+        row_offset_(kMetaOffset + meta_bytes_),
+        record_bytes_(round_up(row_offset_ + 4 * dim, 8)),
         rng_(seed) {
     // Pages hold a power-of-two number of records so a record number splits into page and offset
     // with a shift and a mask.
@@ -124,6 +136,16 @@ class HashMapTier::Partition {
     page_shift_ = static_cast<unsigned>(std::countr_zero(per_page));
     slots_ = SlotArray(kMinIndexSlots);
   }
+
+  ~Partition() {
+    // Before the pages are unmapped (members are destroyed after this body).
+    for (const auto& [ptr, bytes] : registered_ranges_) registrar_->unregister_range(ptr, bytes);
+  }
+  Partition(const Partition&) = delete;
+  Partition& operator=(const Partition&) = delete;
+
+  std::size_t record_bytes() const { return record_bytes_; }
+  std::size_t row_offset() const { return row_offset_; }
 
   mutable std::shared_mutex mutex;
 
@@ -176,13 +198,13 @@ class HashMapTier::Partition {
   }
 
   void copy_row(std::uint32_t record_plus1, float* out) const {
-    std::memcpy(out, record_ptr(record_plus1 - 1) + 8 + meta_bytes_, dim_ * 4);
+    std::memcpy(out, record_ptr(record_plus1 - 1) + row_offset_, dim_ * 4);
   }
 
   // Access metadata is written under the shared lock, so through relaxed atomics.
   void touch(std::uint32_t record_plus1, std::uint32_t now) const {
     if (meta_bytes_ == 0) return;
-    auto* meta = reinterpret_cast<std::uint32_t*>(record_ptr(record_plus1 - 1) + 8);
+    auto* meta = reinterpret_cast<std::uint32_t*>(record_ptr(record_plus1 - 1) + kMetaOffset);
     std::atomic_ref<std::uint32_t> word(*meta);
     if (options_.overflow_policy == OverflowPolicy::kEvictOldest) {
       word.store(now, std::memory_order_relaxed);
@@ -195,7 +217,7 @@ class HashMapTier::Partition {
   template <typename Fn>
   void for_each_record(Fn&& fn) const {
     for (const Slot& slot : slots_) {
-      if (slot.record != kNoRecord) fn(record_key(slot.record - 1), record_ptr(slot.record - 1) + 8 + meta_bytes_);
+      if (slot.record != kNoRecord) fn(record_key(slot.record - 1), record_ptr(slot.record - 1) + row_offset_);
     }
   }
 
@@ -206,7 +228,10 @@ class HashMapTier::Partition {
     const std::uint32_t existing = probe(key, hash);
     if (existing != kNoRecord) {
       if (overwrite) {
-        std::memcpy(record_ptr(existing - 1) + 8 + meta_bytes_, row, dim_ * 4);
+        char* rec = record_ptr(existing - 1);
+        begin_write(rec);
+        std::memcpy(rec + row_offset_, row, dim_ * 4);
+        end_write(rec, true);
         if (options_.overflow_policy == OverflowPolicy::kEvictOldest) set_meta(existing - 1, now);
       }
       return false;
@@ -217,11 +242,14 @@ class HashMapTier::Partition {
     }
     const std::uint32_t record = allocate_record();
     char* rec = record_ptr(record);
-    std::memcpy(rec, &key, 8);
-    std::memcpy(rec + 8 + meta_bytes_, row, dim_ * 4);
+    begin_write(rec);  // a reused record may still be read by a lock-free reader with a stale address
+    std::memcpy(rec + kKeyOffset, &key, 8);
+    std::memcpy(rec + row_offset_, row, dim_ * 4);
+    end_write(rec, true);
     if (meta_bytes_) set_meta(record, options_.overflow_policy == OverflowPolicy::kEvictOldest ? now : 0);
     link(hash, record + 1);
     ++size_;
+    note(Event::kAdded, key, rec);
     return true;
   }
 
@@ -231,10 +259,63 @@ class HashMapTier::Partition {
       const Slot slot = slots_[s];
       if (slot.record == kNoRecord) return false;
       if (slot.hash == hash && record_key(slot.record - 1) == key) {
+        char* rec = record_ptr(slot.record - 1);
+        begin_write(rec);
+        end_write(rec, false);
         unlink_at(s);
+        note(Event::kRemoved, key, rec);
         return true;
       }
     }
+  }
+
+  // --- lock-free readers (caller holds the exclusive lock) ------------------------------------------
+
+  // Registers the stretches that hold records now, and from now on those that new records reach.
+  void set_registrar(std::shared_ptr<HostMemoryRegistrar> registrar) {
+    registrar_ = std::move(registrar);
+    for (std::size_t p = 0; p < pages_.size(); ++p) {
+      const std::size_t records = std::min<std::size_t>(high_water_ - (p << page_shift_), std::size_t{1} << page_shift_);
+      ensure_registered(p, records * record_bytes_);
+    }
+  }
+
+  void add_listener(RecordListener* listener) {
+    listeners_.push_back(listener);
+    std::vector<std::int64_t> keys;
+    std::vector<const void*> records;
+    keys.reserve(std::min(size_, kNotifyBatch));
+    records.reserve(keys.capacity());
+    for (const Slot& slot : slots_) {
+      if (slot.record == kNoRecord) continue;
+      keys.push_back(record_key(slot.record - 1));
+      records.push_back(record_ptr(slot.record - 1));
+      if (keys.size() == kNotifyBatch) {
+        listener->records_added(keys.data(), records.data(), keys.size());
+        keys.clear();
+        records.clear();
+      }
+    }
+    if (!keys.empty()) listener->records_added(keys.data(), records.data(), keys.size());
+  }
+
+  void remove_listener(RecordListener* listener) {
+    deliver();
+    listeners_.erase(std::remove(listeners_.begin(), listeners_.end(), listener), listeners_.end());
+  }
+
+  // Hands the notifications queued in this critical section to the listeners (lock still held).
+  void deliver() {
+    if (pending_keys_.empty()) return;
+    for (RecordListener* listener : listeners_) {
+      if (pending_kind_ == Event::kAdded) {
+        listener->records_added(pending_keys_.data(), pending_records_.data(), pending_keys_.size());
+      } else {
+        listener->records_removed(pending_keys_.data(), pending_records_.data(), pending_keys_.size());
+      }
+    }
+    pending_keys_.clear();
+    pending_records_.clear();
   }
 
  private:
@@ -245,16 +326,58 @@ class HashMapTier::Partition {
 
   std::int64_t record_key(std::uint32_t record) const {
     std::int64_t key;
-    std::memcpy(&key, record_ptr(record), 8);
+    std::memcpy(&key, record_ptr(record) + kKeyOffset, 8);
     return key;
   }
 
-  void set_meta(std::uint32_t record, std::uint32_t value) { std::memcpy(record_ptr(record) + 8, &value, 4); }
+  void set_meta(std::uint32_t record, std::uint32_t value) { std::memcpy(record_ptr(record) + kMetaOffset, &value, 4); }
 
   std::uint32_t get_meta(std::uint32_t record) const {
     std::uint32_t value;
-    std::memcpy(&value, record_ptr(record) + 8, 4);
+    std::memcpy(&value, record_ptr(record) + kMetaOffset, 4);
     return value;
+  }
+
+  // The writer side of the record seqlock (record_hooks.hpp), Boehm's form: the busy store, a
+  // release fence, the data, a release store of the new header. On x86 these are plain stores in
+  // program order (TSO), which a PCIe reader observes in that order; the fences keep the compiler
+  // from moving the data writes across the header writes. Only writers holding the partition's
+  // exclusive lock call these, so the header has one writer at a time.
+  static std::atomic_ref<std::uint64_t> header(char* rec) {
+    return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(rec));
+  }
+  static void begin_write(char* rec) {
+    auto h = header(rec);
+    h.store(h.load(std::memory_order_relaxed) | kRecordBusy, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+  }
+  static void end_write(char* rec, bool live) {
+    auto h = header(rec);
+    const std::uint64_t counter = (h.load(std::memory_order_relaxed) & ~(kRecordBusy | kRecordLive)) + kRecordCounterStep;
+    h.store(counter | (live ? kRecordLive : 0), std::memory_order_release);
+  }
+
+  enum class Event { kAdded, kRemoved };
+  // Queues a notification; a change of kind delivers the queue first, so listeners hear every
+  // key's changes in order.
+  void note(Event kind, std::int64_t key, const char* rec) {
+    if (listeners_.empty()) return;
+    if (!pending_keys_.empty() && (pending_kind_ != kind || pending_keys_.size() == kNotifyBatch)) deliver();
+    pending_kind_ = kind;
+    pending_keys_.push_back(key);
+    pending_records_.push_back(rec);
+  }
+
+  // Registers page p's bytes [0, used) (rounded up to kRegisterUnit) if a registrar is installed.
+  void ensure_registered(std::size_t page, std::size_t used) {
+    if (!registrar_) return;
+    if (registered_.size() <= page) registered_.resize(page + 1, 0);
+    if (used <= registered_[page]) return;
+    const std::size_t end = std::min(round_up(used, kRegisterUnit), pages_[page].bytes());
+    char* from = pages_[page].data() + registered_[page];
+    registrar_->register_range(from, end - registered_[page]);
+    registered_ranges_.emplace_back(from, end - registered_[page]);
+    registered_[page] = end;
   }
 
   std::uint32_t allocate_record() {
@@ -271,6 +394,8 @@ class HashMapTier::Partition {
       pages_.emplace_back((std::size_t{1} << page_shift_) * record_bytes_, "a value page",
                           expect_large_ || !pages_.empty());
     }
+    const std::size_t in_page = high_water_ - (page << page_shift_);
+    ensure_registered(page, (in_page + 1) * record_bytes_);  // before the record can be published
     return high_water_++;
   }
 
@@ -342,6 +467,7 @@ class HashMapTier::Partition {
   std::size_t dim_;
   HashMapOptions options_;
   std::size_t meta_bytes_;
+  std::size_t row_offset_;
   std::size_t record_bytes_;
   unsigned page_shift_ = 0;
   SlotArray slots_;
@@ -352,9 +478,30 @@ class HashMapTier::Partition {
   std::size_t evictions_ = 0;
   bool expect_large_ = false;  // reserve() announced enough rows to fill huge pages
   std::mt19937_64 rng_;
+  // GPU visibility (record_hooks.hpp); all empty unless the GPU layer installed them.
+  std::shared_ptr<HostMemoryRegistrar> registrar_;
+  std::vector<std::size_t> registered_;  // per page: bytes registered from its start
+  std::vector<std::pair<char*, std::size_t>> registered_ranges_;
+  std::vector<RecordListener*> listeners_;
+  Event pending_kind_ = Event::kAdded;
+  std::vector<std::int64_t> pending_keys_;
+  std::vector<const void*> pending_records_;
 };
 
 namespace {
+
+// Hands a partition's queued notifications to its listeners when a write's critical section ends,
+// also when the write throws (declared after the lock, so it runs before the unlock).
+class DeliverOnExit {
+ public:
+  explicit DeliverOnExit(HashMapTier::Partition& part) : part_(part) {}
+  ~DeliverOnExit();
+  DeliverOnExit(const DeliverOnExit&) = delete;
+  DeliverOnExit& operator=(const DeliverOnExit&) = delete;
+
+ private:
+  HashMapTier::Partition& part_;
+};
 
 // Keys of one call grouped by partition (a stable counting sort), with their hashes, so each
 // partition's lock is taken once per call and the work is O(n) whatever the partition count.
@@ -423,6 +570,13 @@ std::size_t find_in_partition(const HashMapTier::Partition& part, const std::int
 
 }  // namespace
 
+DeliverOnExit::~DeliverOnExit() {
+  try {
+    part_.deliver();
+  } catch (...) {  // out of memory queueing a notification: the listener misses it (a faster path lost, never a row)
+  }
+}
+
 HashMapTier::HashMapTier(std::size_t dim, const HashMapOptions& options) : dim_(dim), options_(options) {
   HPS_EXPECTS(dim > 0, InvalidArgument, "hash map tier: dim must be positive");
   HPS_EXPECTS(options.num_partitions > 0, InvalidArgument, "hash map tier: num_partitions must be positive");
@@ -449,18 +603,41 @@ std::size_t HashMapTier::find(const std::int64_t* keys, std::size_t n, float* ro
   return hits;
 }
 
+// The rows a write call stored before it threw were reported to the listeners: they must still
+// reach lock-free readers before the call returns.
+class HashMapTier::FlushIfThrown {
+ public:
+  explicit FlushIfThrown(HashMapTier& tier) : tier_(tier) {}
+  ~FlushIfThrown() {
+    if (std::uncaught_exceptions() <= exceptions_) return;
+    try {
+      tier_.flush_listeners();
+    } catch (...) {  // the first error is the one reported
+    }
+  }
+  FlushIfThrown(const FlushIfThrown&) = delete;
+  FlushIfThrown& operator=(const FlushIfThrown&) = delete;
+
+ private:
+  HashMapTier& tier_;
+  int exceptions_ = std::uncaught_exceptions();
+};
+
 void HashMapTier::insert(const std::int64_t* keys, const float* rows, std::size_t n) {
   if (n == 0) return;
   const std::uint32_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
   const Grouping& g = group_by_partition(keys, n, partitions_.size());
+  FlushIfThrown flush_if_thrown(*this);
   for (std::size_t p = 0; p < partitions_.size(); ++p) {
     if (g.begin[p] == g.begin[p + 1]) continue;
     std::unique_lock lock(partitions_[p]->mutex);
+    DeliverOnExit deliver(*partitions_[p]);
     for (std::size_t i = g.begin[p]; i < g.begin[p + 1]; ++i) {
       const std::uint32_t pos = g.order[i];
       partitions_[p]->put(keys[pos], g.hash_hi[pos], rows + std::size_t{pos} * dim_, true, now);
     }
   }
+  flush_listeners();
 }
 
 std::size_t HashMapTier::insert_if_absent(const std::int64_t* keys, const float* rows, std::size_t n,
@@ -469,15 +646,18 @@ std::size_t HashMapTier::insert_if_absent(const std::int64_t* keys, const float*
   const std::uint32_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
   const Grouping& g = group_by_partition(keys, n, partitions_.size());
   std::size_t inserted = 0;
+  FlushIfThrown flush_if_thrown(*this);
   for (std::size_t p = 0; p < partitions_.size(); ++p) {
     if (g.begin[p] == g.begin[p + 1]) continue;
     std::unique_lock lock(partitions_[p]->mutex);
     if (still_valid && !still_valid()) break;
+    DeliverOnExit deliver(*partitions_[p]);
     for (std::size_t i = g.begin[p]; i < g.begin[p + 1]; ++i) {
       const std::uint32_t pos = g.order[i];
       inserted += partitions_[p]->put(keys[pos], g.hash_hi[pos], rows + std::size_t{pos} * dim_, false, now);
     }
   }
+  flush_listeners();
   return inserted;
 }
 
@@ -485,14 +665,17 @@ std::size_t HashMapTier::erase(const std::int64_t* keys, std::size_t n) {
   if (n == 0) return 0;
   const Grouping& g = group_by_partition(keys, n, partitions_.size());
   std::size_t erased = 0;
+  FlushIfThrown flush_if_thrown(*this);
   for (std::size_t p = 0; p < partitions_.size(); ++p) {
     if (g.begin[p] == g.begin[p + 1]) continue;
     std::unique_lock lock(partitions_[p]->mutex);
+    DeliverOnExit deliver(*partitions_[p]);
     for (std::size_t i = g.begin[p]; i < g.begin[p + 1]; ++i) {
       const std::uint32_t pos = g.order[i];
       erased += partitions_[p]->remove(keys[pos], g.hash_hi[pos]);
     }
   }
+  flush_listeners();
   return erased;
 }
 
@@ -527,6 +710,56 @@ std::size_t HashMapTier::evictions() const {
     total += part->evictions();
   }
   return total;
+}
+
+RecordLayout HashMapTier::record_layout() const {
+  RecordLayout layout;
+  layout.record_bytes = partitions_.front()->record_bytes();
+  layout.key_offset = kKeyOffset;
+  layout.row_offset = partitions_.front()->row_offset();
+  layout.dim = dim_;
+  return layout;
+}
+
+void HashMapTier::set_host_memory_registrar(std::shared_ptr<HostMemoryRegistrar> registrar) {
+  HPS_EXPECTS(registrar != nullptr, InvalidArgument, "hash map tier: null host memory registrar");
+  std::unique_lock guard(listeners_mutex_);
+  HPS_EXPECTS(registrar_ == nullptr, InvalidArgument, "hash map tier: a host memory registrar is already installed");
+  registrar_ = registrar;
+  for (const auto& part : partitions_) {
+    std::unique_lock lock(part->mutex);
+    part->set_registrar(registrar);
+  }
+}
+
+void HashMapTier::add_record_listener(RecordListener* listener) {
+  HPS_EXPECTS(listener != nullptr, InvalidArgument, "hash map tier: null record listener");
+  {
+    std::unique_lock guard(listeners_mutex_);
+    listeners_.push_back(listener);
+    has_listeners_.store(true, std::memory_order_release);
+    for (const auto& part : partitions_) {
+      std::unique_lock lock(part->mutex);
+      part->add_listener(listener);
+    }
+  }
+  listener->flush();
+}
+
+void HashMapTier::remove_record_listener(RecordListener* listener) {
+  std::unique_lock guard(listeners_mutex_);  // waits for write calls flushing it
+  for (const auto& part : partitions_) {
+    std::unique_lock lock(part->mutex);
+    part->remove_listener(listener);
+  }
+  listeners_.erase(std::remove(listeners_.begin(), listeners_.end(), listener), listeners_.end());
+  has_listeners_.store(!listeners_.empty(), std::memory_order_release);
+}
+
+void HashMapTier::flush_listeners() {
+  if (!has_listeners_.load(std::memory_order_acquire)) return;
+  std::shared_lock guard(listeners_mutex_);
+  for (RecordListener* listener : listeners_) listener->flush();
 }
 
 void HashMapTier::reserve(std::size_t rows) {

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "hps/config.hpp"
 #include "hps/export.hpp"
@@ -36,6 +37,22 @@ namespace hps HPS_EXPORT {
 
 /// Number of CUDA devices usable here (0 in builds without CUDA or on machines without a GPU).
 int cuda_device_count();
+
+class HashMapTier;
+
+/// Page-locks and maps `tier`'s record arena for every device (cudaHostRegister, portable and
+/// mapped), now and as it grows, so GPU caches can read its rows over PCIe (attach_host_tier).
+/// Once per tier. Throws BackendUnavailable without CUDA.
+void make_gpu_visible(HashMapTier& tier);
+
+/// A GPU-visible CPU-memory tier for a dynamic cache to answer its misses from on the device.
+struct HostTierLink {
+  std::shared_ptr<HashMapTier> tier;  ///< made GPU-visible first
+  /// No tier below it: a key it lacks is in no tier, so the device answers it with the default
+  /// row, and a lookup whose keys cannot be invalid never synchronises the host.
+  bool last_tier = false;
+  double hbm_share = 0.1;  ///< most of the device's memory the index may take
+};
 
 struct GpuCacheOptions {
   int device = 0;
@@ -62,6 +79,9 @@ struct GpuLookupResult {
   std::size_t missed_unique = 0;  ///< distinct keys sent to the resolver
   std::size_t missed_positions = 0;
   std::size_t inserted = 0;  ///< rows queued for insertion into the cache
+  /// Dynamic cache with a host tier attached: whether the call returned without waiting for the
+  /// device (every position answered there: hits count them all, the split is in the counters).
+  bool no_host_wait = false;
 };
 
 class GpuCache {
@@ -77,6 +97,10 @@ class GpuCache {
   /// `key64` is the model's key width (see keys.hpp); invalid keys throw InvalidArgument.
   /// `stream` is a stream of that device, given explicitly (an unset view throws InvalidArgument).
   /// Returns once `out` is complete in stream order.
+  /// May be captured in a CUDA graph (cudaStreamBeginCapture on `stream`) when a host tier is
+  /// attached as the last tier and the keys cannot be invalid (int32/uint32, or int64 of a 64-bit
+  /// model); anything else throws InvalidArgument during capture. Captured lookups do not insert
+  /// into the cache; their buffers live as long as the cache.
   virtual GpuLookupResult lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out,
                                  StreamView stream, const MissResolver& resolve, const InsertGuard& guard) = 0;
 
@@ -103,9 +127,25 @@ class GpuCache {
   /// cache: keys the table does not hold; GpuLookupResult::hits counts them too, since a static
   /// lookup never waits to learn how many there were). Reads a device counter, synchronising only
   /// a private stream: lookups still running on other streams may not be counted yet. Meant for
-  /// stats, not the lookup path. The dynamic cache returns 0: its defaults come from the
-  /// MissResolver (the host tiers), which counts them.
+  /// stats, not the lookup path. The dynamic cache counts the defaults it served from an attached
+  /// host tier (attach_host_tier); the others come from the MissResolver (the host tiers), which
+  /// counts them.
   virtual std::size_t defaults_served() = 0;
+
+  /// Dynamic cache: answer misses from a GPU-visible CPU-memory tier on the device, without the
+  /// host (docs/gpu_cache.md, "Misses served from the CPU-memory tier"). false, with the reason
+  /// in *why_not, where it cannot (no room for the index, a device that cannot read host
+  /// pointers, a static cache); misses then go through the MissResolver as before.
+  virtual bool attach_host_tier(const HostTierLink& link, std::string* why_not) {
+    *why_not = "only a dynamic GPU cache reads the CPU-memory tier on the device";
+    (void)link;
+    return false;
+  }
+  /// Key positions the device answered with a row read from the attached host tier (a private
+  /// stream is synchronised, as for defaults_served()). 0 without one.
+  virtual std::size_t host_tier_rows_served() { return 0; }
+  /// Device bytes of the attached host tier's index (0 without one).
+  virtual std::size_t host_tier_index_bytes() const { return 0; }
 };
 
 }  // namespace hps

@@ -2,9 +2,15 @@
 //
 // Layout: keys hash to one of `num_partitions` partitions. A partition is an open-addressing index
 // of 8-byte slots (32-bit fingerprint, 32-bit record number) over a value arena: fixed-size
-// records {key, access metadata, row} in pages of about `allocation_rate` bytes. Pages are never
-// moved, so the arena grows without copying and memory stays near the raw key and row bytes
-// (about 1.2x at D=16). Erased records go to a free list and are reused.
+// records {seqlock header, key, access metadata, row} in pages of about `allocation_rate` bytes
+// (layout: record_hooks.hpp). Pages are never moved, so the arena grows without copying and memory
+// stays near the raw key and row bytes (about 1.3x at D=16). Erased records go to a free list and
+// are reused.
+//
+// GPU visibility (optional, installed by the server's GPU layer): a HostMemoryRegistrar
+// page-locks the arena as it grows, and RecordListeners hear which record holds which key, so a
+// GPU can read rows straight from the arena without any lock (the header's seqlock tells it
+// whether what it read is whole and current). Without them the tier behaves as before.
 //
 // Threads: one reader-writer lock per partition; lookups of a batch take each partition's shared
 // lock once (keys are grouped by partition first), writers take it exclusively. Nothing is shared
@@ -23,7 +29,10 @@
 #include <memory>
 #include <vector>
 
+#include <shared_mutex>
+
 #include "hps/config.hpp"
+#include "hps/tiers/record_hooks.hpp"
 #include "hps/tiers/tier.hpp"
 
 namespace hps HPS_EXPORT {
@@ -65,6 +74,18 @@ class HashMapTier final : public Tier {
   /// Rows evicted so far because a partition overflowed.
   std::size_t evictions() const;
 
+  /// Where header, key and row sit in a record (see record_hooks.hpp).
+  RecordLayout record_layout() const;
+  /// Registers every stretch of the arena that holds records now, and each new stretch before a
+  /// record in it is published; unregisters them all when the tier goes. Once per tier (a second
+  /// call throws InvalidArgument).
+  void set_host_memory_registrar(std::shared_ptr<HostMemoryRegistrar> registrar);
+  /// Reports every record held now to `listener` as added (partition by partition, under each
+  /// partition's lock, then flush()), and every later change. The listener must stay alive until
+  /// remove_record_listener() returns.
+  void add_record_listener(RecordListener* listener);
+  void remove_record_listener(RecordListener* listener);
+
   class Partition;
 
  private:
@@ -72,6 +93,14 @@ class HashMapTier final : public Tier {
   HashMapOptions options_;
   std::vector<std::unique_ptr<Partition>> partitions_;
   std::atomic<std::uint32_t> clock_{0};  ///< logical time for evict_oldest, one tick per call
+  /// Listeners flushed at the end of every write call (shared: flushing; exclusive: add/remove).
+  mutable std::shared_mutex listeners_mutex_;
+  std::vector<RecordListener*> listeners_;
+  std::atomic<bool> has_listeners_{false};
+  std::shared_ptr<HostMemoryRegistrar> registrar_;
+
+  void flush_listeners();
+  class FlushIfThrown;  ///< flushes the listeners when a write call throws half-way
 };
 
 }  // namespace hps

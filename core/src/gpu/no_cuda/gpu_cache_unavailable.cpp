@@ -6,6 +6,10 @@ namespace hps {
 
 int cuda_device_count() { return 0; }
 
+void make_gpu_visible(HashMapTier& /*tier*/) {
+  HPS_FAIL(BackendUnavailable, "this build of hps has no CUDA support: no GPU can read the CPU-memory tier");
+}
+
 std::unique_ptr<GpuCache> GpuCache::create(const GpuCacheOptions& /*options*/) {
   HPS_FAIL(BackendUnavailable,
            "GPU cache: this build of hps has no CUDA support; install the CUDA toolkit (nvcc) and reinstall hps "

@@ -1,0 +1,182 @@
+#include "gpu/host_tier_index.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "gpu/host_tier_kernels.hpp"
+
+namespace hps::cuda {
+
+namespace {
+constexpr double kIndexLoad = 0.7;      // entries per slot the index is sized for
+constexpr double kMaxIndexLoad = 0.85;  // beyond it adds are dropped (the index becomes incomplete)
+
+void warn_incomplete_once() {
+  static std::atomic<bool> warned{false};
+  if (warned.exchange(true)) return;
+  std::fprintf(stderr,
+               "hps: warning: a host-tier index on the GPU is full; keys it cannot hold are served through the "
+               "host (correct, slower). Raise host_tier_index_hbm_share or restart to size it anew.\n");
+}
+}  // namespace
+
+std::uint64_t HostTierIndex::slots_for(std::size_t rows, std::size_t capacity) {
+  const double wanted = std::min(static_cast<double>(capacity), 1.5 * static_cast<double>(rows) + 65536.0);
+  return std::max<std::uint64_t>(1024, static_cast<std::uint64_t>(std::ceil(wanted / kIndexLoad)));
+}
+
+std::unique_ptr<HostTierIndex> HostTierIndex::create(int device, std::shared_ptr<HashMapTier> tier, bool last_tier,
+                                                     float default_value, double hbm_share, int sm_count,
+                                                     std::string* why_not) {
+  DeviceGuard guard(device);
+  std::size_t free_bytes = 0, total_bytes = 0;
+  HPS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const auto hbm_bytes = static_cast<std::size_t>(hbm_share * static_cast<double>(total_bytes));
+  int host_pointers = 0;
+  HPS_CUDA_CHECK(cudaDeviceGetAttribute(&host_pointers, cudaDevAttrCanUseHostPointerForRegisteredMem, device));
+  if (!host_pointers) {
+    *why_not = "device " + std::to_string(device) +
+               " cannot read registered host memory through host pointers "
+               "(cudaDevAttrCanUseHostPointerForRegisteredMem is 0)";
+    return nullptr;
+  }
+  const std::uint64_t slots = slots_for(tier->size(), tier->capacity());
+  const std::size_t bytes = slots * sizeof(TierEntry);
+  if (bytes > hbm_bytes) {
+    *why_not = "the host-tier index of " + std::to_string(tier->size()) + " rows would take " + std::to_string(bytes) +
+               " bytes of device " + std::to_string(device) + ", more than its share (host_tier_index_hbm_share: " +
+               std::to_string(hbm_bytes) + " bytes)";
+    return nullptr;
+  }
+  std::unique_ptr<HostTierIndex> index;
+  try {
+    index.reset(new HostTierIndex(device, std::move(tier), last_tier, slots, default_value, sm_count));
+  } catch (const OutOfMemory& e) {
+    *why_not = std::string("the host-tier index could not be allocated: ") + e.what();
+    return nullptr;
+  }
+  // Reports every record held now (queued under each partition's lock) and flushes.
+  try {
+    index->tier_->add_record_listener(index.get());
+  } catch (...) {
+    index->tier_->remove_record_listener(index.get());  // never leave the tier a listener that is going away
+    throw;
+  }
+  index->attached_ = true;
+  return index;
+}
+
+HostTierIndex::HostTierIndex(int device, std::shared_ptr<HashMapTier> tier, bool last_tier, std::uint64_t slots,
+                             float default_value, int sm_count)
+    : device_(device), tier_(std::move(tier)), last_tier_(last_tier), sm_count_(sm_count) {
+  entries_ = DeviceAllocation(slots * sizeof(TierEntry), stream_.get());  // zeroed: every entry empty
+  counters_ = DeviceAllocation(sizeof(TierCounters), stream_.get());
+  const RecordLayout layout = tier_->record_layout();
+  view_.entries = static_cast<TierEntry*>(entries_.get());
+  view_.slots = slots;
+  view_.counters = static_cast<TierCounters*>(counters_.get());
+  view_.key_offset = static_cast<std::uint32_t>(layout.key_offset);
+  view_.row_offset = static_cast<std::uint32_t>(layout.row_offset);
+  view_.dim = static_cast<std::uint32_t>(layout.dim);
+  view_.default_value = default_value;
+  // Host wait (construction only): the zeroed index must be visible to lookups on any stream.
+  HPS_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+}
+
+HostTierIndex::~HostTierIndex() {
+  if (attached_) tier_->remove_record_listener(this);
+  int previous = -1;
+  const bool switched =
+      cudaGetDevice(&previous) == cudaSuccess && previous != device_ && cudaSetDevice(device_) == cudaSuccess;
+  // Host wait (destruction): a queued apply still writes the index, freed next.
+  (void)cudaStreamSynchronize(stream_.get());
+  if (switched) (void)cudaSetDevice(previous);
+}
+
+void HostTierIndex::queue(bool added, const std::int64_t* keys, const void* const* records, std::size_t n) {
+  if (n == 0) return;
+  std::lock_guard lock(queue_mutex_);
+  const std::size_t begin = pending_keys_.size();
+  pending_keys_.insert(pending_keys_.end(), keys, keys + n);
+  for (std::size_t i = 0; i < n; ++i) pending_records_.push_back(reinterpret_cast<std::uint64_t>(records[i]));
+  // Consecutive notifications of one kind form one run: within it keys are distinct (a key is
+  // added again only after its removal, and removed again only after an add).
+  if (!runs_.empty() && runs_.back().added == added && runs_.back().end == begin) {
+    runs_.back().end = pending_keys_.size();
+  } else {
+    runs_.push_back(Run{added, begin, pending_keys_.size()});
+  }
+}
+
+void HostTierIndex::records_added(const std::int64_t* keys, const void* const* records, std::size_t n) {
+  queue(true, keys, records, n);
+}
+
+void HostTierIndex::records_removed(const std::int64_t* keys, const void* const* records, std::size_t n) {
+  queue(false, keys, records, n);
+}
+
+void HostTierIndex::flush() {
+  // Whoever holds this applies everything queued so far; a caller whose notifications another
+  // caller took waits here until they are applied.
+  std::lock_guard apply(apply_mutex_);
+  std::vector<Run> runs;
+  std::vector<std::int64_t> keys;
+  std::vector<std::uint64_t> records;
+  {
+    std::lock_guard lock(queue_mutex_);
+    runs.swap(runs_);
+    keys.swap(pending_keys_);
+    records.swap(pending_records_);
+  }
+  if (runs.empty()) return;
+  DeviceGuard guard(device_);
+  const cudaStream_t stream = stream_.get();
+  const std::size_t n = keys.size();
+  const std::size_t key_bytes = n * sizeof(std::int64_t);
+  // The previous flush synchronised the stream, so no copy still reads the staging buffers.
+  staging_host_.reserve(2 * key_bytes);
+  staging_device_.reserve(2 * key_bytes, stream);
+  std::memcpy(staging_host_.get(), keys.data(), key_bytes);
+  std::memcpy(staging_host_.as<char>() + key_bytes, records.data(), key_bytes);
+  HPS_CUDA_CHECK(cudaMemcpyAsync(staging_device_.get(), staging_host_.get(), 2 * key_bytes, cudaMemcpyHostToDevice,
+                                 stream));
+  const auto* keys_device = staging_device_.as<std::int64_t>();
+  const auto* records_device = reinterpret_cast<const std::uint64_t*>(staging_device_.as<char>() + key_bytes);
+  const auto max_live = static_cast<std::int64_t>(kMaxIndexLoad * static_cast<double>(view_.slots));
+  bool dropped = false;
+  for (const Run& run : runs) {
+    const auto count = static_cast<std::int64_t>(run.end - run.begin);
+    if (run.added && live_estimate_ + count > max_live) {
+      // Full: this run's keys are not indexed, so "absent from the index" no longer proves absence.
+      complete_.store(false, std::memory_order_release);
+      dropped = true;
+      continue;
+    }
+    launch_tier_apply(view_, keys_device + run.begin, records_device + run.begin, run.end - run.begin, run.added,
+                      sm_count_, stream);
+    live_estimate_ = run.added ? live_estimate_ + count : std::max<std::int64_t>(0, live_estimate_ - count);
+  }
+  TierCounters counters{};
+  HPS_CUDA_CHECK(cudaMemcpyAsync(&counters, view_.counters, sizeof(counters), cudaMemcpyDeviceToHost, stream));
+  // Host wait: the tier's write call returns only once the index matches it (RecordListener).
+  HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (counters.failed_adds > 0) {
+    complete_.store(false, std::memory_order_release);
+    dropped = true;
+  }
+  if (dropped) warn_incomplete_once();
+}
+
+TierCounters HostTierIndex::counters() const {
+  DeviceGuard guard(device_);
+  TierCounters counters{};
+  HPS_CUDA_CHECK(cudaMemcpyAsync(&counters, view_.counters, sizeof(counters), cudaMemcpyDeviceToHost, stream_.get()));
+  // Host wait (stats only): on the index's own stream, not on any lookup's.
+  HPS_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  return counters;
+}
+
+}  // namespace hps::cuda

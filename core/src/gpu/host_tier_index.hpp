@@ -1,0 +1,94 @@
+// The host-tier index: one per dynamic GPU cache whose table's CPU-memory tier is a HashMapTier
+// made GPU-visible. In HBM it maps every key of the tier to the address of its record in the
+// tier's arena (page-locked and mapped, so the device reads it over PCIe), so the lookup's miss
+// kernel finds a missed row without the host (host_tier_kernels.cu; docs/gpu_cache.md).
+//
+// Coherence: the index is the tier's RecordListener. The tier reports records added and removed
+// under its partition locks (queued here, cheap) and calls flush() before each write call returns;
+// flush applies everything queued on the index's own stream and waits for it, so once a tier
+// write returns, no lookup started later finds the old mapping. A mapping that lags (the write
+// call has not returned yet) costs at most a retry: readers check the record's seqlock header and
+// key, and a dead or reused record means the key was removed during the lookup.
+//
+// Threads: records_added/removed from tier writers under partition locks (queue mutex); flush
+// from any thread (one at a time applies, the others wait for it, so every caller returns after
+// its own notifications are applied); view() and the counters from lookups at any time.
+// Ownership: shares the tier (the records it points into live as long as the tier does) and
+// removes itself from the tier's listeners before it is destroyed.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "gpu/cuda_check.hpp"
+#include "gpu/kernel_types.hpp"
+#include "hps/tiers/hash_map_tier.hpp"
+#include "hps/tiers/record_hooks.hpp"
+
+namespace hps::cuda {
+
+class HostTierIndex final : public RecordListener {
+ public:
+  /// The entries a tier of `rows` rows (at most `capacity`, SIZE_MAX: unbounded) gets: room for
+  /// 1.5x the rows now plus 65,536 (or the capacity, if less), at load 0.7.
+  static std::uint64_t slots_for(std::size_t rows, std::size_t capacity);
+
+  /// Builds the index of `tier` on `device` (current) and attaches it, or returns null and says
+  /// why in *why_not: the device cannot use host pointers of registered memory, or the index would
+  /// take more than `hbm_share` of the device's memory, or the allocation failed. The tier must already be registered
+  /// (make_gpu_visible).
+  static std::unique_ptr<HostTierIndex> create(int device, std::shared_ptr<HashMapTier> tier, bool last_tier,
+                                               float default_value, double hbm_share, int sm_count,
+                                               std::string* why_not);
+  ~HostTierIndex() override;
+  HostTierIndex(const HostTierIndex&) = delete;
+  HostTierIndex& operator=(const HostTierIndex&) = delete;
+
+  void records_added(const std::int64_t* keys, const void* const* records, std::size_t n) override;
+  void records_removed(const std::int64_t* keys, const void* const* records, std::size_t n) override;
+  void flush() override;
+
+  const HostTierView& view() const { return view_; }
+  /// A key absent from the index is in no tier: the hash map is the table's last tier and no
+  /// notification was ever dropped for want of room.
+  bool absent_means_default() const { return last_tier_ && complete_.load(std::memory_order_acquire); }
+  std::size_t device_bytes() const { return entries_.bytes() + counters_.bytes() + staging_device_.bytes(); }
+  /// Device counters (host wait on the index's own stream only).
+  TierCounters counters() const;
+
+ private:
+  HostTierIndex(int device, std::shared_ptr<HashMapTier> tier, bool last_tier, std::uint64_t slots,
+                float default_value, int sm_count);
+  void queue(bool added, const std::int64_t* keys, const void* const* records, std::size_t n);
+
+  struct Run {
+    bool added;
+    std::size_t begin, end;  // into pending_keys_/pending_records_
+  };
+
+  int device_;
+  std::shared_ptr<HashMapTier> tier_;
+  bool last_tier_;
+  int sm_count_;
+  Stream stream_;
+  DeviceAllocation entries_, counters_;
+  HostTierView view_;
+  std::atomic<bool> complete_{true};
+  std::atomic<bool> attached_{false};
+  std::int64_t live_estimate_ = 0;  // adds - removes applied (apply_mutex_)
+
+  std::mutex queue_mutex_;  // guards the pending_* vectors
+  std::vector<Run> runs_;
+  std::vector<std::int64_t> pending_keys_;
+  std::vector<std::uint64_t> pending_records_;
+
+  std::mutex apply_mutex_;  // one flush applies at a time; guards the staging buffers
+  PinnedBuffer staging_host_;
+  StreamBuffer staging_device_;
+};
+
+}  // namespace hps::cuda

@@ -1,0 +1,27 @@
+// Kernels of the host-tier index (host_tier_index.hpp): applying the tier's record notifications
+// to the index, and the lookup's second kernel, which answers the GPU cache's misses from the
+// CPU-memory tier's records over PCIe.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "gpu/kernel_types.hpp"
+
+namespace hps::cuda {
+
+/// Points keys[i] at records[i] (add), or tombstones keys[i]'s entry when it still points at
+/// records[i] (remove). Keys are distinct within one call. Enqueued on `stream`.
+void launch_tier_apply(const HostTierView& view, const std::int64_t* keys, const std::uint64_t* records, std::size_t n,
+                       bool add, int sm_count, cudaStream_t stream);
+
+/// For each of the probe's misses (count on the device, at most `max_misses`): find the key in the
+/// index, read its record over PCIe under the record seqlock, write the row (rounded to half when
+/// `half`) to out[position], stage it for insertion; a key the index lacks gets the default row or
+/// is left to the host, as `sink.absent_is_default` says. No host synchronisation.
+void launch_tier_lookup(const HostTierView& view, bool half, const TierSink& sink, float* out, std::uint64_t max_misses,
+                        int sm_count, cudaStream_t stream);
+
+}  // namespace hps::cuda
