@@ -604,23 +604,26 @@ std::size_t HashMapTier::find(const std::int64_t* keys, std::size_t n, float* ro
 }
 
 // The rows a write call stored before it threw were reported to the listeners: they must still
-// reach lock-free readers before the call returns.
+// reach lock-free readers before the call returns. The call dismisses the guard on its way out
+// without an error. (Not std::uncaught_exceptions(): where a binary carries its own static copy of
+// the C++ runtime, as the GPU machine's toolchain builds them, it counts in the other copy.)
 class HashMapTier::FlushIfThrown {
  public:
   explicit FlushIfThrown(HashMapTier& tier) : tier_(tier) {}
   ~FlushIfThrown() {
-    if (std::uncaught_exceptions() <= exceptions_) return;
+    if (dismissed_) return;
     try {
       tier_.flush_listeners();
     } catch (...) {  // the first error is the one reported
     }
   }
+  void dismiss() { dismissed_ = true; }
   FlushIfThrown(const FlushIfThrown&) = delete;
   FlushIfThrown& operator=(const FlushIfThrown&) = delete;
 
  private:
   HashMapTier& tier_;
-  int exceptions_ = std::uncaught_exceptions();
+  bool dismissed_ = false;
 };
 
 void HashMapTier::insert(const std::int64_t* keys, const float* rows, std::size_t n) {
@@ -637,6 +640,7 @@ void HashMapTier::insert(const std::int64_t* keys, const float* rows, std::size_
       partitions_[p]->put(keys[pos], g.hash_hi[pos], rows + std::size_t{pos} * dim_, true, now);
     }
   }
+  flush_if_thrown.dismiss();
   flush_listeners();
 }
 
@@ -657,6 +661,7 @@ std::size_t HashMapTier::insert_if_absent(const std::int64_t* keys, const float*
       inserted += partitions_[p]->put(keys[pos], g.hash_hi[pos], rows + std::size_t{pos} * dim_, false, now);
     }
   }
+  flush_if_thrown.dismiss();
   flush_listeners();
   return inserted;
 }
@@ -675,6 +680,7 @@ std::size_t HashMapTier::erase(const std::int64_t* keys, std::size_t n) {
       erased += partitions_[p]->remove(keys[pos], g.hash_hi[pos]);
     }
   }
+  flush_if_thrown.dismiss();
   flush_listeners();
   return erased;
 }
