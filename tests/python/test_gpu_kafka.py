@@ -85,8 +85,10 @@ def test_published_rows_replace_gpu_cached_rows(tmp_path, kafka_here, cache_type
             k1, h1, d1 = counters(ps)
             assert k1 - k0 == n and h1["gpu_cache"] - h0["gpu_cache"] == n and d1 == d0, (h0, h1)
 
-            new = np.random.default_rng(7).standard_normal((n, dim), dtype=np.float32)
-            assert not np.isin(new, table.rows[:n]).any()  # every new value tells an old one apart
+            # Far from the table's N(0, 1) values (two float32 normal draws of 16,000 values each share
+            # some value by chance): every new value tells an old one apart.
+            new = np.random.default_rng(7).uniform(100.0, 200.0, (n, dim)).astype(np.float32)
+            assert not np.isin(new, table.rows[:n]).any()
             pub.publish("items", keys, new)
             pub.flush()
             wait_until(lambda: np.array_equal(gpu_rows(), new), "GPU lookups return the published rows")
