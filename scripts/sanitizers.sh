@@ -50,7 +50,10 @@ TSAN_TARGETS=(test_thread_pool test_hash_map_tier test_tier_chain test_rocksdb_t
 
 run_tsan() {
   echo "== ThreadSanitizer: the concurrency tests =="
-  configure_and_build "$root/tsan" "-fsanitize=thread -fno-omit-frame-pointer -g" "${TSAN_TARGETS[@]}"
+  # -Wno-tsan: GCC refuses atomic_thread_fence under TSan (not modelled). The one fence, in the hash
+  # map's record seqlock, orders writes for lock-free readers on the GPU; every host reader and writer
+  # of records holds the partition lock, which TSan does see.
+  configure_and_build "$root/tsan" "-fsanitize=thread -Wno-tsan -fno-omit-frame-pointer -g" "${TSAN_TARGETS[@]}"
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp" \
     ctest --test-dir "$root/tsan" --output-on-failure --timeout 900 -j "$jobs" -LE gpu -R "$TSAN_TESTS"
 }

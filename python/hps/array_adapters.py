@@ -94,6 +94,10 @@ _registered: dict[type, ArrayAdapter] = {}
 _by_type: dict[type, Optional[ArrayAdapter]] = {np.ndarray: None}  # resolved per concrete type
 _tried_entry_points: set[str] = set()
 _lock = threading.Lock()
+# Held while a module's adapter is loaded: another thread meeting the same array type waits for it
+# instead of settling on the generic protocols (which would stay cached for the type). Reentrant: a
+# loading module may meet its own arrays.
+_loading = threading.RLock()
 
 
 def register_array_adapter(adapter: ArrayAdapter) -> None:
@@ -120,9 +124,11 @@ def _resolve(array: Any, kind: type) -> Optional[ArrayAdapter]:
     adapter = _registered_for(kind)
     if adapter is None:
         module = (kind.__module__ or "").partition(".")[0]
-        if module and module not in _tried_entry_points:
-            _tried_entry_points.add(module)
-            _load_entry_point(module)
+        if module:
+            with _loading:
+                if module not in _tried_entry_points:
+                    _tried_entry_points.add(module)
+                    _load_entry_point(module)
             adapter = _registered_for(kind)
     if adapter is None and _speaks_protocols(kind):
         adapter = CUDA_ARRAY_PROTOCOLS

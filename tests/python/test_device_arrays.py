@@ -470,3 +470,44 @@ def test_python_hps_never_names_a_framework_in_code():
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in ("torch", "cupy"):
                 names = [node.value]
             assert not [n for n in names if n.split(".")[0] in ("torch", "cupy")], f"{path.name}: {names}"
+
+
+def test_threads_meeting_a_new_array_type_together_all_get_its_adapter(monkeypatch):
+    """Found by benchmarks/soak.py on the GPU machine: while one thread loaded torch's adapter, the
+    others took torch tensors through the generic protocols (and cached that for the type), whose
+    interface carries no stream, so their first lookups failed."""
+    import threading
+    import time
+
+    class SlowArray:  # a library's array type, met for the first time by several threads at once
+        __module__ = "slowarraylib"
+        __cuda_array_interface__ = cai()
+
+    class SlowAdapter(ArrayAdapter):
+        array_types = (SlowArray,)
+
+    monkeypatch.setattr(array_adapters, "_registered", dict(array_adapters._registered))
+    monkeypatch.setattr(array_adapters, "_by_type", dict(array_adapters._by_type))
+    monkeypatch.setattr(array_adapters, "_tried_entry_points", set(array_adapters._tried_entry_points))
+    adapter = SlowAdapter()
+
+    def load_slowly(module):  # what importing the library's adapter module does, slowly
+        assert module == "slowarraylib"
+        time.sleep(0.3)
+        array_adapters.register_array_adapter(adapter)
+
+    monkeypatch.setattr(array_adapters, "_load_entry_point", load_slowly)
+    start = threading.Barrier(8)
+    got = []
+
+    def meet():
+        start.wait()
+        got.append(adapter_for(SlowArray()))
+
+    threads = [threading.Thread(target=meet) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 8 and all(a is adapter for a in got), [type(a).__name__ for a in got]
+    assert adapter_for(SlowArray()) is adapter
