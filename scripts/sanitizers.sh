@@ -5,7 +5,10 @@
 #   scripts/sanitizers.sh --tsan   ThreadSanitizer: the concurrency tests (thread pool, concurrent
 #                                  readers of every tier, concurrent lookups/updates, the registry);
 #                                  only the test programs holding them are built
-#   scripts/sanitizers.sh --all    both (what .ci/run runs)
+#   scripts/sanitizers.sh --python a Python smoke run over the ASan+UBSan core: the suites of
+#                                  PYTHON_SMOKE with the installed package (HPS_VENV, default .venv,
+#                                  made by scripts/setup.sh) loading the sanitized libhps_core.so
+#   scripts/sanitizers.sh --all    all three (what .ci/run runs)
 # Any report fails the run (halt_on_error / -fno-sanitize-recover). Environment: HPS_SAN_JOBS
 # (build jobs, default 2), HPS_SAN_DIR (default build/san).
 set -euo pipefail
@@ -32,14 +35,40 @@ configure_and_build() {  # <folder> <sanitizer flags> [targets...] (default: all
     cmake --build "$dir" -j 1 "${targets[@]}"  # quiet; rerun to show errors
 }
 
+ASAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+
 run_asan() {
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer: C++ and C suites (no GPU) =="
-  configure_and_build "$root/asan" "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+  configure_and_build "$root/asan" "$ASAN_FLAGS"
   ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:strict_init_order=1:detect_stack_use_after_return=1" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     ctest --test-dir "$root/asan" --output-on-failure --timeout 600 -j "$jobs" -LE gpu -E '^install_consumer$'
   # (install_consumer builds an out-of-tree program against the installed library: a packaging
   # check, whose program is not built with the sanitizer runtime.)
+}
+
+# The Python suites that drive the core hardest on the CPU: lookups of every shape and dtype, bad
+# input, stats, table files, RocksDB, updates, concurrency, the promotion race, device-array parsing.
+PYTHON_SMOKE=(test_lookup.py test_bad_input.py test_errors_and_stats.py test_table_files.py test_rocksdb.py
+              test_updates.py test_concurrency.py test_promotion_race.py test_device_arrays.py)
+
+run_python_smoke() {
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer: Python smoke run over the sanitized core =="
+  local venv="${HPS_VENV:-.venv}"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "sanitizers.sh --python: no $venv/bin/python; run scripts/setup.sh first (or set HPS_VENV)" >&2
+    exit 2
+  fi
+  [ -f "$root/asan/core/libhps_core.so" ] || configure_and_build "$root/asan" "$ASAN_FLAGS"
+  # The extension finds libhps_core.so through RUNPATH $ORIGIN, which LD_LIBRARY_PATH overrides.
+  # Python is not instrumented, so libasan is preloaded, and libstdc++ with it: ASan's __cxa_throw
+  # interceptor must find the real one at startup. Leaks are off (CPython keeps objects to exit).
+  local tests=()
+  for t in "${PYTHON_SMOKE[@]}"; do tests+=("tests/python/$t"); done
+  LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)" \
+  LD_LIBRARY_PATH="$PWD/$root/asan/core" \
+  ASAN_OPTIONS="detect_leaks=0:halt_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  HPS_PROGRESS=0 "$venv/bin/python" -m pytest -q -p no:cacheprovider "${tests[@]}"
 }
 
 # The tests whose point is several threads at once (TSan finds nothing in one thread).
@@ -61,6 +90,7 @@ run_tsan() {
 case "$mode" in
   asan|"") run_asan ;;
   --tsan) run_tsan ;;
-  --all) run_asan; run_tsan ;;
-  *) echo "usage: scripts/sanitizers.sh [--tsan | --all]" >&2; exit 2 ;;
+  --python) run_python_smoke ;;
+  --all) run_asan; run_python_smoke; run_tsan ;;
+  *) echo "usage: scripts/sanitizers.sh [--tsan | --python | --all]" >&2; exit 2 ;;
 esac
