@@ -179,8 +179,8 @@ std::string to_prometheus(const std::vector<TableStats>& stats) {
     }
   }
   for (const TierCounter* f : families) {
-    const std::string name = "hps_tier_" + f->name + "_total";
-    family(name.c_str(), "counter", f->help.c_str());
+    const std::string name = "hps_tier_" + f->name + (f->gauge ? "" : "_total");
+    family(name.c_str(), f->gauge ? "gauge" : "counter", f->help.c_str());
     for (const auto& s : stats) {
       for (const TierStats& t : s.tiers) {
         for (const TierCounter& c : t.counters) {

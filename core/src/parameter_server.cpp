@@ -887,10 +887,10 @@ std::vector<TableStats> ParameterServer::stats() const {
       if (index_bytes > 0) {
         const std::uint64_t tier_rows_now = table->chain.front().tier->size();
         gpu.counters.push_back({"host_tier_index_bytes", index_bytes,
-                                "Device bytes of the GPU index of the CPU-memory tier (all devices)."});
+                                "Device bytes of the GPU index of the CPU-memory tier (all devices).", true});
         gpu.counters.push_back({"host_tier_index_bytes_per_row",
                                 tier_rows_now == 0 ? 0 : index_bytes / tier_rows_now,
-                                "Device bytes of that index per row of the CPU-memory tier."});
+                                "Device bytes of that index per row of the CPU-memory tier.", true});
         gpu.counters.push_back({"host_tier_rows_served", tier_rows,
                                 "Key positions the GPU answered with a row read from the CPU-memory tier over PCIe."});
       }

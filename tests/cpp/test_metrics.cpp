@@ -53,6 +53,26 @@ TEST(Prometheus, ExposesCountersAndHistogram) {
   EXPECT_NE(text.find("hps_lookup_latency_seconds_count{model=\"dlrm\",table=\"t0\"} 3"), std::string::npos);
 }
 
+// A tier's event counters are Prometheus counters (_total); its levels (bytes held) are gauges.
+TEST(Prometheus, TierCountersAndGaugesAreTyped) {
+  std::vector<hps::TableStats> stats(1);
+  stats[0].model = "dlrm";
+  stats[0].table = "t0";
+  hps::TierStats tier;
+  tier.name = "gpu_cache";
+  tier.counters.push_back({"rows_served", 7, "Rows served.", false});
+  tier.counters.push_back({"index_bytes", 4096, "Bytes of the index.", true});
+  stats[0].tiers.push_back(tier);
+  const std::string text = hps::to_prometheus(stats);
+  EXPECT_NE(text.find("# TYPE hps_tier_rows_served_total counter\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("hps_tier_rows_served_total{model=\"dlrm\",table=\"t0\",tier=\"gpu_cache\"} 7"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("# TYPE hps_tier_index_bytes gauge\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("hps_tier_index_bytes{model=\"dlrm\",table=\"t0\",tier=\"gpu_cache\"} 4096"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("hps_tier_index_bytes_total"), std::string::npos) << text;
+}
+
 // Tiers are entries by name: any list of names comes out in JSON and Prometheus, in order, with no
 // code that knows them.
 TEST(Metrics, TiersAreEntriesByName) {

@@ -24,10 +24,12 @@ class BulkLoadable;
 /// One event counter of a tier (faults, redirects, evictions: whatever its backend counts), for
 /// the metrics: stats() JSON under tier_counters.<tier>.<name>, Prometheus hps_tier_<name>_total
 /// labelled with the tier. `name` is [a-z0-9_]; `help` one sentence for Prometheus' HELP line.
+/// A `gauge` is a level that may go down (bytes held), not a count: Prometheus hps_tier_<name>.
 struct TierCounter {
   std::string name;
   std::uint64_t value = 0;
   std::string help;
+  bool gauge = false;
 };
 
 class Tier {
