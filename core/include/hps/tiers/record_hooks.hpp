@@ -23,7 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace HPS_EXPORT hps {
+namespace hps HPS_EXPORT {
 
 constexpr std::uint64_t kRecordBusy = 1;
 constexpr std::uint64_t kRecordLive = 2;
