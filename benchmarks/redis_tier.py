@@ -143,6 +143,7 @@ def main() -> None:
     except ImportError:
         RedisCluster = None
         args.no_naive = True
+        print("# naive: not measured, the Python redis client is not installed (pip install redis)")
 
     print(f"# redis_tier: {args.rows:,} rows, 3 masters (no replicas), {args.partitions} partitions, "
           f"lookup_threads {args.lookup_threads or 'default'}; "
