@@ -16,6 +16,8 @@
 #   freshness  (not in the default list) benchmarks/update_freshness.py with the host tiers, then with
 #            --device cuda (HPS_GPU_FRESHNESS_ARGS, default --control --seconds 1 --rounds 16); needs
 #            the Kafka pieces of scripts/stage_kafka_for_gpu.sh carried in .device/kafka
+#   multigpu (not in the default list) benchmarks/multi_gpu_lookup.py over every GPU of the machine
+#            (HPS_GPU_MULTI_ARGS); needs two or more GPUs
 #   soak     benchmarks/soak.py --gpu (HPS_GPU_SOAK_MINUTES, default 9: one command may run 10); not in
 #            the default stages: run it alone, HPS_GPU_STAGES=soak, after a build
 # Exit status: non-zero when a stage failed; every stage runs even after an earlier one failed.
@@ -101,6 +103,13 @@ if wants freshness; then
     run_stage "freshness-$device" "freshness_$device.log" "$PYTHON" benchmarks/update_freshness.py --device "$device" \
       --json-out "$OUT_DIR/freshness_$device.json" ${HPS_GPU_FRESHNESS_ARGS:---control --seconds 1 --rounds 16}
   done
+fi
+
+if wants multigpu; then
+  gpus=$(nvidia-smi -L | wc -l)
+  # shellcheck disable=SC2086
+  run_stage multigpu multi_gpu.log "$PYTHON" benchmarks/multi_gpu_lookup.py --devices $(seq 0 $((gpus - 1))) \
+    --out "$OUT_DIR/multi_gpu.json" ${HPS_GPU_MULTI_ARGS:-}
 fi
 
 if wants soak; then
