@@ -1,5 +1,5 @@
 // Device-side building blocks shared by the cache kernels: ordered loads and stores (the PTX
-// memory model's .relaxed at GPU scope), the fence of the seqlock protocol, the key hash, and row
+// memory model's .relaxed at GPU scope, and at system scope for host memory), the seqlock fences, the key hash, and row
 // chunks (16-byte vectors where the layout allows, single elements otherwise).
 //
 // Why inline PTX: the seqlock needs loads that are coherent at GPU scope (served by L2, never by
@@ -61,6 +61,25 @@ __device__ __forceinline__ void fence_gpu() { asm volatile("fence.acq_rel.gpu;" 
 __device__ __forceinline__ std::int64_t join_key(std::uint32_t low, std::uint32_t high) {
   return static_cast<std::int64_t>((static_cast<std::uint64_t>(high) << 32) | low);
 }
+
+// System scope: host memory read by the device over PCIe while host threads write it (the
+// CPU-memory tier's records, read by the host-tier kernels).
+__device__ __forceinline__ std::uint64_t load_acquire_sys_u64(const void* address) {
+  std::uint64_t v;
+  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(address) : "memory");
+  return v;
+}
+__device__ __forceinline__ std::uint64_t load_relaxed_sys_u64(const void* address) {
+  std::uint64_t v;
+  asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(address) : "memory");
+  return v;
+}
+__device__ __forceinline__ std::uint32_t load_relaxed_sys_u32(const void* address) {
+  std::uint32_t v;
+  asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(address) : "memory");
+  return v;
+}
+__device__ __forceinline__ void fence_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
 
 // ---- hashing ------------------------------------------------------------------------------------
 

@@ -27,23 +27,6 @@ constexpr int kLookupThreads = 256;
 constexpr int kAttempts = 32;
 constexpr int kPatientAttempts = 1 << 14;  // x 65 us of back-off: about a second
 
-__device__ __forceinline__ std::uint64_t load_acquire_sys_u64(const void* address) {
-  std::uint64_t v;
-  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(address) : "memory");
-  return v;
-}
-__device__ __forceinline__ std::uint64_t load_relaxed_sys_u64(const void* address) {
-  std::uint64_t v;
-  asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(address) : "memory");
-  return v;
-}
-__device__ __forceinline__ std::uint32_t load_relaxed_sys_u32(const void* address) {
-  std::uint32_t v;
-  asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(address) : "memory");
-  return v;
-}
-__device__ __forceinline__ void fence_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
-
 __device__ __forceinline__ std::uint64_t home_of(std::int64_t key, std::uint64_t slots) {
   return reduce_hash(rehash(murmur3_fmix64(key) ^ 0x5851F42D4C957F2DULL), slots);
 }

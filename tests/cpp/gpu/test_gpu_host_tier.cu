@@ -22,6 +22,7 @@
 #include "hps/gpu/gpu_cache.hpp"
 #include "hps/keys.hpp"
 #include "hps/tiers/hash_map_tier.hpp"
+#include "key_stream.hpp"
 
 namespace {
 
@@ -32,6 +33,7 @@ using hps::GpuLookupResult;
 using hps::HashMapOptions;
 using hps::HashMapTier;
 using hps::KeyDtype;
+using hps_test::KeyStream;
 
 #define SKIP_WITHOUT_GPU()                                                       \
   do {                                                                           \
@@ -123,31 +125,6 @@ std::vector<std::int64_t> distinct_keys(std::size_t n, bool fits32, std::uint64_
   }
   return keys;
 }
-
-/// Zipf(1.05) draws over `universe` in its order.
-class Zipf {
- public:
-  Zipf(const std::vector<std::int64_t>& universe, std::uint64_t seed) : universe_(universe), rng_(seed) {
-    cdf_.resize(universe_.size());
-    double sum = 0;
-    for (std::size_t i = 0; i < cdf_.size(); ++i) cdf_[i] = (sum += 1.0 / std::pow(static_cast<double>(i + 1), 1.05));
-    for (auto& c : cdf_) c /= sum;
-  }
-  std::vector<std::int64_t> draw(std::size_t n) {
-    std::uniform_real_distribution<double> unit(0.0, 1.0);
-    std::vector<std::int64_t> keys(n);
-    for (auto& k : keys) {
-      const auto at = std::lower_bound(cdf_.begin(), cdf_.end(), unit(rng_)) - cdf_.begin();
-      k = universe_[std::min<std::size_t>(static_cast<std::size_t>(at), universe_.size() - 1)];
-    }
-    return keys;
-  }
-
- private:
-  std::vector<std::int64_t> universe_;
-  std::vector<double> cdf_;
-  std::mt19937_64 rng_;
-};
 
 /// A resolver that counts what reaches the host, answering from `tier` (and the default).
 struct CountingResolver {
@@ -243,7 +220,7 @@ TEST(GpuHostTier, ZipfLookupsMatchTheCpuTierBitForBit) {
         std::vector<std::int64_t> universe = s.keys;
         const auto absent = distinct_keys(universe.size() / 50 + 1, key_dtype == KeyDtype::kInt32, 99);
         for (std::size_t i = 0; i < absent.size(); ++i) universe.insert(universe.begin() + 50 * i + 7, absent[i] ^ 1);
-        Zipf zipf(universe, 5);
+        KeyStream zipf(universe, 1.05, 5);
         CountingResolver resolver{s.tier.get()};
         TestStream stream;
         std::size_t no_wait = 0;
@@ -302,7 +279,7 @@ TEST(GpuHostTier, KeysBelowTheHashMapGoToTheResolver) {
   lower.insert(all.data(), values.data(), all.size());
   CountingResolver resolver{&lower};
   TestStream stream;
-  Zipf zipf(all, 3);
+  KeyStream zipf(all, 1.05, 3);
   std::size_t answered_below = 0;
   for (int call = 0; call < 10; ++call) {
     const auto keys = zipf.draw(26624);
@@ -333,7 +310,7 @@ TEST(GpuHostTier, IndexTooBigFallsBackToTheHostPath) {
   EXPECT_EQ(s.cache->host_tier_index_bytes(), 0u);
   CountingResolver resolver{s.tier.get()};
   TestStream stream;
-  Zipf zipf(s.keys, 4);
+  KeyStream zipf(s.keys, 1.05, 4);
   const auto keys = zipf.draw(26624);
   GpuLookupResult r;
   const auto rows = run_lookup(*s.cache, keys, KeyDtype::kInt64, true, stream.get(), resolver.get(), &r);
@@ -351,7 +328,7 @@ TEST(GpuHostTier, CapturedLookupReplays) {
   TierCache s = make_setup(30000, kDim, CacheDtype::kFloat32, false, true);
   CountingResolver resolver{s.tier.get()};
   TestStream stream;
-  Zipf zipf(s.keys, 8);
+  KeyStream zipf(s.keys, 1.05, 8);
   DeviceBytes d_keys(kN * sizeof(std::int64_t));
   DeviceBytes d_out(kN * kDim * sizeof(float));
   auto upload = [&](const std::vector<std::int64_t>& keys) {
