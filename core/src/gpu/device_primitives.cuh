@@ -1,6 +1,7 @@
 // Device-side building blocks shared by the cache kernels: ordered loads and stores (the PTX
-// memory model's .relaxed at GPU scope, and at system scope for host memory), the seqlock fences, the key hash, and row
-// chunks (16-byte vectors where the layout allows, single elements otherwise).
+// memory model's .relaxed at GPU scope, and at system scope for host memory), the seqlock
+// fences, the key hash, and row chunks (16-byte vectors where the layout allows, single elements
+// otherwise).
 //
 // Why inline PTX: the seqlock needs loads that are coherent at GPU scope (served by L2, never by
 // a stale L1 line), and writers need their stores ordered by fences. Plain loads may hit L1,
