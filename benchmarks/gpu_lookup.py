@@ -129,7 +129,10 @@ def main() -> None:
                 return staged.to(device, non_blocking=True)
 
             hot = scatter[: args.rows // 4]  # the Zipf ranks' first quarter
-            warm_hot_set(ps, hot, device)
+            rates = warm_hot_set(ps, "dyn_all", hot, [device])
+            print(f"# dyn-hit: {hot.size:,} hot keys in a cache of {ps.stats()[1]['tier_rows']['gpu_cache']:,} rows; "
+                  f"{len(rates)} warm-up passes hit {', '.join(f'{r:.5f}' for r in rates[:3])}"
+                  f"{' ... ' + f'{rates[-1]:.5f}' if len(rates) > 3 else ''}")
             print(header)
             print("-" * len(header))
             for size in args.sizes:
@@ -196,21 +199,21 @@ def main() -> None:
             json.dump({"copy_bandwidth": bandwidth, "rows": args.rows, "cells": results}, f, indent=1)
 
 
-def warm_hot_set(ps: hps.HPS, hot: np.ndarray, device: torch.device) -> None:
-    """Passes over the hot set until a pass hits every key (at most 64: a call inserts a bounded
-    number of its misses, 131,072 rows at D = 128, so a 1M-key hot set takes several passes)."""
+def warm_hot_set(ps: hps.HPS, model: str, hot: np.ndarray, devices: list) -> list[float]:
+    """Passes over the hot keys on every device until a pass hits every key (at most 64: a call
+    inserts a bounded number of its misses, 131,072 rows at D = 128, so a 1M-key hot set takes
+    several passes). Returns each pass's hit rate."""
     rates = []
     for _ in range(64):
         before = _gpu_hits(ps)
-        for first in range(0, hot.size, 1 << 20):
-            ps.lookup("dyn_all", 0, torch.from_numpy(hot[first:first + (1 << 20)]).to(device))
-        torch.cuda.synchronize()
+        for device in devices:
+            for first in range(0, hot.size, 1 << 20):
+                ps.lookup(model, 0, torch.from_numpy(hot[first:first + (1 << 20)]).to(device))
+            torch.cuda.synchronize(device)
         rates.append(_hit_rate(ps, before, 0))
         if rates[-1] == 1.0:
             break
-    print(f"# dyn-hit: {hot.size:,} hot keys in a cache of {ps.stats()[1]['tier_rows']['gpu_cache']:,} rows; "
-          f"{len(rates)} warm-up passes hit {', '.join(f'{r:.5f}' for r in rates[:3])}"
-          f"{' ... ' + f'{rates[-1]:.5f}' if len(rates) > 3 else ''}")
+    return rates
 
 
 def _gpu_hits(ps: hps.HPS) -> dict:

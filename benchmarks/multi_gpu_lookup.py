@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 import hps
+from gpu_lookup import warm_hot_set  # benchmarks/ is the script's folder, first on sys.path
 
 
 def timed_threads(ps: hps.HPS, model: str, batches: dict[int, list[torch.Tensor]], calls: int) -> float:
@@ -69,27 +70,6 @@ def timed_threads(ps: hps.HPS, model: str, batches: dict[int, list[torch.Tensor]
     return max(ends.values()) - start
 
 
-def warm(ps: hps.HPS, model: str, hot: np.ndarray, devices: list[int]) -> list[float]:
-    """Passes over the hot keys on every device until a pass hits every key (at most 64)."""
-    rates = []
-    for _ in range(64):
-        before = gpu_hits(ps, model)
-        for device in devices:
-            for first in range(0, hot.size, 1 << 20):
-                ps.lookup(model, 0, torch.from_numpy(hot[first:first + (1 << 20)]).to(f"cuda:{device}"))
-            torch.cuda.synchronize(device)
-        hits, keys = (a - b for a, b in zip(gpu_hits(ps, model), before))
-        rates.append(hits / keys)
-        if rates[-1] == 1.0:
-            break
-    return rates
-
-
-def gpu_hits(ps: hps.HPS, model: str) -> tuple[int, int]:
-    (s,) = [s for s in ps.stats() if s["model"] == model]
-    return s["hits"]["gpu_cache"], s["keys"]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--devices", type=int, nargs="+", required=True, help="CUDA devices, two or more")
@@ -126,7 +106,7 @@ def main() -> None:
                                  model("dyn_all", gpucacheper=1.0, init_ec=False, hit_rate_threshold=1.0)]}
             ps = hps.HPS(config, progress=False)
             hot = rng.permutation(args.rows)[: args.rows // 4]
-            rates = warm(ps, "dyn_all", hot, args.devices)
+            rates = warm_hot_set(ps, "dyn_all", hot, [torch.device("cuda", d) for d in args.devices])
             print(f"# D={dim}: dyn-hit warmed on every device with {hot.size:,} keys in {len(rates)} passes, "
                   f"last pass hit rate {rates[-1]:.5f}")
             dense = {d: torch.from_numpy(values).to(f"cuda:{d}") for d in args.devices}

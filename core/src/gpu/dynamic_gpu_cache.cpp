@@ -115,9 +115,10 @@ GpuLookupResult DynamicGpuCache::lookup(const void* keys, KeyDtype dtype, bool k
     if (absent_is_default && !keys_can_be_invalid(dtype, key64)) {
       // Every position is answered on the device and no key can be invalid: nothing for the host
       // to learn, so no host wait at all. The rows found are inserted in stream order.
-      enqueue_tier_insert(s, &status->insert_count, room, stream, guard);
-      HPS_CUDA_CHECK(cudaEventRecord(s.done.get(), stream));
-      s.done_pending = true;
+      if (!enqueue_tier_insert(s, &status->insert_count, room, stream, guard)) {
+        HPS_CUDA_CHECK(cudaEventRecord(s.done.get(), stream));  // the scratch's next user waits for this call
+        s.done_pending = true;
+      }
       result.hits = n;
       result.no_host_wait = true;
       return result;
@@ -164,16 +165,16 @@ std::size_t DynamicGpuCache::insert_room(std::size_t n) const {
   return std::min({n, static_cast<std::size_t>(view_.capacity), by_bytes});
 }
 
-void DynamicGpuCache::enqueue_tier_insert(LookupScratch& s, const unsigned long long* count, std::size_t room,
+bool DynamicGpuCache::enqueue_tier_insert(LookupScratch& s, const unsigned long long* count, std::size_t room,
                                           cudaStream_t stream, const InsertGuard& guard) {
-  if (room == 0) return;
+  if (room == 0) return false;
   // Why the host-side guard suffices although the rows are read by the device later: the
   // insertion is enqueued on the writer stream before lookup() returns. An update or erase that
   // began before this point makes the guard refuse (the rows may predate it). One that begins
   // after it enqueues its own cache write behind this insertion on the same stream, so that write
   // lands last (update overwrites keys present, erase removes them), whatever the rows read.
   std::lock_guard<std::mutex> lock(writer_mutex_);
-  if (guard && !guard()) return;
+  if (guard && !guard()) return false;
   HPS_CUDA_CHECK(cudaEventRecord(s.done.get(), stream));
   s.done_pending = true;
   const cudaStream_t writer = writer_stream();
@@ -188,6 +189,7 @@ void DynamicGpuCache::enqueue_tier_insert(LookupScratch& s, const unsigned long 
   // The next user of this scratch (and of its status entry, which holds the count) waits for it.
   HPS_CUDA_CHECK(cudaEventRecord(s.insert_done.get(), writer));
   s.insert_pending = true;
+  return true;
 }
 
 DynamicGpuCache::CapturedBuffers::CapturedBuffers(std::size_t bytes) : bytes_(bytes) {

@@ -63,8 +63,9 @@ class DynamicGpuCache final : public GpuCacheBase {
   /// Rows the host-tier kernel may stage for insertion in a call of n keys.
   std::size_t insert_room(std::size_t n) const;
   /// Inserts the rows the host-tier kernel staged (count on the device at `count`), guarded, on
-  /// the writer stream after the caller's stream reaches this point: no host wait.
-  void enqueue_tier_insert(LookupScratch& s, const unsigned long long* count, std::size_t room, cudaStream_t stream,
+  /// the writer stream after the caller's stream reaches this point: no host wait. True when it
+  /// enqueued them, having recorded `s.done` on `stream` (false: room 0, or the guard refused).
+  bool enqueue_tier_insert(LookupScratch& s, const unsigned long long* count, std::size_t room, cudaStream_t stream,
                            const InsertGuard& guard);
   /// A lookup recorded into a CUDA graph (docs/gpu_cache.md, "Capture").
   GpuLookupResult lookup_captured(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out,

@@ -603,34 +603,38 @@ std::size_t HashMapTier::find(const std::int64_t* keys, std::size_t n, float* ro
   return hits;
 }
 
-// The rows a write call stored before it threw were reported to the listeners: they must still
-// reach lock-free readers before the call returns. The call dismisses the guard on its way out
-// without an error. (Not std::uncaught_exceptions(): where a binary carries its own static copy of
-// the C++ runtime, as the GPU machine's toolchain builds them, it counts in the other copy.)
-class HashMapTier::FlushIfThrown {
+// Every write call ends by flushing the listeners: finish() on the way out without an error (its
+// errors reach the caller), the destructor when the call threw (the rows stored before the error
+// were reported and must still reach lock-free readers; the first error is the one reported).
+// (Not std::uncaught_exceptions(): where a binary carries its own static copy of the C++ runtime,
+// as the GPU machine's toolchain builds them, it counts in the other copy.)
+class HashMapTier::ListenerFlush {
  public:
-  explicit FlushIfThrown(HashMapTier& tier) : tier_(tier) {}
-  ~FlushIfThrown() {
-    if (dismissed_) return;
+  explicit ListenerFlush(HashMapTier& tier) : tier_(tier) {}
+  ~ListenerFlush() {
+    if (finished_) return;
     try {
       tier_.flush_listeners();
-    } catch (...) {  // the first error is the one reported
+    } catch (...) {
     }
   }
-  void dismiss() { dismissed_ = true; }
-  FlushIfThrown(const FlushIfThrown&) = delete;
-  FlushIfThrown& operator=(const FlushIfThrown&) = delete;
+  void finish() {
+    finished_ = true;
+    tier_.flush_listeners();
+  }
+  ListenerFlush(const ListenerFlush&) = delete;
+  ListenerFlush& operator=(const ListenerFlush&) = delete;
 
  private:
   HashMapTier& tier_;
-  bool dismissed_ = false;
+  bool finished_ = false;
 };
 
 void HashMapTier::insert(const std::int64_t* keys, const float* rows, std::size_t n) {
   if (n == 0) return;
   const std::uint32_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
   const Grouping& g = group_by_partition(keys, n, partitions_.size());
-  FlushIfThrown flush_if_thrown(*this);
+  ListenerFlush listener_flush(*this);
   for (std::size_t p = 0; p < partitions_.size(); ++p) {
     if (g.begin[p] == g.begin[p + 1]) continue;
     std::unique_lock lock(partitions_[p]->mutex);
@@ -640,8 +644,7 @@ void HashMapTier::insert(const std::int64_t* keys, const float* rows, std::size_
       partitions_[p]->put(keys[pos], g.hash_hi[pos], rows + std::size_t{pos} * dim_, true, now);
     }
   }
-  flush_if_thrown.dismiss();
-  flush_listeners();
+  listener_flush.finish();
 }
 
 std::size_t HashMapTier::insert_if_absent(const std::int64_t* keys, const float* rows, std::size_t n,
@@ -650,7 +653,7 @@ std::size_t HashMapTier::insert_if_absent(const std::int64_t* keys, const float*
   const std::uint32_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
   const Grouping& g = group_by_partition(keys, n, partitions_.size());
   std::size_t inserted = 0;
-  FlushIfThrown flush_if_thrown(*this);
+  ListenerFlush listener_flush(*this);
   for (std::size_t p = 0; p < partitions_.size(); ++p) {
     if (g.begin[p] == g.begin[p + 1]) continue;
     std::unique_lock lock(partitions_[p]->mutex);
@@ -661,8 +664,7 @@ std::size_t HashMapTier::insert_if_absent(const std::int64_t* keys, const float*
       inserted += partitions_[p]->put(keys[pos], g.hash_hi[pos], rows + std::size_t{pos} * dim_, false, now);
     }
   }
-  flush_if_thrown.dismiss();
-  flush_listeners();
+  listener_flush.finish();
   return inserted;
 }
 
@@ -670,7 +672,7 @@ std::size_t HashMapTier::erase(const std::int64_t* keys, std::size_t n) {
   if (n == 0) return 0;
   const Grouping& g = group_by_partition(keys, n, partitions_.size());
   std::size_t erased = 0;
-  FlushIfThrown flush_if_thrown(*this);
+  ListenerFlush listener_flush(*this);
   for (std::size_t p = 0; p < partitions_.size(); ++p) {
     if (g.begin[p] == g.begin[p + 1]) continue;
     std::unique_lock lock(partitions_[p]->mutex);
@@ -680,8 +682,7 @@ std::size_t HashMapTier::erase(const std::int64_t* keys, std::size_t n) {
       erased += partitions_[p]->remove(keys[pos], g.hash_hi[pos]);
     }
   }
-  flush_if_thrown.dismiss();
-  flush_listeners();
+  listener_flush.finish();
   return erased;
 }
 

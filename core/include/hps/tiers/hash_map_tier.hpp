@@ -100,7 +100,7 @@ class HashMapTier final : public Tier {
   std::shared_ptr<HostMemoryRegistrar> registrar_;
 
   void flush_listeners();
-  class FlushIfThrown;  ///< flushes the listeners when a write call throws half-way
+  class ListenerFlush;  ///< flushes the listeners at the end of every write call, also one that throws
 };
 
 }  // namespace hps
