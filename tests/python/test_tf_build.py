@@ -51,3 +51,12 @@ def test_without_tensorflow_import_hps_works_and_hps_tf_says_what_to_install():
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert lines[0] == "hps ok" and "hps.tf needs TensorFlow" in lines[1] and "pip install tensorflow-cpu" in lines[1]
+
+
+def test_build_command_reports_a_failed_compiler_and_keeps_the_old_library(tmp_path):
+    out = tmp_path / "libhps_tf_ops.so"
+    out.write_bytes(b"old")
+    done = python("-m", "hps.tf.build", "--output", str(out), env_extra={"CXX": "false"})
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "python -m hps.tf.build: the build failed (exit 1)" in done.stderr
+    assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["libhps_tf_ops.so"]

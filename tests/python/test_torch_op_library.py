@@ -63,3 +63,12 @@ def test_build_command_builds_a_library_that_loads(tmp_path):
                   HPS_TORCH_OP_LIBRARY=str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["cpp", str(out)]
+
+
+def test_build_command_reports_a_failed_compiler_and_keeps_the_old_library(tmp_path):
+    out = tmp_path / "libhps_torch_ops.so"
+    out.write_bytes(b"old")
+    done = python("-m", "hps.torch.build", "--output", str(out), CXX="false")
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "python -m hps.torch.build: the build failed (exit 1)" in done.stderr
+    assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["libhps_torch_ops.so"]

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
+
+from hps._op_build import compile_into, compiler, run_command_line
 
 from ._paths import LIBRARY_NAME, cache_dir
 from ._paths import PACKAGE_DIR as HERE
@@ -49,8 +49,7 @@ def command(output: str, gpu_kernel: bool = True, source_dir: str = "") -> "list
     hps_includes, hps_libs = _sysconfig("--includes"), _sysconfig("--libs")
     rpaths = [f"-Wl,-rpath,{flag[2:]}" for flag in hps_libs if flag.startswith("-L")]
     defines = ["-DHPS_TF_GPU"] if gpu_kernel and has_stream_executor(tf_compile) else []
-    cxx = os.environ.get("CXX", "g++")
-    return [cxx, "-std=c++17", "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wno-deprecated-declarations",
+    return [compiler(), "-std=c++17", "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wno-deprecated-declarations",
             *defines, *[os.path.join(source_dir, s) for s in SOURCES], "-o", output, *hps_includes, *tf_compile,
             *tf_link, *hps_libs, *rpaths, "-Wl,--no-undefined"]
 
@@ -63,39 +62,14 @@ def default_output() -> str:
 
 def build(output: str = "", gpu_kernel: bool = True, verbose: bool = False) -> str:
     """Compiles the op library; returns its path."""
-    output = os.path.abspath(output or default_output())
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    # Built beside the target, then renamed: a process that loaded the old file keeps a valid mapping.
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(output))
-    os.close(fd)
-    cmd = command(tmp, gpu_kernel)
-    if verbose:
-        print(shlex.join(cmd), file=sys.stderr)
-    try:
-        subprocess.run(cmd, check=True)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return output
+    return compile_into(output or default_output(), lambda tmp: command(tmp, gpu_kernel), verbose)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hps.tf.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="", help=f"where to write the library (default: {default_output()})")
     parser.add_argument("--no-gpu-kernel", action="store_true", help="leave out the GPU kernel")
-    parser.add_argument("--verbose", action="store_true", help="print the compiler command")
-    args = parser.parse_args(argv)
-    if shutil.which(os.environ.get("CXX", "g++")) is None:
-        print("hps.tf.build: no C++ compiler (g++ or $CXX) found", file=sys.stderr)
-        return 1
-    try:
-        path = build(args.output, not args.no_gpu_kernel, args.verbose)
-    except subprocess.CalledProcessError as e:
-        print(f"hps.tf.build: the build failed (exit {e.returncode})", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
+    return run_command_line(parser, lambda args: build(args.output, not args.no_gpu_kernel, args.verbose), argv)
 
 
 if __name__ == "__main__":

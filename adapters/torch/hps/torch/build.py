@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
+
+from hps._op_build import compile_into, compiler, run_command_line
 
 from ._flags import torch_flags
 
@@ -30,8 +28,7 @@ def command(output: str, source_dir: str = "") -> "list[str]":
     import hps.sysconfig as sc
     source_dir = source_dir or os.path.join(HERE, "csrc")
     torch_compile, torch_link, _, _ = torch_flags()
-    cxx = os.environ.get("CXX", "g++")
-    return [cxx, "-std=c++17", "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wno-deprecated-declarations",
+    return [compiler(), "-std=c++17", "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wno-deprecated-declarations",
             *[os.path.join(source_dir, s) for s in SOURCES], "-o", output, *sc.get_compile_flags(), *torch_compile,
             *torch_link, *sc.get_link_flags(), "-Wl,--no-undefined"]
 
@@ -49,20 +46,7 @@ def default_output() -> str:
 def build(output: str = "", verbose: bool = False) -> str:
     """Compiles the op library and records the torch version beside it; returns its path."""
     import torch
-    output = os.path.abspath(output or default_output())
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    # Built beside the target, then renamed: a process that loaded the old file keeps a valid mapping.
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(output))
-    os.close(fd)
-    cmd = command(tmp)
-    if verbose:
-        print(shlex.join(cmd), file=sys.stderr)
-    try:
-        subprocess.run(cmd, check=True)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    output = compile_into(output or default_output(), command, verbose)
     with open(os.path.join(os.path.dirname(output), "libhps_torch_ops.torch_version"), "w") as f:
         f.write(torch.__version__ + "\n")
     return output
@@ -71,18 +55,7 @@ def build(output: str = "", verbose: bool = False) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hps.torch.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="", help="where to write the library (default: next to hps.torch)")
-    parser.add_argument("--verbose", action="store_true", help="print the compiler command")
-    args = parser.parse_args(argv)
-    if shutil.which(os.environ.get("CXX", "g++")) is None:
-        print("hps.torch.build: no C++ compiler (g++ or $CXX) found", file=sys.stderr)
-        return 1
-    try:
-        path = build(args.output, args.verbose)
-    except subprocess.CalledProcessError as e:
-        print(f"hps.torch.build: the build failed (exit {e.returncode})", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
+    return run_command_line(parser, lambda args: build(args.output, args.verbose), argv)
 
 
 if __name__ == "__main__":
