@@ -3,7 +3,8 @@
 
 Each VARIANT is a folder holding an `hps` package (a copy of an installed build's
 site-packages/hps), optionally followed by "@thp" (run against a second cluster whose servers use
-transparent huge pages) and "?NAME=VALUE&..." (environment of its worker). One 3-master cluster
+transparent huge pages) and "?NAME=VALUE&..." (environment of its worker; HPS_AB_PARTITIONS sets
+num_partitions, 16 by default, for a table of its own). One 3-master cluster
 without replicas (two with @thp) on 127.0.0.1 (tests/python/redis_cluster.py, stopped by pid) holds
 one table of --rows rows at --dim; the variants then take turns, in alternating order over
 --rounds rounds, each in a worker process of its own that looks up batches of each size for --secs
@@ -52,10 +53,12 @@ def servers_ns():
     return total
 
 keys = np.load(os.path.join(folder, "keys.npy"))
+partitions = int(os.environ.get("HPS_AB_PARTITIONS", "16"))
+model = f"ab{partitions}"  # a table of its own per partition count (rows live by partition)
 config = {"supportlonglong": True,
-          "volatile_db": {"type": "redis_cluster", "address": address, "num_partitions": 16,
+          "volatile_db": {"type": "redis_cluster", "address": address, "num_partitions": partitions,
                           "num_node_connections": 4, "operation_timeout_ms": 60000},
-          "models": [{"model": "ab", "sparse_files": [os.path.join(folder, "table")],
+          "models": [{"model": model, "sparse_files": [os.path.join(folder, "table")],
                       "embedding_vecsize_per_table": [dim]}]}
 rng = np.random.default_rng(1)  # the same batches for every variant
 result = {}
@@ -63,13 +66,13 @@ with hps.HPS(config, lookup_threads=threads) as ps:
     for batch in batches:
         sample = [keys[rng.integers(0, len(keys), batch)] for _ in range(max(2, min(8, (1 << 20) // batch)))]
         out = np.empty((batch, dim), np.float32)
-        ps.lookup("ab", 0, sample[0], out=out)
+        ps.lookup(model, 0, sample[0], out=out)
         looked_up, calls = 0, []
         wall, cpu, servers = time.perf_counter(), time.process_time(), servers_ns()
         while time.perf_counter() - wall < secs:
             for b in sample:
                 start = time.perf_counter()
-                ps.lookup("ab", 0, b, out=out)
+                ps.lookup(model, 0, b, out=out)
                 calls.append(time.perf_counter() - start)
                 looked_up += batch
         wall, cpu, servers = time.perf_counter() - wall, time.process_time() - cpu, servers_ns() - servers
@@ -105,7 +108,7 @@ def main() -> None:
         worker = os.path.join(tmp, "worker.py")
         with open(worker, "w") as f:
             f.write(WORKER)
-        print(f"# redis_tier_ab: D={args.dim}, {args.rows:,} rows, 16 partitions, 3 masters, lookup_threads "
+        print(f"# redis_tier_ab: D={args.dim}, {args.rows:,} rows, 3 masters, lookup_threads "
               f"{args.lookup_threads}, {args.rounds} rounds of {args.secs} s per batch size; "
               f"load average {os.getloadavg()[0]:.2f} at the start", flush=True)
         for r in range(args.rounds):
