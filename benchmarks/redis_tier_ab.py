@@ -4,7 +4,8 @@
 Each VARIANT is a folder holding an `hps` package (a copy of an installed build's
 site-packages/hps), optionally followed by "@thp" (run against a second cluster whose servers use
 transparent huge pages) and "?NAME=VALUE&..." (environment of its worker; HPS_AB_PARTITIONS sets
-num_partitions, 16 by default, for a table of its own). One 3-master cluster
+num_partitions, 16 by default, for a table of its own; HPS_AB_MODEL its model name, which decides on
+which masters its partitions live). One 3-master cluster
 without replicas (two with @thp) on 127.0.0.1 (tests/python/redis_cluster.py, stopped by pid) holds
 one table of --rows rows at --dim; the variants then take turns, in alternating order over
 --rounds rounds, each in a worker process of its own that looks up batches of each size for --secs
@@ -54,7 +55,9 @@ def servers_ns():
 
 keys = np.load(os.path.join(folder, "keys.npy"))
 partitions = int(os.environ.get("HPS_AB_PARTITIONS", "16"))
-model = f"ab{partitions}"  # a table of its own per partition count (rows live by partition)
+# A table of its own per partition count (rows live by partition); HPS_AB_MODEL names another
+# (its partitions land on other slots, so on the masters in other shares).
+model = os.environ.get("HPS_AB_MODEL", f"ab{partitions}")
 config = {"supportlonglong": True,
           "volatile_db": {"type": "redis_cluster", "address": address, "num_partitions": partitions,
                           "num_node_connections": 4, "operation_timeout_ms": 60000},
