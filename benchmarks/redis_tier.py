@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Redis Cluster tier lookup throughput, next to its roof and the naive way, in one run.
 
-Starts its own 3-master cluster (no replicas) on 127.0.0.1 (tests/python/redis_cluster.py; stopped
-by pid at the end). For each D in --dims: a table of --rows rows is loaded into the cluster by
+Starts its own 3-master cluster (no replicas, no persistence) on 127.0.0.1 (tests/python/redis_cluster.py;
+stopped by pid at the end); with --huge-pages its servers' allocator asks for transparent huge pages
+(docs/redis.md, "Settings"). hps, the roof and the naive client all run against that one cluster. For each D in --dims: a table of --rows rows is loaded into the cluster by
 hps.HPS (volatile_db redis_cluster, no persistent tier), then looked up in batches of each size in
 --batches (keys drawn from the table). Printed side by side, in keys per second (from the fastest
 call of each; p50 is hps's median call):
@@ -16,7 +17,7 @@ client process's CPU time (all its threads), the 3 servers' CPU time (/proc, all
 the servers' time inside HMGET (INFO commandstats usec, reset before each measurement).
 Needs: redis-server and redis-tools (Debian), and `pip install redis` for the naive client.
 Usage: python benchmarks/redis_tier.py [--rows 262144] [--dims 16 128] [--batches 2048 16384 131072 262144]
-                                       [--profile]
+                                       [--profile] [--huge-pages]
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def main() -> None:
     parser.add_argument("--lookup-threads", type=int, default=0, help="hps.HPS lookup_threads (0: its default)")
     parser.add_argument("--no-naive", action="store_true", help="skip the Python redis client")
     parser.add_argument("--profile", action="store_true", help="also print where the time goes, per key")
+    parser.add_argument("--huge-pages", action="store_true",
+                        help="the Redis servers use transparent huge pages (MALLOC_CONF thp:always)")
     args = parser.parse_args()
     try:
         import redis  # noqa: F401
@@ -146,14 +149,16 @@ def main() -> None:
         print("# naive: not measured, the Python redis client is not installed (pip install redis)")
 
     print(f"# redis_tier: {args.rows:,} rows, 3 masters (no replicas), {args.partitions} partitions, "
-          f"lookup_threads {args.lookup_threads or 'default'}; "
-          f"hps {hps.__version__}; {platform.machine()}, {os.cpu_count()} cores")
+          f"lookup_threads {args.lookup_threads or 'default'}, Redis huge pages {'on' if args.huge_pages else 'off'}; "
+          f"hps {hps.__version__}; {platform.machine()}, {os.cpu_count()} cores; "
+          f"load average {os.getloadavg()[0]:.2f} at the start")
     print(f"{'D':>4} {'batch':>8} | {'hps Mkeys/s':>11} {'p50 ms':>8} | {'roof Mkeys/s':>12} | "
           f"{'naive Mkeys/s':>13} | {'hps/roof':>8} {'hps/naive':>9}")
     print("-" * 92)
     rng = np.random.default_rng(0)
     profiles = []
-    with LocalRedis(masters=3, replicas=0) as cluster, tempfile.TemporaryDirectory() as tmp:
+    with LocalRedis(masters=3, replicas=0, huge_pages=args.huge_pages) as cluster, \
+            tempfile.TemporaryDirectory() as tmp:
         naive_client = None
         if not args.no_naive:
             naive_client = RedisCluster(host="127.0.0.1", port=cluster.ports[0])
@@ -173,7 +178,8 @@ def main() -> None:
             mem_before = used_memory(cluster)
             with hps.HPS(config, **({"lookup_threads": args.lookup_threads} if args.lookup_threads else {})) as ps:
                 per_row = (used_memory(cluster) - mem_before) / args.rows
-                print(f"# D={dim}: {per_row:.0f} bytes of Redis memory per row ({4 * dim + 8} raw key and row bytes)")
+                print(f"# D={dim}: {per_row:.0f} bytes of Redis memory per row ({4 * dim + 8} raw key and row bytes); "
+                      f"{cluster.huge_page_bytes() / 2**20:.0f} MiB of the servers' memory in huge pages")
                 # The better of two runs: the machine may be shared, and the roof should not be low.
                 roof = max(roof_get_rate(cluster, 4 * dim, args.rows, 400000 if dim <= 16 else 200000)
                            for _ in range(2))
@@ -225,6 +231,7 @@ def main() -> None:
                 np.testing.assert_array_equal(ps.lookup(model, 0, sample), rows[order[where]])
         if naive_client is not None:
             naive_client.close()
+    print(f"# load average {os.getloadavg()[0]:.2f} at the end of the measurements")
     if profiles:
         print("# where the time goes, ns per key (one pass over the batches; CPU from all threads/processes)")
         print(f"{'D':>4} {'batch':>8} {'who':>6} | {'wall':>7} {'client CPU':>10} {'servers CPU':>11} "

@@ -797,7 +797,8 @@ const Fields<VolatileDbConfig>& volatile_db_fields() {
       bind("num_node_connections", &V::num_node_connections, integer(at_least(1)),
            "Redis: connections kept open to each cluster node."),
       bind("max_batch_size", &V::max_batch_size, integer(at_least(1)),
-           "Most keys sent to the backend in one operation; larger calls are split."),
+           "Most keys sent to the backend in one operation; larger calls are split. Redis lookups use fewer "
+           "when rows are large: at most 256 KiB of rows per HMGET."),
       bind("enable_tls", &V::enable_tls, boolean(),
            "Redis: connect over TLS. Not supported (hps's Redis client, hiredis 0.14, has no TLS): "
            "true with redis_cluster is a config error."),

@@ -4,6 +4,7 @@ processes sharing one table, promotion from RocksDB, metrics, and clear errors."
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -63,6 +64,32 @@ def test_lookups_match_the_files(tmp_path, cluster):
         np.testing.assert_array_equal(ps.lookup(model, 0, t.keys[:2]), new)
         assert ps.erase(model, 0, t.keys[2:4]) == 2
         np.testing.assert_array_equal(ps.lookup(model, 0, t.keys[2:4]), np.full((2, 16), -1.0, np.float32))
+
+
+def hmget_calls(cluster) -> int:
+    """HMGETs the cluster's nodes ran since their last CONFIG RESETSTAT (INFO commandstats)."""
+    total = 0
+    for port in cluster.ports:
+        m = re.search(r"^cmdstat_hmget:calls=(\d+),", cluster.cli(port, "INFO", "commandstats"), re.M)
+        total += int(m.group(1)) if m else 0
+    return total
+
+
+def test_a_lookup_asks_for_at_most_256_kib_of_rows_per_command(tmp_path, cluster):
+    # max_batch_size allows one HMGET for all 4,000 keys (one partition, one lookup thread: one
+    # chunk); rows of 512 bytes make that 2 MB of reply, which Redis would build in full before
+    # sending any of it: the lookup splits it instead.
+    n, dim = 4000, 128
+    t = make_table(tmp_path / "t", n, dim)
+    config = redis_config([t], cluster, num_partitions=1, max_batch_size=65536)
+    model = config["models"][0]["model"]
+    with hps.HPS(config, lookup_threads=1) as ps:
+        for port in cluster.ports:
+            cluster.cli(port, "CONFIG", "RESETSTAT")
+        np.testing.assert_array_equal(ps.lookup(model, 0, t.keys), t.rows)
+        calls = hmget_calls(cluster)
+    assert calls >= -(-n * dim * 4 // (256 << 10)), f"{calls} HMGETs for {n} rows of {dim * 4} bytes"
+    assert calls <= 2 * -(-n * dim * 4 // (256 << 10)), f"{calls} HMGETs: commands smaller than needed"
 
 
 def test_reloading_keeps_the_table_and_its_updates(tmp_path, cluster):

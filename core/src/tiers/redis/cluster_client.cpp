@@ -63,6 +63,12 @@ bool parse_redirect(const redisReply* r, std::string& host, int& port) {
   return port > 0;
 }
 
+// Bytes a command's reply is expected to take: its rows for an HMGET read into a sink (each row
+// with its "$<n>\r\n...\r\n" frame), a few bytes otherwise (writes answer with integers).
+std::size_t expected_reply_bytes(const Command& c) {
+  return c.sink ? c.sink->count * (c.sink->row_bytes + 16) + 16 : 16;
+}
+
 // RESP encoding of one command, appended to `out` (the protocol is simple enough that a
 // tight loop beats hiredis's sprintf per argument on batches of many keys).
 void append_command(std::string& out, std::size_t argc, const char* const* argv, const std::size_t* argvlen) {
@@ -367,7 +373,8 @@ struct ClusterClient::Flight {
   std::vector<std::size_t> commands;  // batch indices, in send order
   std::vector<long> expect;           // per reply: batch index, or -1 for the reply to ASKING
   std::size_t next_reply = 0;
-  std::vector<std::string> out;  // formatted commands, in pieces of about kPieceBytes
+  std::vector<std::string> out;  // formatted commands, in pieces (see exchange())
+  std::vector<std::size_t> piece_end;  // per piece: expect.size() once it is sent (replies it completes)
   std::size_t out_piece = 0, out_offset = 0;
   std::string failure;  // set when the connection failed; the rest of its replies never come
   bool done() const { return !failure.empty() || next_reply == expect.size(); }
@@ -376,20 +383,38 @@ struct ClusterClient::Flight {
 void ClusterClient::exchange(std::vector<Flight>& flights, Batch& batch, Clock::time_point deadline) {
   static const char* kAsking = "ASKING";
   static const std::size_t kAskingLen = 6;
-  // Commands are packed into pieces of about 1 MiB: few writes, and no piece is copied or moved.
-  constexpr std::size_t kPieceBytes = std::size_t{1} << 20;
+  // Commands are packed into pieces of about kPieceBytes, or of about kPieceReplyBytes of expected
+  // reply (rows of HMGETs), and a node is sent a piece only while fewer than kPiecesInFlight of its
+  // earlier pieces wait for replies. Why: Redis builds the whole reply of every command it has
+  // read before writing any of it, so a lookup sent in one go makes each node buffer all its rows
+  // (megabytes: fresh pages, page faults, copies from memory that is no longer in cache). Sent
+  // this way a node's reply buffer stays under about a piece, and it still always has the next
+  // piece to work on while the client reads the last.
   for (Flight& f : flights) {
+    std::size_t reply_bytes = 0;
     for (std::size_t index : f.commands) {
       Command& c = batch[index];
-      if (f.out.empty() || f.out.back().size() >= kPieceBytes) f.out.emplace_back();
+      if (f.out.empty() || f.out.back().size() >= kPieceBytes || reply_bytes >= kPieceReplyBytes) {
+        if (!f.out.empty()) f.piece_end.push_back(f.expect.size());
+        f.out.emplace_back();
+        reply_bytes = 0;
+      }
       if (c.asking) {
         append_command(f.out.back(), 1, &kAsking, &kAskingLen);
         f.expect.push_back(-1);
       }
       append_command(f.out.back(), c.argv.size(), c.argv.data(), c.argvlen.data());
       f.expect.push_back(static_cast<long>(index));
+      reply_bytes += expected_reply_bytes(c);
     }
+    if (!f.out.empty()) f.piece_end.push_back(f.expect.size());
   }
+  // Whether flight f may send (more of) its next piece: the replies of the piece kPiecesInFlight
+  // before it have all arrived.
+  auto may_send = [](const Flight& f) {
+    return f.out_piece < f.out.size() &&
+           (f.out_piece < kPiecesInFlight || f.next_reply >= f.piece_end[f.out_piece - kPiecesInFlight]);
+  };
   auto fail = [&](Flight& f, std::string why) {
     f.failure = std::move(why);
     counters_.node_errors.fetch_add(1, std::memory_order_relaxed);
@@ -401,7 +426,7 @@ void ClusterClient::exchange(std::vector<Flight>& flights, Batch& batch, Clock::
     polled.clear();
     for (Flight& f : flights) {
       if (f.done()) continue;
-      const bool writing = f.out_piece < f.out.size();
+      const bool writing = may_send(f);
       fds.push_back(pollfd{f.conn->ctx->fd, static_cast<short>(POLLIN | (writing ? POLLOUT : 0)), 0});
       polled.push_back(&f);
     }
@@ -423,7 +448,7 @@ void ClusterClient::exchange(std::vector<Flight>& flights, Batch& batch, Clock::
       Flight& f = *polled[i];
       const short ev = fds[i].revents;
       if (ev & POLLOUT) {
-        while (f.out_piece < f.out.size()) {
+        while (may_send(f)) {
           const std::string& piece = f.out[f.out_piece];
           const std::size_t len = piece.size();
           // send(MSG_NOSIGNAL): a node that died must fail this flight, not raise SIGPIPE in the process.
@@ -484,7 +509,10 @@ void ClusterClient::exchange(std::vector<Flight>& flights, Batch& batch, Clock::
       }
     }
   }
-  for (Flight& f : flights) f.out.clear();
+  for (Flight& f : flights) {
+    f.out.clear();
+    f.piece_end.clear();
+  }
 }
 
 // ---- run: route, exchange, follow redirects, retry -------------------------------------------------

@@ -33,6 +33,13 @@
 
 namespace hps::redis {
 
+/// How run() paces a node (see exchange() in cluster_client.cpp): commands go in pieces of at most
+/// about kPieceBytes, or about kPieceReplyBytes of expected reply rows, and a node has at most
+/// kPiecesInFlight pieces sent and not yet answered.
+constexpr std::size_t kPieceBytes = std::size_t{1} << 20;
+constexpr std::size_t kPieceReplyBytes = std::size_t{256} << 10;
+constexpr std::size_t kPiecesInFlight = 4;
+
 struct ClientOptions {
   std::vector<std::pair<std::string, int>> seeds;  ///< host, port
   std::string user;

@@ -27,6 +27,10 @@ using redis::Command;
 using redis::RetryPolicy;
 
 constexpr std::size_t kNoLimit = std::numeric_limits<std::size_t>::max();
+// Reply bytes one lookup HMGET asks for at most (fewer keys than max_batch_size at large D): Redis
+// buffers a command's whole reply before sending it, so a smaller reply stays in the server's
+// cache, and the client can pace its commands (ClusterClient sends a node a few at a time).
+constexpr std::size_t kLookupReplyBytes = std::size_t{256} << 10;
 // Rows one eviction script call removes at most: a script blocks its node while it runs.
 constexpr std::size_t kEvictPerCall = 8192;
 
@@ -126,6 +130,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
         tag_(std::move(tag)),
         partitions_(std::max<std::size_t>(1, config.num_partitions)),
         max_batch_(std::max<std::size_t>(1, config.max_batch_size)),
+        lookup_batch_(std::min(max_batch_, std::max<std::size_t>(64, kLookupReplyBytes / (dim * sizeof(float) + 16)))),
         margin_(config.overflow_margin),
         policy_(config.overflow_policy),
         target_(static_cast<std::size_t>(
@@ -168,19 +173,19 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     thread_local Grouping g;
     g.build(keys, n, partitions_);
     Batch batch;
-    // One HMGET per partition and max_batch_size keys; its reply's rows are copied by the reader
+    // One HMGET per partition and lookup_batch_ keys; its reply's rows are copied by the reader
     // straight to their places in `rows` (the sink), setting `found`.
     struct Span {
       std::size_t command, first, last;
     };
     std::vector<Span> spans;
     std::vector<redis::RowSink> sinks;
-    sinks.reserve(partitions_ + n / max_batch_ + 1);  // Commands point into it: never reallocated
+    sinks.reserve(partitions_ + n / lookup_batch_ + 1);  // Commands point into it: never reallocated
     const std::string now = touch_on_find_ ? now_ms() : std::string();
     const std::size_t row_bytes = dim_ * sizeof(float);
     for (std::size_t p = 0; p < partitions_; ++p) {
-      for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += max_batch_) {
-        const std::size_t last = std::min(first + max_batch_, g.begin[p + 1]);
+      for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += lookup_batch_) {
+        const std::size_t last = std::min(first + lookup_batch_, g.begin[p + 1]);
         spans.push_back(Span{batch.size(), first, last});
         Command& c = batch.add(slots_[p]);
         c.argv.reserve(last - first + 2);
@@ -624,6 +629,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   std::string tag_;
   std::size_t partitions_;
   std::size_t max_batch_;
+  std::size_t lookup_batch_;  // keys per lookup HMGET: max_batch_, or fewer so a reply stays under kLookupReplyBytes
   std::size_t margin_;
   OverflowPolicy policy_;
   std::size_t target_;
