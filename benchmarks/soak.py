@@ -31,10 +31,13 @@ hash map; RocksDB's memtables and table readers) and RocksDB's block caches (tie
 block_cache_usage_bytes, one cache per store, capped by persistent_db.block_cache_size, which
 --block-cache-mib sets). RSS minus both, "unaccounted", is the memory nothing reports: the Python
 process, allocator slack, anything that leaks. RocksDB's caches fill up to their caps and stop; a
-leak would show as growth of the unaccounted memory.
+leak would show as growth of the unaccounted memory. Memtables (persistent_db.memtable_size,
+--memtable-mib) fill and are flushed over and over: the allocator keeps the memory of a flushed one
+for the next, so the unaccounted memory rises by up to a memtable at each flush and falls as the
+next one fills (a saw-tooth; small memtables make it small).
 
 Usage: python benchmarks/soak.py [--minutes 60] [--threads 4] [--rate 40] [--keys 100000] [--redis]
-                                 [--block-cache-mib 32]
+                                 [--block-cache-mib 32] [--memtable-mib 8]
        python benchmarks/soak.py --gpu --minutes 10          (the GPU machine)
 Exit status 1 when any error or wrong row was seen (or a --max-* growth bound was passed), else 0.
 """
@@ -266,6 +269,8 @@ def build_servers(args, folder: str, cluster) -> list[Server]:
     persistent = {"type": "rocks_db"}
     if args.block_cache_mib is not None:
         persistent["block_cache_size"] = f"{args.block_cache_mib}MiB"
+    if args.memtable_mib is not None:
+        persistent["memtable_size"] = f"{args.memtable_mib}MiB"
     specs = []
     if args.gpu:
         specs.append(("gpu_cache+hash_map", {"volatile_db": {"type": "hash_map", "num_partitions": partitions},
@@ -431,6 +436,8 @@ def main(argv=None) -> int:
                    help="the hash map alone, no RocksDB (tells the core's memory from RocksDB's caches)")
     p.add_argument("--block-cache-mib", type=int,
                    help="persistent_db.block_cache_size of each RocksDB store, in MiB (default: the config's, 256)")
+    p.add_argument("--memtable-mib", type=int,
+                   help="persistent_db.memtable_size of each RocksDB store, in MiB (default: the config's, 64)")
     p.add_argument("--sample-seconds", type=float, default=0.0, help="default: run/60, within [1, 10]")
     p.add_argument("--dir", help="working folder (kept); default a temporary one, removed")
     p.add_argument("--json", help="also write the result here")

@@ -360,6 +360,33 @@ TEST(RocksDbTier, ZeroBlockCacheSizeIsRefused) {
   EXPECT_TRUE(contains(message, "persistent_db.block_cache_size")) << message;
 }
 
+TEST(RocksDbTier, MemtableSizeBoundsTheMemoryOfWrites) {
+  // 20,000 rows of 1 KiB (about 20 MiB) written through the WAL, as update() writes them.
+  const auto keys = key_range(0, 20000);
+  const auto rows = rows_for(keys, 256);
+  auto memory_after_writes = [&](std::size_t memtable_size) {
+    TempDir dir;
+    hps::PersistentDbConfig config = db_config(dir.db());
+    config.memtable_size = memtable_size;
+    auto tier = hps::RocksDbStore::open(config)->open_table("hps_et.m.t", 256);
+    tier->insert(keys.data(), rows.data(), keys.size());
+    EXPECT_EQ(count_found(*tier, keys), keys.size());
+    return tier->memory_bytes();
+  };
+  // 2 MiB memtables: full ones are flushed, at most two stay (plus the table readers' indexes and
+  // filters, a few hundred KiB here). RocksDB's 64 MiB default keeps all 20 MiB in memory.
+  EXPECT_LT(memory_after_writes(std::size_t{2} << 20), std::size_t{6} << 20);
+  EXPECT_GT(memory_after_writes(std::size_t{64} << 20), std::size_t{20} << 20);
+}
+
+TEST(RocksDbTier, TooSmallMemtableSizeIsRefused) {
+  TempDir dir;
+  hps::PersistentDbConfig config = db_config(dir.db());
+  config.memtable_size = 1000;
+  const auto message = error_message<hps::InvalidArgument>([&] { hps::RocksDbStore::open(config); });
+  EXPECT_TRUE(contains(message, "persistent_db.memtable_size")) << message;
+}
+
 TEST(RocksDbTier, OtherDimOnReopenIsAnIOErrorNamingBothSizes) {
   TempDir dir;
   const auto keys = key_range(0, 10);

@@ -67,6 +67,9 @@ def test_defaults_are_filled_in(table):
     ('{"persistent_db": {"type": "rocks_db", "block_cache_size": 0}, "models": [{"model": "m", '
      '"sparse_files": ["x"], "embedding_vecsize_per_table": [4]}]}',
      r"persistent_db\.block_cache_size: expected a byte size \(an integer >= 1.*found 0"),
+    ('{"persistent_db": {"type": "rocks_db", "memtable_size": "512KiB"}, "models": [{"model": "m", '
+     '"sparse_files": ["x"], "embedding_vecsize_per_table": [4]}]}',
+     r"persistent_db\.memtable_size: expected a byte size \(an integer >= 1048576.*found \"512KiB\""),
 ])
 def test_invalid_configs_name_the_path(tmp_path, text, pattern):
     with pytest.raises(hps.ConfigError, match=pattern):

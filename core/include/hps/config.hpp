@@ -85,6 +85,8 @@ struct PersistentDbConfig {
   /// hps extension: bytes of RocksDB's LRU block cache, one per store shared by its tables
   /// (HugeCTR fixed 8 MiB in code).
   std::size_t block_cache_size = std::size_t{256} << 20;
+  /// hps extension: bytes of one RocksDB memtable (write_buffer_size; RocksDB's default, 64 MiB).
+  std::size_t memtable_size = std::size_t{64} << 20;
 };
 
 /// `update_source`: Kafka.

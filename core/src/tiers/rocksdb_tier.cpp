@@ -48,6 +48,8 @@ namespace {
 
 constexpr const char* kMetaFamily = "hps_meta";
 constexpr std::size_t kKeyBytes = 8;
+// persistent_db.memtable_size's lower bound (the config's too): smaller memtables flush constantly.
+constexpr std::size_t kMinMemtableBytes = std::size_t{1} << 20;
 // About 1% false positives: a lookup of an absent key rarely reads a data block.
 constexpr double kBloomBitsPerKey = 10;
 // RocksDB rotates its info LOG on every open; keep a few, not the default thousand.
@@ -113,7 +115,8 @@ bool database_exists(const std::string& path) {
   return std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ignored);
 }
 
-rocksdb::ColumnFamilyOptions family_options(const std::shared_ptr<rocksdb::Cache>& block_cache) {
+rocksdb::ColumnFamilyOptions family_options(const std::shared_ptr<rocksdb::Cache>& block_cache,
+                                            std::size_t memtable_size) {
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = block_cache;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kBloomBitsPerKey));
@@ -124,6 +127,9 @@ rocksdb::ColumnFamilyOptions family_options(const std::shared_ptr<rocksdb::Cache
   // A bloom filter over the memtable too, so misses skip its skip-list search.
   options.memtable_whole_key_filtering = true;
   options.memtable_prefix_bloom_size_ratio = 0.02;
+  // Writes fill one memtable of this size; a full one is flushed to an SST file while the next
+  // fills (max_write_buffer_number stays 2), so a family holds at most twice this much.
+  options.write_buffer_size = memtable_size;
   return options;
 }
 
@@ -462,9 +468,11 @@ RocksDbStoreImpl::RocksDbStoreImpl(const PersistentDbConfig& config) : config_(c
   HPS_EXPECTS(!config_.path.empty(), InvalidArgument, "persistent_db.path is empty");
   HPS_EXPECTS(config_.max_batch_size > 0, InvalidArgument, "persistent_db.max_batch_size must be positive");
   HPS_EXPECTS(config_.block_cache_size > 0, InvalidArgument, "persistent_db.block_cache_size must be positive");
+  HPS_EXPECTS(config_.memtable_size >= kMinMemtableBytes, InvalidArgument,
+              "persistent_db.memtable_size must be at least 1 MiB, found ", config_.memtable_size);
   // One LRU block cache per store, shared by its tables. A cap, not an up-front allocation.
   block_cache_ = rocksdb::NewLRUCache(config_.block_cache_size);
-  family_options_ = family_options(block_cache_);
+  family_options_ = family_options(block_cache_, config_.memtable_size);
   open_database();
 }
 
