@@ -34,10 +34,12 @@ process, allocator slack, anything that leaks. RocksDB's caches fill up to their
 leak would show as growth of the unaccounted memory. Memtables (persistent_db.memtable_size,
 --memtable-mib) fill and are flushed over and over: the allocator keeps the memory of a flushed one
 for the next, so the unaccounted memory rises by up to a memtable at each flush and falls as the
-next one fills (a saw-tooth; small memtables make it small).
+next one fills (a saw-tooth; small memtables make it small). Free memory the allocator keeps resident
+(fragmentation across malloc arenas) also counts in RSS: the run ends by printing RSS before and after
+malloc_trim(0), and --malloc-trim trims before every sample, so RSS then follows the memory in use.
 
 Usage: python benchmarks/soak.py [--minutes 60] [--threads 4] [--rate 40] [--keys 100000] [--redis]
-                                 [--block-cache-mib 32] [--memtable-mib 8]
+                                 [--block-cache-mib 32] [--memtable-mib 8] [--malloc-trim]
        python benchmarks/soak.py --gpu --minutes 10          (the GPU machine)
 Exit status 1 when any error or wrong row was seen (or a --max-* growth bound was passed), else 0.
 """
@@ -45,6 +47,8 @@ Exit status 1 when any error or wrong row was seen (or a --max-* growth bound wa
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import platform
@@ -227,6 +231,17 @@ def refresher(server: Server, stop: threading.Event) -> None:
             server.stats.problem(f"{server.name} refresh: {type(error).__name__}: {error}")
 
 
+def malloc_trim() -> bool:
+    """glibc's malloc_trim(0): hands the allocator's free memory (in every arena) back to the system.
+    False where the C library has none."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(ctypes.c_size_t(0))  # returns whether it released anything; either is fine here
+    return True
+
+
 def sample() -> tuple[float, int]:
     """(RSS in MiB, open file descriptors) of this process."""
     with open("/proc/self/status") as f:
@@ -341,6 +356,8 @@ def soak(args, servers: list[Server]) -> dict:
           f"{args.keys} keys, D={args.dim}, batch {args.batch}, {args.minutes} min", flush=True)
     while True:
         now = time.monotonic() - start
+        if args.malloc_trim:
+            malloc_trim()
         rss, fds = sample()
         tiers, cache = tier_mib(servers)
         samples.append((now, rss, fds, tiers, cache, rss - tiers - cache))
@@ -356,6 +373,11 @@ def soak(args, servers: list[Server]) -> dict:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - start
+    # Memory the allocator holds free (returned to it but kept resident) is part of RSS, not in use:
+    # measured once at the end, with the servers still open.
+    rss_before_trim = sample()[0]
+    trimmed = malloc_trim()
+    rss_after_trim = sample()[0] if trimmed else float("nan")
     for server in servers:
         server.ps.close()
     t, rss, fds, tiers, cache, unaccounted = (np.array(c, dtype=np.float64) for c in zip(*samples))
@@ -365,6 +387,7 @@ def soak(args, servers: list[Server]) -> dict:
         "samples": int(t.size),
         "rss_mib_first": float(rss[0]), "rss_mib_last": float(rss[-1]), "rss_mib_max": float(rss.max()),
         "rss_slope_mib_per_min": slope_per_minute(t, rss),
+        "rss_mib_end_before_malloc_trim": rss_before_trim, "rss_mib_end_after_malloc_trim": rss_after_trim,
         "rss_slope_last_quarter_mib_per_min": slope_per_minute(t, rss, 0.25),
         "rss_growth_second_half_mib": float(rss[half:].max() - rss[half]),
         "fds_first": int(fds[0]), "fds_last": int(fds[-1]), "fds_max": int(fds.max()),
@@ -407,6 +430,8 @@ def report(args, result: dict) -> None:
           f"{result['rss_mib_max']:.1f}; second half: slope {result['rss_slope_mib_per_min']:+.3f} MiB/min, "
           f"growth {result['rss_growth_second_half_mib']:.1f} MiB; last quarter: slope "
           f"{result['rss_slope_last_quarter_mib_per_min']:+.3f} MiB/min")
+    print(f"at the end: RSS {result['rss_mib_end_before_malloc_trim']:.1f} MiB, after malloc_trim(0) "
+          f"{result['rss_mib_end_after_malloc_trim']:.1f} MiB (the rest: free memory the allocator kept)")
     print(f"tiers' own memory (stats tier_bytes: hash map; RocksDB memtables and table readers) MiB: first "
           f"{result['tier_mib_first']:.1f}, last {result['tier_mib_last']:.1f}; second half: slope "
           f"{result['tier_slope_mib_per_min']:+.3f} MiB/min")
@@ -438,6 +463,9 @@ def main(argv=None) -> int:
                    help="persistent_db.block_cache_size of each RocksDB store, in MiB (default: the config's, 256)")
     p.add_argument("--memtable-mib", type=int,
                    help="persistent_db.memtable_size of each RocksDB store, in MiB (default: the config's, 64)")
+    p.add_argument("--malloc-trim", action="store_true",
+                   help="call malloc_trim(0) before each sample: RSS then counts memory in use, not what the allocator "
+                        "keeps free (tells fragmentation from a leak)")
     p.add_argument("--sample-seconds", type=float, default=0.0, help="default: run/60, within [1, 10]")
     p.add_argument("--dir", help="working folder (kept); default a temporary one, removed")
     p.add_argument("--json", help="also write the result here")
