@@ -26,7 +26,20 @@ Steady rate: each worker runs --rate operations a second (paced, not flat out), 
 refresh() every second. A sampler reads VmRSS and the entries of /proc/self/fd every --sample-seconds;
 a least-squares slope over the second half of the run is printed per minute (no growth: about 0).
 
+Memory accounting: next to RSS the sampler reads what the tiers report holding (stats' tier_bytes: the
+hash map; RocksDB's memtables and table readers) and RocksDB's block caches (tier_counters:
+block_cache_usage_bytes, one cache per store, capped by persistent_db.block_cache_size, which
+--block-cache-mib sets). RSS minus both, "unaccounted", is the memory nothing reports: the Python
+process, allocator slack, anything that leaks. RocksDB's caches fill up to their caps and stop; a
+leak would show as growth of the unaccounted memory. Memtables (persistent_db.memtable_size,
+--memtable-mib) fill and are flushed over and over: the allocator keeps the memory of a flushed one
+for the next, so the unaccounted memory rises by up to a memtable at each flush and falls as the
+next one fills (a saw-tooth; small memtables make it small). Free memory the allocator keeps resident
+(fragmentation across malloc arenas) also counts in RSS: the run ends by printing RSS before and after
+malloc_trim(0), and --malloc-trim trims before every sample, so RSS then follows the memory in use.
+
 Usage: python benchmarks/soak.py [--minutes 60] [--threads 4] [--rate 40] [--keys 100000] [--redis]
+                                 [--block-cache-mib 32] [--memtable-mib 8] [--malloc-trim]
        python benchmarks/soak.py --gpu --minutes 10          (the GPU machine)
 Exit status 1 when any error or wrong row was seen (or a --max-* growth bound was passed), else 0.
 """
@@ -34,6 +47,8 @@ Exit status 1 when any error or wrong row was seen (or a --max-* growth bound wa
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import platform
@@ -216,6 +231,17 @@ def refresher(server: Server, stop: threading.Event) -> None:
             server.stats.problem(f"{server.name} refresh: {type(error).__name__}: {error}")
 
 
+def malloc_trim() -> bool:
+    """glibc's malloc_trim(0): hands the allocator's free memory (in every arena) back to the system.
+    False where the C library has none."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(ctypes.c_size_t(0))  # returns whether it released anything; either is fine here
+    return True
+
+
 def sample() -> tuple[float, int]:
     """(RSS in MiB, open file descriptors) of this process."""
     with open("/proc/self/status") as f:
@@ -223,21 +249,25 @@ def sample() -> tuple[float, int]:
     return rss_kib / 1024.0, len(os.listdir("/proc/self/fd"))
 
 
-def tier_mib(servers: list) -> float:
-    """What the servers' tiers report holding in this process (stats' tier_bytes), in MiB."""
-    total = 0
+def tier_mib(servers: list) -> tuple[float, float]:
+    """(what the servers' tiers report holding in this process (stats' tier_bytes), the usage of their
+    RocksDB block caches), in MiB. A block cache is its store's, reported alike by each of its tables:
+    counted once per server (each server here has one store)."""
+    tiers = cache = 0
     for server in servers:
-        for table in server.ps.stats():
-            total += sum(table["tier_bytes"].values())
-    return total / (1 << 20)
+        tables = server.ps.stats()
+        tiers += sum(sum(table["tier_bytes"].values()) for table in tables)
+        cache += max((table["tier_counters"].get("persistent_db", {}).get("block_cache_usage_bytes", 0)
+                      for table in tables), default=0)
+    return tiers / (1 << 20), cache / (1 << 20)
 
 
-def slope_per_minute(t: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of y over the second half of the samples, per minute."""
-    half = t.size // 2
-    if t.size - half < 2:
+def slope_per_minute(t: np.ndarray, y: np.ndarray, share: float = 0.5) -> float:
+    """Least-squares slope of y over the last `share` of the samples (default the second half), per minute."""
+    first = t.size - int(round(t.size * share))
+    if t.size - first < 2:
         return float("nan")
-    return float(np.polyfit(t[half:] / 60.0, y[half:], 1)[0])
+    return float(np.polyfit(t[first:] / 60.0, y[first:], 1)[0])
 
 
 def build_servers(args, folder: str, cluster) -> list[Server]:
@@ -251,6 +281,11 @@ def build_servers(args, folder: str, cluster) -> list[Server]:
     partitions = 4
     bounded = {"num_partitions": partitions, "overflow_margin": max(16, args.keys // partitions // 4),
                "overflow_policy": "evict_random", "cache_missed_embeddings": True}
+    persistent = {"type": "rocks_db"}
+    if args.block_cache_mib is not None:
+        persistent["block_cache_size"] = f"{args.block_cache_mib}MiB"
+    if args.memtable_mib is not None:
+        persistent["memtable_size"] = f"{args.memtable_mib}MiB"
     specs = []
     if args.gpu:
         specs.append(("gpu_cache+hash_map", {"volatile_db": {"type": "hash_map", "num_partitions": partitions},
@@ -260,12 +295,12 @@ def build_servers(args, folder: str, cluster) -> list[Server]:
                                    "models": [model]}))
     else:
         specs.append(("hash_map+rocks_db", {"volatile_db": dict(bounded, type="hash_map"),
-                                            "persistent_db": {"type": "rocks_db", "path": os.path.join(folder, "db1")},
+                                            "persistent_db": dict(persistent, path=os.path.join(folder, "db1")),
                                             "models": [model]}))
         if cluster is not None:
             specs.append(("redis_cluster+rocks_db",
                           {"volatile_db": dict(bounded, type="redis_cluster", address=cluster.address),
-                           "persistent_db": {"type": "rocks_db", "path": os.path.join(folder, "db2")},
+                           "persistent_db": dict(persistent, path=os.path.join(folder, "db2")),
                            "models": [model]}))
     return [Server(name, dict(config, supportlonglong=True), args.keys, present, args.dim, args.gpu)
             for name, config in specs]
@@ -321,13 +356,16 @@ def soak(args, servers: list[Server]) -> dict:
           f"{args.keys} keys, D={args.dim}, batch {args.batch}, {args.minutes} min", flush=True)
     while True:
         now = time.monotonic() - start
+        if args.malloc_trim:
+            malloc_trim()
         rss, fds = sample()
-        samples.append((now, rss, fds, tier_mib(servers)))
+        tiers, cache = tier_mib(servers)
+        samples.append((now, rss, fds, tiers, cache, rss - tiers - cache))
         if args.progress:
             ops = sum(sum(s.stats.ops.values()) for s in servers)
             wrong = sum(s.stats.wrong_rows + s.stats.errors for s in servers)
-            print(f"  t={now:7.0f}s rss={rss:8.1f} MiB tiers={samples[-1][3]:7.1f} MiB fds={fds:4d} ops={ops} "
-                  f"wrong+errors={wrong}", flush=True)
+            print(f"  t={now:7.0f}s rss={rss:8.1f} MiB tiers={tiers:7.1f} block_cache={cache:7.1f} "
+                  f"unaccounted={rss - tiers - cache:7.1f} MiB fds={fds:4d} ops={ops} wrong+errors={wrong}", flush=True)
         if now >= seconds or (args.stop_on_error and any(s.stats.wrong_rows or s.stats.errors for s in servers)):
             break
         time.sleep(min(every, max(0.0, seconds - now)) or 0.01)
@@ -335,21 +373,38 @@ def soak(args, servers: list[Server]) -> dict:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - start
+    # Memory the allocator holds free (returned to it but kept resident) is part of RSS, not in use:
+    # measured once at the end, with the servers still open.
+    rss_before_trim = sample()[0]
+    trimmed = malloc_trim()
+    rss_after_trim = sample()[0] if trimmed else float("nan")
     for server in servers:
         server.ps.close()
-    t, rss, fds, tiers = (np.array(c, dtype=np.float64) for c in zip(*samples))
+    t, rss, fds, tiers, cache, unaccounted = (np.array(c, dtype=np.float64) for c in zip(*samples))
     half = t.size // 2
     result = {
         "elapsed_s": elapsed,
         "samples": int(t.size),
         "rss_mib_first": float(rss[0]), "rss_mib_last": float(rss[-1]), "rss_mib_max": float(rss.max()),
         "rss_slope_mib_per_min": slope_per_minute(t, rss),
+        "rss_mib_end_before_malloc_trim": rss_before_trim, "rss_mib_end_after_malloc_trim": rss_after_trim,
+        "rss_slope_last_quarter_mib_per_min": slope_per_minute(t, rss, 0.25),
         "rss_growth_second_half_mib": float(rss[half:].max() - rss[half]),
         "fds_first": int(fds[0]), "fds_last": int(fds[-1]), "fds_max": int(fds.max()),
         "fds_slope_per_min": slope_per_minute(t, fds),
         "fds_growth_second_half": int(fds[half:].max() - fds[half]),
         "tier_mib_first": float(tiers[0]), "tier_mib_last": float(tiers[-1]),
         "tier_slope_mib_per_min": slope_per_minute(t, tiers),
+        "block_cache_mib_first": float(cache[0]), "block_cache_mib_last": float(cache[-1]),
+        "block_cache_mib_max": float(cache.max()),
+        "block_cache_slope_mib_per_min": slope_per_minute(t, cache),
+        "unaccounted_mib_first": float(unaccounted[0]), "unaccounted_mib_last": float(unaccounted[-1]),
+        "unaccounted_mib_max": float(unaccounted.max()),
+        "unaccounted_slope_mib_per_min": slope_per_minute(t, unaccounted),
+        "unaccounted_slope_last_quarter_mib_per_min": slope_per_minute(t, unaccounted, 0.25),
+        "unaccounted_growth_second_half_mib": float(unaccounted[half:].max() - unaccounted[half]),
+        "samples_t_rss_tiers_cache_fds": [[round(float(a), 1) for a in row]
+                                          for row in zip(t, rss, tiers, cache, fds)],
         "servers": {s.name: {"ops": dict(s.stats.ops), "rows_checked": s.stats.rows_checked,
                              "wrong_rows": s.stats.wrong_rows, "errors": s.stats.errors,
                              "problems": s.stats.first_problems} for s in servers},
@@ -360,6 +415,7 @@ def soak(args, servers: list[Server]) -> dict:
 
 
 def report(args, result: dict) -> None:
+    caps = f", each capped at {args.block_cache_mib} MiB" if args.block_cache_mib is not None else ""
     print(f"# hps {hps.__version__}; {platform.machine()}, {os.cpu_count()} cores; ran {result['elapsed_s'] / 60:.2f} "
           f"min, {result['samples']} samples")
     print(f"{'server':24} {'lookups':>10} {'updates':>9} {'erases':>8} {'refresh':>8} {'rows checked':>13} "
@@ -372,10 +428,21 @@ def report(args, result: dict) -> None:
             print("  " + p.rstrip().replace("\n", "\n  "))
     print(f"RSS MiB: first {result['rss_mib_first']:.1f}, last {result['rss_mib_last']:.1f}, max "
           f"{result['rss_mib_max']:.1f}; second half: slope {result['rss_slope_mib_per_min']:+.3f} MiB/min, "
-          f"growth {result['rss_growth_second_half_mib']:.1f} MiB")
-    print(f"tiers' own memory (stats tier_bytes: hash map; RocksDB memtables and table readers, not its block "
-          f"cache) MiB: first {result['tier_mib_first']:.1f}, last {result['tier_mib_last']:.1f}; second half: slope "
+          f"growth {result['rss_growth_second_half_mib']:.1f} MiB; last quarter: slope "
+          f"{result['rss_slope_last_quarter_mib_per_min']:+.3f} MiB/min")
+    print(f"at the end: RSS {result['rss_mib_end_before_malloc_trim']:.1f} MiB, after malloc_trim(0) "
+          f"{result['rss_mib_end_after_malloc_trim']:.1f} MiB (the rest: free memory the allocator kept)")
+    print(f"tiers' own memory (stats tier_bytes: hash map; RocksDB memtables and table readers) MiB: first "
+          f"{result['tier_mib_first']:.1f}, last {result['tier_mib_last']:.1f}; second half: slope "
           f"{result['tier_slope_mib_per_min']:+.3f} MiB/min")
+    print(f"RocksDB block caches (tier_counters block_cache_usage_bytes{caps}) MiB: first "
+          f"{result['block_cache_mib_first']:.1f}, last {result['block_cache_mib_last']:.1f}, max "
+          f"{result['block_cache_mib_max']:.1f}; second half: slope {result['block_cache_slope_mib_per_min']:+.3f} MiB/min")
+    print(f"unaccounted (RSS - tiers - block caches) MiB: first {result['unaccounted_mib_first']:.1f}, last "
+          f"{result['unaccounted_mib_last']:.1f}, max {result['unaccounted_mib_max']:.1f}; second half: slope "
+          f"{result['unaccounted_slope_mib_per_min']:+.3f} MiB/min, growth "
+          f"{result['unaccounted_growth_second_half_mib']:.1f} MiB; last quarter: slope "
+          f"{result['unaccounted_slope_last_quarter_mib_per_min']:+.3f} MiB/min")
     print(f"open fds: first {result['fds_first']}, last {result['fds_last']}, max {result['fds_max']}; second half: "
           f"slope {result['fds_slope_per_min']:+.3f}/min, growth {result['fds_growth_second_half']}")
 
@@ -392,6 +459,13 @@ def main(argv=None) -> int:
     p.add_argument("--gpu", action="store_true", help="the GPU cache over the hash map only (needs torch + CUDA)")
     p.add_argument("--hash-map-only", action="store_true",
                    help="the hash map alone, no RocksDB (tells the core's memory from RocksDB's caches)")
+    p.add_argument("--block-cache-mib", type=int,
+                   help="persistent_db.block_cache_size of each RocksDB store, in MiB (default: the config's, 256)")
+    p.add_argument("--memtable-mib", type=int,
+                   help="persistent_db.memtable_size of each RocksDB store, in MiB (default: the config's, 64)")
+    p.add_argument("--malloc-trim", action="store_true",
+                   help="call malloc_trim(0) before each sample: RSS then counts memory in use, not what the allocator "
+                        "keeps free (tells fragmentation from a leak)")
     p.add_argument("--sample-seconds", type=float, default=0.0, help="default: run/60, within [1, 10]")
     p.add_argument("--dir", help="working folder (kept); default a temporary one, removed")
     p.add_argument("--json", help="also write the result here")

@@ -860,6 +860,17 @@ const Fields<PersistentDbConfig>& persistent_db_fields() {
            "Most keys read or written in one RocksDB operation; larger calls are split."),
       bind("update_filters", &P::update_filters, list(string(Text::kRegex)), kFilterDescription),
       bind("initialize_after_startup", &P::initialize_after_startup, boolean(), kInitializeDescription),
+      bind("block_cache_size", &P::block_cache_size, byte_size(1),
+           "RocksDB (hps extension): most bytes of the store's LRU cache of SST file blocks, one "
+           "cache shared by every table of the database (default 256 MiB). It fills up to this cap "
+           "as lookups read blocks and then stays there; `stats()` shows its usage "
+           "(`tier_counters.persistent_db.block_cache_usage_bytes`). A number of bytes or a string "
+           "such as \"64MiB\"."),
+      bind("memtable_size", &P::memtable_size, byte_size(1 << 20),
+           "RocksDB (hps extension): bytes of one memtable, where writes land before they are flushed "
+           "to disk (RocksDB's write_buffer_size; default 64 MiB). Each table holds up to two (one "
+           "filling, one being flushed), counted in the table's `tier_bytes`. Smaller: less memory, "
+           "more flushes and compactions. A number of bytes or a string such as \"16MiB\"."),
   };
   return fields;
 }

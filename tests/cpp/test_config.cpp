@@ -128,6 +128,8 @@ void expect_same(const PersistentDbConfig& a, const PersistentDbConfig& b) {
   EXPECT_EQ(a.max_batch_size, b.max_batch_size);
   EXPECT_EQ(a.update_filters, b.update_filters);
   EXPECT_EQ(a.initialize_after_startup, b.initialize_after_startup);
+  EXPECT_EQ(a.block_cache_size, b.block_cache_size);
+  EXPECT_EQ(a.memtable_size, b.memtable_size);
 }
 
 void expect_same(const UpdateSourceConfig& a, const UpdateSourceConfig& b) {
@@ -242,6 +244,8 @@ TEST(Config, MinimalConfigHasTheDocumentedDefaults) {
   EXPECT_EQ(p.max_batch_size, 65536u);
   EXPECT_EQ(p.update_filters, std::vector<std::string>{".+"});
   EXPECT_TRUE(p.initialize_after_startup);
+  EXPECT_EQ(p.block_cache_size, 268435456u);
+  EXPECT_EQ(p.memtable_size, 67108864u);
 
   const UpdateSourceConfig& u = c.update_source;
   EXPECT_EQ(u.type, UpdateSourceType::kNone);
@@ -403,7 +407,8 @@ TEST(Config, UnknownKeysSuggestTheClosestValidKey) {
   // Nothing close: the valid keys are listed instead.
   const std::string far = error_of(with("/persistent_db/zzzzzzzzzz", 1));
   EXPECT_EQ(far, "config.json: persistent_db.zzzzzzzzzz: unknown key; valid keys here: type, path, num_threads, "
-                 "read_only, max_batch_size, update_filters, initialize_after_startup");
+                 "read_only, max_batch_size, update_filters, initialize_after_startup, block_cache_size, "
+                 "memtable_size");
   // The dense-network keys Triton configs carry are accepted (with a warning), so a misspelling
   // of one is pointed at it.
   EXPECT_EQ(error_of(with("/models/0/network_files", "x.json")),
@@ -435,6 +440,9 @@ TEST(Config, WrongTypesNameThePathTheExpectedTypeAndWhatWasFound) {
       {"/volatile_db/allocation_rate", -1, byte_size + "-1"},
       {"/volatile_db/allocation_rate", 1.5, byte_size + "1.5"},
       {"/volatile_db/allocation_rate", true, byte_size + "true"},
+      {"/persistent_db/block_cache_size", "16 furlongs", byte_size + "\"16 furlongs\""},
+      {"/persistent_db/block_cache_size", -1, byte_size + "-1"},
+      {"/persistent_db/block_cache_size", nullptr, byte_size + "null"},
       {"/volatile_db/update_filters", "x", "expected an array of regular expressions, found \"x\""},
       {"/volatile_db/update_filters/0", 5, "expected a regular expression, found 5"},
       {"/models/0/sparse_files/1", "", "expected a non-empty string, found \"\""},
@@ -507,8 +515,12 @@ TEST(Config, EveryRangeIsCheckedAtItsBounds) {
       {"/volatile_db/max_batch_size", {1}, {{0, "0"}}, "an integer >= 1"},
       {"/volatile_db/allocation_rate", {1, "1B"}, {{0, "0"}, {"0KiB", "\"0KiB\""}},
        "a byte size (an integer >= 1 or a string such as \"256MiB\")"},
+      {"/persistent_db/memtable_size", {1048576, "1MiB", "2MB"}, {{1048575, "1048575"}, {"1000KB", "\"1000KB\""}},
+       "a byte size (an integer >= 1048576 or a string such as \"256MiB\")"},
       {"/persistent_db/num_threads", {1}, {{0, "0"}}, "an integer >= 1"},
       {"/persistent_db/max_batch_size", {1}, {{0, "0"}}, "an integer >= 1"},
+      {"/persistent_db/block_cache_size", {1, "16MiB", "1GB"}, {{0, "0"}, {"0MiB", "\"0MiB\""}},
+       "a byte size (an integer >= 1 or a string such as \"256MiB\")"},
       {"/update_source/max_batch_size", {1}, {{0, "0"}}, "an integer >= 1"},
       {"/update_source/max_commit_interval", {1}, {{0, "0"}}, "an integer >= 1"},
       {"/update_source/metadata_refresh_interval_ms", {10}, {{9, "9"}}, "an integer >= 10"},
@@ -935,7 +947,8 @@ TEST(Config, NormalizedJsonRoundTrips) {
                     "cache_missed_embeddings": true, "update_filters": ["^a$", "b"],
                     "initialize_after_startup": false},
     "persistent_db": {"type": "rocks", "path": "rel/db", "num_threads": 3, "read_only": true,
-                      "max_batch_size": 5, "update_filters": [], "initialize_after_startup": false},
+                      "max_batch_size": 5, "update_filters": [], "initialize_after_startup": false,
+                      "block_cache_size": "32MiB", "memtable_size": 2000000},
     "update_source": {"type": "kafka", "brokers": "k:1", "metadata_refresh_interval_ms": 10,
                       "receive_buffer_size": 1024, "poll_timeout_ms": 0, "max_batch_size": 9,
                       "failure_backoff_ms": 0, "max_commit_interval": 1},
@@ -981,6 +994,8 @@ TEST(Config, NormalizedJsonRoundTrips) {
   EXPECT_EQ(n["volatile_db"]["allocation_rate"], 67108864);
   EXPECT_EQ(n["persistent_db"]["type"], "rocks_db");
   EXPECT_EQ(n["persistent_db"]["path"], "/base/rel/db");
+  EXPECT_EQ(n["persistent_db"]["block_cache_size"], 33554432);
+  EXPECT_EQ(n["persistent_db"]["memtable_size"], 2000000);
   EXPECT_EQ(n["update_source"]["type"], "kafka_message_queue");
   EXPECT_EQ(n["models"][0]["embedding_cache_type"], "dynamic");
   EXPECT_EQ(n["models"][0]["sparse_files"], Json::array({"/base/a", "/b"}));
@@ -1009,7 +1024,8 @@ const std::vector<std::string> kVolatileKeys = {
     "operation_timeout_ms", "refresh_time_after_fetch", "overflow_margin", "overflow_policy", "overflow_resolution_target", "initial_cache_rate",
     "cache_missed_embeddings", "update_filters", "initialize_after_startup"};
 const std::vector<std::string> kPersistentKeys = {"type", "path", "num_threads", "read_only", "max_batch_size",
-                                                  "update_filters", "initialize_after_startup"};
+                                                  "update_filters", "initialize_after_startup", "block_cache_size",
+                                                  "memtable_size"};
 const std::vector<std::string> kUpdateKeys = {"type", "brokers", "metadata_refresh_interval_ms",
                                               "receive_buffer_size", "poll_timeout_ms", "max_batch_size",
                                               "failure_backoff_ms", "max_commit_interval", "group_id"};

@@ -302,6 +302,91 @@ TEST(RocksDbTier, SizeAndMemoryAreReported) {
   EXPECT_GT(tier->memory_bytes(), 0u);
 }
 
+/// The value of the tier's counter `name`; fails the test when there is none.
+std::uint64_t counter(const hps::Tier& tier, const std::string& name) {
+  for (const auto& c : tier.event_counters()) {
+    if (c.name == name) {
+      EXPECT_TRUE(c.gauge) << name;
+      return c.value;
+    }
+  }
+  ADD_FAILURE() << "no counter " << name;
+  return 0;
+}
+
+TEST(RocksDbTier, BlockCacheUsageIsReportedAndCapped) {
+  TempDir dir;
+  hps::PersistentDbConfig config = db_config(dir.db());
+  config.block_cache_size = std::size_t{1} << 20;
+  auto store = hps::RocksDbStore::open(config);
+  auto tier = store->open_table("hps_et.m.t", 16);
+  EXPECT_EQ(counter(*tier, "block_cache_capacity_bytes"), std::size_t{1} << 20);
+  // 50,000 rows of 72 bytes (3.4 MiB) in SST files, more than the cache holds.
+  const auto keys = key_range(0, 50000);
+  const auto rows = rows_for(keys, 16);
+  store->bulk_insert("hps_et.m.t", keys.data(), rows.data(), keys.size());
+  store->flush("hps_et.m.t");
+  const std::uint64_t before = counter(*tier, "block_cache_usage_bytes");
+  // A few neighbouring keys read one or two data blocks (4 KiB each) into the cache.
+  const auto few = key_range(0, 10);
+  EXPECT_EQ(count_found(*tier, few), few.size());
+  const std::uint64_t after_few = counter(*tier, "block_cache_usage_bytes");
+  EXPECT_GT(after_few, before);
+  EXPECT_LT(after_few, before + (std::size_t{64} << 10)) << "before " << before;
+  // Every key: the usage reaches the cap and stays within it; the blocks are released after the reads.
+  EXPECT_EQ(count_found(*tier, keys), keys.size());
+  const std::uint64_t after_all = counter(*tier, "block_cache_usage_bytes");
+  EXPECT_GT(after_all, std::size_t{1} << 19);
+  EXPECT_LE(after_all, std::size_t{1} << 20);
+  // No data block (4 KiB) stays pinned; RocksDB keeps a small entry of its own pinned (88 bytes
+  // with RocksDB 7.8: its cache statistics collector).
+  EXPECT_LT(counter(*tier, "block_cache_pinned_bytes"), 4096u);
+  // The cache is the store's: a second table reports the same one.
+  auto other = store->open_table("hps_et.m.u", 4);
+  EXPECT_EQ(counter(*other, "block_cache_usage_bytes"), counter(*tier, "block_cache_usage_bytes"));
+}
+
+TEST(RocksDbTier, BlockCacheDefaultsTo256MiB) {
+  TempDir dir;
+  auto tier = open_store(dir.db())->open_table("hps_et.m.t", 4);
+  EXPECT_EQ(counter(*tier, "block_cache_capacity_bytes"), std::size_t{256} << 20);
+}
+
+TEST(RocksDbTier, ZeroBlockCacheSizeIsRefused) {
+  TempDir dir;
+  hps::PersistentDbConfig config = db_config(dir.db());
+  config.block_cache_size = 0;
+  const auto message = error_message<hps::InvalidArgument>([&] { hps::RocksDbStore::open(config); });
+  EXPECT_TRUE(contains(message, "persistent_db.block_cache_size")) << message;
+}
+
+TEST(RocksDbTier, MemtableSizeBoundsTheMemoryOfWrites) {
+  // 20,000 rows of 1 KiB (about 20 MiB) written through the WAL, as update() writes them.
+  const auto keys = key_range(0, 20000);
+  const auto rows = rows_for(keys, 256);
+  auto memory_after_writes = [&](std::size_t memtable_size) {
+    TempDir dir;
+    hps::PersistentDbConfig config = db_config(dir.db());
+    config.memtable_size = memtable_size;
+    auto tier = hps::RocksDbStore::open(config)->open_table("hps_et.m.t", 256);
+    tier->insert(keys.data(), rows.data(), keys.size());
+    EXPECT_EQ(count_found(*tier, keys), keys.size());
+    return tier->memory_bytes();
+  };
+  // 2 MiB memtables: full ones are flushed, at most two stay (plus the table readers' indexes and
+  // filters, a few hundred KiB here). RocksDB's 64 MiB default keeps all 20 MiB in memory.
+  EXPECT_LT(memory_after_writes(std::size_t{2} << 20), std::size_t{6} << 20);
+  EXPECT_GT(memory_after_writes(std::size_t{64} << 20), std::size_t{20} << 20);
+}
+
+TEST(RocksDbTier, TooSmallMemtableSizeIsRefused) {
+  TempDir dir;
+  hps::PersistentDbConfig config = db_config(dir.db());
+  config.memtable_size = 1000;
+  const auto message = error_message<hps::InvalidArgument>([&] { hps::RocksDbStore::open(config); });
+  EXPECT_TRUE(contains(message, "persistent_db.memtable_size")) << message;
+}
+
 TEST(RocksDbTier, OtherDimOnReopenIsAnIOErrorNamingBothSizes) {
   TempDir dir;
   const auto keys = key_range(0, 10);

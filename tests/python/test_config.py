@@ -61,6 +61,15 @@ def test_defaults_are_filled_in(table):
     ('{"volatile_db": {"type": "hashmapp"}, "models": [{"model": "m", "sparse_files": ["x"], '
      '"embedding_vecsize_per_table": [4]}]}', r"volatile_db\.type.*hash_map"),
     ('{"models": []}', r"models"),
+    ('{"persistent_db": {"type": "rocks_db", "block_cache_size": "32 MB please"}, "models": [{"model": "m", '
+     '"sparse_files": ["x"], "embedding_vecsize_per_table": [4]}]}',
+     r"persistent_db\.block_cache_size: expected a byte size .*\"32 MB please\""),
+    ('{"persistent_db": {"type": "rocks_db", "block_cache_size": 0}, "models": [{"model": "m", '
+     '"sparse_files": ["x"], "embedding_vecsize_per_table": [4]}]}',
+     r"persistent_db\.block_cache_size: expected a byte size \(an integer >= 1.*found 0"),
+    ('{"persistent_db": {"type": "rocks_db", "memtable_size": "512KiB"}, "models": [{"model": "m", '
+     '"sparse_files": ["x"], "embedding_vecsize_per_table": [4]}]}',
+     r"persistent_db\.memtable_size: expected a byte size \(an integer >= 1048576.*found \"512KiB\""),
 ])
 def test_invalid_configs_name_the_path(tmp_path, text, pattern):
     with pytest.raises(hps.ConfigError, match=pattern):

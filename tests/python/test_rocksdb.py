@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,6 +45,39 @@ def test_misses_fall_through_and_only_found_rows_are_promoted(tmp_path):
         assert 0 < s["promoted_keys"] <= int(present.sum())
         assert s["tier_rows"]["volatile_db"] <= 3 * 100
         np.testing.assert_array_equal(ps.lookup("m", 0, q), t.expected(q))  # again, partly promoted
+
+
+def test_block_cache_usage_is_in_stats_and_prometheus(tmp_path):
+    t = make_table(tmp_path / "t", 40000, 16)  # 40,000 rows of 72 bytes: 2.7 MiB of SST blocks
+    config = config_for([t], persistent=str(tmp_path / "db"))
+    config["volatile_db"] = {"type": "disabled"}  # every lookup reads RocksDB
+    config["persistent_db"]["block_cache_size"] = "1MiB"
+    with hps.HPS(config) as ps:
+        def cache():
+            (s,) = ps.stats()
+            return s["tier_counters"]["persistent_db"]
+        before = cache()
+        assert before["block_cache_capacity_bytes"] == 1 << 20
+        assert before["block_cache_usage_bytes"] < 1 << 20
+        np.testing.assert_array_equal(ps.lookup("m", 0, t.keys[:10]), t.expected(t.keys[:10]))
+        assert cache()["block_cache_usage_bytes"] > before["block_cache_usage_bytes"]
+        np.testing.assert_array_equal(ps.lookup("m", 0, t.keys), t.expected(t.keys))
+        after = cache()
+        assert (1 << 19) < after["block_cache_usage_bytes"] <= 1 << 20  # filled up to the cap, not past it
+        assert after["block_cache_pinned_bytes"] < 4096  # no data block held (RocksDB pins a small entry of its own)
+        text = ps.prometheus()
+        assert "# TYPE hps_tier_block_cache_usage_bytes gauge" in text
+        labels = 'model="m",table="sparse_embedding0",tier="persistent_db"'
+        assert f"hps_tier_block_cache_capacity_bytes{{{labels}}} 1048576" in text
+        assert re.search(rf"hps_tier_block_cache_usage_bytes\{{{labels}\}} [1-9][0-9]*\n", text)
+
+
+def test_block_cache_size_defaults_to_256_mib(tmp_path):
+    t = make_table(tmp_path / "t", 100, 4)
+    with hps.HPS(config_for([t], persistent=str(tmp_path / "db"))) as ps:
+        (s,) = ps.stats()
+        assert s["tier_counters"]["persistent_db"]["block_cache_capacity_bytes"] == 256 << 20
+        assert hps.Config(config_for([t], persistent="db")).to_dict()["persistent_db"]["block_cache_size"] == 256 << 20
 
 
 def test_updates_survive_a_restart(tmp_path):

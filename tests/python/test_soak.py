@@ -55,7 +55,8 @@ def test_the_row_checker_catches_wrong_rows():
 @pytest.mark.skipif(not hps.rocksdb_available(), reason="this build has no RocksDB")
 def test_one_minute_soak_has_no_error_no_wrong_row_and_bounded_growth(tmp_path):
     out = tmp_path / "soak.json"
-    args = [sys.executable, SOAK, "--minutes", os.environ.get("HPS_SOAK_MINUTES", "1"), "--json", str(out)]
+    args = [sys.executable, SOAK, "--minutes", os.environ.get("HPS_SOAK_MINUTES", "1"), "--json", str(out),
+            "--block-cache-mib", "8"]
     redis = hps.redis_available() and redis_installed()
     if redis:
         args.append("--redis")
@@ -73,4 +74,9 @@ def test_one_minute_soak_has_no_error_no_wrong_row_and_bounded_growth(tmp_path):
     # Generous bounds (not timing): RocksDB's memtable alone may grow by tens of MiB until it is flushed.
     assert result["rss_growth_second_half_mib"] < 192, result
     assert result["fds_growth_second_half"] <= 32, result
+    # The block caches are sampled: filled by lookups that read RocksDB, within their cap (8 MiB per store).
+    stores = len(result["servers"])
+    assert 0 < result["block_cache_mib_max"] <= 8 * stores, result
+    last = result["samples_t_rss_tiers_cache_fds"][-1]
+    assert result["unaccounted_mib_last"] == pytest.approx(last[1] - last[2] - last[3], abs=0.2)
     assert run.returncode == 0, run.stdout

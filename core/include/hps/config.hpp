@@ -82,6 +82,11 @@ struct PersistentDbConfig {
   std::size_t max_batch_size = 65536;
   std::vector<std::string> update_filters = {".+"};
   bool initialize_after_startup = true;
+  /// hps extension: bytes of RocksDB's LRU block cache, one per store shared by its tables
+  /// (HugeCTR fixed 8 MiB in code).
+  std::size_t block_cache_size = std::size_t{256} << 20;
+  /// hps extension: bytes of one RocksDB memtable (write_buffer_size; RocksDB's default, 64 MiB).
+  std::size_t memtable_size = std::size_t{64} << 20;
 };
 
 /// `update_source`: Kafka.

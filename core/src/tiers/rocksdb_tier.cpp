@@ -48,8 +48,8 @@ namespace {
 
 constexpr const char* kMetaFamily = "hps_meta";
 constexpr std::size_t kKeyBytes = 8;
-// One LRU block cache per store, shared by its tables. A cap, not an up-front allocation.
-constexpr std::size_t kBlockCacheBytes = std::size_t{256} << 20;
+// persistent_db.memtable_size's lower bound (the config's too): smaller memtables flush constantly.
+constexpr std::size_t kMinMemtableBytes = std::size_t{1} << 20;
 // About 1% false positives: a lookup of an absent key rarely reads a data block.
 constexpr double kBloomBitsPerKey = 10;
 // RocksDB rotates its info LOG on every open; keep a few, not the default thousand.
@@ -115,7 +115,8 @@ bool database_exists(const std::string& path) {
   return std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ignored);
 }
 
-rocksdb::ColumnFamilyOptions family_options(const std::shared_ptr<rocksdb::Cache>& block_cache) {
+rocksdb::ColumnFamilyOptions family_options(const std::shared_ptr<rocksdb::Cache>& block_cache,
+                                            std::size_t memtable_size) {
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = block_cache;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kBloomBitsPerKey));
@@ -126,6 +127,9 @@ rocksdb::ColumnFamilyOptions family_options(const std::shared_ptr<rocksdb::Cache
   // A bloom filter over the memtable too, so misses skip its skip-list search.
   options.memtable_whole_key_filtering = true;
   options.memtable_prefix_bloom_size_ratio = 0.02;
+  // Writes fill one memtable of this size; a full one is flushed to an SST file while the next
+  // fills (max_write_buffer_number stays 2), so a family holds at most twice this much.
+  options.write_buffer_size = memtable_size;
   return options;
 }
 
@@ -173,6 +177,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
 
   rocksdb::DB& db() const { return *db_; }
   std::size_t max_batch_size() const { return config_.max_batch_size; }
+  const rocksdb::Cache& block_cache() const { return *block_cache_; }
   /// Throws IOError when the store is read-only; `what` names the refused operation.
   void expect_writable(const std::string& what) const;
 
@@ -273,8 +278,10 @@ class RocksDbTable final : public Tier {
   bool size_is_estimate() const override { return true; }
   std::size_t capacity() const override { return SIZE_MAX; }
   /// The table's memtables and table readers (indexes, filters). The block cache is shared by
-  /// every table of the store and is not counted.
+  /// every table of the store and is not counted: event_counters() reports it.
   std::size_t memory_bytes() const override;
+  /// Gauges of the store's block cache (the same values for every table of the store).
+  std::vector<TierCounter> event_counters() const override;
   void for_each(std::size_t chunk_rows,
                 const std::function<void(const std::int64_t*, const float*, std::size_t)>& fn) override;
 
@@ -414,6 +421,19 @@ std::size_t RocksDbTable::memory_bytes() const {
   return int_property("rocksdb.size-all-mem-tables") + int_property("rocksdb.estimate-table-readers-mem");
 }
 
+std::vector<TierCounter> RocksDbTable::event_counters() const {
+  const rocksdb::Cache& cache = store_->block_cache();
+  return {
+      {"block_cache_usage_bytes", cache.GetUsage(),
+       "Bytes in the RocksDB block cache (the store's, shared by its tables; persistent_db.block_cache_size caps it).",
+       true},
+      {"block_cache_pinned_bytes", cache.GetPinnedUsage(),
+       "Bytes of that block cache in use by reads in progress (and a small entry of RocksDB's own): not evictable now.",
+       true},
+      {"block_cache_capacity_bytes", cache.GetCapacity(), "Capacity of that block cache in bytes.", true},
+  };
+}
+
 void RocksDbTable::for_each(std::size_t chunk_rows,
                             const std::function<void(const std::int64_t*, const float*, std::size_t)>& fn) {
   HPS_EXPECTS(chunk_rows > 0, InvalidArgument, "for_each needs chunk_rows > 0");
@@ -447,8 +467,12 @@ void RocksDbTable::for_each(std::size_t chunk_rows,
 RocksDbStoreImpl::RocksDbStoreImpl(const PersistentDbConfig& config) : config_(config) {
   HPS_EXPECTS(!config_.path.empty(), InvalidArgument, "persistent_db.path is empty");
   HPS_EXPECTS(config_.max_batch_size > 0, InvalidArgument, "persistent_db.max_batch_size must be positive");
-  block_cache_ = rocksdb::NewLRUCache(kBlockCacheBytes);
-  family_options_ = family_options(block_cache_);
+  HPS_EXPECTS(config_.block_cache_size > 0, InvalidArgument, "persistent_db.block_cache_size must be positive");
+  HPS_EXPECTS(config_.memtable_size >= kMinMemtableBytes, InvalidArgument,
+              "persistent_db.memtable_size must be at least 1 MiB, found ", config_.memtable_size);
+  // One LRU block cache per store, shared by its tables. A cap, not an up-front allocation.
+  block_cache_ = rocksdb::NewLRUCache(config_.block_cache_size);
+  family_options_ = family_options(block_cache_, config_.memtable_size);
   open_database();
 }
 

@@ -41,6 +41,7 @@ class RocksDbChainTier final : public Tier, public BulkLoadable {
   bool size_is_estimate() const override { return table_->size_is_estimate(); }
   std::size_t capacity() const override { return table_->capacity(); }
   std::size_t memory_bytes() const override { return table_->memory_bytes(); }
+  std::vector<TierCounter> event_counters() const override { return table_->event_counters(); }
   void for_each(std::size_t chunk_rows,
                 const std::function<void(const std::int64_t*, const float*, std::size_t)>& fn) override {
     table_->for_each(chunk_rows, fn);
