@@ -252,10 +252,11 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
     auto* dynamic = dynamic_cast<hps::cuda::DynamicGpuCache*>(cache.get());
     const hps::cuda::DynamicCounters counters = dynamic->counters();
     std::printf("dynamic insert of %zu rows at capacity = rows: %.3f s; size %zu of capacity %zu in %llu slots; "
-                "%llu relocated, %llu evicted by overflow; device bytes %.2f GiB = %.1f B per row (row %zu B)\n",
+                "%llu relocated, %llu evicted by overflow; device bytes %.2f GiB, table %.1f B per row (row %zu B + "
+                "key 8 B; target <= 1.15x)\n",
                 rows, insert_s, cache->size(), cache->capacity(), static_cast<unsigned long long>(dynamic->slots()),
                 counters.relocated, counters.overflowed, static_cast<double>(cache->memory_bytes()) / (1 << 30),
-                static_cast<double>(cache->memory_bytes()) / static_cast<double>(rows), dim * sizeof(float));
+                static_cast<double>(cache->table_bytes()) / static_cast<double>(rows), dim * sizeof(float));
     // Keys evicted by set overflow (expected: none) answer through the resolver: collect them, leave them out.
     std::unordered_set<std::int64_t> evicted;
     auto collect = [&](const std::int64_t* k, std::size_t n, float*, std::uint8_t* found) {

@@ -880,9 +880,17 @@ std::vector<TableStats> ParameterServer::stats() const {
       tier_rows = std::min<std::uint64_t>(tier_rows, gpu.hits);
       gpu.hits -= tier_rows;
       s.tiers[stats_slot(table->chain.front())].hits += tier_rows;
+      std::uint64_t cache_table_bytes = 0, cache_capacity = 0;
       for (const auto& cache : table->caches) {
         gpu.rows += cache->size();
         gpu.bytes += cache->memory_bytes();
+        cache_table_bytes += cache->table_bytes();
+        cache_capacity += cache->capacity();
+      }
+      if (cache_capacity > 0) {
+        gpu.counters.push_back({"table_bytes_per_row", cache_table_bytes / cache_capacity,
+                                "Device bytes of the GPU cache tables per row they can hold (rows, keys, metadata).",
+                                true});
       }
       if (index_bytes > 0) {
         const std::uint64_t tier_rows_now = table->chain.front().tier->size();

@@ -31,6 +31,12 @@ __device__ __forceinline__ std::uint32_t load_relaxed_u32(const std::uint32_t* a
   return v;
 }
 
+__device__ __forceinline__ std::uint64_t load_relaxed_u64(const void* address) {
+  std::uint64_t v;
+  asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(address) : "memory");
+  return v;
+}
+
 __device__ __forceinline__ std::uint16_t load_relaxed_u16(const void* address) {
   std::uint16_t v;
   asm volatile("ld.relaxed.gpu.global.u16 %0, [%1];" : "=h"(v) : "l"(address) : "memory");
@@ -81,6 +87,24 @@ __device__ __forceinline__ std::uint32_t load_relaxed_sys_u32(const void* addres
   return v;
 }
 __device__ __forceinline__ void fence_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
+
+// ---- LRU stamps (dynamic cache) ---------------------------------------------------------------
+// A slot's stamp is the low 16 bits of the lookup counter (the epoch) of its last use: 2 bytes per
+// slot instead of 4. Ages are taken modulo 2^16; a difference in the top kStampAheadWindow values
+// is a stamp written by a concurrent, later lookup (age 0), not one 60,000 lookups old. So a slot
+// unused for more than about 61,000 lookups may look young until the counter comes round again:
+// under churn such a slot has long been evicted (a Zipf cache at 20% turns over within hundreds
+// of calls), and at worst it is evicted one wrap later.
+
+constexpr std::uint32_t kStampAheadWindow = 4096;
+
+__device__ __forceinline__ std::uint16_t lru_stamp(std::uint32_t epoch) { return static_cast<std::uint16_t>(epoch); }
+
+/// Lookups since `stamp` was written, as seen at `epoch` (0 for a stamp from a later lookup).
+__device__ __forceinline__ std::uint32_t stamp_age(std::uint32_t epoch, std::uint16_t stamp) {
+  const std::uint32_t age = (epoch - stamp) & 0xFFFFu;
+  return age >= 0x10000u - kStampAheadWindow ? 0u : age;
+}
 
 // ---- hashing ------------------------------------------------------------------------------------
 

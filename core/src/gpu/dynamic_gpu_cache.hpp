@@ -22,10 +22,11 @@ class DynamicGpuCache final : public GpuCacheBase {
   GpuLookupResult lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out, StreamView stream,
                          const MissResolver& resolve, const InsertGuard& guard) override;
   std::size_t size() const override;
-  /// Keys held at most (the option); the table has about 11% more slots, so that this many keys
-  /// fit in their candidate sets without evictions.
+  /// Keys held at most (the option); the table has about 5% more slots (kTargetLoad), so that
+  /// this many keys fit in their candidate sets without evictions.
   std::size_t capacity() const override { return static_cast<std::size_t>(view_.capacity); }
   std::size_t memory_bytes() const override;
+  std::size_t table_bytes() const override { return table_bytes_; }
   /// Defaults the device served from the attached host tier's index (0 without one; the
   /// resolver on the host counts the others).
   std::size_t defaults_served() override;
@@ -81,7 +82,7 @@ class DynamicGpuCache final : public GpuCacheBase {
                      const std::int64_t* unique_keys, const std::uint32_t* unique_of_miss, const std::uint32_t* positions,
                      float* out, cudaStream_t stream, const InsertGuard& guard, GpuLookupResult& result);
 
-  DeviceAllocation meta_, records_, rows_, locks_, counters_;
+  DeviceAllocation meta_, keys_, stamps_, rows_, locks_, counters_;
   DynamicTableView view_;
   std::size_t table_bytes_ = 0;
   std::unique_ptr<HostTierIndex> tier_index_;  ///< set once, before lookups (attach_host_tier)

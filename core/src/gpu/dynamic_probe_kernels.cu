@@ -9,14 +9,14 @@
 //     together, so the second set costs no extra round trip);
 //  C. candidates = slots of either set whose digest matches and that are occupied and not busy;
 //     the first candidate's meta word is the version "before";
-//  D. load the candidate's record (key, LRU stamp) and row chunk into registers;
-//  E. re-read the candidate's meta word ("after"), strictly after the record and row reads;
-//  F. a hit when the record holds the key and before == after (no writer touched the slot while
+//  D. load the candidate's key, LRU stamp and row chunk into registers;
+//  E. re-read the candidate's meta word ("after"), strictly after the key and row reads;
+//  F. a hit when the slot holds the key and before == after (no writer touched the slot while
 //     it was read): the row is written to the output. Otherwise a miss, answered by the host
 //     tiers through the miss path.
-// Read ordering (docs/gpu_cache.md): the record and row addresses depend on the meta words
+// Read ordering (docs/gpu_cache.md): the key and row addresses depend on the meta words
 // loaded in B, and the address of the "after" read depends, through a zero the kernel cannot see
-// to be zero, on the record and row data: a load is only issued once the values its address
+// to be zero, on the key and row data: a load is only issued once the values its address
 // depends on have arrived, so the reads happen in protocol order without a fence. With
 // kStrict the kernel uses fences instead (the PTX memory model's own tool; benchmarked slower).
 // Rows wider than kLanes x kChunks chunks read the rest with fences in either mode.
@@ -55,8 +55,8 @@ constexpr std::uint32_t kStampRefreshAge = 1;
 
 /// Whether a hit should rewrite the slot's stamp (a stamp newer than `epoch`, from a later
 /// lookup, is left alone).
-__device__ __forceinline__ bool stamp_is_stale(std::uint32_t epoch, std::uint32_t stamp) {
-  return static_cast<std::int32_t>(epoch - stamp) >= static_cast<std::int32_t>(kStampRefreshAge);
+__device__ __forceinline__ bool stamp_is_stale(std::uint32_t epoch, std::uint16_t stamp) {
+  return stamp_age(epoch, stamp) >= kStampRefreshAge;
 }
 
 __device__ __forceinline__ bool is_candidate(std::uint32_t meta, std::uint32_t digest) {
@@ -130,7 +130,7 @@ __device__ __forceinline__ void append_misses(const MissSink& sink, bool miss, s
   }
 }
 
-/// Slow path (rare): the first candidate's record named another key (a 16-bit digest collision),
+/// Slow path (rare): the first candidate's slot held another key (a 16-bit digest collision),
 /// so the group tries the remaining candidates one by one with the full protocol and fences,
 /// re-reading each candidate's meta word as its version "before".
 template <typename T, bool kVector, int kLanes>
@@ -146,9 +146,10 @@ __device__ bool probe_remaining_candidates(const DynamicTableView& table, std::i
     const std::uint64_t slot = candidate_slot(first, second, j);
     const std::uint32_t before = load_relaxed_u32(table.meta + slot);
     fence_gpu();
-    const uint4 record = load_relaxed_v4(table.records + slot);
+    const auto slot_key = static_cast<std::int64_t>(load_relaxed_u64(table.keys + slot));
+    const std::uint16_t stamp = load_relaxed_u16(table.stamps + slot);
     // Group-uniform decision, so every lane takes the same path.
-    const bool usable = (before & (kMetaBusy | kMetaOccupied)) == kMetaOccupied && join_key(record.x, record.y) == key;
+    const bool usable = (before & (kMetaBusy | kMetaOccupied)) == kMetaOccupied && slot_key == key;
     if ((__ballot_sync(group_mask, usable) & group_mask) != group_mask) continue;
     const T* row = rows + slot * table.dim;
     for (std::uint32_t c = rank; c < chunks; c += kLanes) {
@@ -159,7 +160,7 @@ __device__ bool probe_remaining_candidates(const DynamicTableView& table, std::i
     fence_gpu();
     const bool unchanged = load_relaxed_u32(table.meta + slot) == before;
     const bool hit = (__ballot_sync(group_mask, unchanged) & group_mask) == group_mask;
-    if (hit && rank == 0 && stamp_is_stale(epoch, record.z)) store_relaxed_u32(&table.records[slot].stamp, epoch);
+    if (hit && rank == 0 && stamp_is_stale(epoch, stamp)) store_relaxed_u16(table.stamps + slot, lru_stamp(epoch));
     return hit;  // a key occupies one slot (two only during a move, both whole: either answers)
   }
   return false;
@@ -256,17 +257,20 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
       }
     }
 
-    // D. Record and row chunks of each key's first candidate, into registers.
-    uint4 record[kKeys];
+    // D. Key, stamp and row chunks of each key's first candidate, into registers.
+    std::uint64_t slot_key[kKeys];
+    std::uint16_t stamp[kKeys];
     typename Chunk::Bits data[kKeys][kChunks];
 #pragma unroll
     for (int k = 0; k < kKeys; ++k) {
-      record[k] = make_uint4(0, 0, 0, 0);
+      slot_key[k] = 0;
+      stamp[k] = 0;
 #pragma unroll
       for (int j = 0; j < kChunks; ++j) data[k][j] = typename Chunk::Bits{};
       if (candidates[k] == 0) continue;
       const std::uint64_t slot = candidate_slot(set[k], other[k], __ffs(static_cast<int>(candidates[k])) - 1);
-      record[k] = load_relaxed_v4(table.records + slot);
+      slot_key[k] = load_relaxed_u64(table.keys + slot);
+      if (rank == 0) stamp[k] = load_relaxed_u16(table.stamps + slot);
       const T* row = rows + slot * dim;
 #pragma unroll
       for (int j = 0; j < kChunks; ++j) {
@@ -283,12 +287,12 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
         float* dst = out + static_cast<std::uint64_t>(pos[k]) * dim;
         for (std::uint32_t c = rank + kLanes * kChunks; c < chunks; c += kLanes) {
           const typename Chunk::Bits extra = Chunk::load_bits(rows + slot * dim, c);
-          if (join_key(record[k].x, record[k].y) == key[k]) Chunk::to_output(dst, c, extra);
+          if (static_cast<std::int64_t>(slot_key[k]) == key[k]) Chunk::to_output(dst, c, extra);
         }
       }
     }
 
-    // E. The version "after", read once the record and row reads are complete.
+    // E. The version "after", read once the key and row reads are complete.
     if (kStrict || wide_rows) fence_gpu();
     bool hit[kKeys];
 #pragma unroll
@@ -297,19 +301,19 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
       if (candidates[k] == 0) continue;
       const std::uint64_t slot = candidate_slot(set[k], other[k], __ffs(static_cast<int>(candidates[k])) - 1);
       // Zero at run time, but computed from every value just read: the load below waits for them.
-      std::uint32_t after_dependency = record[k].x ^ record[k].y;
+      std::uint32_t after_dependency = static_cast<std::uint32_t>(slot_key[k] ^ (slot_key[k] >> 32));
 #pragma unroll
       for (int j = 0; j < kChunks; ++j) after_dependency ^= Chunk::first_word(data[k][j]);
       after_dependency &= zero;
       const std::uint32_t after = load_relaxed_u32(table.meta + slot + after_dependency);
-      hit[k] = after == before[k] && join_key(record[k].x, record[k].y) == key[k];
+      hit[k] = after == before[k] && static_cast<std::int64_t>(slot_key[k]) == key[k];
     }
 
     // F. Decide (the whole group agrees), write hits, resolve collisions, report misses.
 #pragma unroll
     for (int k = 0; k < kKeys; ++k) {
       const bool group_hit = (__ballot_sync(kFullMask, hit[k]) & group_mask) == group_mask;
-      const bool collided = !group_hit && candidates[k] != 0 && join_key(record[k].x, record[k].y) != key[k] &&
+      const bool collided = !group_hit && candidates[k] != 0 && static_cast<std::int64_t>(slot_key[k]) != key[k] &&
                             (candidates[k] & (candidates[k] - 1u)) != 0;
       const bool slow = (__ballot_sync(kFullMask, collided) & group_mask) != 0;
       bool found = group_hit;
@@ -320,9 +324,9 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
           const std::uint32_t c = rank + static_cast<std::uint32_t>(j * kLanes);
           if (c < chunks) Chunk::to_output(dst, c, data[k][j]);
         }
-        if (rank == 0 && stamp_is_stale(epoch, record[k].z)) {
+        if (rank == 0 && stamp_is_stale(epoch, stamp[k])) {
           const std::uint64_t slot = candidate_slot(set[k], other[k], __ffs(static_cast<int>(candidates[k])) - 1);
-          store_relaxed_u32(&table.records[slot].stamp, epoch);
+          store_relaxed_u16(table.stamps + slot, lru_stamp(epoch));
         }
       } else if (slow) {
         found = probe_remaining_candidates<T, kVector, kLanes>(table, key[k], set[k], other[k],

@@ -16,7 +16,7 @@
 // tried (never waited for) otherwise; a failed try releases everything and the warp starts over,
 // so no two warps ever wait for each other in a cycle.
 // Every slot change uses the seqlock protocol readers validate against:
-//   meta |= busy; fence; write record and row; fence; meta = new digest, counter + 1, occupied.
+//   meta |= busy; fence; write key, stamp and row; fence; meta = new digest, counter + 1, occupied.
 // A move writes the key's copy into its new slot (published) before its old slot is rewritten:
 // a reader sees the key in one slot or the other (or misses, and the host tiers answer).
 // An erase is one store of the meta word (counter + 1, not occupied).
@@ -101,7 +101,8 @@ __device__ void copy_slot(const DynamicTableView& table, std::uint64_t src, std:
   T* rows = static_cast<T*>(table.rows);
   const std::uint32_t src_meta = load_relaxed_u32(table.meta + src);
   const std::uint32_t dst_meta = load_relaxed_u32(table.meta + dst);
-  const uint4 record = load_relaxed_v4(table.records + src);
+  const std::uint64_t key = load_relaxed_u64(table.keys + src);
+  const std::uint16_t stamp = load_relaxed_u16(table.stamps + src);
   if (lane == 0) {
     store_relaxed_u32(table.meta + dst, dst_meta | kMetaBusy);
     fence_gpu();  // readers see "busy" before any byte of the slot changes
@@ -113,8 +114,8 @@ __device__ void copy_slot(const DynamicTableView& table, std::uint64_t src, std:
     Chunk::store_relaxed(rows + dst * dim, c, v);
   }
   if (lane == 0) {
-    store_relaxed_u64(&table.records[dst].key, static_cast<std::uint64_t>(join_key(record.x, record.y)));
-    store_relaxed_u32(&table.records[dst].stamp, record.z);  // a moved key keeps its age
+    store_relaxed_u64(table.keys + dst, key);
+    store_relaxed_u16(table.stamps + dst, stamp);  // a moved key keeps its age
   }
   fence_gpu();  // every lane: its row stores before the final meta store
   __syncwarp();
@@ -164,8 +165,7 @@ __device__ MovePlan plan_moves(const DynamicTableView& table, std::uint32_t lo, 
     if (lane < static_cast<unsigned>(kSlotsPerSet)) {
       const std::uint64_t slot = static_cast<std::uint64_t>(middle_set) * kSlotsPerSet + lane;
       const std::uint32_t meta = load_relaxed_u32(table.meta + slot);
-      const uint4 record = load_relaxed_v4(table.records + slot);
-      key = join_key(record.x, record.y);
+      key = static_cast<std::int64_t>(load_relaxed_u64(table.keys + slot));
       if ((meta & (kMetaOccupied | kMetaBusy)) == kMetaOccupied) {
         next = other_set(key, middle_set, table.num_sets);
         if (next != lo && next != hi && next != middle_set) next_free = free_slots_hint(table, next);
@@ -236,19 +236,17 @@ __device__ bool plan_still_valid(const DynamicTableView& table, const MovePlan& 
   bool valid = (tail_meta & (kMetaOccupied | kMetaBusy)) == 0;
   if (plan.steps == 2) {
     const std::uint32_t middle_meta = load_relaxed_u32(table.meta + plan.middle);
-    const uint4 record = load_relaxed_v4(table.records + plan.middle);
-    valid = valid && (middle_meta & (kMetaOccupied | kMetaBusy)) == kMetaOccupied &&
-            join_key(record.x, record.y) == plan.middle_key;
+    const auto middle_key = static_cast<std::int64_t>(load_relaxed_u64(table.keys + plan.middle));
+    valid = valid && (middle_meta & (kMetaOccupied | kMetaBusy)) == kMetaOccupied && middle_key == plan.middle_key;
   }
   return valid;
 }
 
-/// The least recently used occupied candidate slot (largest age, lowest lane on ties; a stamp
-/// newer than `epoch` counts as age 0), or -1 when none of the 16 is occupied. Every lane.
-__device__ __forceinline__ int least_recent_lane(bool occupied, std::uint32_t stamp, std::uint32_t epoch, unsigned lane) {
-  const auto age = static_cast<std::int32_t>(epoch - stamp);
+/// The least recently used occupied candidate slot (largest stamp_age, lowest lane on ties), or -1
+/// when none of the 16 is occupied. Every lane.
+__device__ __forceinline__ int least_recent_lane(bool occupied, std::uint16_t stamp, std::uint32_t epoch, unsigned lane) {
   // Scores are age + 1, so an occupied slot always scores above an empty one.
-  const std::uint32_t score = occupied ? static_cast<std::uint32_t>(age > 0 ? age : 0) + 1u : 0u;
+  const std::uint32_t score = occupied ? stamp_age(epoch, stamp) + 1u : 0u;
   return best_lane(score, lane);
 }
 
@@ -290,12 +288,11 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
       // Slot state; only writers change it and we hold both sets' locks.
       std::uint32_t meta = 0;
       std::int64_t slot_key = 0;
-      std::uint32_t stamp = 0;
+      std::uint16_t stamp = 0;
       if (mine) {
         meta = load_relaxed_u32(table.meta + my_slot);
-        const uint4 record = load_relaxed_v4(table.records + my_slot);
-        slot_key = join_key(record.x, record.y);
-        stamp = record.z;
+        slot_key = static_cast<std::int64_t>(load_relaxed_u64(table.keys + my_slot));
+        stamp = load_relaxed_u16(table.stamps + my_slot);
       }
       const bool occupied = mine && (meta & kMetaOccupied) != 0;
       const std::uint32_t same = __ballot_sync(kFullMask, occupied && slot_key == key);
@@ -376,7 +373,7 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
         }
         if (plan.steps > 0 && lane == 0) atomicAdd(&counters->relocated, static_cast<unsigned long long>(plan.steps));
         const std::uint32_t old_meta = __shfl_sync(kFullMask, meta, target);
-        const std::uint32_t old_stamp = __shfl_sync(kFullMask, stamp, target);
+        const auto old_stamp = static_cast<std::uint16_t>(__shfl_sync(kFullMask, static_cast<std::uint32_t>(stamp), target));
         if (action == WriteKind::kErase) {
           if (lane == 0) {
             store_relaxed_u32(table.meta + head_slot, make_meta(old_meta >> 16, old_meta, false));
@@ -397,9 +394,9 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
           }
           if (lane == 0) {
             // An update keeps the slot's age; an insert makes it the most recent.
-            const std::uint32_t new_stamp = action == WriteKind::kInsert ? epoch : old_stamp;
-            store_relaxed_u64(&table.records[head_slot].key, static_cast<std::uint64_t>(key));
-            store_relaxed_u32(&table.records[head_slot].stamp, new_stamp);
+            const std::uint16_t new_stamp = action == WriteKind::kInsert ? lru_stamp(epoch) : old_stamp;
+            store_relaxed_u64(table.keys + head_slot, static_cast<std::uint64_t>(key));
+            store_relaxed_u16(table.stamps + head_slot, new_stamp);
           }
           fence_gpu();  // every lane: its row stores before the final meta store
           __syncwarp();
@@ -430,7 +427,7 @@ __global__ void dynamic_dump_kernel(const DynamicTableView table, const std::uin
     if (slot < end_slot) {
       const std::uint32_t meta = load_relaxed_u32(table.meta + slot);
       held = (meta & (kMetaOccupied | kMetaBusy)) == kMetaOccupied;
-      if (held) key = table.records[slot].key;
+      if (held) key = table.keys[slot];
     }
     const std::uint32_t votes = __ballot_sync(kFullMask, held);
     if (votes == 0) continue;

@@ -2,13 +2,21 @@
 // "Misses served from the CPU-memory tier".
 //
 // Readers of a host record (the seqlock of record_hooks.hpp, reader side, at system scope):
-//   h1 = ld.acquire.sys header; key, row = ld.relaxed.sys; fence.acq_rel.sys; h2 = ld.relaxed.sys header
+//   h1 = ld.relaxed.sys header; key, row = ld.relaxed.sys at addresses computed from h1;
+//   h2 = ld.relaxed.sys header at an address computed from the key and row values
 // and the group of lanes reading one row accepts it only when every lane saw the same h1 and h2,
 // not busy, live, and the record's key is the wanted key. The header's counter grows by one per
 // write (62 bits: no wrap), so equal words mean no writer touched the record in between.
+// Ordering: each step's address depends, through a zero the kernel cannot see to be zero, on the
+// values of the step before, so a read is issued only once the reads it follows have returned
+// their data from host memory (the dynamic probe's argument, docs/gpu_cache.md). The same kernel
+// with kStrict uses ld.acquire.sys and fence.acq_rel.sys instead (HPS_TIER_STRICT_FENCES=1, for
+// measurement): the kernel took 1.16-1.4x as long with them on the H200 (benchmarks/RESULTS.md).
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 
 #include "gpu/cuda_check.hpp"
 #include "gpu/device_primitives.cuh"
@@ -118,9 +126,10 @@ enum class Outcome { kFound, kAbsent, kLeft };
 
 /// kLanes lanes read one row. Groups of a warp run different numbers of iterations, so every
 /// shuffle and ballot names the group's lanes only.
-template <int kLanes>
+template <int kLanes, bool kStrict>
 __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostTierView view, const bool half,
-                                                                     const TierSink sink, float* out) {
+                                                                     const TierSink sink, float* out,
+                                                                     const std::uint32_t zero) {
   const unsigned lane = threadIdx.x % 32;
   const unsigned rank = lane % kLanes;
   const int group_base = static_cast<int>(lane - rank);
@@ -146,16 +155,22 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
         break;
       }
       const char* rec = reinterpret_cast<const char*>(record);
-      const std::uint64_t before = load_acquire_sys_u64(rec);
-      const auto seen_key = static_cast<std::int64_t>(load_relaxed_sys_u64(rec + view.key_offset));
-      const char* row = rec + view.row_offset;
+      const std::uint64_t before = kStrict ? load_acquire_sys_u64(rec) : load_relaxed_sys_u64(rec);
+      // Zero at run time; computed from the values read so far, it holds back the next reads.
+      std::uint32_t dependency = kStrict ? 0u : (static_cast<std::uint32_t>(before) & zero);
+      const char* body = rec + dependency;
+      const auto seen_key = static_cast<std::int64_t>(load_relaxed_sys_u64(body + view.key_offset));
+      dependency = static_cast<std::uint32_t>(seen_key);
+      const char* row = body + view.row_offset;
       for (std::uint32_t c = rank; c < dim; c += kLanes) {
-        float v = __uint_as_float(load_relaxed_sys_u32(row + 4 * static_cast<std::size_t>(c)));
+        const std::uint32_t bits = load_relaxed_sys_u32(row + 4 * static_cast<std::size_t>(c));
+        dependency ^= bits;
+        float v = __uint_as_float(bits);
         if (half) v = round_to_half(v);
         dst[c] = v;  // overwritten by a retry, the default or the host path unless the row is accepted
       }
-      fence_sys();
-      const std::uint64_t after = load_relaxed_sys_u64(rec);
+      if constexpr (kStrict) fence_sys();
+      const std::uint64_t after = load_relaxed_sys_u64(rec + (kStrict ? 0u : (dependency & zero)));
       const std::uint64_t lead = __shfl_sync(group_mask, before, group_base);
       const bool stable = before == lead && after == lead && (lead & kRecordBusy) == 0;
       const bool all_stable = (__ballot_sync(group_mask, stable) & group_mask) == group_mask;
@@ -207,15 +222,15 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
   }
 }
 
-template <int kLanes>
+template <int kLanes, bool kStrict>
 void launch_lookup(const HostTierView& view, bool half, const TierSink& sink, float* out, std::uint64_t max_misses,
                    int sm_count, cudaStream_t stream) {
   // The miss count is on the device, so the grid is sized for every key missing; most blocks of a
   // call with few misses find nothing to do and exit. A few blocks per SM keep thousands of rows
   // in flight, more than PCIe's bandwidth-delay product (about 56 KB at 28 GB/s and 2 us).
-  static const int per_sm = std::min(4, resident_blocks_per_sm(tier_lookup_kernel<kLanes>, kLookupThreads));
+  static const int per_sm = std::min(4, resident_blocks_per_sm(tier_lookup_kernel<kLanes, kStrict>, kLookupThreads));
   const unsigned blocks = grid_blocks(max_misses, kLookupThreads / kLanes, sm_count, per_sm);
-  tier_lookup_kernel<kLanes><<<blocks, kLookupThreads, 0, stream>>>(view, half, sink, out);
+  tier_lookup_kernel<kLanes, kStrict><<<blocks, kLookupThreads, 0, stream>>>(view, half, sink, out, 0u);
   HPS_CUDA_CHECK_LAUNCH();
 }
 
@@ -238,9 +253,16 @@ void launch_tier_lookup(const HostTierView& view, bool half, const TierSink& sin
   if (max_misses == 0) return;
   // Lanes per key: enough for one 4-byte element each across the row (PCIe reads of a row are
   // then one contiguous request per warp), at most a warp.
-  if (view.dim <= 8) return launch_lookup<8>(view, half, sink, out, max_misses, sm_count, stream);
-  if (view.dim <= 16) return launch_lookup<16>(view, half, sink, out, max_misses, sm_count, stream);
-  return launch_lookup<32>(view, half, sink, out, max_misses, sm_count, stream);
+  static const bool strict = std::getenv("HPS_TIER_STRICT_FENCES") != nullptr &&
+                             std::string_view(std::getenv("HPS_TIER_STRICT_FENCES")) == "1";
+  if (strict) {
+    if (view.dim <= 8) return launch_lookup<8, true>(view, half, sink, out, max_misses, sm_count, stream);
+    if (view.dim <= 16) return launch_lookup<16, true>(view, half, sink, out, max_misses, sm_count, stream);
+    return launch_lookup<32, true>(view, half, sink, out, max_misses, sm_count, stream);
+  }
+  if (view.dim <= 8) return launch_lookup<8, false>(view, half, sink, out, max_misses, sm_count, stream);
+  if (view.dim <= 16) return launch_lookup<16, false>(view, half, sink, out, max_misses, sm_count, stream);
+  return launch_lookup<32, false>(view, half, sink, out, max_misses, sm_count, stream);
 }
 
 }  // namespace hps::cuda

@@ -58,8 +58,10 @@ struct MissSink {
 
 // ---- dynamic (set-associative) table -------------------------------------------------------------
 // Sets of kSlotsPerSet slots. Per slot: a 32-bit meta word (16-bit key digest | 16-bit version),
-// a 16-byte record {key, LRU stamp} and a row. The 8 meta words of a set fill one 32-byte sector,
-// so one load per candidate set tells a reader which slot may hold its key and that slot's version.
+// the 64-bit key, a 16-bit LRU stamp and a row, each in its own array (14 bytes besides the row:
+// every byte of overhead is a row that could have been cached). The 8 meta words of a set fill one
+// 32-byte sector, so one load per candidate set tells a reader which slot may hold its key and that
+// slot's version.
 //
 // Two-choice placement: a key may live in either of two sets (candidate_sets() in
 // device_primitives.cuh), never in both at once once a writer is done. Readers read both sets'
@@ -75,15 +77,8 @@ constexpr std::uint32_t kMetaBusy = 1u;
 constexpr std::uint32_t kMetaOccupied = 2u;
 /// Sets are allocated for capacity / kTargetLoad slots: at this load two-choice placement with
 /// one- and two-step relocation stores `capacity` random keys without a single eviction (measured
-/// by simulation and on the GPU: docs/gpu_cache.md).
-constexpr double kTargetLoad = 0.9;
-
-struct alignas(16) SlotRecord {
-  std::int64_t key;
-  std::uint32_t stamp;  ///< lookup epoch of the last use (LRU-like replacement)
-  std::uint32_t unused;
-};
-static_assert(sizeof(SlotRecord) == 16);
+/// by simulation up to 0.96 and on the GPU: docs/gpu_cache.md).
+constexpr double kTargetLoad = 0.95;
 
 /// Device counters of a dynamic cache, updated by writer kernels only.
 struct DynamicCounters {
@@ -95,7 +90,8 @@ struct DynamicCounters {
 
 struct DynamicTableView {
   std::uint32_t* meta = nullptr;       ///< [num_sets * kSlotsPerSet]
-  SlotRecord* records = nullptr;       ///< [num_sets * kSlotsPerSet]
+  std::int64_t* keys = nullptr;        ///< [num_sets * kSlotsPerSet]; valid while the meta word says occupied
+  std::uint16_t* stamps = nullptr;     ///< [num_sets * kSlotsPerSet]; LRU stamps (lru_stamp() in device_primitives.cuh)
   void* rows = nullptr;                ///< [num_sets * kSlotsPerSet][dim], float or __half
   std::uint32_t* set_locks = nullptr;  ///< [num_sets]; taken by writer threads only, never by readers
   DynamicCounters* counters = nullptr;

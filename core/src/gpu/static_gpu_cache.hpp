@@ -18,6 +18,7 @@ class StaticGpuCache final : public GpuCacheBase {
   std::size_t size() const override;
   std::size_t capacity() const override { return view_.capacity; }
   std::size_t memory_bytes() const override;
+  std::size_t table_bytes() const override { return table_bytes_; }
   std::size_t defaults_served() override;
 
  protected:

@@ -122,6 +122,9 @@ class GpuCache {
   virtual std::size_t size() const = 0;
   virtual std::size_t capacity() const = 0;
   virtual std::size_t memory_bytes() const = 0;  ///< device bytes
+  /// Device bytes of the table alone (slots or index, and rows), without per-call scratch,
+  /// staging or the host-tier index: what caching `capacity()` rows costs.
+  virtual std::size_t table_bytes() const = 0;
 
   /// Key positions answered with the table's default row on the device since creation (static
   /// cache: keys the table does not hold; GpuLookupResult::hits counts them too, since a static
