@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import hps
+from gpu_lookup import zipf_positions  # benchmarks/ is the script's folder, first on sys.path
 
 
 def timed(fn, batches, sync: bool) -> float:
@@ -103,11 +104,9 @@ def main() -> None:
                                  model("dyn_all", gpucacheper=1.0),
                                  model("dyn_20", gpucacheper=0.2)]}, progress=False)
         dense = torch.from_numpy(values).to(device)
-        ranks = np.arange(1, args.rows + 1, dtype=np.float64) ** -args.zipf
-        cdf = np.cumsum(ranks) / ranks.sum()
         scatter = rng.permutation(args.rows)
-        zipf = [torch.from_numpy(scatter[np.minimum(np.searchsorted(cdf, rng.random(args.batch)), args.rows - 1)])
-                .to(device) for _ in range(args.calls)]
+        zipf = [torch.from_numpy(zipf_positions(rng, args.rows, args.batch, args.zipf, scatter)).to(device)
+                for _ in range(args.calls)]
         hot = [torch.from_numpy(rng.integers(0, args.rows, args.batch)).to(device) for _ in range(args.calls)]
         for b in hot * 2:  # dyn_all: every key in the cache before timing
             ps.lookup("dyn_all", 0, b)

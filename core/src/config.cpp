@@ -866,7 +866,7 @@ const Fields<PersistentDbConfig>& persistent_db_fields() {
            "as lookups read blocks and then stays there; `stats()` shows its usage "
            "(`tier_counters.persistent_db.block_cache_usage_bytes`). A number of bytes or a string "
            "such as \"64MiB\"."),
-      bind("memtable_size", &P::memtable_size, byte_size(1 << 20),
+      bind("memtable_size", &P::memtable_size, byte_size(static_cast<double>(kMinMemtableBytes)),
            "RocksDB (hps extension): bytes of one memtable, where writes land before they are flushed "
            "to disk (RocksDB's write_buffer_size; default 64 MiB). Each table holds up to two (one "
            "filling, one being flushed), counted in the table's `tier_bytes`. Smaller: less memory, "

@@ -352,12 +352,27 @@ TEST(RocksDbTier, BlockCacheDefaultsTo256MiB) {
   EXPECT_EQ(counter(*tier, "block_cache_capacity_bytes"), std::size_t{256} << 20);
 }
 
-TEST(RocksDbTier, ZeroBlockCacheSizeIsRefused) {
-  TempDir dir;
-  hps::PersistentDbConfig config = db_config(dir.db());
-  config.block_cache_size = 0;
-  const auto message = error_message<hps::InvalidArgument>([&] { hps::RocksDbStore::open(config); });
-  EXPECT_TRUE(contains(message, "persistent_db.block_cache_size")) << message;
+TEST(RocksDbTier, TooSmallCacheOrMemtableSizeIsRefused) {
+  // Each case: one size set to a value open() refuses, the key its error names, and why.
+  struct Case {
+    std::size_t hps::PersistentDbConfig::*field;
+    std::size_t value;
+    const char* key;
+    const char* reason;
+  };
+  const Case cases[] = {
+      {&hps::PersistentDbConfig::block_cache_size, 0, "persistent_db.block_cache_size", "must be positive"},
+      {&hps::PersistentDbConfig::memtable_size, 1000, "persistent_db.memtable_size", "found 1000"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.key);
+    TempDir dir;
+    hps::PersistentDbConfig config = db_config(dir.db());
+    config.*c.field = c.value;
+    const auto message = error_message<hps::InvalidArgument>([&] { hps::RocksDbStore::open(config); });
+    EXPECT_TRUE(contains(message, c.key)) << message;
+    EXPECT_TRUE(contains(message, c.reason)) << message;
+  }
 }
 
 TEST(RocksDbTier, MemtableSizeBoundsTheMemoryOfWrites) {
@@ -377,14 +392,6 @@ TEST(RocksDbTier, MemtableSizeBoundsTheMemoryOfWrites) {
   // filters, a few hundred KiB here). RocksDB's 64 MiB default keeps all 20 MiB in memory.
   EXPECT_LT(memory_after_writes(std::size_t{2} << 20), std::size_t{6} << 20);
   EXPECT_GT(memory_after_writes(std::size_t{64} << 20), std::size_t{20} << 20);
-}
-
-TEST(RocksDbTier, TooSmallMemtableSizeIsRefused) {
-  TempDir dir;
-  hps::PersistentDbConfig config = db_config(dir.db());
-  config.memtable_size = 1000;
-  const auto message = error_message<hps::InvalidArgument>([&] { hps::RocksDbStore::open(config); });
-  EXPECT_TRUE(contains(message, "persistent_db.memtable_size")) << message;
 }
 
 TEST(RocksDbTier, OtherDimOnReopenIsAnIOErrorNamingBothSizes) {

@@ -73,6 +73,10 @@ struct VolatileDbConfig {
   bool initialize_after_startup = true;
 };
 
+/// Smallest `persistent_db.memtable_size` (1 MiB): smaller memtables flush constantly. One constant
+/// for the parser's bound and the RocksDB store's own check (a config built in code skips the parser).
+inline constexpr std::size_t kMinMemtableBytes = std::size_t{1} << 20;
+
 /// `persistent_db`: RocksDB.
 struct PersistentDbConfig {
   PersistentDbType type = PersistentDbType::kDisabled;

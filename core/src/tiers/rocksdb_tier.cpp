@@ -48,8 +48,6 @@ namespace {
 
 constexpr const char* kMetaFamily = "hps_meta";
 constexpr std::size_t kKeyBytes = 8;
-// persistent_db.memtable_size's lower bound (the config's too): smaller memtables flush constantly.
-constexpr std::size_t kMinMemtableBytes = std::size_t{1} << 20;
 // About 1% false positives: a lookup of an absent key rarely reads a data block.
 constexpr double kBloomBitsPerKey = 10;
 // RocksDB rotates its info LOG on every open; keep a few, not the default thousand.
@@ -469,7 +467,8 @@ RocksDbStoreImpl::RocksDbStoreImpl(const PersistentDbConfig& config) : config_(c
   HPS_EXPECTS(config_.max_batch_size > 0, InvalidArgument, "persistent_db.max_batch_size must be positive");
   HPS_EXPECTS(config_.block_cache_size > 0, InvalidArgument, "persistent_db.block_cache_size must be positive");
   HPS_EXPECTS(config_.memtable_size >= kMinMemtableBytes, InvalidArgument,
-              "persistent_db.memtable_size must be at least 1 MiB, found ", config_.memtable_size);
+              "persistent_db.memtable_size must be at least ", kMinMemtableBytes, " bytes, found ",
+              config_.memtable_size);
   // One LRU block cache per store, shared by its tables. A cap, not an up-front allocation.
   block_cache_ = rocksdb::NewLRUCache(config_.block_cache_size);
   family_options_ = family_options(block_cache_, config_.memtable_size);

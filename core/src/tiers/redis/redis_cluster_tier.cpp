@@ -29,8 +29,10 @@ using redis::RetryPolicy;
 constexpr std::size_t kNoLimit = std::numeric_limits<std::size_t>::max();
 // Reply bytes one lookup HMGET asks for at most (fewer keys than max_batch_size at large D): Redis
 // buffers a command's whole reply before sending it, so a smaller reply stays in the server's
-// cache, and the client can pace its commands (ClusterClient sends a node a few at a time).
-constexpr std::size_t kLookupReplyBytes = std::size_t{256} << 10;
+// cache. It is the client's piece size, not a constant of its own: ClusterClient paces a node by
+// pieces of about kPieceReplyBytes of reply, and a command larger than a piece would be a piece
+// by itself that pacing cannot bound.
+constexpr std::size_t kLookupReplyBytes = redis::kPieceReplyBytes;
 // Rows one eviction script call removes at most: a script blocks its node while it runs.
 constexpr std::size_t kEvictPerCall = 8192;
 
