@@ -120,6 +120,39 @@ __host__ __device__ __forceinline__ std::uint64_t murmur3_fmix64(std::int64_t ke
   return h;
 }
 
+/// The inverse of murmur3_fmix64 (xorshifts by 33 are their own inverse; the multipliers' inverses
+/// mod 2^64): the dynamic cache stores hashes and recovers keys from them.
+__host__ __device__ __forceinline__ std::int64_t murmur3_fmix64_inverse(std::uint64_t h) {
+  h ^= h >> 33;
+  h *= 0x9cb4b2f8129337dbULL;
+  h ^= h >> 33;
+  h *= 0x4f74430c22a54005ULL;
+  h ^= h >> 33;
+  return static_cast<std::int64_t>(h);
+}
+
+// ---- slot tags (dynamic cache) ------------------------------------------------------------------
+// A slot's tag holds the high 48 bits of its key's hash and the slot's 16-bit LRU stamp; the low 16
+// bits of the hash are the digest in the slot's meta word. The stamp is the tag's low half-word
+// (little-endian), so a reader refreshes it with a 2-byte store that leaves the hash bits alone.
+
+constexpr std::uint64_t kTagHashBits = ~std::uint64_t{0xFFFF};
+
+__device__ __forceinline__ std::uint64_t make_tag(std::uint64_t hash, std::uint16_t stamp) {
+  return (hash & kTagHashBits) | stamp;
+}
+__device__ __forceinline__ std::uint16_t tag_stamp(std::uint64_t tag) { return static_cast<std::uint16_t>(tag); }
+/// Whether a tag holds `hash`'s high bits (the digest is checked in the meta word).
+__device__ __forceinline__ bool tag_matches(std::uint64_t tag, std::uint64_t hash) {
+  return ((tag ^ hash) & kTagHashBits) == 0;
+}
+/// The whole hash of the key in a slot, from its tag and its meta word.
+__device__ __forceinline__ std::uint64_t slot_hash(std::uint64_t tag, std::uint32_t meta) {
+  return (tag & kTagHashBits) | (meta >> 16);
+}
+/// The address of a tag's stamp (its low half-word).
+__device__ __forceinline__ std::uint16_t* stamp_address(std::uint64_t* tag) { return reinterpret_cast<std::uint16_t*>(tag); }
+
 /// Maps a hash onto [0, range) with a multiply (no division, any range).
 __device__ __forceinline__ std::uint64_t reduce_hash(std::uint64_t hash, std::uint64_t range) {
   return __umul64hi(hash, range);

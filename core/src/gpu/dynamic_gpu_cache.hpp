@@ -82,7 +82,7 @@ class DynamicGpuCache final : public GpuCacheBase {
                      const std::int64_t* unique_keys, const std::uint32_t* unique_of_miss, const std::uint32_t* positions,
                      float* out, cudaStream_t stream, const InsertGuard& guard, GpuLookupResult& result);
 
-  DeviceAllocation meta_, keys_, stamps_, rows_, locks_, counters_;
+  DeviceAllocation meta_, tags_, rows_, locks_, counters_;
   DynamicTableView view_;
   std::size_t table_bytes_ = 0;
   std::unique_ptr<HostTierIndex> tier_index_;  ///< set once, before lookups (attach_host_tier)

@@ -4,19 +4,20 @@
 // registers (few lanes per key: the per-key state is copied in fewer lanes, so more keys fit in
 // flight; the lookup is bound by chains of dependent memory reads). Each group keeps kKeys keys in
 // flight and every phase issues its loads for all of them before using any result:
-//  A. load and convert the keys; hash each to its two candidate sets and a 16-bit digest;
+//  A. load and convert the keys; hash each to its two candidate sets, a 16-bit digest and the
+//     48 hash bits a slot's tag holds;
 //  B. load both sets' 8 meta words (two 32-byte sectors, split over the group's lanes and issued
 //     together, so the second set costs no extra round trip);
 //  C. candidates = slots of either set whose digest matches and that are occupied and not busy;
 //     the first candidate's meta word is the version "before";
-//  D. load the candidate's key, LRU stamp and row chunk into registers;
-//  E. re-read the candidate's meta word ("after"), strictly after the key and row reads;
-//  F. a hit when the slot holds the key and before == after (no writer touched the slot while
+//  D. load the candidate's tag (hash bits and LRU stamp) and row chunk into registers;
+//  E. re-read the candidate's meta word ("after"), strictly after the tag and row reads;
+//  F. a hit when the tag holds the key's hash and before == after (no writer touched the slot while
 //     it was read): the row is written to the output. Otherwise a miss, answered by the host
 //     tiers through the miss path.
-// Read ordering (docs/gpu_cache.md): the key and row addresses depend on the meta words
+// Read ordering (docs/gpu_cache.md): the tag and row addresses depend on the meta words
 // loaded in B, and the address of the "after" read depends, through a zero the kernel cannot see
-// to be zero, on the key and row data: a load is only issued once the values its address
+// to be zero, on the tag and row data: a load is only issued once the values its address
 // depends on have arrived, so the reads happen in protocol order without a fence. With
 // kStrict the kernel uses fences instead (the PTX memory model's own tool; benchmarked slower).
 // Rows wider than kLanes x kChunks chunks read the rest with fences in either mode.
@@ -134,7 +135,7 @@ __device__ __forceinline__ void append_misses(const MissSink& sink, bool miss, s
 /// so the group tries the remaining candidates one by one with the full protocol and fences,
 /// re-reading each candidate's meta word as its version "before".
 template <typename T, bool kVector, int kLanes>
-__device__ bool probe_remaining_candidates(const DynamicTableView& table, std::int64_t key, std::uint32_t first,
+__device__ bool probe_remaining_candidates(const DynamicTableView& table, std::uint64_t hash, std::uint32_t first,
                                            std::uint32_t second, std::uint32_t candidates, float* dst, unsigned rank,
                                            std::uint32_t group_mask, std::uint32_t epoch) {
   using Chunk = RowChunk<T, kVector>;
@@ -146,10 +147,9 @@ __device__ bool probe_remaining_candidates(const DynamicTableView& table, std::i
     const std::uint64_t slot = candidate_slot(first, second, j);
     const std::uint32_t before = load_relaxed_u32(table.meta + slot);
     fence_gpu();
-    const auto slot_key = static_cast<std::int64_t>(load_relaxed_u64(table.keys + slot));
-    const std::uint16_t stamp = load_relaxed_u16(table.stamps + slot);
+    const std::uint64_t tag = load_relaxed_u64(table.tags + slot);
     // Group-uniform decision, so every lane takes the same path.
-    const bool usable = (before & (kMetaBusy | kMetaOccupied)) == kMetaOccupied && slot_key == key;
+    const bool usable = (before & (kMetaBusy | kMetaOccupied)) == kMetaOccupied && tag_matches(tag, hash);
     if ((__ballot_sync(group_mask, usable) & group_mask) != group_mask) continue;
     const T* row = rows + slot * table.dim;
     for (std::uint32_t c = rank; c < chunks; c += kLanes) {
@@ -160,7 +160,9 @@ __device__ bool probe_remaining_candidates(const DynamicTableView& table, std::i
     fence_gpu();
     const bool unchanged = load_relaxed_u32(table.meta + slot) == before;
     const bool hit = (__ballot_sync(group_mask, unchanged) & group_mask) == group_mask;
-    if (hit && rank == 0 && stamp_is_stale(epoch, stamp)) store_relaxed_u16(table.stamps + slot, lru_stamp(epoch));
+    if (hit && rank == 0 && stamp_is_stale(epoch, tag_stamp(tag))) {
+      store_relaxed_u16(stamp_address(table.tags + slot), lru_stamp(epoch));
+    }
     return hit;  // a key occupies one slot (two only during a move, both whole: either answers)
   }
   return false;
@@ -200,7 +202,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
   key_positions<kKeys, kGroupsPerWarp>(warp * kKeysPerWarp, group, n, pos);
   load_raw_keys(input, pos, raw);
   for (std::uint64_t base = warp * kKeysPerWarp; base < n; base += stride) {
-    std::int64_t key[kKeys];
+    std::uint64_t hash[kKeys];    // murmur3_fmix64 of the canonical key (bijective: the key is its inverse)
     std::uint32_t set[kKeys];     // first candidate set
     std::uint32_t other[kKeys];   // second candidate set
     std::uint32_t digest[kKeys];
@@ -215,20 +217,21 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
     MetaWords<kWords> meta[kKeys];
 #pragma unroll
     for (int k = 0; k < kKeys; ++k) {
-      key[k] = 0;
+      hash[k] = 0;
       set[k] = 0;
       other[k] = 0;
       digest[k] = 0;
       meta[k].clear();
       if (pos[k] == kDeadPosition) continue;
-      if (!canonical_from_raw(input, raw[k], key[k])) {
+      std::int64_t key = 0;
+      if (!canonical_from_raw(input, raw[k], key)) {
         if (rank == 0) atomicMin(&sink.status->first_invalid, static_cast<unsigned long long>(pos[k]));
         pos[k] = kDeadPosition;
         continue;
       }
-      const std::uint64_t hash = murmur3_fmix64(key[k]);
-      candidate_sets(hash, table.num_sets, set[k], other[k]);
-      digest[k] = static_cast<std::uint32_t>(hash & 0xFFFFu);
+      hash[k] = murmur3_fmix64(key);
+      candidate_sets(hash[k], table.num_sets, set[k], other[k]);
+      digest[k] = static_cast<std::uint32_t>(hash[k] & 0xFFFFu);
       if (rank < static_cast<unsigned>(kMetaLanes)) meta[k].load(table.meta, set[k], other[k], rank);
     }
     if constexpr (kStrict) fence_gpu();
@@ -257,20 +260,17 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
       }
     }
 
-    // D. Key, stamp and row chunks of each key's first candidate, into registers.
-    std::uint64_t slot_key[kKeys];
-    std::uint16_t stamp[kKeys];
+    // D. Tag and row chunks of each key's first candidate, into registers.
+    std::uint64_t tag[kKeys];
     typename Chunk::Bits data[kKeys][kChunks];
 #pragma unroll
     for (int k = 0; k < kKeys; ++k) {
-      slot_key[k] = 0;
-      stamp[k] = 0;
+      tag[k] = 0;
 #pragma unroll
       for (int j = 0; j < kChunks; ++j) data[k][j] = typename Chunk::Bits{};
       if (candidates[k] == 0) continue;
       const std::uint64_t slot = candidate_slot(set[k], other[k], __ffs(static_cast<int>(candidates[k])) - 1);
-      slot_key[k] = load_relaxed_u64(table.keys + slot);
-      if (rank == 0) stamp[k] = load_relaxed_u16(table.stamps + slot);
+      tag[k] = load_relaxed_u64(table.tags + slot);
       const T* row = rows + slot * dim;
 #pragma unroll
       for (int j = 0; j < kChunks; ++j) {
@@ -287,7 +287,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
         float* dst = out + static_cast<std::uint64_t>(pos[k]) * dim;
         for (std::uint32_t c = rank + kLanes * kChunks; c < chunks; c += kLanes) {
           const typename Chunk::Bits extra = Chunk::load_bits(rows + slot * dim, c);
-          if (static_cast<std::int64_t>(slot_key[k]) == key[k]) Chunk::to_output(dst, c, extra);
+          if (tag_matches(tag[k], hash[k])) Chunk::to_output(dst, c, extra);
         }
       }
     }
@@ -301,19 +301,19 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
       if (candidates[k] == 0) continue;
       const std::uint64_t slot = candidate_slot(set[k], other[k], __ffs(static_cast<int>(candidates[k])) - 1);
       // Zero at run time, but computed from every value just read: the load below waits for them.
-      std::uint32_t after_dependency = static_cast<std::uint32_t>(slot_key[k] ^ (slot_key[k] >> 32));
+      std::uint32_t after_dependency = static_cast<std::uint32_t>(tag[k] ^ (tag[k] >> 32));
 #pragma unroll
       for (int j = 0; j < kChunks; ++j) after_dependency ^= Chunk::first_word(data[k][j]);
       after_dependency &= zero;
       const std::uint32_t after = load_relaxed_u32(table.meta + slot + after_dependency);
-      hit[k] = after == before[k] && static_cast<std::int64_t>(slot_key[k]) == key[k];
+      hit[k] = after == before[k] && tag_matches(tag[k], hash[k]);
     }
 
     // F. Decide (the whole group agrees), write hits, resolve collisions, report misses.
 #pragma unroll
     for (int k = 0; k < kKeys; ++k) {
       const bool group_hit = (__ballot_sync(kFullMask, hit[k]) & group_mask) == group_mask;
-      const bool collided = !group_hit && candidates[k] != 0 && static_cast<std::int64_t>(slot_key[k]) != key[k] &&
+      const bool collided = !group_hit && candidates[k] != 0 && !tag_matches(tag[k], hash[k]) &&
                             (candidates[k] & (candidates[k] - 1u)) != 0;
       const bool slow = (__ballot_sync(kFullMask, collided) & group_mask) != 0;
       bool found = group_hit;
@@ -324,16 +324,17 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
           const std::uint32_t c = rank + static_cast<std::uint32_t>(j * kLanes);
           if (c < chunks) Chunk::to_output(dst, c, data[k][j]);
         }
-        if (rank == 0 && stamp_is_stale(epoch, stamp[k])) {
+        if (rank == 0 && stamp_is_stale(epoch, tag_stamp(tag[k]))) {
           const std::uint64_t slot = candidate_slot(set[k], other[k], __ffs(static_cast<int>(candidates[k])) - 1);
-          store_relaxed_u16(table.stamps + slot, lru_stamp(epoch));
+          store_relaxed_u16(stamp_address(table.tags + slot), lru_stamp(epoch));
         }
       } else if (slow) {
-        found = probe_remaining_candidates<T, kVector, kLanes>(table, key[k], set[k], other[k],
+        found = probe_remaining_candidates<T, kVector, kLanes>(table, hash[k], set[k], other[k],
                                                                candidates[k] & (candidates[k] - 1u), dst, rank,
                                                                group_mask, epoch);
       }
-      append_misses(sink, pos[k] != kDeadPosition && !found && rank == 0, key[k], pos[k], lane);
+      append_misses(sink, pos[k] != kDeadPosition && !found && rank == 0, murmur3_fmix64_inverse(hash[k]), pos[k],
+                    lane);
     }
 #pragma unroll
     for (int k = 0; k < kKeys; ++k) pos[k] = next_pos[k], raw[k] = next_raw[k];

@@ -16,7 +16,9 @@
 // tried (never waited for) otherwise; a failed try releases everything and the warp starts over,
 // so no two warps ever wait for each other in a cycle.
 // Every slot change uses the seqlock protocol readers validate against:
-//   meta |= busy; fence; write key, stamp and row; fence; meta = new digest, counter + 1, occupied.
+//   meta |= busy; fence; write tag and row; fence; meta = new digest, counter + 1, occupied.
+// Slots hold their key's hash (tag and digest, kernel_types.hpp), so the kernels compare hashes and
+// find a resident's other set from its hash without mixing its key again.
 // A move writes the key's copy into its new slot (published) before its old slot is rewritten:
 // a reader sees the key in one slot or the other (or misses, and the host tiers answer).
 // An erase is one store of the meta word (counter + 1, not occupied).
@@ -59,10 +61,10 @@ __device__ __forceinline__ void unlock_set(std::uint32_t* lock) {
   atomicExch(lock, 0u);
 }
 
-/// The set of a resident key other than `own` (the set it lives in).
-__device__ __forceinline__ std::uint32_t other_set(std::int64_t key, std::uint32_t own, std::uint64_t num_sets) {
+/// The set of a resident key (of hash `hash`) other than `own` (the set it lives in).
+__device__ __forceinline__ std::uint32_t other_set(std::uint64_t hash, std::uint32_t own, std::uint64_t num_sets) {
   std::uint32_t first = 0, second = 0;
-  candidate_sets(murmur3_fmix64(key), num_sets, first, second);
+  candidate_sets(hash, num_sets, first, second);
   return first == own ? second : first;
 }
 
@@ -91,7 +93,7 @@ __device__ __forceinline__ int best_lane(std::uint32_t score, unsigned lane) {
   return v == 0 ? -1 : static_cast<int>(31u - static_cast<std::uint32_t>(v & 0xFFFFFFFFu));
 }
 
-/// Copies the key, stamp and row of slot `src` into slot `dst` (whole warp), with the seqlock
+/// Copies the tag (hash bits and stamp) and row of slot `src` into slot `dst` (whole warp), with the seqlock
 /// protocol on `dst`; `src` is left as it is. The caller holds both slots' set locks.
 template <typename T, bool kVector>
 __device__ void copy_slot(const DynamicTableView& table, std::uint64_t src, std::uint64_t dst, unsigned lane) {
@@ -101,8 +103,7 @@ __device__ void copy_slot(const DynamicTableView& table, std::uint64_t src, std:
   T* rows = static_cast<T*>(table.rows);
   const std::uint32_t src_meta = load_relaxed_u32(table.meta + src);
   const std::uint32_t dst_meta = load_relaxed_u32(table.meta + dst);
-  const std::uint64_t key = load_relaxed_u64(table.keys + src);
-  const std::uint16_t stamp = load_relaxed_u16(table.stamps + src);
+  const std::uint64_t tag = load_relaxed_u64(table.tags + src);
   if (lane == 0) {
     store_relaxed_u32(table.meta + dst, dst_meta | kMetaBusy);
     fence_gpu();  // readers see "busy" before any byte of the slot changes
@@ -114,8 +115,7 @@ __device__ void copy_slot(const DynamicTableView& table, std::uint64_t src, std:
     Chunk::store_relaxed(rows + dst * dim, c, v);
   }
   if (lane == 0) {
-    store_relaxed_u64(table.keys + dst, key);
-    store_relaxed_u16(table.stamps + dst, stamp);  // a moved key keeps its age
+    store_relaxed_u64(table.tags + dst, tag);  // a moved key keeps its age
   }
   fence_gpu();  // every lane: its row stores before the final meta store
   __syncwarp();
@@ -129,21 +129,21 @@ __device__ void copy_slot(const DynamicTableView& table, std::uint64_t src, std:
 struct MovePlan {
   int steps = 0;  ///< 0: none found; 1 or 2
   std::uint64_t middle = 0, tail = 0;
-  std::int64_t middle_key = 0;
+  std::uint64_t middle_hash = 0;  ///< hash of the key in `middle` (two steps)
   std::uint32_t middle_set = 0, tail_set = 0;  ///< sets to lock beyond the two held (middle: two steps only)
 };
 
 /// Looks for a way to free a slot of a new key's two full sets by moving residents (whole warp;
-/// lane j < 16 holds the resident `slot_key` of candidate slot j, `head_lane` receives the lane
+/// lane j < 16 holds `resident_hash`, the hash of candidate slot j's resident, `head_lane` receives the lane
 /// whose slot the new key takes). Reads without the extra locks: the caller locks and re-checks.
 __device__ MovePlan plan_moves(const DynamicTableView& table, std::uint32_t lo, std::uint32_t hi,
-                               std::int64_t slot_key, unsigned lane, int& head_lane) {
+                               std::uint64_t resident_hash, unsigned lane, int& head_lane) {
   MovePlan plan;
   head_lane = -1;
   // One step: the resident whose other set has the most free slots.
   std::uint32_t other = 0, free_mask = 0;
   if (lane < static_cast<unsigned>(kCandidateSlots)) {
-    other = other_set(slot_key, lane < kSlotsPerSet ? lo : hi, table.num_sets);
+    other = other_set(resident_hash, lane < kSlotsPerSet ? lo : hi, table.num_sets);
     if (other != lo && other != hi) free_mask = free_slots_hint(table, other);
   }
   const int mover = best_lane(static_cast<std::uint32_t>(__popc(free_mask)), lane);
@@ -161,13 +161,13 @@ __device__ MovePlan plan_moves(const DynamicTableView& table, std::uint32_t lo, 
     const std::uint32_t middle_set = __shfl_sync(kFullMask, other, j);
     if (middle_set == lo || middle_set == hi) continue;
     std::uint32_t next = 0, next_free = 0;
-    std::int64_t key = 0;
+    std::uint64_t hash = 0;
     if (lane < static_cast<unsigned>(kSlotsPerSet)) {
       const std::uint64_t slot = static_cast<std::uint64_t>(middle_set) * kSlotsPerSet + lane;
       const std::uint32_t meta = load_relaxed_u32(table.meta + slot);
-      key = static_cast<std::int64_t>(load_relaxed_u64(table.keys + slot));
+      hash = slot_hash(load_relaxed_u64(table.tags + slot), meta);
       if ((meta & (kMetaOccupied | kMetaBusy)) == kMetaOccupied) {
-        next = other_set(key, middle_set, table.num_sets);
+        next = other_set(hash, middle_set, table.num_sets);
         if (next != lo && next != hi && next != middle_set) next_free = free_slots_hint(table, next);
       }
     }
@@ -178,7 +178,7 @@ __device__ MovePlan plan_moves(const DynamicTableView& table, std::uint32_t lo, 
     head_lane = j;
     plan.steps = 2;
     plan.middle = static_cast<std::uint64_t>(middle_set) * kSlotsPerSet + static_cast<std::uint64_t>(q);
-    plan.middle_key = __shfl_sync(kFullMask, key, q);
+    plan.middle_hash = __shfl_sync(kFullMask, hash, q);
     plan.tail = static_cast<std::uint64_t>(set) * kSlotsPerSet + static_cast<std::uint64_t>(__ffs(static_cast<int>(mask)) - 1);
     plan.middle_set = middle_set;
     plan.tail_set = set;
@@ -236,8 +236,8 @@ __device__ bool plan_still_valid(const DynamicTableView& table, const MovePlan& 
   bool valid = (tail_meta & (kMetaOccupied | kMetaBusy)) == 0;
   if (plan.steps == 2) {
     const std::uint32_t middle_meta = load_relaxed_u32(table.meta + plan.middle);
-    const auto middle_key = static_cast<std::int64_t>(load_relaxed_u64(table.keys + plan.middle));
-    valid = valid && (middle_meta & (kMetaOccupied | kMetaBusy)) == kMetaOccupied && middle_key == plan.middle_key;
+    const std::uint64_t middle_hash = slot_hash(load_relaxed_u64(table.tags + plan.middle), middle_meta);
+    valid = valid && (middle_meta & (kMetaOccupied | kMetaBusy)) == kMetaOccupied && middle_hash == plan.middle_hash;
   }
   return valid;
 }
@@ -287,15 +287,17 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
       __syncwarp();
       // Slot state; only writers change it and we hold both sets' locks.
       std::uint32_t meta = 0;
-      std::int64_t slot_key = 0;
+      std::uint64_t resident_hash = 0;
       std::uint16_t stamp = 0;
       if (mine) {
         meta = load_relaxed_u32(table.meta + my_slot);
-        slot_key = static_cast<std::int64_t>(load_relaxed_u64(table.keys + my_slot));
-        stamp = load_relaxed_u16(table.stamps + my_slot);
+        const std::uint64_t tag = load_relaxed_u64(table.tags + my_slot);
+        resident_hash = slot_hash(tag, meta);
+        stamp = tag_stamp(tag);
       }
       const bool occupied = mine && (meta & kMetaOccupied) != 0;
-      const std::uint32_t same = __ballot_sync(kFullMask, occupied && slot_key == key);
+      // Equal hashes are equal keys: the mix is bijective.
+      const std::uint32_t same = __ballot_sync(kFullMask, occupied && resident_hash == hash);
       int target = -1;  // candidate lane whose slot the key is written to (or erased from)
       MovePlan plan;
       bool retry = false;
@@ -320,7 +322,7 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
             target = __ffs(static_cast<int>(pick)) - 1;
           } else if (attempt + 1 < kMaxAttempts) {
             int head = -1;
-            plan = plan_moves(table, lo, hi, slot_key, lane, head);
+            plan = plan_moves(table, lo, hi, resident_hash, lane, head);
             if (plan.steps > 0) {
               if (!lock_plan_sets(table, plan, hi, lane)) {
                 plan.steps = 0;
@@ -395,8 +397,7 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
           if (lane == 0) {
             // An update keeps the slot's age; an insert makes it the most recent.
             const std::uint16_t new_stamp = action == WriteKind::kInsert ? lru_stamp(epoch) : old_stamp;
-            store_relaxed_u64(table.keys + head_slot, static_cast<std::uint64_t>(key));
-            store_relaxed_u16(table.stamps + head_slot, new_stamp);
+            store_relaxed_u64(table.tags + head_slot, make_tag(hash, new_stamp));
           }
           fence_gpu();  // every lane: its row stores before the final meta store
           __syncwarp();
@@ -427,7 +428,7 @@ __global__ void dynamic_dump_kernel(const DynamicTableView table, const std::uin
     if (slot < end_slot) {
       const std::uint32_t meta = load_relaxed_u32(table.meta + slot);
       held = (meta & (kMetaOccupied | kMetaBusy)) == kMetaOccupied;
-      if (held) key = table.keys[slot];
+      if (held) key = murmur3_fmix64_inverse(slot_hash(table.tags[slot], meta));
     }
     const std::uint32_t votes = __ballot_sync(kFullMask, held);
     if (votes == 0) continue;

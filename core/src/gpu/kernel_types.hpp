@@ -57,11 +57,14 @@ struct MissSink {
 };
 
 // ---- dynamic (set-associative) table -------------------------------------------------------------
-// Sets of kSlotsPerSet slots. Per slot: a 32-bit meta word (16-bit key digest | 16-bit version),
-// the 64-bit key, a 16-bit LRU stamp and a row, each in its own array (14 bytes besides the row:
-// every byte of overhead is a row that could have been cached). The 8 meta words of a set fill one
-// 32-byte sector, so one load per candidate set tells a reader which slot may hold its key and that
-// slot's version.
+// Sets of kSlotsPerSet slots. Per slot: a 32-bit meta word (16-bit key digest | 16-bit version), a
+// 64-bit tag and a row, each in its own array (12.5 bytes besides the row with the set locks: every
+// byte of overhead is a row that could have been cached). The key's hash is a bijective mix
+// (murmur3_fmix64), so a slot stores the hash, not the key: its low 16 bits are the digest in the
+// meta word, its high 48 bits share the tag with the 16-bit LRU stamp (tag = hash & ~0xFFFF | stamp),
+// and the key is the inverse mix of the hash where it is needed (dump). One load of the tag gives a
+// reader both the key check and the stamp. The 8 meta words of a set fill one 32-byte sector, so one
+// load per candidate set tells a reader which slot may hold its key and that slot's version.
 //
 // Two-choice placement: a key may live in either of two sets (candidate_sets() in
 // device_primitives.cuh), never in both at once once a writer is done. Readers read both sets'
@@ -90,8 +93,7 @@ struct DynamicCounters {
 
 struct DynamicTableView {
   std::uint32_t* meta = nullptr;       ///< [num_sets * kSlotsPerSet]
-  std::int64_t* keys = nullptr;        ///< [num_sets * kSlotsPerSet]; valid while the meta word says occupied
-  std::uint16_t* stamps = nullptr;     ///< [num_sets * kSlotsPerSet]; LRU stamps (lru_stamp() in device_primitives.cuh)
+  std::uint64_t* tags = nullptr;       ///< [num_sets * kSlotsPerSet]; hash bits | LRU stamp (slot tags, device_primitives.cuh)
   void* rows = nullptr;                ///< [num_sets * kSlotsPerSet][dim], float or __half
   std::uint32_t* set_locks = nullptr;  ///< [num_sets]; taken by writer threads only, never by readers
   DynamicCounters* counters = nullptr;

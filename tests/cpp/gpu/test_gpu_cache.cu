@@ -896,7 +896,7 @@ TEST(GpuCache, DynamicHoldsExactlyItsCapacity) {
     std::printf("[   INFO   ] capacity %zu: all %zu keys held and hit; %.2f table bytes per row\n", c.capacity,
                 keys.size(), table_per_row);
     // Issue 13's memory target: at most 1.15 x (row + key) per row for rows of 64 bytes or more
-    // (keys, meta words, stamps and set locks are 14.5 bytes per slot at a load of 0.95).
+    // (tags, meta words and set locks are 12.5 bytes per slot at a load of 0.95).
     const std::size_t row_bytes = c.dim * (half ? 2 : 4);
     if (row_bytes >= 64) EXPECT_LE(table_per_row, 1.15 * static_cast<double>(row_bytes + 8));
     if (c.capacity > 100000) continue;
