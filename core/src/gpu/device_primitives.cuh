@@ -89,8 +89,8 @@ __device__ __forceinline__ std::uint32_t load_relaxed_sys_u32(const void* addres
 __device__ __forceinline__ void fence_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
 
 // ---- LRU stamps (dynamic cache) ---------------------------------------------------------------
-// A slot's stamp is the low 16 bits of the lookup counter (the epoch) of its last use: 2 bytes per
-// slot instead of 4. Ages are taken modulo 2^16; a difference in the top kStampAheadWindow values
+// A slot's stamp is the low 16 bits of the lookup counter (the epoch) of its last use (16 bits, so
+// that it shares a 64-bit word with 48 bits of the key's hash: slot tags, below). Ages are taken modulo 2^16; a difference in the top kStampAheadWindow values
 // is a stamp written by a concurrent, later lookup (age 0), not one 60,000 lookups old. So a slot
 // unused for more than about 61,000 lookups may look young until the counter comes round again:
 // under churn such a slot has long been evicted (a Zipf cache at 20% turns over within hundreds
