@@ -162,7 +162,23 @@ TEST(RedisTier, WrongDimIsNeverReturned) {
   std::vector<std::uint8_t> found(2);
   EXPECT_EQ(narrow->find(keys.data(), 2, out.data(), found.data()), 0u);
   EXPECT_EQ(narrow->counters().bad_rows, 2u);
+  EXPECT_EQ(narrow->counters().absent_keys, 0u);  // wrong-size rows are counted as bad only
   EXPECT_EQ(out, std::vector<float>(8, 9.0f));
+}
+
+// Keys a healthy cluster does not hold are counted as absent, never as fall-throughs.
+TEST(RedisTier, AbsentKeysAreCountedApartFromFallThroughs) {
+  REQUIRE_REDIS();
+  auto tier = hps::make_redis_cluster_tier(redis_config(shared_cluster()->address()), unique_tag("absent"), 2);
+  std::vector<std::int64_t> stored = {1, 2, 3, 4, 5, 6, 7};
+  tier->insert(stored.data(), rows_for(stored, 2).data(), stored.size());
+  std::vector<std::int64_t> asked = {1, 100, 2, 101, 3, 102, 102};  // 4 positions of absent keys
+  std::vector<float> out(asked.size() * 2);
+  std::vector<std::uint8_t> found(asked.size());
+  EXPECT_EQ(tier->find(asked.data(), asked.size(), out.data(), found.data()), 3u);
+  const auto counters = tier->counters();
+  EXPECT_EQ(counters.absent_keys, 4u);
+  EXPECT_EQ(counters.fallthrough_keys, 0u);
 }
 
 TEST(RedisTier, LoadMarkerAndClear) {
@@ -301,9 +317,13 @@ TEST(RedisErrors, WrongPasswordAndNotACluster) {
 }
 
 // A master is killed by pid during concurrent lookups and updates. Every row a lookup returns must
-// be a row that was written for that key; every key a lookup misses must be counted as a
-// fall-through (all keys are stored); no call may hang; writes either succeed or throw; and once
-// the cluster has failed over, lookups find every key again.
+// be a row that was written for that key; every key a lookup misses must be counted, as a
+// fall-through (its node failed) or as absent (a node answered that it does not hold it), and no
+// key is absent before the kill (all keys are stored); no call may hang; writes either succeed or
+// throw; and once the cluster has failed over, lookups find every key again. (Absent keys after the
+// kill are Redis's own: replication is asynchronous, so a promoted replica may lack writes of the
+// dead master. CI saw about 16,000 misses the tier did not count as fall-throughs once, under load,
+// before absent keys were counted.)
 TEST(RedisFailover, MasterKilledDuringLookupsAndUpdates) {
   REQUIRE_REDIS();
   hps_test::LocalRedis cluster(3, 1, 1000);
@@ -365,6 +385,7 @@ TEST(RedisFailover, MasterKilledDuringLookupsAndUpdates) {
     });
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto before_kill = tier->counters();
   const int victim = cluster.master_ports().at(0);
   cluster.kill_port(victim);
   const auto killed = std::chrono::steady_clock::now();
@@ -380,7 +401,10 @@ TEST(RedisFailover, MasterKilledDuringLookupsAndUpdates) {
   EXPECT_EQ(slow.load(), 0u) << "a lookup took longer than its timeout allows";
   const auto counters = tier->counters();
   EXPECT_GT(misses.load(), 0u) << "the dead master's keys should have fallen through";
-  EXPECT_EQ(counters.fallthrough_keys, misses.load()) << "every miss is a counted fall-through";
+  EXPECT_EQ(before_kill.absent_keys, 0u) << "a stored key was reported absent while every node was up";
+  EXPECT_EQ(counters.bad_rows, 0u);
+  EXPECT_EQ(counters.fallthrough_keys + counters.absent_keys, misses.load())
+      << "every miss is counted, as a fall-through or as absent";
   EXPECT_GT(write_ok.load(), 0u);
   EXPECT_GT(counters.slot_map_refreshes, 1u);
   // Recovered by itself: every key found again, with a row of some written version.
@@ -388,7 +412,8 @@ TEST(RedisFailover, MasterKilledDuringLookupsAndUpdates) {
   std::vector<std::uint8_t> found(keys.size());
   EXPECT_EQ(tier->find(keys.data(), keys.size(), out.data(), found.data()), keys.size());
   tier->insert(keys.data(), rows_at(keys, 999999).data(), 10);  // writes work again
-  std::cout << "failover: " << lookups.load() << " lookups, " << misses.load() << " fall-throughs, "
+  std::cout << "failover: " << lookups.load() << " lookups, " << misses.load() << " misses ("
+            << counters.fallthrough_keys << " fall-throughs, " << counters.absent_keys << " absent), "
             << write_ok.load() << " writes ok, " << write_failed.load() << " failed; cluster ok after "
             << failover_s << " s; timeouts " << counters.timeouts << ", node errors " << counters.node_errors
             << ", moved " << counters.moved_redirects << ", refreshes " << counters.slot_map_refreshes << "\n";
@@ -434,8 +459,8 @@ TEST(RedisTier, TheFactoryBuildsItAsVolatileDbWithItsLoaderAndCounters) {
     names.push_back(c.name);
     EXPECT_FALSE(c.help.empty()) << c.name;
   }
-  for (const char* name : {"fallthrough_keys", "failed_writes", "timeouts", "node_errors", "moved_redirects",
-                           "ask_redirects", "reconnects", "slot_map_refreshes"}) {
+  for (const char* name : {"fallthrough_keys", "absent_keys", "failed_writes", "timeouts", "node_errors",
+                           "moved_redirects", "ask_redirects", "reconnects", "slot_map_refreshes"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
   }
 

@@ -49,6 +49,9 @@ struct RedisClusterCounters {
   std::uint64_t ask_redirects = 0;      ///< ASK replies (followed with ASKING)
   std::uint64_t reconnects = 0;         ///< connections opened after a connection was lost
   std::uint64_t slot_map_refreshes = 0; ///< CLUSTER SLOTS reads
+  /// Lookup keys a node answered as not stored (misses that are not fall-throughs). After a
+  /// failover, keys the new master never received count here: Redis replicates asynchronously.
+  std::uint64_t absent_keys = 0;
 };
 
 /// A Redis Cluster table is also its own bulk loader (BulkLoadable): the server loads it through

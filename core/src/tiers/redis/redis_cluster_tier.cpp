@@ -202,12 +202,13 @@ class RedisClusterTierImpl final : public RedisClusterTier {
       }
     }
     client_->run(batch, RetryPolicy::kLookup);
-    std::size_t fell_through = 0, bad = 0;
+    std::size_t fell_through = 0, bad = 0, absent = 0;
     for (std::size_t k = 0; k < spans.size(); ++k) {
       const Span& s = spans[k];
       const Command& c = batch[s.command];
       if (c.ok() && c.reply->type == REDIS_REPLY_ARRAY && c.reply->elements == s.last - s.first) {
         bad += sinks[k].bad;  // rows of another dim: never returned as if they were this table's
+        for (std::size_t j = s.first; j < s.last; ++j) absent += found[g.order[j]] == 0;
         continue;
       }
       // This node failed: its keys go to the next tier (rows it sent before failing are whole
@@ -218,6 +219,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     for (std::size_t i = 0; i < n; ++i) hits += found[i];
     if (fell_through) fallthrough_keys_.fetch_add(fell_through, std::memory_order_relaxed);
     if (bad) bad_rows_.fetch_add(bad, std::memory_order_relaxed);
+    if (absent) absent_keys_.fetch_add(absent - bad, std::memory_order_relaxed);  // bad rows are counted apart
     return hits;
   }
 
@@ -495,6 +497,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     out.failed_writes = failed_writes_.load(std::memory_order_relaxed);
     out.evicted_rows = evicted_rows_.load(std::memory_order_relaxed);
     out.bad_rows = bad_rows_.load(std::memory_order_relaxed);
+    out.absent_keys = absent_keys_.load(std::memory_order_relaxed);
     const auto& c = client_->counters();
     out.timeouts = c.timeouts.load(std::memory_order_relaxed);
     out.node_errors = c.node_errors.load(std::memory_order_relaxed);
@@ -645,7 +648,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   std::uint16_t marker_slot_ = 0;
   std::mutex load_mu_;
   std::string load_token_;  // non-empty while this tier holds the load lock
-  std::atomic<std::uint64_t> fallthrough_keys_{0}, failed_writes_{0}, evicted_rows_{0}, bad_rows_{0};
+  std::atomic<std::uint64_t> fallthrough_keys_{0}, failed_writes_{0}, evicted_rows_{0}, bad_rows_{0}, absent_keys_{0};
 };
 
 }  // namespace

@@ -12,6 +12,7 @@ std::vector<TierCounter> RedisClusterTier::event_counters() const {
       {"failed_writes", c.failed_writes, "Write calls that failed because the tier's backend could not take them."},
       {"evicted_rows", c.evicted_rows, "Rows evicted by the tier's overflow resolution."},
       {"bad_rows", c.bad_rows, "Stored values of the wrong size, reported missing."},
+      {"absent_keys", c.absent_keys, "Lookup keys a Redis node answered as not stored (misses that are not fall-throughs)."},
       {"timeouts", c.timeouts, "Backend operations that ran past operation_timeout_ms (per Redis cluster client)."},
       {"node_errors", c.node_errors, "Backend connection failures and error replies (per Redis cluster client)."},
       {"moved_redirects", c.moved_redirects, "Redis MOVED redirects (per Redis cluster client)."},
