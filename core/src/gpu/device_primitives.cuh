@@ -1,7 +1,8 @@
 // Device-side building blocks shared by the cache kernels: ordered loads and stores (the PTX
 // memory model's .relaxed at GPU scope, and at system scope for host memory), the seqlock
-// fences, the key hash, and row chunks (16-byte vectors where the layout allows, single elements
-// otherwise).
+// fences, hash reduction and candidate sets (the mixes are in key_mix.hpp), the dynamic cache's
+// LRU stamps and slot tags, and row chunks (16-byte vectors where the layout allows, single
+// elements otherwise).
 //
 // Why inline PTX: the seqlock needs loads that are coherent at GPU scope (served by L2, never by
 // a stale L1 line), and writers need their stores ordered by fences. Plain loads may hit L1,
@@ -11,6 +12,8 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+
+#include "gpu/key_mix.hpp"
 
 namespace hps::cuda {
 
@@ -88,13 +91,31 @@ __device__ __forceinline__ std::uint32_t load_relaxed_sys_u32(const void* addres
 }
 __device__ __forceinline__ void fence_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
 
+// ---- hashing (the mixes themselves: key_mix.hpp) --------------------------------------------------
+
+/// Maps a hash onto [0, range) with a multiply (no division, any range).
+__device__ __forceinline__ std::uint64_t reduce_hash(std::uint64_t hash, std::uint64_t range) {
+  return __umul64hi(hash, range);
+}
+
+/// The dynamic cache's two candidate sets of a key whose mixed hash is `hash`, over `num_sets` >= 2
+/// sets: `first` from the hash, `second` from its rehash over the other num_sets - 1 sets, so the
+/// two always differ.
+__device__ __forceinline__ void candidate_sets(std::uint64_t hash, std::uint64_t num_sets, std::uint32_t& first,
+                                               std::uint32_t& second) {
+  first = static_cast<std::uint32_t>(reduce_hash(hash, num_sets));
+  second = static_cast<std::uint32_t>(reduce_hash(rehash(hash), num_sets - 1));
+  second += second >= first ? 1u : 0u;
+}
+
 // ---- LRU stamps (dynamic cache) ---------------------------------------------------------------
-// A slot's stamp is the low 16 bits of the lookup counter (the epoch) of its last use (16 bits, so
-// that it shares a 64-bit word with 48 bits of the key's hash: slot tags, below). Ages are taken modulo 2^16; a difference in the top kStampAheadWindow values
-// is a stamp written by a concurrent, later lookup (age 0), not one 60,000 lookups old. So a slot
-// unused for more than about 61,000 lookups may look young until the counter comes round again:
-// under churn such a slot has long been evicted (a Zipf cache at 20% turns over within hundreds
-// of calls), and at worst it is evicted one wrap later.
+// A slot's stamp is the low 16 bits of the lookup counter (the epoch) of its last use: 16 bits, so
+// that it shares a 64-bit word with 48 bits of the key's hash (slot tags, below). Ages are taken
+// modulo 2^16; a difference in the top kStampAheadWindow values is a stamp written by a
+// concurrent, later lookup (age 0), not one 60,000 lookups old. So a slot unused for more than
+// about 61,000 lookups may look young until the counter comes round again: under churn such a slot
+// has long been evicted (a Zipf cache at 20% turns over within hundreds of calls), and at worst it
+// is evicted one wrap later.
 
 constexpr std::uint32_t kStampAheadWindow = 4096;
 
@@ -104,31 +125,6 @@ __device__ __forceinline__ std::uint16_t lru_stamp(std::uint32_t epoch) { return
 __device__ __forceinline__ std::uint32_t stamp_age(std::uint32_t epoch, std::uint16_t stamp) {
   const std::uint32_t age = (epoch - stamp) & 0xFFFFu;
   return age >= 0x10000u - kStampAheadWindow ? 0u : age;
-}
-
-// ---- hashing ------------------------------------------------------------------------------------
-
-/// MurmurHash3's 64-bit finaliser (fmix64), a bijective mix: spreads structured keys (sequential ids,
-/// keys with a common stride) over sets and buckets.
-__host__ __device__ __forceinline__ std::uint64_t murmur3_fmix64(std::int64_t key) {
-  auto h = static_cast<std::uint64_t>(key);
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
-
-/// The inverse of murmur3_fmix64 (xorshifts by 33 are their own inverse; the multipliers' inverses
-/// mod 2^64): the dynamic cache stores hashes and recovers keys from them.
-__host__ __device__ __forceinline__ std::int64_t murmur3_fmix64_inverse(std::uint64_t h) {
-  h ^= h >> 33;
-  h *= 0x9cb4b2f8129337dbULL;
-  h ^= h >> 33;
-  h *= 0x4f74430c22a54005ULL;
-  h ^= h >> 33;
-  return static_cast<std::int64_t>(h);
 }
 
 // ---- slot tags (dynamic cache) ------------------------------------------------------------------
@@ -151,30 +147,8 @@ __device__ __forceinline__ std::uint64_t slot_hash(std::uint64_t tag, std::uint3
   return (tag & kTagHashBits) | (meta >> 16);
 }
 /// The address of a tag's stamp (its low half-word).
-__device__ __forceinline__ std::uint16_t* stamp_address(std::uint64_t* tag) { return reinterpret_cast<std::uint16_t*>(tag); }
-
-/// Maps a hash onto [0, range) with a multiply (no division, any range).
-__device__ __forceinline__ std::uint64_t reduce_hash(std::uint64_t hash, std::uint64_t range) {
-  return __umul64hi(hash, range);
-}
-
-/// A second bijective mix of an already mixed key hash (a different multiply-xorshift chain), so
-/// that a key's two candidate sets are independent of each other and of its digest.
-__host__ __device__ __forceinline__ std::uint64_t rehash(std::uint64_t h) {
-  h += 0x9E3779B97F4A7C15ULL;
-  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
-  return h ^ (h >> 31);
-}
-
-/// The dynamic cache's two candidate sets of a key whose mixed hash is `hash`, over `num_sets` >= 2
-/// sets: `first` from the hash, `second` from its rehash over the other num_sets - 1 sets, so the
-/// two always differ.
-__device__ __forceinline__ void candidate_sets(std::uint64_t hash, std::uint64_t num_sets, std::uint32_t& first,
-                                               std::uint32_t& second) {
-  first = static_cast<std::uint32_t>(reduce_hash(hash, num_sets));
-  second = static_cast<std::uint32_t>(reduce_hash(rehash(hash), num_sets - 1));
-  second += second >= first ? 1u : 0u;
+__device__ __forceinline__ std::uint16_t* stamp_address(std::uint64_t* tag) {
+  return reinterpret_cast<std::uint16_t*>(tag);
 }
 
 // ---- row chunks ---------------------------------------------------------------------------------
