@@ -182,7 +182,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
   std::printf("\n-- D = %zu: table of %zu rows (%.2f GiB fp32)\n", dim, rows,
               static_cast<double>(rows * dim * 4) / (1 << 30));
   std::vector<std::int64_t> keys(rows);
-  for (std::size_t i = 0; i < rows; ++i) keys[i] = static_cast<std::int64_t>(hps::cuda::murmur3_fmix64(static_cast<std::int64_t>(i + 1)));
+  for (std::size_t i = 0; i < rows; ++i) keys[i] = static_cast<std::int64_t>(hps::murmur3_fmix64(static_cast<std::int64_t>(i + 1)));
   std::vector<float> values(rows * dim);
   for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i % 1000003);
   std::mt19937_64 rng(dim);
@@ -334,7 +334,7 @@ void hit_rates(cudaStream_t stream) {
   for (std::size_t i = 0; i < keys_total; ++i) cdf[i] = (sum += std::pow(static_cast<double>(i + 1), -alpha));
   for (auto& c : cdf) c /= sum;
   std::vector<std::int64_t> by_rank(keys_total);  // Zipf rank r is key by_rank[r]
-  for (std::size_t i = 0; i < keys_total; ++i) by_rank[i] = static_cast<std::int64_t>(hps::cuda::murmur3_fmix64(static_cast<std::int64_t>(i + 7)));
+  for (std::size_t i = 0; i < keys_total; ++i) by_rank[i] = static_cast<std::int64_t>(hps::murmur3_fmix64(static_cast<std::int64_t>(i + 7)));
   for (const std::size_t batch : {std::size_t{262144}, std::size_t{1048576}}) {
     std::mt19937_64 rng(batch);
     std::uniform_real_distribution<double> unit(0.0, 1.0);

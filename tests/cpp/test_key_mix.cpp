@@ -1,4 +1,4 @@
-// The GPU caches' key mixes (core/src/gpu/key_mix.hpp), checked on the CPU: the dynamic cache stores
+// The GPU caches' key mixes (core/src/detail/hashing.hpp), checked on the CPU: the dynamic cache stores
 // a key's hash instead of the key and recovers the key with the inverse mix (dumps, miss lists), so
 // the inverse must be exact for every 64-bit value. Runs without a GPU.
 #include <gtest/gtest.h>
@@ -7,10 +7,10 @@
 #include <limits>
 #include <random>
 
-#include "gpu/key_mix.hpp"
+#include "detail/hashing.hpp"
 
-using hps::cuda::murmur3_fmix64;
-using hps::cuda::murmur3_fmix64_inverse;
+using hps::murmur3_fmix64;
+using hps::murmur3_fmix64_inverse;
 
 // Values of MurmurHash3's fmix64 from an independent implementation (Python, the published constants).
 TEST(KeyMix, Fmix64MatchesTheReference) {

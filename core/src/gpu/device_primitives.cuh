@@ -1,6 +1,6 @@
 // Device-side building blocks shared by the cache kernels: ordered loads and stores (the PTX
 // memory model's .relaxed at GPU scope, and at system scope for host memory), the seqlock
-// fences, hash reduction and candidate sets (the mixes are in key_mix.hpp), the dynamic cache's
+// fences, hash reduction and candidate sets (the mixes are in detail/hashing.hpp), the dynamic cache's
 // LRU stamps and slot tags, and row chunks (16-byte vectors where the layout allows, single
 // elements otherwise).
 //
@@ -13,7 +13,7 @@
 
 #include <cstdint>
 
-#include "gpu/key_mix.hpp"
+#include "detail/hashing.hpp"
 
 namespace hps::cuda {
 
@@ -91,7 +91,7 @@ __device__ __forceinline__ std::uint32_t load_relaxed_sys_u32(const void* addres
 }
 __device__ __forceinline__ void fence_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
 
-// ---- hashing (the mixes themselves: key_mix.hpp) --------------------------------------------------
+// ---- hashing (the mixes themselves: detail/hashing.hpp) -------------------------------------------
 
 /// Maps a hash onto [0, range) with a multiply (no division, any range).
 __device__ __forceinline__ std::uint64_t reduce_hash(std::uint64_t hash, std::uint64_t range) {

@@ -292,7 +292,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
       }
     }
 
-    // E. The version "after", read once the key and row reads are complete.
+    // E. The version "after", read once the tag and row reads are complete.
     if (kStrict || wide_rows) fence_gpu();
     bool hit[kKeys];
 #pragma unroll

@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
   }
 }
 
-template <int kLanes, bool kStrict>
+template <bool kStrict, int kLanes>
 void launch_lookup(const HostTierView& view, bool half, const TierSink& sink, float* out, std::uint64_t max_misses,
                    int sm_count, cudaStream_t stream) {
   // The miss count is on the device, so the grid is sized for every key missing; most blocks of a
@@ -232,6 +232,16 @@ void launch_lookup(const HostTierView& view, bool half, const TierSink& sink, fl
   const unsigned blocks = grid_blocks(max_misses, kLookupThreads / kLanes, sm_count, per_sm);
   tier_lookup_kernel<kLanes, kStrict><<<blocks, kLookupThreads, 0, stream>>>(view, half, sink, out, 0u);
   HPS_CUDA_CHECK_LAUNCH();
+}
+
+/// Lanes per key: enough for one 4-byte element each across the row (PCIe reads of a row are then
+/// one contiguous request per warp), at most a warp.
+template <bool kStrict>
+void launch_lookup_for_dim(const HostTierView& view, bool half, const TierSink& sink, float* out,
+                           std::uint64_t max_misses, int sm_count, cudaStream_t stream) {
+  if (view.dim <= 8) return launch_lookup<kStrict, 8>(view, half, sink, out, max_misses, sm_count, stream);
+  if (view.dim <= 16) return launch_lookup<kStrict, 16>(view, half, sink, out, max_misses, sm_count, stream);
+  return launch_lookup<kStrict, 32>(view, half, sink, out, max_misses, sm_count, stream);
 }
 
 }  // namespace
@@ -251,18 +261,13 @@ void launch_tier_apply(const HostTierView& view, const std::int64_t* keys, const
 void launch_tier_lookup(const HostTierView& view, bool half, const TierSink& sink, float* out, std::uint64_t max_misses,
                         int sm_count, cudaStream_t stream) {
   if (max_misses == 0) return;
-  // Lanes per key: enough for one 4-byte element each across the row (PCIe reads of a row are
-  // then one contiguous request per warp), at most a warp.
-  static const bool strict = std::getenv("HPS_TIER_STRICT_FENCES") != nullptr &&
-                             std::string_view(std::getenv("HPS_TIER_STRICT_FENCES")) == "1";
-  if (strict) {
-    if (view.dim <= 8) return launch_lookup<8, true>(view, half, sink, out, max_misses, sm_count, stream);
-    if (view.dim <= 16) return launch_lookup<16, true>(view, half, sink, out, max_misses, sm_count, stream);
-    return launch_lookup<32, true>(view, half, sink, out, max_misses, sm_count, stream);
-  }
-  if (view.dim <= 8) return launch_lookup<8, false>(view, half, sink, out, max_misses, sm_count, stream);
-  if (view.dim <= 16) return launch_lookup<16, false>(view, half, sink, out, max_misses, sm_count, stream);
-  return launch_lookup<32, false>(view, half, sink, out, max_misses, sm_count, stream);
+  // The strict form (fences) only for measurement: see the top of this file.
+  static const bool strict = [] {
+    const char* value = std::getenv("HPS_TIER_STRICT_FENCES");
+    return value != nullptr && std::string_view(value) == "1";
+  }();
+  const auto launch = strict ? launch_lookup_for_dim<true> : launch_lookup_for_dim<false>;
+  launch(view, half, sink, out, max_misses, sm_count, stream);
 }
 
 }  // namespace hps::cuda

@@ -23,7 +23,7 @@
 
 #include "hps/error.hpp"
 #include "hps/gpu/gpu_cache.hpp"
-#include "gpu/key_mix.hpp"
+#include "detail/hashing.hpp"
 #include "hps/keys.hpp"
 #include "key_stream.hpp"
 
@@ -93,7 +93,7 @@ class TestStream {
 // ---- rows -------------------------------------------------------------------------------------
 
 /// Scrambles a row's seed into its values (the caches' own key mix; any bijective mix would do).
-std::uint64_t mix(std::uint64_t h) { return hps::cuda::murmur3_fmix64(static_cast<std::int64_t>(h)); }
+std::uint64_t mix(std::uint64_t h) { return hps::murmur3_fmix64(static_cast<std::int64_t>(h)); }
 
 /// Element j of key's row in `version`. Integers below 2^24 are exact in fp32, and the version
 /// sits in the low bits, so a row mixing two versions is detectable element by element.
