@@ -19,6 +19,10 @@ and flatters every number), uniform and Zipf keys:
            before issue 13), for a before/after on one machine in one run (--no-old leaves it out);
   hybrid   rows gathered on the CPU into a pinned buffer (torch.index_select over the CPU table) and
            copied to the GPU: the usual deployment with the tables in host memory, done well.
+For the dyn-20% and dyn-5% cells a second roof, of a lookup with misses (issue 13): the rows the device
+read from the CPU-memory tier per call (stats: host_tier_rows_served) x 4D bytes over a pinned
+host-to-device copy's bandwidth measured in the same run, plus the same size's dyn-hit p50; printed as
+"% miss roof" (that roof's time over the call's median).
 Each cell is one lookup call timed from the Python call until its rows are ready (the stream
 synchronised), so it includes launch and host overheads: keys/s is B / median time, % bound is the
 bound's time over the median time, p50/p99 are per-call latencies.
@@ -57,6 +61,21 @@ def copy_bandwidth(device: torch.device, nbytes: int = 2 << 30) -> float:
     seconds = start.elapsed_time(end) / 1e3 / 10
     del src, dst
     return 2 * nbytes / seconds
+
+
+def pinned_upload_bandwidth(device: torch.device, nbytes: int = 256 << 20) -> float:
+    """Bytes/s of a pinned host-to-device copy: the PCIe roof of rows read from host memory."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32).pin_memory()
+    dst = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+    dst.copy_(src, non_blocking=True)
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(5):
+        dst.copy_(src, non_blocking=True)
+    end.record()
+    torch.cuda.synchronize()
+    return 5 * nbytes / (start.elapsed_time(end) / 1e3)
 
 
 def zipf_positions(rng: np.random.Generator, n: int, size: int, alpha: float, scatter: np.ndarray) -> np.ndarray:
@@ -98,6 +117,8 @@ def main() -> None:
     print(f"# gpu_lookup: {torch.cuda.get_device_name(device)}, hps {hps.__version__}, torch {torch.__version__}; "
           f"{args.rows:,} rows per table; {args.batches} distinct batches per cell")
     print(f"# measured device-to-device copy bandwidth: {bandwidth / 1e12:.2f} TB/s (read + write)")
+    upload = pinned_upload_bandwidth(device)
+    print(f"# measured pinned host-to-device copy bandwidth: {upload / 1e9:.1f} GB/s (the miss roof's PCIe)")
     results = []
     header = (f"{'D':>4} {'B':>9} {'keys':>7} {'case':>8} | {'Gkeys/s':>8} {'% bound':>8} {'p50 us':>9} "
               f"{'p99 us':>9} {'vs torch':>8} {'vs hybrid':>9}")
@@ -172,7 +193,9 @@ def main() -> None:
                     medians = {}
                     for name, (fn, batches) in cases.items():
                         hits_before = _gpu_hits(ps)
+                        served_before = _rows_served(ps)
                         times = time_calls(fn, batches)
+                        rows_read = (_rows_served(ps) - served_before) / (len(batches) + 1)
                         med = statistics.median(times)
                         medians[name] = med
                         bound = size * (8 + 8 * dim) / bandwidth
@@ -181,11 +204,17 @@ def main() -> None:
                                "p99_us": 1e6 * float(np.percentile(times, 99)),
                                "gpu_hit_rate": _hit_rate(ps, hits_before, size * (len(batches) + 1))
                                if name.startswith(("dyn-", "old-")) else None}
+                        if name in ("dyn-20%", "dyn-5%"):
+                            roof = rows_read * 4 * dim / upload + medians["dyn-hit"]
+                            row.update(rows_from_host_per_call=rows_read, pct_miss_roof=100 * roof / med)
                         results.append(row)
                     for row in results[-len(cases):]:
                         vs_torch = medians["torch"] / row["p50_us"] * 1e6
                         vs_hybrid = medians["hybrid"] / row["p50_us"] * 1e6
                         extra = f"  hit rate {row['gpu_hit_rate']:.3f}" if row["gpu_hit_rate"] is not None else ""
+                        if "pct_miss_roof" in row:
+                            extra += (f"; {row['rows_from_host_per_call']:,.0f} rows from host per call, "
+                                      f"{row['pct_miss_roof']:.0f}% miss roof")
                         print(f"{dim:>4} {size:>9,} {dist:>7} {row['case']:>8} | {row['keys_per_s'] / 1e9:>8.3f} "
                               f"{row['pct_bound']:>7.0f}% {row['p50_us']:>9.1f} {row['p99_us']:>9.1f} "
                               f"{vs_torch:>7.2f}x {vs_hybrid:>8.1f}x{extra}")
@@ -194,9 +223,11 @@ def main() -> None:
             torch.cuda.empty_cache()
     print("bound = B x (8 + 8D) bytes / measured copy bandwidth; vs torch / vs hybrid = their median time over this "
           "case's (above 1: faster)")
+    print("miss roof = rows read from the CPU tier x 4D bytes / pinned upload bandwidth + dyn-hit p50")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"copy_bandwidth": bandwidth, "rows": args.rows, "cells": results}, f, indent=1)
+            json.dump({"copy_bandwidth": bandwidth, "upload_bandwidth": upload, "rows": args.rows, "cells": results},
+                      f, indent=1)
 
 
 def warm_hot_set(ps: hps.HPS, model: str, hot: np.ndarray, devices: list) -> list[float]:
@@ -218,6 +249,11 @@ def warm_hot_set(ps: hps.HPS, model: str, hot: np.ndarray, devices: list) -> lis
 
 def _gpu_hits(ps: hps.HPS) -> dict:
     return {(s["model"], s["table"]): (s["hits"]["gpu_cache"], s["keys"]) for s in ps.stats()}
+
+
+def _rows_served(ps: hps.HPS) -> int:
+    """Rows the GPU caches read from the CPU-memory tier so far, over all tables."""
+    return sum(s.get("tier_counters", {}).get("gpu_cache", {}).get("host_tier_rows_served", 0) for s in ps.stats())
 
 
 def _hit_rate(ps: hps.HPS, before: dict, _: int) -> float:

@@ -89,6 +89,28 @@ __device__ __forceinline__ std::uint32_t load_relaxed_sys_u32(const void* addres
   asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(address) : "memory");
   return v;
 }
+/// kBytes (4, 8 or 16) bytes of host memory as 32-bit words, one load (the address aligned to kBytes).
+template <int kBytes>
+struct SysPiece {
+  static constexpr int kWords = kBytes / 4;
+  std::uint32_t w[kWords];
+};
+template <int kBytes>
+__device__ __forceinline__ SysPiece<kBytes> load_relaxed_sys_piece(const void* address) {
+  SysPiece<kBytes> p;
+  if constexpr (kBytes == 4) {
+    asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(p.w[0]) : "l"(address) : "memory");
+  } else if constexpr (kBytes == 8) {
+    asm volatile("ld.relaxed.sys.global.v2.u32 {%0,%1}, [%2];" : "=r"(p.w[0]), "=r"(p.w[1]) : "l"(address) : "memory");
+  } else {
+    static_assert(kBytes == 16, "4, 8 or 16 bytes");
+    asm volatile("ld.relaxed.sys.global.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(p.w[0]), "=r"(p.w[1]), "=r"(p.w[2]), "=r"(p.w[3])
+                 : "l"(address)
+                 : "memory");
+  }
+  return p;
+}
 __device__ __forceinline__ void fence_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
 
 // ---- hashing (the mixes themselves: detail/hashing.hpp) -------------------------------------------

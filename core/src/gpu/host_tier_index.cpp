@@ -77,6 +77,7 @@ HostTierIndex::HostTierIndex(int device, std::shared_ptr<HashMapTier> tier, bool
   view_.entries = static_cast<TierEntry*>(entries_.get());
   view_.slots = slots;
   view_.counters = static_cast<TierCounters*>(counters_.get());
+  view_.record_bytes = static_cast<std::uint32_t>(layout.record_bytes);
   view_.key_offset = static_cast<std::uint32_t>(layout.key_offset);
   view_.row_offset = static_cast<std::uint32_t>(layout.row_offset);
   view_.dim = static_cast<std::uint32_t>(layout.dim);

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <numeric>
 #include <string_view>
 
 #include "gpu/cuda_check.hpp"
@@ -124,12 +125,27 @@ __global__ void tier_remove_kernel(const HostTierView view, const std::int64_t* 
 
 enum class Outcome { kFound, kAbsent, kLeft };
 
-/// kLanes lanes read one row. Groups of a warp run different numbers of iterations, so every
-/// shuffle and ballot names the group's lanes only.
-template <int kLanes, bool kStrict>
+/// The elements of a row that one lane of a group reads and writes: pieces of kPieceBytes (one load
+/// each) numbered c = rank, rank + kLanes, ...; piece c holds elements [c * kWords, c * kWords + kWords).
+template <int kLanes, int kPieceBytes>
+struct LaneShare {
+  static constexpr int kWords = kPieceBytes / 4;
+  template <typename F>
+  __device__ __forceinline__ static void for_each(std::uint32_t dim, unsigned rank, F&& f) {
+    for (std::uint32_t c = rank; c * kWords < dim; c += kLanes) {
+#pragma unroll
+      for (int w = 0; w < kWords; ++w) f(c * kWords + w);
+    }
+  }
+};
+
+/// kLanes lanes read one row, each its LaneShare. Groups of a warp run different numbers of
+/// iterations, so every shuffle and ballot names the group's lanes only.
+template <int kLanes, int kPieceBytes, bool kStrict>
 __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostTierView view, const bool half,
                                                                      const TierSink sink, float* out,
                                                                      const std::uint32_t zero) {
+  using Share = LaneShare<kLanes, kPieceBytes>;
   const unsigned lane = threadIdx.x % 32;
   const unsigned rank = lane % kLanes;
   const int group_base = static_cast<int>(lane - rank);
@@ -162,12 +178,26 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
       const auto seen_key = static_cast<std::int64_t>(load_relaxed_sys_u64(body + view.key_offset));
       dependency = static_cast<std::uint32_t>(seen_key);
       const char* row = body + view.row_offset;
-      for (std::uint32_t c = rank; c < dim; c += kLanes) {
-        const std::uint32_t bits = load_relaxed_sys_u32(row + 4 * static_cast<std::size_t>(c));
-        dependency ^= bits;
-        float v = __uint_as_float(bits);
-        if (half) v = round_to_half(v);
-        dst[c] = v;  // overwritten by a retry, the default or the host path unless the row is accepted
+      // Writes a piece to the output (overwritten by a retry, the default or the host path unless the
+      // row is accepted); its words feed the dependency of the "after" read.
+      const auto take = [&](const SysPiece<kPieceBytes>& piece, std::uint32_t c) {
+#pragma unroll
+        for (int w = 0; w < Share::kWords; ++w) {
+          dependency ^= piece.w[w];
+          float v = __uint_as_float(piece.w[w]);
+          if (half) v = round_to_half(v);
+          dst[c * Share::kWords + w] = v;
+        }
+      };
+      // Two of a lane's pieces in flight before either is used (rows wider than a group's loads).
+      const std::uint32_t pieces = dim / Share::kWords;
+      for (std::uint32_t c = rank; c < pieces; c += 2 * kLanes) {
+        const bool second = c + kLanes < pieces;
+        const auto a = load_relaxed_sys_piece<kPieceBytes>(row + static_cast<std::size_t>(c) * kPieceBytes);
+        SysPiece<kPieceBytes> b{};
+        if (second) b = load_relaxed_sys_piece<kPieceBytes>(row + static_cast<std::size_t>(c + kLanes) * kPieceBytes);
+        take(a, c);
+        if (second) take(b, c + kLanes);
       }
       if constexpr (kStrict) fence_sys();
       const std::uint64_t after = load_relaxed_sys_u64(rec + (kStrict ? 0u : (dependency & zero)));
@@ -197,7 +227,7 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
 
     if (outcome == Outcome::kAbsent) {
       const float v = half ? round_to_half(view.default_value) : view.default_value;
-      for (std::uint32_t c = rank; c < dim; c += kLanes) dst[c] = v;
+      Share::for_each(dim, rank, [&](std::uint32_t e) { dst[e] = v; });
       if (rank == 0) atomicAdd(&view.counters->defaults_served, 1ull);
     } else if (outcome == Outcome::kLeft) {
       if (rank == 0) {
@@ -216,32 +246,52 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
       if (sink.insert_room > 0 && at < sink.insert_room) {
         if (rank == 0) sink.insert_keys[at] = key;
         float* staged = sink.insert_rows + at * dim;
-        for (std::uint32_t c = rank; c < dim; c += kLanes) staged[c] = dst[c];  // this lane's own writes
+        Share::for_each(dim, rank, [&](std::uint32_t e) { staged[e] = dst[e]; });  // this lane's own writes
       }
     }
   }
 }
 
-template <bool kStrict, int kLanes>
+template <bool kStrict, int kLanes, int kPieceBytes>
 void launch_lookup(const HostTierView& view, bool half, const TierSink& sink, float* out, std::uint64_t max_misses,
                    int sm_count, cudaStream_t stream) {
+  const auto kernel = tier_lookup_kernel<kLanes, kPieceBytes, kStrict>;
   // The miss count is on the device, so the grid is sized for every key missing; most blocks of a
   // call with few misses find nothing to do and exit. A few blocks per SM keep thousands of rows
-  // in flight, more than PCIe's bandwidth-delay product (about 56 KB at 28 GB/s and 2 us).
-  static const int per_sm = std::min(4, resident_blocks_per_sm(tier_lookup_kernel<kLanes, kStrict>, kLookupThreads));
+  // in flight, more than PCIe's bandwidth-delay product (about 56 KB at 28 GB/s and 2 us); 2 or 8
+  // blocks per SM measured the same at 26,624 and 262,144 keys (benchmarks/RESULTS.md).
+  static const int per_sm = std::min(4, resident_blocks_per_sm(kernel, kLookupThreads));
   const unsigned blocks = grid_blocks(max_misses, kLookupThreads / kLanes, sm_count, per_sm);
-  tier_lookup_kernel<kLanes, kStrict><<<blocks, kLookupThreads, 0, stream>>>(view, half, sink, out, 0u);
+  kernel<<<blocks, kLookupThreads, 0, stream>>>(view, half, sink, out, 0u);
   HPS_CUDA_CHECK_LAUNCH();
 }
 
-/// Lanes per key: enough for one 4-byte element each across the row (PCIe reads of a row are then
-/// one contiguous request per warp), at most a warp.
+/// Bytes per load of a row: the widest of 16 and 8 that every row's address is aligned to (records
+/// start at page starts plus multiples of record_bytes) and that still gives each lane of a warp
+/// at least one load; 4 otherwise.
+std::uint32_t piece_bytes(const HostTierView& view) {
+  const std::uint32_t row_bytes = 4 * view.dim;
+  const std::uint32_t aligned = std::gcd(view.record_bytes, view.row_offset);
+  for (std::uint32_t piece : {16u, 8u}) {
+    if (aligned % piece == 0 && row_bytes % piece == 0 && row_bytes >= 32 * piece) return piece;
+  }
+  return 4;
+}
+
+/// Shapes: up to 16 elements, a group of 8 or 16 lanes with one element each; wider rows, a warp
+/// per row, each lane reading its share with as few loads as the alignment allows. A random row of
+/// mapped host memory costs the GPU about as much per request as per byte (address translation:
+/// benchmarks/zero_copy_gather.cu), so fewer, wider loads serve more rows per second.
 template <bool kStrict>
 void launch_lookup_for_dim(const HostTierView& view, bool half, const TierSink& sink, float* out,
                            std::uint64_t max_misses, int sm_count, cudaStream_t stream) {
-  if (view.dim <= 8) return launch_lookup<kStrict, 8>(view, half, sink, out, max_misses, sm_count, stream);
-  if (view.dim <= 16) return launch_lookup<kStrict, 16>(view, half, sink, out, max_misses, sm_count, stream);
-  return launch_lookup<kStrict, 32>(view, half, sink, out, max_misses, sm_count, stream);
+  if (view.dim <= 8) return launch_lookup<kStrict, 8, 4>(view, half, sink, out, max_misses, sm_count, stream);
+  if (view.dim <= 16) return launch_lookup<kStrict, 16, 4>(view, half, sink, out, max_misses, sm_count, stream);
+  switch (piece_bytes(view)) {
+    case 16: return launch_lookup<kStrict, 32, 16>(view, half, sink, out, max_misses, sm_count, stream);
+    case 8: return launch_lookup<kStrict, 32, 8>(view, half, sink, out, max_misses, sm_count, stream);
+    default: return launch_lookup<kStrict, 32, 4>(view, half, sink, out, max_misses, sm_count, stream);
+  }
 }
 
 }  // namespace

@@ -165,6 +165,7 @@ struct HostTierView {
   TierEntry* entries = nullptr;
   std::uint64_t slots = 0;
   TierCounters* counters = nullptr;
+  std::uint32_t record_bytes = 0;  ///< records start at page starts plus multiples of it (row alignment)
   std::uint32_t key_offset = 8;
   std::uint32_t row_offset = 16;
   std::uint32_t dim = 0;

@@ -147,10 +147,12 @@ struct TierCache {
 };
 
 TierCache make_setup(std::size_t rows, std::size_t dim, CacheDtype dtype, bool fits32, bool last_tier,
-                 double hbm_share = 0.1, std::size_t partitions = 8) {
+                 double hbm_share = 0.1, std::size_t partitions = 8,
+                 hps::OverflowPolicy policy = hps::OverflowPolicy::kEvictRandom) {
   TierCache s;
   HashMapOptions options;
   options.num_partitions = partitions;
+  options.overflow_policy = policy;
   options.allocation_rate = std::size_t{1} << 20;  // several arena pages
   s.tier = std::make_shared<HashMapTier>(dim, options);
   s.keys = distinct_keys(rows, fits32, 7 + dim);
@@ -240,6 +242,34 @@ TEST(GpuHostTier, ZipfLookupsMatchTheCpuTierBitForBit) {
         EXPECT_GT(s.cache->size(), 0u) << "rows found in the CPU tier are inserted into the cache";
         EXPECT_GT(s.cache->host_tier_index_bytes(), 0u);
       }
+    }
+  }
+}
+
+// The miss kernel reads a row with loads of 16, 8 or 4 bytes by its width and alignment (records
+// with access metadata put rows 4 bytes off 8), a lane with one or several of them: every shape
+// returns the CPU tier's rows bit for bit, and the default for keys in no tier.
+TEST(GpuHostTier, EveryRowShapeMatchesTheCpuTier) {
+  SKIP_WITHOUT_GPU();
+  for (const auto policy : {hps::OverflowPolicy::kEvictRandom, hps::OverflowPolicy::kEvictLeastUsed}) {
+    for (const std::size_t dim : {4u, 12u, 32u, 36u, 64u, 72u, 128u, 200u, 256u}) {
+      SCOPED_TRACE("dim " + std::to_string(dim) + " policy " + hps::to_string(policy));
+      TierCache s = make_setup(20000, dim, CacheDtype::kFloat32, false, true, 0.1, 4, policy);
+      std::vector<std::int64_t> universe = s.keys;
+      const auto absent = distinct_keys(universe.size() / 50 + 1, false, 98);
+      for (std::size_t i = 0; i < absent.size(); ++i) universe.insert(universe.begin() + 50 * i + 3, absent[i] ^ 1);
+      KeyStream zipf(universe, 1.05, 11);
+      CountingResolver resolver{s.tier.get()};
+      TestStream stream;
+      for (int call = 0; call < 6; ++call) {
+        const auto keys = zipf.draw(call % 2 ? 8192 : 1024);
+        GpuLookupResult r;
+        const auto rows = run_lookup(*s.cache, keys, KeyDtype::kInt64, true, stream.get(), resolver.get(), &r);
+        ASSERT_TRUE(same_bits(rows, reference(*s.tier, keys, false), keys, dim)) << "call " << call;
+      }
+      EXPECT_EQ(resolver.calls.load(), 0u);
+      EXPECT_GT(s.cache->host_tier_rows_served(), 0u);
+      EXPECT_GT(s.cache->defaults_served(), 0u);
     }
   }
 }

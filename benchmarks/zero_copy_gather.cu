@@ -1,0 +1,350 @@
+// Roof of the GPU cache's miss path: how fast a kernel can gather random records of the CPU-memory
+// tier from page-locked, mapped host memory over PCIe, by kernel shape and read protocol.
+//
+// Records as the CPU-memory tier lays them out (record_hooks.hpp): an 8-byte header, the 8-byte key,
+// the fp32 row at offset 16, 2 GiB of them in one mapped buffer. Each call gathers M random records
+// (record addresses in device memory, as the host-tier index gives them) into a device array; 8
+// rotating request sets (64 where said), so no record is in L2 from the call before; the last call's
+// rows are checked against the values written.
+// Printed per (D, M, shape): us per call, GB/s of row bytes, and % of the roof: a pinned
+// host-to-device cudaMemcpyAsync of 256 MiB measured in the same run.
+//
+// Shapes: kLanes lanes serve a record, each reading kVecBytes per load (4, 8 or 16), kKeys records
+// per group in flight (every load of all of them issued before any value is used). Protocols:
+//   plain     weak loads of the row only (no concurrency control: the bound of a gather);
+//   seqlock   the host-tier kernel's protocol: header, then key and row at addresses computed from
+//             it, then the header again at an address computed from them (three dependent round
+//             trips), relaxed loads at system scope;
+// Also: the same gathers from a 32 MiB window (address translation's reach), with 64 request sets
+// (no set repeats within the GPU's TLB reach), from cudaHostAlloc memory and from mmap'ed memory
+// registered with cudaHostRegister with and without transparent huge pages (the CPU-memory tier's way).
+// Build: nvcc -std=c++20 -O3 -arch=sm_90 -o zero_copy_gather benchmarks/zero_copy_gather.cu
+// Usage: zero_copy_gather [--quick | --occupancy]   (--occupancy: at most 2, 4 and all resident
+//   blocks per SM, D = 64 and 128, 64 request sets)
+#include <cuda_runtime_api.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string_view>
+#include <vector>
+
+#define CHECK(call)                                                                                     \
+  do {                                                                                                  \
+    const cudaError_t e = (call);                                                                       \
+    if (e != cudaSuccess) {                                                                             \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e));        \
+      std::exit(1);                                                                                     \
+    }                                                                                                   \
+  } while (0)
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kRotation = 8;
+
+template <int kVecBytes>
+struct Vec;
+template <>
+struct Vec<4> {
+  std::uint32_t x;
+};
+template <>
+struct Vec<8> {
+  std::uint32_t x, y;
+};
+template <>
+struct Vec<16> {
+  std::uint32_t x, y, z, w;
+};
+
+template <int kVecBytes, bool kSys>
+__device__ __forceinline__ Vec<kVecBytes> load(const char* p) {
+  Vec<kVecBytes> v;
+  if constexpr (kVecBytes == 4) {
+    if constexpr (kSys) asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(v.x) : "l"(p));
+    else asm volatile("ld.global.u32 %0, [%1];" : "=r"(v.x) : "l"(p));
+  } else if constexpr (kVecBytes == 8) {
+    if constexpr (kSys) asm volatile("ld.relaxed.sys.global.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+    else asm volatile("ld.global.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+  } else {
+    if constexpr (kSys)
+      asm volatile("ld.relaxed.sys.global.v4.u32 {%0,%1,%2,%3}, [%4];"
+                   : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                   : "l"(p));
+    else
+      asm volatile("ld.global.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  }
+  return v;
+}
+
+template <int kVecBytes>
+__device__ __forceinline__ std::uint32_t fold(const Vec<kVecBytes>& v) {
+  if constexpr (kVecBytes == 4) return v.x;
+  else if constexpr (kVecBytes == 8) return v.x ^ v.y;
+  else return v.x ^ v.y ^ v.z ^ v.w;
+}
+
+__device__ __forceinline__ std::uint64_t load_sys_u64(const char* p) {
+  std::uint64_t v;
+  asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p));
+  return v;
+}
+
+template <int kDim, int kLanes, int kVecBytes, int kKeys, bool kSeqlock>
+__global__ void __launch_bounds__(kThreads) gather(const std::uint64_t* records, std::uint64_t m, float* out,
+                                                   std::uint32_t zero, unsigned long long* rejected) {
+  constexpr int kRowBytes = 4 * kDim;
+  constexpr int kChunks = kRowBytes / (kLanes * kVecBytes);
+  static_assert(kChunks >= 1 && kChunks * kLanes * kVecBytes == kRowBytes, "shape must tile the row");
+  const unsigned lane = threadIdx.x % 32, rank = lane % kLanes;
+  const std::uint64_t group = (blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x) / kLanes;
+  const std::uint64_t groups = static_cast<std::uint64_t>(gridDim.x) * blockDim.x / kLanes;
+  for (std::uint64_t base = group * kKeys; base < m; base += groups * kKeys) {
+    const char* rec[kKeys];
+    std::uint64_t before[kKeys] = {};
+    std::uint32_t dep[kKeys];
+#pragma unroll
+    for (int k = 0; k < kKeys; ++k) {
+      const std::uint64_t i = base + k < m ? base + k : m - 1;
+      rec[k] = reinterpret_cast<const char*>(records[i]);
+      dep[k] = 0;
+    }
+    if constexpr (kSeqlock) {
+#pragma unroll
+      for (int k = 0; k < kKeys; ++k) before[k] = load_sys_u64(rec[k]);
+#pragma unroll
+      for (int k = 0; k < kKeys; ++k) dep[k] = static_cast<std::uint32_t>(before[k]) & zero;
+    }
+    Vec<kVecBytes> v[kKeys][kChunks];
+    std::uint64_t seen_key[kKeys];
+#pragma unroll
+    for (int k = 0; k < kKeys; ++k) {
+      const char* body = rec[k] + dep[k];
+      if constexpr (kSeqlock) seen_key[k] = load_sys_u64(body + 8);
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c)
+        v[k][c] = load<kVecBytes, kSeqlock>(body + 16 + (static_cast<std::size_t>(c) * kLanes + rank) * kVecBytes);
+    }
+    bool ok[kKeys];
+#pragma unroll
+    for (int k = 0; k < kKeys; ++k) ok[k] = true;
+    if constexpr (kSeqlock) {
+      std::uint64_t after[kKeys];
+#pragma unroll
+      for (int k = 0; k < kKeys; ++k) {
+        std::uint32_t d = static_cast<std::uint32_t>(seen_key[k]);
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) d ^= fold<kVecBytes>(v[k][c]);
+        after[k] = load_sys_u64(rec[k] + (d & zero));
+      }
+#pragma unroll
+      for (int k = 0; k < kKeys; ++k) ok[k] = before[k] == after[k] && (before[k] & 1) == 0;
+    }
+#pragma unroll
+    for (int k = 0; k < kKeys; ++k) {
+      if (base + k >= m) continue;
+      if (!ok[k]) {
+        if (rank == 0) atomicAdd(rejected, 1ull);
+        continue;
+      }
+      char* dst = reinterpret_cast<char*>(out + (base + k) * kDim);
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c)
+        *reinterpret_cast<Vec<kVecBytes>*>(dst + (static_cast<std::size_t>(c) * kLanes + rank) * kVecBytes) = v[k][c];
+    }
+  }
+}
+
+struct Setup {
+  int dim;
+  std::size_t record_bytes, records;
+  char* host;            // host pointer of the mapped buffer
+  std::uint64_t device;  // its device address
+  float* out;
+  unsigned long long* rejected;
+  double roof;  // bytes/s
+  int sms;
+  int blocks_per_sm;  // cap on resident blocks per SM (0: the occupancy limit)
+};
+
+template <int kDim, int kLanes, int kVecBytes, int kKeys, bool kSeqlock>
+void run(const Setup& s, const std::vector<std::uint64_t*>& requests, std::uint64_t m, const char* name) {
+  const int rotation = static_cast<int>(requests.size());
+  auto kernel = gather<kDim, kLanes, kVecBytes, kKeys, kSeqlock>;
+  int per_sm = 0;
+  CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
+  const std::uint64_t groups_needed = (m + kKeys - 1) / kKeys;
+  const std::uint64_t blocks_needed = (groups_needed * kLanes + kThreads - 1) / kThreads;
+  if (s.blocks_per_sm > 0) per_sm = std::min(per_sm, s.blocks_per_sm);
+  const unsigned blocks = static_cast<unsigned>(std::min<std::uint64_t>(blocks_needed, std::uint64_t(s.sms) * per_sm));
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+  for (int r = 0; r < rotation; ++r) kernel<<<blocks, kThreads>>>(requests[r], m, s.out, 0u, s.rejected);
+  CHECK(cudaMemset(s.rejected, 0, sizeof(unsigned long long)));
+  std::vector<float> times;
+  for (int rep = 0; rep < 5; ++rep) {
+    CHECK(cudaEventRecord(a));
+    for (int r = 0; r < rotation; ++r) kernel<<<blocks, kThreads>>>(requests[r], m, s.out, 0u, s.rejected);
+    CHECK(cudaEventRecord(b));
+    CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    CHECK(cudaEventElapsedTime(&ms, a, b));
+    times.push_back(ms * 1e3f / rotation);
+  }
+  CHECK(cudaGetLastError());
+  std::sort(times.begin(), times.end());
+  const double us = times[times.size() / 2];
+  unsigned long long rejected = 0;
+  CHECK(cudaMemcpy(&rejected, s.rejected, sizeof rejected, cudaMemcpyDeviceToHost));
+  // Check the last call's rows: record i's row holds i * 1000 + c.
+  std::vector<std::uint64_t> ids(m);
+  CHECK(cudaMemcpy(ids.data(), requests[rotation - 1], m * 8, cudaMemcpyDeviceToHost));
+  std::vector<float> rows(m * kDim);
+  CHECK(cudaMemcpy(rows.data(), s.out, rows.size() * 4, cudaMemcpyDeviceToHost));
+  std::size_t wrong = 0;
+  for (std::uint64_t i = 0; i < m; ++i) {
+    const std::uint64_t r = (ids[i] - s.device) / s.record_bytes;
+    for (int c = 0; c < kDim; ++c) wrong += rows[i * kDim + c] != static_cast<float>(r % 10000 * 1000 + c);
+  }
+  const double gbs = static_cast<double>(m) * 4 * kDim / (us * 1e-6) / 1e9;
+  std::printf("D=%4d M=%7llu %-8s lanes=%2d vec=%2d keys=%d  %9.1f us  %6.1f GB/s  %5.1f%% of roof  blocks=%u%s%s\n",
+              kDim, static_cast<unsigned long long>(m), name, kLanes, kVecBytes, kKeys, us, gbs, 100.0 * gbs * 1e9 / s.roof,
+              blocks, rejected ? "  REJECTED" : "", wrong ? "  WRONG ROWS" : "");
+  std::fflush(stdout);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+}
+
+double pinned_h2d_bandwidth() {
+  const std::size_t bytes = std::size_t{256} << 20;
+  void *host = nullptr, *dev = nullptr;
+  CHECK(cudaHostAlloc(&host, bytes, cudaHostAllocDefault));
+  CHECK(cudaMalloc(&dev, bytes));
+  std::fill_n(static_cast<char*>(host), bytes, 1);
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+  CHECK(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice));
+  CHECK(cudaEventRecord(a));
+  for (int i = 0; i < 5; ++i) CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice));
+  CHECK(cudaEventRecord(b));
+  CHECK(cudaEventSynchronize(b));
+  float ms = 0;
+  CHECK(cudaEventElapsedTime(&ms, a, b));
+  CHECK(cudaFreeHost(host));
+  CHECK(cudaFree(dev));
+  return 5.0 * bytes / (ms * 1e-3);
+}
+
+enum class Source { kHostAlloc, kHugePagesRegistered, kRegistered4k };
+const char* source_name(Source s) {
+  return s == Source::kHostAlloc ? "cudaHostAlloc" : s == Source::kHugePagesRegistered ? "mmap+THP+cudaHostRegister" : "mmap(no THP)+cudaHostRegister";
+}
+
+/// Allocates the 2 GiB of records from `source`, then gathers from its first `span` bytes.
+template <int kDim>
+void suite(Setup s, Source source, std::size_t span, int rotation, bool quick) {
+  s.dim = kDim;
+  s.record_bytes = 16 + 4 * kDim;  // a multiple of 16 for these dims
+  const std::size_t bytes = std::size_t{2} << 30;
+  s.records = bytes / s.record_bytes;
+  if (source == Source::kHostAlloc) {
+    CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.host), bytes, cudaHostAllocMapped));
+  } else {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) std::exit(2);
+    ::madvise(p, bytes, source == Source::kHugePagesRegistered ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    std::fill_n(static_cast<char*>(p), bytes, 0);  // fault the pages in (huge where THP grants them)
+    CHECK(cudaHostRegister(p, bytes, cudaHostRegisterMapped | cudaHostRegisterPortable));
+    s.host = static_cast<char*>(p);
+  }
+  void* dev = nullptr;
+  CHECK(cudaHostGetDevicePointer(&dev, s.host, 0));
+  s.device = reinterpret_cast<std::uint64_t>(dev);
+  for (std::size_t r = 0; r < s.records; ++r) {
+    char* rec = s.host + r * s.record_bytes;
+    const std::uint64_t header = (r << 2) | 2;  // live, not busy
+    const std::int64_t key = static_cast<std::int64_t>(r);
+    std::copy_n(reinterpret_cast<const char*>(&header), 8, rec);
+    std::copy_n(reinterpret_cast<const char*>(&key), 8, rec + 8);
+    float* row = reinterpret_cast<float*>(rec + 16);
+    for (int c = 0; c < kDim; ++c) row[c] = static_cast<float>(r % 10000 * 1000 + c);
+  }
+  std::printf("-- D=%d, records from %s, gathered from the first %zu MiB, %d request sets in rotation\n", kDim,
+              source_name(source), span >> 20, rotation);
+  CHECK(cudaMalloc(&s.out, std::size_t{262144} * kDim * 4));
+  std::mt19937_64 rng(kDim);
+  for (std::uint64_t m : {std::uint64_t{1800}, std::uint64_t{22000}}) {
+    std::vector<std::uint64_t*> requests;
+    std::uniform_int_distribution<std::size_t> pick(0, std::min(s.records, span / s.record_bytes) - 1);
+    for (int r = 0; r < rotation; ++r) {
+      std::vector<std::uint64_t> ids(m);
+      for (auto& id : ids) id = s.device + pick(rng) * s.record_bytes;
+      std::uint64_t* d = nullptr;
+      CHECK(cudaMalloc(&d, m * 8));
+      CHECK(cudaMemcpy(d, ids.data(), m * 8, cudaMemcpyHostToDevice));
+      requests.push_back(d);
+    }
+    constexpr int kRowBytes = 4 * kDim;
+    // One 4-byte element per lane, one record per group (the shape of the host-tier kernel today).
+    constexpr int kNarrowLanes = kDim < 32 ? kDim : 32;
+    run<kDim, kNarrowLanes, 4, 1, false>(s, requests, m, "plain");
+    run<kDim, kNarrowLanes, 4, 1, true>(s, requests, m, "seqlock");
+    // 16-byte loads, one load per lane per record.
+    constexpr int kWideLanes = kRowBytes / 16 < 32 ? kRowBytes / 16 : 32;
+    run<kDim, kWideLanes, 16, 1, false>(s, requests, m, "plain");
+    run<kDim, kWideLanes, 16, 1, true>(s, requests, m, "seqlock");
+    if (!quick) {
+      run<kDim, kWideLanes, 16, 2, true>(s, requests, m, "seqlock");
+      constexpr int kMidLanes = kRowBytes / 8 < 32 ? kRowBytes / 8 : 32;
+      run<kDim, kMidLanes, 8, 1, true>(s, requests, m, "seqlock");
+    }
+    for (auto* d : requests) CHECK(cudaFree(d));
+  }
+  CHECK(cudaFree(s.out));
+  if (source == Source::kHostAlloc) {
+    CHECK(cudaFreeHost(s.host));
+  } else {
+    CHECK(cudaHostUnregister(s.host));
+    ::munmap(s.host, bytes);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string_view(argv[1]) == "--quick";
+  Setup s{};
+  int device = 0;
+  CHECK(cudaGetDevice(&device));
+  CHECK(cudaDeviceGetAttribute(&s.sms, cudaDevAttrMultiProcessorCount, device));
+  CHECK(cudaMalloc(&s.rejected, sizeof(unsigned long long)));
+  s.roof = pinned_h2d_bandwidth();
+  std::printf("roof: pinned host-to-device cudaMemcpyAsync of 256 MiB: %.1f GB/s; %d SMs\n", s.roof / 1e9, s.sms);
+  const std::size_t all = std::size_t{2} << 30;
+  if (argc > 1 && std::string_view(argv[1]) == "--occupancy") {
+    for (int cap : {2, 4, 0}) {
+      s.blocks_per_sm = cap;
+      std::printf("== at most %d blocks per SM (0: occupancy limit)\n", cap);
+      suite<128>(s, Source::kHugePagesRegistered, all, 64, true);
+      suite<64>(s, Source::kHugePagesRegistered, all, 64, true);
+    }
+    return 0;
+  }
+  for (Source source : {Source::kHostAlloc, Source::kHugePagesRegistered, Source::kRegistered4k}) {
+    suite<16>(s, source, all, kRotation, quick);
+    suite<128>(s, source, all, kRotation, quick);
+  }
+  // TLB reach: the same gathers from a 32 MiB window, and from all 2 GiB with 64 request sets.
+  suite<128>(s, Source::kHostAlloc, std::size_t{32} << 20, kRotation, true);
+  suite<128>(s, Source::kHugePagesRegistered, std::size_t{32} << 20, kRotation, true);
+  suite<128>(s, Source::kHostAlloc, all, 64, true);
+  suite<16>(s, Source::kHugePagesRegistered, all, 64, true);
+  if (!quick) suite<64>(s, Source::kHugePagesRegistered, all, kRotation, false);
+  return 0;
+}
