@@ -223,7 +223,7 @@ def test_misses_are_served_from_the_cpu_tier_on_the_device(tmp_path):
     assert 16 * entries <= counters["host_tier_index_bytes"] <= 16 * entries + 16 * 20000 + 4096, counters
     assert counters["host_tier_index_bytes_per_row"] == counters["host_tier_index_bytes"] // 20000, counters
     # The cache's own table: at most 1.15 x (row + key) per row it can hold (issue 13; D = 16 fp32:
-    # 64-byte rows, 12.5 bytes of tag, meta word and lock per slot at a load of 0.95).
+    # 64-byte rows, 12.02 bytes of tag, meta word and lock bit per slot at a load of 0.96).
     assert 0 < counters["table_bytes_per_row"] <= 1.15 * (16 * 4 + 8), counters
 
 

@@ -49,7 +49,7 @@ DynamicGpuCache::DynamicGpuCache(const GpuCacheOptions& options) : GpuCacheBase(
   meta_ = DeviceAllocation(slots * sizeof(std::uint32_t), writer_stream());
   tags_ = DeviceAllocation(slots * sizeof(std::uint64_t), writer_stream());
   rows_ = DeviceAllocation(slots * options_.dim * elem, writer_stream());
-  locks_ = DeviceAllocation(num_sets * sizeof(std::uint32_t), writer_stream());
+  locks_ = DeviceAllocation((num_sets + 31) / 32 * sizeof(std::uint32_t), writer_stream());  // a bit per set
   counters_ = DeviceAllocation(sizeof(DynamicCounters), writer_stream());
   table_bytes_ = meta_.bytes() + tags_.bytes() + rows_.bytes() + locks_.bytes() + counters_.bytes();
   view_.meta = static_cast<std::uint32_t*>(meta_.get());

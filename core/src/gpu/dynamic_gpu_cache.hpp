@@ -22,7 +22,7 @@ class DynamicGpuCache final : public GpuCacheBase {
   GpuLookupResult lookup(const void* keys, KeyDtype dtype, bool key64, std::size_t n, float* out, StreamView stream,
                          const MissResolver& resolve, const InsertGuard& guard) override;
   std::size_t size() const override;
-  /// Keys held at most (the option); the table has about 5% more slots (kTargetLoad), so that
+  /// Keys held at most (the option); the table has about 4% more slots (kTargetLoad), so that
   /// this many keys fit in their candidate sets without evictions.
   std::size_t capacity() const override { return static_cast<std::size_t>(view_.capacity); }
   std::size_t memory_bytes() const override;

@@ -1,7 +1,7 @@
 // Writer kernels of the dynamic cache.
 //
 // One warp per key. Writers of one cache are serialised on its writer stream, so two kernels
-// never write at once; inside a kernel, warps take per-set locks (words only writers use; readers
+// never write at once; inside a kernel, warps take per-set locks (bits only writers use; readers
 // never look at them). A key may live in either of its two candidate sets, so a warp locks both,
 // lower index first, then reads their 16 slots (lane j < 16 holds slot j: lanes 0-7 the lower set,
 // 8-15 the higher one) and picks:
@@ -45,20 +45,21 @@ __device__ __forceinline__ std::uint32_t make_meta(std::uint32_t digest, std::ui
   return (digest << 16) | (counter << 2) | (occupied ? kMetaOccupied : 0u);
 }
 
-__device__ __forceinline__ void lock_set(std::uint32_t* lock) {
-  while (atomicCAS(lock, 0u, 1u) != 0u) __nanosleep(64);
+// Set locks are bits, 32 sets to a word (1/64 byte per slot): taken by atomicOr, released by atomicAnd.
+__device__ __forceinline__ bool try_lock_set(std::uint32_t* locks, std::uint32_t set) {
+  const std::uint32_t bit = 1u << (set % 32);
+  if ((atomicOr(locks + set / 32, bit) & bit) != 0u) return false;
   fence_gpu();  // acquire: see the previous holder's writes
-}
-
-__device__ __forceinline__ bool try_lock_set(std::uint32_t* lock) {
-  if (atomicCAS(lock, 0u, 1u) != 0u) return false;
-  fence_gpu();
   return true;
 }
 
-__device__ __forceinline__ void unlock_set(std::uint32_t* lock) {
+__device__ __forceinline__ void lock_set(std::uint32_t* locks, std::uint32_t set) {
+  while (!try_lock_set(locks, set)) __nanosleep(64);
+}
+
+__device__ __forceinline__ void unlock_set(std::uint32_t* locks, std::uint32_t set) {
   fence_gpu();  // release: our writes before the lock is seen free
-  atomicExch(lock, 0u);
+  atomicAnd(locks + set / 32, ~(1u << (set % 32)));
 }
 
 /// The set of a resident key (of hash `hash`) other than `own` (the set it lives in).
@@ -191,22 +192,22 @@ __device__ MovePlan plan_moves(const DynamicTableView& table, std::uint32_t lo, 
 /// only tries it (a few times) otherwise, since waiting there could close a cycle.
 __device__ __forceinline__ bool take_extra_lock(std::uint32_t* locks, std::uint32_t set, std::uint32_t& highest) {
   if (set > highest) {
-    lock_set(locks + set);
+    lock_set(locks, set);
     highest = set;
     return true;
   }
-  bool got = try_lock_set(locks + set);
+  bool got = try_lock_set(locks, set);
   for (int t = 0; t < 8 && !got; ++t) {
     __nanosleep(32);
-    got = try_lock_set(locks + set);
+    got = try_lock_set(locks, set);
   }
   return got;
 }
 
 /// Lane 0 releases the plan's extra locks.
 __device__ __forceinline__ void unlock_plan_sets(const DynamicTableView& table, const MovePlan& plan) {
-  if (plan.steps >= 1) unlock_set(table.set_locks + plan.tail_set);
-  if (plan.steps == 2) unlock_set(table.set_locks + plan.middle_set);
+  if (plan.steps >= 1) unlock_set(table.set_locks, plan.tail_set);
+  if (plan.steps == 2) unlock_set(table.set_locks, plan.middle_set);
 }
 
 /// Lane 0 takes the plan's extra set locks, lower set first. Returns (to every lane) whether all
@@ -222,7 +223,7 @@ __device__ bool lock_plan_sets(const DynamicTableView& table, const MovePlan& pl
       if (!take_extra_lock(table.set_locks, low, highest)) {
         ok = 0;
       } else if (!take_extra_lock(table.set_locks, high, highest)) {
-        unlock_set(table.set_locks + low);
+        unlock_set(table.set_locks, low);
         ok = 0;
       }
     }
@@ -281,8 +282,8 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
 
     for (int attempt = 0;; ++attempt) {
       if (lane == 0) {
-        lock_set(table.set_locks + lo);
-        lock_set(table.set_locks + hi);
+        lock_set(table.set_locks, lo);
+        lock_set(table.set_locks, hi);
       }
       __syncwarp();
       // Slot state; only writers change it and we hold both sets' locks.
@@ -355,8 +356,8 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
       if (retry) {
         __syncwarp();
         if (lane == 0) {
-          unlock_set(table.set_locks + hi);
-          unlock_set(table.set_locks + lo);
+          unlock_set(table.set_locks, hi);
+          unlock_set(table.set_locks, lo);
           __nanosleep(64u << min(attempt, 6));
         }
         __syncwarp();
@@ -407,8 +408,8 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
       __syncwarp();
       if (lane == 0) {
         unlock_plan_sets(table, plan);
-        unlock_set(table.set_locks + hi);
-        unlock_set(table.set_locks + lo);
+        unlock_set(table.set_locks, hi);
+        unlock_set(table.set_locks, lo);
       }
       __syncwarp();
       break;

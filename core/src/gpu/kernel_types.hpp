@@ -58,8 +58,8 @@ struct MissSink {
 
 // ---- dynamic (set-associative) table -------------------------------------------------------------
 // Sets of kSlotsPerSet slots. Per slot: a 32-bit meta word (16-bit key digest | 16-bit version), a
-// 64-bit tag and a row, each in its own array (12.5 bytes besides the row with the set locks: every
-// byte of overhead is a row that could have been cached). The key's hash is a bijective mix
+// 64-bit tag and a row, each in its own array, and a lock bit per set (12.02 bytes besides the row:
+// every byte of overhead is a row that could have been cached). The key's hash is a bijective mix
 // (murmur3_fmix64), so a slot stores the hash, not the key: its low 16 bits are the digest in the
 // meta word, its high 48 bits share the tag with the 16-bit LRU stamp (tag = hash & ~0xFFFF | stamp),
 // and the key is the inverse mix of the hash where it is needed (dump). One load of the tag gives a
@@ -81,7 +81,7 @@ constexpr std::uint32_t kMetaOccupied = 2u;
 /// Sets are allocated for capacity / kTargetLoad slots: at this load two-choice placement with
 /// one- and two-step relocation stores `capacity` random keys without a single eviction (measured
 /// by simulation up to 0.96 and on the GPU: docs/gpu_cache.md).
-constexpr double kTargetLoad = 0.95;
+constexpr double kTargetLoad = 0.96;
 
 /// Device counters of a dynamic cache, updated by writer kernels only.
 struct DynamicCounters {
@@ -95,7 +95,7 @@ struct DynamicTableView {
   std::uint32_t* meta = nullptr;       ///< [num_sets * kSlotsPerSet]
   std::uint64_t* tags = nullptr;       ///< [num_sets * kSlotsPerSet]; hash bits | LRU stamp (slot tags, device_primitives.cuh)
   void* rows = nullptr;                ///< [num_sets * kSlotsPerSet][dim], float or __half
-  std::uint32_t* set_locks = nullptr;  ///< [num_sets]; taken by writer threads only, never by readers
+  std::uint32_t* set_locks = nullptr;  ///< [ceil(num_sets / 32)], a bit per set; writer threads only, never readers
   DynamicCounters* counters = nullptr;
   std::uint64_t num_sets = 0;          ///< >= 2, so a key's two sets always differ
   std::uint64_t capacity = 0;          ///< keys held at most (< num_sets * kSlotsPerSet)
