@@ -28,6 +28,27 @@ __device__ __forceinline__ uint4 load_relaxed_v4(const void* address) {
   return v;
 }
 
+// The same loads with an L2 evict_last cache policy: for the dynamic cache's meta words (4 bytes per
+// slot), which every probe reads and which should stay in L2 while a lookup's rows stream through it.
+__device__ __forceinline__ std::uint64_t l2_evict_last_policy() {
+  std::uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+__device__ __forceinline__ uint4 load_relaxed_v4_l2_keep(const void* address, std::uint64_t policy) {
+  uint4 v;
+  asm volatile("ld.relaxed.gpu.global.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(address), "l"(policy)
+               : "memory");
+  return v;
+}
+__device__ __forceinline__ std::uint32_t load_relaxed_u32_l2_keep(const std::uint32_t* address, std::uint64_t policy) {
+  std::uint32_t v;
+  asm volatile("ld.relaxed.gpu.global.L2::cache_hint.u32 %0, [%1], %2;" : "=r"(v) : "l"(address), "l"(policy) : "memory");
+  return v;
+}
+
 __device__ __forceinline__ std::uint32_t load_relaxed_u32(const std::uint32_t* address) {
   std::uint32_t v;
   asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(address) : "memory");

@@ -71,18 +71,20 @@ __device__ __forceinline__ std::uint64_t candidate_slot(std::uint32_t first, std
 }
 
 /// The 16 candidate meta words of a key (8 of each set) held by one lane: kWords consecutive
-/// words of the concatenation [first set's 8 | second set's 8].
+/// words of the concatenation [first set's 8 | second set's 8]. Loaded with L2's evict_last
+/// priority: every probe reads them, rows stream past them.
 template <int kWords>
 struct MetaWords {
   std::uint32_t w[kWords];
   /// Loads this lane's words, the `rank`-th group of kWords.
   __device__ __forceinline__ void load(const std::uint32_t* meta, std::uint32_t first, std::uint32_t second,
                                        unsigned rank) {
+    const std::uint64_t policy = l2_evict_last_policy();
     if constexpr (kWords == 16) {
       const std::uint32_t* a = meta + static_cast<std::uint64_t>(first) * kSlotsPerSet;
       const std::uint32_t* b = meta + static_cast<std::uint64_t>(second) * kSlotsPerSet;
-      const uint4 v0 = load_relaxed_v4(a), v1 = load_relaxed_v4(a + 4);
-      const uint4 v2 = load_relaxed_v4(b), v3 = load_relaxed_v4(b + 4);
+      const uint4 v0 = load_relaxed_v4_l2_keep(a, policy), v1 = load_relaxed_v4_l2_keep(a + 4, policy);
+      const uint4 v2 = load_relaxed_v4_l2_keep(b, policy), v3 = load_relaxed_v4_l2_keep(b + 4, policy);
       w[0] = v0.x, w[1] = v0.y, w[2] = v0.z, w[3] = v0.w, w[4] = v1.x, w[5] = v1.y, w[6] = v1.z, w[7] = v1.w;
       w[8] = v2.x, w[9] = v2.y, w[10] = v2.z, w[11] = v2.w, w[12] = v3.x, w[13] = v3.y, w[14] = v3.z, w[15] = v3.w;
     } else {
@@ -90,14 +92,14 @@ struct MetaWords {
       const std::uint32_t set = word < static_cast<unsigned>(kSlotsPerSet) ? first : second;
       const std::uint32_t* at = meta + static_cast<std::uint64_t>(set) * kSlotsPerSet + word % kSlotsPerSet;
       if constexpr (kWords == 8) {
-        const uint4 a = load_relaxed_v4(at), b = load_relaxed_v4(at + 4);
+        const uint4 a = load_relaxed_v4_l2_keep(at, policy), b = load_relaxed_v4_l2_keep(at + 4, policy);
         w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = b.x, w[5] = b.y, w[6] = b.z, w[7] = b.w;
       } else if constexpr (kWords == 4) {
-        const uint4 v = load_relaxed_v4(at);
+        const uint4 v = load_relaxed_v4_l2_keep(at, policy);
         w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
       } else {
 #pragma unroll
-        for (int i = 0; i < kWords; ++i) w[i] = load_relaxed_u32(at + i);
+        for (int i = 0; i < kWords; ++i) w[i] = load_relaxed_u32_l2_keep(at + i, policy);
       }
     }
   }
