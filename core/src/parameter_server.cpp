@@ -250,6 +250,11 @@ struct ParameterServer::Impl {
                std::uint64_t epoch);
   // The cascade, split into chunks over the pool's threads when the batch is large.
   void resolve(TableState& table, const std::int64_t* keys, std::size_t n, float* rows, std::uint8_t* found);
+  // Whether resolve() splits this table's lookups over the pool: not when the chain's first tier
+  // serves whole batches better (Tier::serves_whole_batches: Redis Cluster).
+  bool splits_lookups(const TableState& table) const {
+    return pool && !table.chain.empty() && !table.chain.front().tier->serves_whole_batches();
+  }
 };
 
 // ---- construction ---------------------------------------------------------------------------------
@@ -667,7 +672,7 @@ void ParameterServer::Impl::promote(TableState& table, std::size_t from, std::ui
 void ParameterServer::Impl::resolve(TableState& table, const std::int64_t* keys, std::size_t n, float* rows,
                                     std::uint8_t* found) {
   const std::size_t chunks =
-      pool ? std::min(kChunksPerThread * pool->concurrency(), n / kMinKeysPerChunk) : std::size_t{1};
+      splits_lookups(table) ? std::min(kChunksPerThread * pool->concurrency(), n / kMinKeysPerChunk) : 1;
   if (chunks <= 1) return cascade(table, keys, n, rows, found);
   const std::size_t per_chunk = (n + chunks - 1) / chunks;
   pool->parallel_for(chunks, [&](std::size_t c) {
@@ -735,7 +740,9 @@ void ParameterServer::lookup(TableRef ref, const void* keys, KeyDtype dtype, std
   const std::uint64_t epoch = table.epoch.load(std::memory_order_acquire);
   // Misses are resolved over the thread pool; if the last lookup had enough to split, the workers
   // wake now and their wake-up overlaps the device's probe instead of delaying the resolve.
-  if (impl_->pool && table.last_gpu_misses.load(std::memory_order_relaxed) >= 2 * kMinKeysPerChunk) impl_->pool->nudge();
+  if (impl_->splits_lookups(table) && table.last_gpu_misses.load(std::memory_order_relaxed) >= 2 * kMinKeysPerChunk) {
+    impl_->pool->nudge();
+  }
   const GpuLookupResult result = cache.lookup(
       keys, dtype, key64(), n, out, where.stream,
       [this, &table](const std::int64_t* miss_keys, std::size_t m, float* rows, std::uint8_t* found) {

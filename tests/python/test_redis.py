@@ -66,12 +66,18 @@ def test_lookups_match_the_files(tmp_path, cluster):
         np.testing.assert_array_equal(ps.lookup(model, 0, t.keys[2:4]), np.full((2, 16), -1.0, np.float32))
 
 
-def hmget_calls(cluster) -> int:
-    """HMGETs the cluster's nodes ran since their last CONFIG RESETSTAT (INFO commandstats)."""
-    total = 0
-    for port in cluster.ports:
-        m = re.search(r"^cmdstat_hmget:calls=(\d+),", cluster.cli(port, "INFO", "commandstats"), re.M)
-        total += int(m.group(1)) if m else 0
+def hmgets_of_lookup(cluster, config, table, lookup_threads: int) -> int:
+    """HMGETs the cluster's nodes ran for one lookup of all of `table`'s keys (INFO commandstats,
+    reset before it); the rows are checked against the files."""
+    model = config["models"][0]["model"]
+    with hps.HPS(config, lookup_threads=lookup_threads) as ps:
+        for port in cluster.ports:
+            cluster.cli(port, "CONFIG", "RESETSTAT")
+        np.testing.assert_array_equal(ps.lookup(model, 0, table.keys), table.rows)
+        total = 0
+        for port in cluster.ports:
+            m = re.search(r"^cmdstat_hmget:calls=(\d+),", cluster.cli(port, "INFO", "commandstats"), re.M)
+            total += int(m.group(1)) if m else 0
     return total
 
 
@@ -81,15 +87,19 @@ def test_a_lookup_asks_for_at_most_256_kib_of_rows_per_command(tmp_path, cluster
     # sending any of it: the lookup splits it instead.
     n, dim = 4000, 128
     t = make_table(tmp_path / "t", n, dim)
-    config = redis_config([t], cluster, num_partitions=1, max_batch_size=65536)
-    model = config["models"][0]["model"]
-    with hps.HPS(config, lookup_threads=1) as ps:
-        for port in cluster.ports:
-            cluster.cli(port, "CONFIG", "RESETSTAT")
-        np.testing.assert_array_equal(ps.lookup(model, 0, t.keys), t.rows)
-        calls = hmget_calls(cluster)
+    calls = hmgets_of_lookup(cluster, redis_config([t], cluster, num_partitions=1, max_batch_size=65536), t, 1)
     assert calls >= -(-n * dim * 4 // (256 << 10)), f"{calls} HMGETs for {n} rows of {dim * 4} bytes"
     assert calls <= 2 * -(-n * dim * 4 // (256 << 10)), f"{calls} HMGETs: commands smaller than needed"
+
+
+def test_a_lookup_is_one_command_per_partition_whatever_the_lookup_threads(tmp_path, cluster):
+    # The tier pipelines every node from one call: the server does not split a Redis lookup over
+    # its lookup threads (which sent each partition one HMGET per chunk: 8 chunks of 2,000 keys
+    # with 2 threads, 40 HMGETs instead of 5).
+    t = make_table(tmp_path / "t", 2000, 16)
+    # 5 partitions, max_batch_size 500: about 400 keys per partition, one HMGET each.
+    calls = hmgets_of_lookup(cluster, redis_config([t], cluster), t, lookup_threads=2)
+    assert calls == 5, f"{calls} HMGETs for 2,000 keys in 5 partitions"
 
 
 def test_reloading_keeps_the_table_and_its_updates(tmp_path, cluster):

@@ -60,6 +60,9 @@ struct RedisClusterCounters {
 class RedisClusterTier : public Tier, public BulkLoadable {
  public:
   BulkLoadable* bulk_loader() override { return this; }
+  /// One lookup call pipelines every node from one poll loop; split over threads it sent each node
+  /// a command per partition per chunk (benchmarks/RESULTS.md: 1.6x the wall time at 2,048 keys).
+  bool serves_whole_batches() const override { return true; }
   /// counters() as name/value pairs, for the server's per-tier metrics (hps_tier_<name>_total).
   std::vector<TierCounter> event_counters() const override;
 

@@ -80,6 +80,10 @@ class Tier {
   /// The tier's bulk-load side (see bulk_loadable.hpp), or null when it has none: the server then
   /// fills it with insert(). Owned by the tier.
   virtual BulkLoadable* bulk_loader() { return nullptr; }
+  /// Whether find() serves a whole batch better than the server's chunks of it on several threads
+  /// (a network tier whose one call already drives every server at once: splitting only multiplies
+  /// its commands and round trips). A lookup whose chain starts with such a tier is not split.
+  virtual bool serves_whole_batches() const { return false; }
   /// The tier's event counters since it was created, always the same names in the same order;
   /// none by default. The server's metrics print them under the tier's role name, so a tier that
   /// counts something needs no edits to the metrics code.
