@@ -30,22 +30,38 @@ __device__ __forceinline__ uint4 load_relaxed_v4(const void* address) {
 
 // The same loads with an L2 evict_last cache policy: for the dynamic cache's meta words (4 bytes per
 // slot), which every probe reads and which should stay in L2 while a lookup's rows stream through it.
+// (Cache policies need sm_80; older GPUs get the plain loads.)
 __device__ __forceinline__ std::uint64_t l2_evict_last_policy() {
-  std::uint64_t policy;
+  std::uint64_t policy = 0;
+#if __CUDA_ARCH__ >= 800
   asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
+#endif
   return policy;
 }
 __device__ __forceinline__ uint4 load_relaxed_v4_l2_keep(const void* address, std::uint64_t policy) {
   uint4 v;
+#if __CUDA_ARCH__ >= 800
   asm volatile("ld.relaxed.gpu.global.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(address), "l"(policy)
                : "memory");
+#else
+  (void)policy;
+  asm volatile("ld.relaxed.gpu.global.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(address)
+               : "memory");
+#endif
   return v;
 }
 __device__ __forceinline__ std::uint32_t load_relaxed_u32_l2_keep(const std::uint32_t* address, std::uint64_t policy) {
   std::uint32_t v;
+#if __CUDA_ARCH__ >= 800
   asm volatile("ld.relaxed.gpu.global.L2::cache_hint.u32 %0, [%1], %2;" : "=r"(v) : "l"(address), "l"(policy) : "memory");
+#else
+  (void)policy;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(address) : "memory");
+#endif
   return v;
 }
 

@@ -46,7 +46,8 @@ constexpr int kBlockThreads = 256;
 /// conversions spill under 48). The lookup is bound by chains of dependent reads, so keys in
 /// flight matter most.
 template <typename T, int kLanes, int kChunks>
-constexpr int kMinBlocksPerSm = kLanes * kChunks >= 8 ? 4 : (std::is_same_v<T, float> ? 5 : 0);
+constexpr int kMinBlocksPerSm = std::min(kLanes * kChunks >= 8 ? 4 : (std::is_same_v<T, float> ? 5 : 0),
+                                         kMaxBlocksOf256PerSm);
 constexpr std::uint32_t kFullMask = 0xFFFFFFFFu;
 /// A hit rewrites its slot's stamp only when it is at least this many lookups old. 1: whenever
 /// the stamp is older than the lookup. (4 was measured to cost up to 16 points of hit rate when a

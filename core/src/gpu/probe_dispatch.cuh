@@ -21,6 +21,15 @@
 
 namespace hps::cuda {
 
+/// Resident blocks of 256 threads per SM the lookup kernels may ask of the compiler: 4 on sm_75
+/// (1,024 threads per SM), 8 from sm_80 (2,048) on. Read in the device pass of each architecture.
+constexpr int kMaxBlocksOf256PerSm =
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    4;
+#else
+    8;
+#endif
+
 struct ResolvedShape {
   bool vector = false;
   int lanes = 1;

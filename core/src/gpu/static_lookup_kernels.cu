@@ -37,7 +37,7 @@ constexpr int kBlockThreads = 256;
 /// spilling; 4 (64 registers) for fp16 rows, whose conversions need more. The lookup is bound by
 /// chains of dependent reads, so keys in flight matter most.
 template <typename T>
-constexpr int kMinBlocksPerSm = std::is_same_v<T, float> ? 5 : 4;
+constexpr int kMinBlocksPerSm = std::min(std::is_same_v<T, float> ? 5 : 4, kMaxBlocksOf256PerSm);
 constexpr std::uint32_t kFullMask = 0xFFFFFFFFu;
 
 __device__ __forceinline__ std::uint32_t entry_state(std::uint32_t seq) { return (seq >> 1) & 3u; }
