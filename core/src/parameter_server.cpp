@@ -576,10 +576,15 @@ void ParameterServer::Impl::cascade(TableState& table, const std::int64_t* keys,
   dedup.build(keys, found, n);
   const std::size_t unique = dedup.unique_count();
   const std::int64_t* unique_keys = dedup.unique_keys();
-  thread_local std::vector<float> unique_rows;
+  // Every position considered and every key distinct (the usual batch below a Redis or RocksDB
+  // first tier): distinct key u is position u, so the tiers write the output in place and nothing is
+  // scattered afterwards (a row copy per key less).
+  const bool in_place = next == 0 && unique == n;
+  thread_local std::vector<float> unique_row_buffer;
+  if (!in_place) unique_row_buffer.resize(unique * dim);
+  float* const unique_rows = in_place ? rows : unique_row_buffer.data();
   // 0: found nowhere yet; k > 0: found by tier next + k - 1.
   thread_local std::vector<std::uint8_t> unique_found;
-  unique_rows.resize(unique * dim);
   unique_found.assign(unique, 0);
   thread_local std::vector<std::size_t> level_hits;  // positions answered by tier next + k
   level_hits.assign(chain.size() - next, 0);
@@ -591,7 +596,7 @@ void ParameterServer::Impl::cascade(TableState& table, const std::int64_t* keys,
     std::size_t hits = 0;
     if (t == next) {
       // Every distinct key is still missing: the tier reads and writes the batch in place.
-      hits = chain[t].tier->find(unique_keys, unique, unique_rows.data(), unique_found.data());
+      hits = chain[t].tier->find(unique_keys, unique, unique_rows, unique_found.data());
     } else {
       // A deeper tier: only keys every tier above missed, compacted into a batch of their own.
       thread_local std::vector<std::int64_t> deep_keys;
@@ -610,17 +615,17 @@ void ParameterServer::Impl::cascade(TableState& table, const std::int64_t* keys,
       hits = chain[t].tier->find(deep_keys.data(), deep_keys.size(), deep_rows.data(), deep_found.data());
       for (std::size_t d = 0; d < deep_keys.size() && hits > 0; ++d) {
         if (!deep_found[d]) continue;
-        std::memcpy(&unique_rows[std::size_t{deep_slot[d]} * dim], &deep_rows[d * dim], dim * 4);
+        std::memcpy(unique_rows + std::size_t{deep_slot[d]} * dim, &deep_rows[d * dim], dim * 4);
         unique_found[deep_slot[d]] = level;
       }
     }
     missing -= hits;
     if (hits > 0 && table.promotes && quiet(epoch)) {
-      promote(table, t, level, unique_keys, unique_rows.data(), unique_found.data(), unique, hits, epoch);
+      promote(table, t, level, unique_keys, unique_rows, unique_found.data(), unique, hits, epoch);
     }
   }
   for (std::size_t u = 0; u < unique; ++u) {
-    if (!unique_found[u]) std::fill_n(&unique_rows[u * dim], dim, table.default_value);
+    if (!unique_found[u]) std::fill_n(unique_rows + u * dim, dim, table.default_value);
   }
   // Scatter each distinct miss to every position that asked for it.
   std::size_t defaults = 0;
@@ -628,7 +633,7 @@ void ParameterServer::Impl::cascade(TableState& table, const std::int64_t* keys,
   for (std::size_t i = 0; i < n; ++i) {
     if (found[i]) continue;
     const std::uint32_t u = slot_of[i];
-    std::memcpy(rows + i * dim, &unique_rows[std::size_t{u} * dim], dim * 4);
+    if (!in_place) std::memcpy(rows + i * dim, unique_rows + std::size_t{u} * dim, dim * 4);
     const std::uint8_t level = unique_found[u];
     found[i] = level != 0;
     if (level) {

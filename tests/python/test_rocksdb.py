@@ -47,6 +47,27 @@ def test_misses_fall_through_and_only_found_rows_are_promoted(tmp_path):
         np.testing.assert_array_equal(ps.lookup("m", 0, q), t.expected(q))  # again, partly promoted
 
 
+def test_distinct_and_repeated_keys_below_a_first_tier_that_sees_distinct_keys(tmp_path):
+    # RocksDB alone: the server sends it distinct keys. A batch of distinct keys is answered in place
+    # (the tier writes the output rows), a batch with repeats through a scatter of the distinct
+    # rows: both must give every position its row or the default, and count each position once.
+    t = make_table(tmp_path / "t", 3000, 8, default=-2.5)
+    config = config_for([t], persistent=str(tmp_path / "db"))
+    config["volatile_db"] = {"type": "disabled"}
+    rng = np.random.default_rng(5)
+    distinct = np.concatenate([rng.permutation(t.keys)[:1500], 10**13 + rng.permutation(500)])
+    rng.shuffle(distinct)
+    repeated = distinct[rng.integers(0, distinct.size, 4000)]
+    with hps.HPS(config, lookup_threads=1) as ps:
+        for q in (distinct, repeated):
+            (before,) = ps.stats()
+            np.testing.assert_array_equal(ps.lookup("m", 0, q), t.expected(q))
+            (after,) = ps.stats()
+            present = int(np.isin(q, t.keys).sum())
+            assert after["hits"]["persistent_db"] - before["hits"]["persistent_db"] == present
+            assert after["defaults"] - before["defaults"] == q.size - present
+
+
 def test_block_cache_usage_is_in_stats_and_prometheus(tmp_path):
     t = make_table(tmp_path / "t", 40000, 16)  # 40,000 rows of 72 bytes: 2.7 MiB of SST blocks
     config = config_for([t], persistent=str(tmp_path / "db"))
