@@ -18,7 +18,8 @@
 // Also: the same gathers from a 32 MiB window (address translation's reach), with 64 request sets
 // (no set repeats within the GPU's TLB reach), from cudaHostAlloc memory and from mmap'ed memory
 // registered with cudaHostRegister with and without transparent huge pages (the CPU-memory tier's way).
-// Build: nvcc -std=c++20 -O3 -arch=sm_90 -o zero_copy_gather benchmarks/zero_copy_gather.cu
+// Build: scripts/gpu_kernels_bench.sh builds it (build/gpu-standalone/zero_copy_gather), or by hand:
+//   nvcc -std=c++20 -O3 -arch=sm_90 -o zero_copy_gather benchmarks/zero_copy_gather.cu
 // Usage: zero_copy_gather [--quick | --occupancy]   (--occupancy: at most 2, 4 and all resident
 //   blocks per SM, D = 64 and 128, 64 request sets)
 #include <cuda_runtime_api.h>

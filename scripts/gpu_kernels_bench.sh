@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU cache kernels on their own: builds the GPU cache, its gtest suite and its micro-benchmark with nvcc (standalone,
+# The GPU cache kernels on their own: builds the GPU cache, its gtest suite and its micro-benchmarks with nvcc (standalone,
 # so it needs no CMake configure of the rest of the project), runs the tests (optionally under
 # compute-sanitizer) and the benchmark, and writes every log under the output folder.
 #
@@ -66,7 +66,13 @@ build() {
   nvcc $GENCODE -o "$BUILD/test_gpu_cache" "$BUILD/obj/test_gpu_cache.cu.o" "${lib[@]}" \
     -L"$gtest_dir" -lgtest_main -lgtest -lpthread || return 1
   nvcc $GENCODE -o "$BUILD/gpu_cache_kernels" "$BUILD/obj/gpu_cache_kernels.cu.o" "${lib[@]}" -lpthread || return 1
-  log "built $BUILD/test_gpu_cache and $BUILD/gpu_cache_kernels"
+  # The miss path's roof (random rows of mapped host memory): self-contained, run by hand. (A tree
+  # unpacked by gpu_kernels_ab.sh --prepare has no copy of it.)
+  if [[ -f $ROOT/benchmarks/zero_copy_gather.cu ]]; then
+    nvcc $GENCODE -std=c++20 -O3 -Xcompiler=-Wall,-Wextra --Werror=all-warnings -o "$BUILD/zero_copy_gather" \
+      "$ROOT/benchmarks/zero_copy_gather.cu" || return 1
+  fi
+  log "built $BUILD/test_gpu_cache, $BUILD/gpu_cache_kernels and (where its source is) $BUILD/zero_copy_gather"
 }
 
 if [[ ${HPS_GPU_SKIP_BUILD:-0} != 1 ]]; then
