@@ -142,8 +142,8 @@ TEST(HashMapRecordHooks, LayoutPutsTheHeaderFirstAndAlignsRecords) {
       HashMapTier tier(dim, options);
       const hps::RecordLayout layout = tier.record_layout();
       EXPECT_EQ(layout.key_offset, 8u);
-      EXPECT_EQ(layout.row_offset, policy == OverflowPolicy::kEvictRandom ? 16u : 20u);
-      EXPECT_EQ(layout.record_bytes % 8, 0u);
+      EXPECT_EQ(layout.row_offset, policy == OverflowPolicy::kEvictRandom ? 16u : 24u);
+      EXPECT_EQ(layout.record_bytes % 8, 0u);  // every record, and so every row, 8-byte aligned
       EXPECT_GE(layout.record_bytes, layout.row_offset + 4 * dim);
       EXPECT_LT(layout.record_bytes, layout.row_offset + 4 * dim + 8);
     }

@@ -119,13 +119,15 @@ class SlotArray {
 }  // namespace
 
 // A partition: an open-addressing index over an arena of fixed-size records
-// {int64 key, [uint32 access metadata], float row[dim]} kept in pages that never move.
+// {header, int64 key, [uint32 access metadata, 4 bytes unused], float row[dim]} kept in pages that never move.
 class HashMapTier::Partition {
  public:
   Partition(std::size_t dim, const HashMapOptions& options, std::uint64_t seed)
       : dim_(dim),
         options_(options),
-        meta_bytes_(options.overflow_policy == OverflowPolicy::kEvictRandom ? 0 : 4),
+        // 4 bytes of access metadata take 8, so rows stay 8-byte aligned for the GPU's wide reads of
+        // them (host_tier_kernels.cu); with 4 * dim a multiple of 8 the record is no larger for it.
+        meta_bytes_(options.overflow_policy == OverflowPolicy::kEvictRandom ? 0 : 8),
         row_offset_(kMetaOffset + meta_bytes_),
         record_bytes_(round_up(row_offset_ + 4 * dim, 8)),
         rng_(seed) {

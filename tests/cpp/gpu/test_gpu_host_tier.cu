@@ -247,7 +247,7 @@ TEST(GpuHostTier, ZipfLookupsMatchTheCpuTierBitForBit) {
 }
 
 // The miss kernel reads a row with loads of 16, 8 or 4 bytes by its width and alignment (records
-// with access metadata put rows 4 bytes off 8), a lane with one or several of them: every shape
+// with access metadata have rows only 8-byte aligned), a lane with one or several of them: every shape
 // returns the CPU tier's rows bit for bit, and the default for keys in no tier.
 TEST(GpuHostTier, EveryRowShapeMatchesTheCpuTier) {
   SKIP_WITHOUT_GPU();

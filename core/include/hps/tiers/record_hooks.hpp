@@ -5,7 +5,8 @@
 // Record layout (one per stored row, in arena pages that never move):
 //   [0, 8)    header: bit 0 busy, bit 1 live, bits 2-63 a counter bumped by every write
 //   [8, 16)   int64 key
-//   [16, 16 + meta_bytes)  access metadata (evict_least_used / evict_oldest only)
+//   [16, 24)  access metadata (evict_least_used / evict_oldest only: 4 bytes used, 8 taken so the
+//             row stays 8-byte aligned)
 //   [row_offset, row_offset + 4 * dim)  fp32 row
 //   rounded up to 8 bytes (so every header is 8-byte aligned).
 // Writers (under the partition's exclusive lock) run a seqlock on the header: header |= busy
