@@ -14,39 +14,34 @@
 
 namespace hps {
 
+/// The shape of the mixes below: xorshift, multiply, xorshift, multiply, xorshift. Bijective for
+/// odd multipliers; the constants pick the mix.
+HPS_HASH_INLINE std::uint64_t xorshift_multiply(std::uint64_t x, int s1, std::uint64_t m1, int s2, std::uint64_t m2,
+                                                int s3) {
+  x ^= x >> s1;
+  x *= m1;
+  x ^= x >> s2;
+  x *= m2;
+  x ^= x >> s3;
+  return x;
+}
+
 /// splitmix64's finalizer, a bijective 64-bit mixer: distinct keys get distinct hashes, and
 /// every output bit depends on every key bit, so both halves can be used independently.
 HPS_HASH_INLINE std::uint64_t splitmix64(std::int64_t key) {
-  auto x = static_cast<std::uint64_t>(key);
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
+  return xorshift_multiply(static_cast<std::uint64_t>(key), 30, 0xbf58476d1ce4e5b9ULL, 27, 0x94d049bb133111ebULL, 31);
 }
 
 /// MurmurHash3's 64-bit finaliser (fmix64), a bijective mix: the GPU caches spread structured keys
 /// (sequential ids, keys with a common stride) over sets and buckets with it.
 HPS_HASH_INLINE std::uint64_t murmur3_fmix64(std::int64_t key) {
-  auto h = static_cast<std::uint64_t>(key);
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
+  return xorshift_multiply(static_cast<std::uint64_t>(key), 33, 0xff51afd7ed558ccdULL, 33, 0xc4ceb9fe1a85ec53ULL, 33);
 }
 
 /// The inverse of murmur3_fmix64 (xorshifts by 33 are their own inverse; the multipliers' inverses
-/// mod 2^64): the dynamic GPU cache stores hashes and recovers keys from them.
+/// mod 2^64, in reverse order): the dynamic GPU cache stores hashes and recovers keys from them.
 HPS_HASH_INLINE std::int64_t murmur3_fmix64_inverse(std::uint64_t h) {
-  h ^= h >> 33;
-  h *= 0x9cb4b2f8129337dbULL;
-  h ^= h >> 33;
-  h *= 0x4f74430c22a54005ULL;
-  h ^= h >> 33;
-  return static_cast<std::int64_t>(h);
+  return static_cast<std::int64_t>(xorshift_multiply(h, 33, 0x9cb4b2f8129337dbULL, 33, 0x4f74430c22a54005ULL, 33));
 }
 
 /// A second bijective mix of an already mixed key hash (splitmix64 of it plus the golden ratio), so

@@ -28,6 +28,12 @@ __device__ __forceinline__ uint4 load_relaxed_v4(const void* address) {
   return v;
 }
 
+__device__ __forceinline__ std::uint32_t load_relaxed_u32(const std::uint32_t* address) {
+  std::uint32_t v;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(address) : "memory");
+  return v;
+}
+
 // The same loads with an L2 evict_last cache policy: for the dynamic cache's meta words (4 bytes per
 // slot), which every probe reads and which should stay in L2 while a lookup's rows stream through it.
 // (Cache policies need sm_80; older GPUs get the plain loads.)
@@ -39,36 +45,27 @@ __device__ __forceinline__ std::uint64_t l2_evict_last_policy() {
   return policy;
 }
 __device__ __forceinline__ uint4 load_relaxed_v4_l2_keep(const void* address, std::uint64_t policy) {
-  uint4 v;
 #if __CUDA_ARCH__ >= 800
+  uint4 v;
   asm volatile("ld.relaxed.gpu.global.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(address), "l"(policy)
                : "memory");
+  return v;
 #else
   (void)policy;
-  asm volatile("ld.relaxed.gpu.global.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(address)
-               : "memory");
+  return load_relaxed_v4(address);
 #endif
-  return v;
 }
 __device__ __forceinline__ std::uint32_t load_relaxed_u32_l2_keep(const std::uint32_t* address, std::uint64_t policy) {
-  std::uint32_t v;
 #if __CUDA_ARCH__ >= 800
+  std::uint32_t v;
   asm volatile("ld.relaxed.gpu.global.L2::cache_hint.u32 %0, [%1], %2;" : "=r"(v) : "l"(address), "l"(policy) : "memory");
+  return v;
 #else
   (void)policy;
-  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(address) : "memory");
+  return load_relaxed_u32(address);
 #endif
-  return v;
-}
-
-__device__ __forceinline__ std::uint32_t load_relaxed_u32(const std::uint32_t* address) {
-  std::uint32_t v;
-  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(address) : "memory");
-  return v;
 }
 
 __device__ __forceinline__ std::uint64_t load_relaxed_u64(const void* address) {
@@ -119,11 +116,6 @@ __device__ __forceinline__ std::uint64_t load_acquire_sys_u64(const void* addres
 __device__ __forceinline__ std::uint64_t load_relaxed_sys_u64(const void* address) {
   std::uint64_t v;
   asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(address) : "memory");
-  return v;
-}
-__device__ __forceinline__ std::uint32_t load_relaxed_sys_u32(const void* address) {
-  std::uint32_t v;
-  asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(address) : "memory");
   return v;
 }
 /// kBytes (4, 8 or 16) bytes of host memory as 32-bit words, one load (the address aligned to kBytes).
