@@ -50,6 +50,18 @@ def partition_of(keys: np.ndarray, partitions: int) -> np.ndarray:
     return (x % np.uint64(partitions)).astype(np.int64)
 
 
+def partition_keys(client, tag: str, partitions: int) -> list[str]:
+    """The names of the table's partition hashes, as the cluster lists them (docs/redis.md, "How
+    tables are stored": `hps{<slot tag>}<tag>/p<p>v`), in partition order."""
+    names = {}
+    for name in client.scan_iter(match=f"hps{{*}}{tag}/p*v", target_nodes=client.PRIMARIES):
+        name = name.decode()
+        names[int(re.search(r"/p(\d+)v$", name).group(1))] = name
+    if sorted(names) != list(range(partitions)):
+        raise RuntimeError(f"the cluster holds partitions {sorted(names)} of {tag}, expected 0..{partitions - 1}")
+    return [names[p] for p in range(partitions)]
+
+
 def roof_get_rate(cluster: LocalRedis, row_bytes: int, keyspace: int, requests: int) -> float:
     """redis-benchmark's pipelined GET rate (requests/s) against the cluster, values of row_bytes."""
     port = str(cluster.ports[0])
@@ -183,8 +195,14 @@ def main() -> None:
                 # The better of two runs: the machine may be shared, and the roof should not be low.
                 roof = max(roof_get_rate(cluster, 4 * dim, args.rows, 400000 if dim <= 16 else 200000)
                            for _ in range(2))
-                tag = f"hps_et.{model}.sparse_embedding0"
-                part_keys = [f"hps{{{tag}/p{p}}}v" for p in range(args.partitions)]
+                part_keys = []
+                if naive_client is not None:
+                    part_keys = partition_keys(naive_client, f"hps_et.{model}.sparse_embedding0", args.partitions)
+                    per_master = {}
+                    for name in part_keys:
+                        node = naive_client.get_node_from_key(name).name
+                        per_master[node] = per_master.get(node, 0) + 1
+                    print(f"# D={dim}: partitions per master {'/'.join(str(n) for n in sorted(per_master.values()))}")
                 for batch in args.batches:
                     n_batches = max(2, min(8, (1 << 20) // batch))
                     batches = [keys[rng.integers(0, args.rows, batch)] for _ in range(n_batches)]

@@ -151,7 +151,8 @@ class LocalRedis {
     return capture("redis-cli -p " + std::to_string(port) + " " + command + " 2>&1");
   }
 
-  /// Ports of the current masters, as a live node sees them.
+  /// Ports of the current masters that serve slots, as a live node sees them (a node just started
+  /// as a replica is listed as a master without slots until its link to its master is up).
   std::vector<int> master_ports() const {
     std::vector<int> out;
     for (std::size_t i = 0; i < ports_.size(); ++i) {
@@ -162,7 +163,10 @@ class LocalRedis {
         const int port = std::atoi(nodes.c_str() + pos + 10);
         const std::size_t eol = nodes.find('\n', pos);
         const std::string line = nodes.substr(pos, eol - pos);
-        if (line.find("master") != std::string::npos && line.find("fail") == std::string::npos) out.push_back(port);
+        const bool has_slots = line.find_last_of("0123456789") > line.find(" connected");  // "... connected 0-5460"
+        if (line.find("master") != std::string::npos && line.find("fail") == std::string::npos && has_slots) {
+          out.push_back(port);
+        }
         pos = eol;
       }
       break;

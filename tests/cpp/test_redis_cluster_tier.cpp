@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <numeric>
@@ -223,6 +224,126 @@ TEST(RedisTier, ASecondLoaderWaitsForTheFirst) {
   EXPECT_EQ(a->size(), 0u);
   b->end_load("files:2");
   EXPECT_EQ(a->load_marker(), std::optional<std::string>("files:2"));
+}
+
+// Partitions of a table sit on slots spread around the ring, so each master of the cluster (3, with
+// equal slot ranges) holds 16/3 of them, give or take one; their names used to hash to 7/4/5 and
+// 4/4/8 (the benchmark's tables). Fixed tags: the spread depends on the tag, and these four are even.
+TEST(RedisTier, PartitionsSpreadOverTheMasters) {
+  REQUIRE_REDIS();
+  auto* cluster = shared_cluster();
+  auto config = redis_config(cluster->address());
+  config.num_partitions = 16;
+  std::vector<std::int64_t> keys(4000);
+  std::iota(keys.begin(), keys.end(), 1);
+  const auto rows = rows_for(keys, 2);
+  for (const std::string tag : {"hps_et.spread.t0", "hps_et.spread.t1", "hps_et.bench16.sparse_embedding0",
+                                "hps_et.bench128.sparse_embedding0"}) {
+    auto tier = hps::make_redis_cluster_tier(config, tag, 2);
+    tier->clear();
+    tier->insert(keys.data(), rows.data(), keys.size());  // rows in every partition
+    std::vector<std::size_t> held;
+    for (int port : cluster->master_ports()) {
+      // The table's partition hashes on this master, as the master itself lists them.
+      const std::string listed = cluster->cli(port, "--scan --pattern '*}" + tag + "/p*v'");
+      held.push_back(static_cast<std::size_t>(std::count(listed.begin(), listed.end(), '\n')));
+    }
+    ASSERT_EQ(held.size(), 3u);
+    EXPECT_EQ(held[0] + held[1] + held[2], 16u) << tag;
+    EXPECT_LE(*std::max_element(held.begin(), held.end()) - *std::min_element(held.begin(), held.end()), 1u)
+        << tag << ": " << held[0] << "/" << held[1] << "/" << held[2] << " partitions per master";
+    tier->clear();
+  }
+}
+
+// A server whose num_partitions differs from the one a stored table was written with reads the
+// table under the stored count (its load marker records it) instead of finding nothing.
+TEST(RedisTier, AStoredTableIsReadWithThePartitionsItWasWrittenWith) {
+  REQUIRE_REDIS();
+  const std::string tag = unique_tag("layout");
+  auto config = redis_config(shared_cluster()->address());
+  config.num_partitions = 8;
+  auto writer = hps::make_redis_cluster_tier(config, tag, 2);
+  std::vector<std::int64_t> keys(1000);
+  std::iota(keys.begin(), keys.end(), 100);
+  const auto rows = rows_for(keys, 2);
+  ASSERT_TRUE(writer->begin_load("files:1"));
+  writer->insert(keys.data(), rows.data(), keys.size());
+  writer->end_load("files:1");
+
+  config.num_partitions = 3;
+  auto reader = hps::make_redis_cluster_tier(config, tag, 2);
+  std::vector<float> got(keys.size() * 2);
+  std::vector<std::uint8_t> found(keys.size());
+  EXPECT_EQ(reader->find(keys.data(), keys.size(), got.data(), found.data()), keys.size());
+  EXPECT_EQ(got, rows);
+  EXPECT_FALSE(reader->begin_load("files:1"));  // current: not loaded again
+  EXPECT_EQ(reader->size(), keys.size());
+  EXPECT_EQ(reader->capacity(), writer->capacity());
+
+  // Other files: the table is cleared under the stored layout and written under the reader's.
+  ASSERT_TRUE(reader->begin_load("files:2"));
+  EXPECT_EQ(writer->size(), 0u);  // the 8 old partitions are gone, not orphaned
+  reader->insert(keys.data(), rows.data(), keys.size());
+  reader->end_load("files:2");
+  auto third = hps::make_redis_cluster_tier(config, tag, 2);
+  EXPECT_EQ(third->find(keys.data(), keys.size(), got.data(), found.data()), keys.size());
+  EXPECT_EQ(got, rows);
+  reader->clear();
+}
+
+// A table written before layouts were recorded (names `hps{<tag>/p<p>}v`, a marker without a layout
+// line) is still read, and replaced by the newest layout when other files are loaded. It is
+// written here with redis-cli: keys and rows whose bytes are printable.
+TEST(RedisTier, ATableInTheOldLayoutIsReadAndReplacedOnReload) {
+  REQUIRE_REDIS();
+  auto* cluster = shared_cluster();
+  const std::string tag = unique_tag("legacy");
+  const int port = cluster->ports()[0];
+  auto partition_of = [](std::int64_t key, std::size_t partitions) {  // the tier's fixed mix
+    auto x = static_cast<std::uint64_t>(key);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return static_cast<std::size_t>(x % partitions);
+  };
+  std::vector<std::int64_t> keys;
+  std::vector<float> rows;
+  for (int i = 0; i < 20; ++i) {
+    const std::string field = "keyABC" + std::string(1, static_cast<char>('a' + i)) + "x";  // 8 bytes
+    const std::string value = "row" + std::string(1, static_cast<char>('a' + i)) + "WXYZ";   // 2 floats
+    std::int64_t key;
+    std::memcpy(&key, field.data(), 8);
+    keys.push_back(key);
+    float row[2];
+    std::memcpy(row, value.data(), 8);
+    rows.insert(rows.end(), row, row + 2);
+    const std::string name = "hps{" + tag + "/p" + std::to_string(partition_of(key, 4)) + "}v";
+    ASSERT_EQ(cluster->cli(port, "-c HSET '" + name + "' '" + field + "' '" + value + "'"), "1\n") << name;
+  }
+  ASSERT_EQ(cluster->cli(port, "-c SET 'hps{" + tag + "}m' files:old"), "OK\n");
+
+  auto config = redis_config(cluster->address());  // num_partitions 4, as the old table
+  auto tier = hps::make_redis_cluster_tier(config, tag, 2);
+  std::vector<float> got(rows.size());
+  std::vector<std::uint8_t> found(keys.size());
+  EXPECT_EQ(tier->find(keys.data(), keys.size(), got.data(), found.data()), keys.size());
+  EXPECT_EQ(got, rows);
+  EXPECT_EQ(tier->load_marker(), std::optional<std::string>("files:old"));
+  EXPECT_FALSE(tier->begin_load("files:old"));
+
+  ASSERT_TRUE(tier->begin_load("files:new"));
+  for (std::size_t p = 0; p < 4; ++p) {
+    EXPECT_EQ(cluster->cli(port, "-c EXISTS 'hps{" + tag + "/p" + std::to_string(p) + "}v'"), "0\n") << p;
+  }
+  tier->insert(keys.data(), rows.data(), keys.size());
+  tier->end_load("files:new");
+  EXPECT_EQ(cluster->cli(port, "-c GET 'hps{" + tag + "}m'"), "hps-layout 2 4\nfiles:new\n");
+  auto reader = hps::make_redis_cluster_tier(config, tag, 2);
+  std::fill(got.begin(), got.end(), 0.0f);
+  EXPECT_EQ(reader->find(keys.data(), keys.size(), got.data(), found.data()), keys.size());
+  EXPECT_EQ(got, rows);
+  tier->clear();
 }
 
 class RedisOverflow : public ::testing::TestWithParam<OverflowPolicy> {};

@@ -150,6 +150,23 @@ def test_two_processes_share_one_table(tmp_path, cluster):
         np.testing.assert_array_equal(ps.lookup(model, 0, t.keys[:5]), np.full((5, 8), 42.0, np.float32))
 
 
+def test_a_server_with_another_num_partitions_reads_the_table_as_stored(tmp_path, cluster):
+    # The table's load marker records the partitions it was written with; a server configured with
+    # another count reads (and updates) it under the stored one instead of finding nothing.
+    t = make_table(tmp_path / "t", 2000, 8)
+    config = redis_config([t], cluster, num_partitions=5)
+    model = config["models"][0]["model"]
+    other = json.loads(json.dumps(config))
+    other["volatile_db"]["num_partitions"] = 2
+    with hps.HPS(config) as writer, hps.HPS(other) as reader:
+        np.testing.assert_array_equal(reader.lookup(model, 0, t.keys), t.rows)
+        assert reader.stats()[0]["tier_rows"]["volatile_db"] == 2000
+        assert reader.stats()[0]["defaults"] == 0
+        mine = np.full((5, 8), 3.5, np.float32)
+        reader.update(model, 0, t.keys[:5], mine)
+        np.testing.assert_array_equal(writer.lookup(model, 0, t.keys[:5]), mine)
+
+
 @pytest.mark.skipif(not hps.rocksdb_available(), reason="this build has no RocksDB tier")
 def test_promotion_from_rocksdb_into_redis(tmp_path, cluster):
     t = make_table(tmp_path / "t", 3000, 8, default=0.5)

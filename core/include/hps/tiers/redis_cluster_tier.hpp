@@ -2,11 +2,14 @@
 // that many hps processes share.
 //
 // Layout: a table is split into `num_partitions` partitions (a fixed 64-bit mix of the key, modulo
-// the count). Partition p is one Redis hash `hps{<tag>/p<p>}v` (field = the key's 8 bytes, value
-// = the row's raw fp32 bytes); the hash tag puts the whole partition on one slot, so one HMGET or
-// HSET serves many keys. Where eviction needs it (evict_oldest, evict_least_used, with a finite
-// overflow_margin) a sorted set `hps{<tag>/p<p>}t` on the same slot holds each row's access time
-// or count. `hps{<tag>}m` is the table's load marker.
+// the count). Partition p is one Redis hash `hps{<slot tag>}<tag>/p<p>v` (field = the key's 8
+// bytes, value = the row's raw fp32 bytes); the hash tag puts the whole partition on one slot, so
+// one HMGET or HSET serves many keys, and spreads the table's partitions evenly over the slots
+// (src/tiers/redis/partition_layout.hpp). Where eviction needs it (evict_oldest, evict_least_used,
+// with a finite overflow_margin) a sorted set `...t` on the same slot holds each row's access time
+// or count. `hps{<tag>}m` is the table's load marker; it records the partition count and layout
+// the table was written with, and a table already stored is read under those, whatever this
+// server's num_partitions (which applies when the table is written anew).
 //
 // Faults: a lookup never returns a wrong row and never waits past `operation_timeout_ms`: keys whose
 // node failed or timed out are reported not found (they fall through) and counted. Writes retry
@@ -15,7 +18,9 @@
 //
 // Ownership: the tier owns its cluster client (connections are shared by every table of this
 // process that uses the same cluster and credentials). Threads: every method may be called from
-// many threads at once, except that one load (begin_load .. end_load) runs on one thread.
+// many threads at once, except that one load (begin_load .. end_load) runs on one thread, and no
+// other call may run while begin_load does (it may switch the table to another layout: the server
+// calls it while building the table, before the table serves).
 //
 // The server builds it through the tier factory (tier_factory.hpp) as the chain's volatile_db;
 // its counters reach stats() and prometheus() through Tier::event_counters().
@@ -72,7 +77,8 @@ class RedisClusterTier : public Tier, public BulkLoadable {
   /// Starts loading the table from a source whose signature is `marker`, for servers that share
   /// the cluster: returns false when the table already holds exactly that (nothing to load).
   /// Otherwise takes the table's load lock (waiting while another server loads it, then checking
-  /// the marker again), clears the table and returns true; the caller fills it and calls
+  /// the marker again), clears the table (under the layout it was stored with), switches to this
+  /// server's num_partitions and the newest layout, and returns true; the caller fills it and calls
   /// end_load() (= finish()). The lock expires 60 s after the last write of the load, so a crashed
   /// loader never blocks the others for long; destroying the tier mid-load releases it at once.
   bool begin_load(const std::string& marker) override = 0;

@@ -9,12 +9,15 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unistd.h>
 #include <unordered_set>
+#include <utility>
 
 #include "hps/error.hpp"
 #include "tiers/redis/cluster_client.hpp"
+#include "tiers/redis/partition_layout.hpp"
 #include "tiers/redis/slot.hpp"
 
 namespace hps {
@@ -130,7 +133,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   RedisClusterTierImpl(const VolatileDbConfig& config, std::string tag, std::size_t dim)
       : dim_(dim),
         tag_(std::move(tag)),
-        partitions_(std::max<std::size_t>(1, config.num_partitions)),
+        configured_partitions_(std::max<std::size_t>(1, config.num_partitions)),
         max_batch_(std::max<std::size_t>(1, config.max_batch_size)),
         lookup_batch_(std::min(max_batch_, std::max<std::size_t>(64, kLookupReplyBytes / (dim * sizeof(float) + 16)))),
         margin_(config.overflow_margin),
@@ -154,15 +157,12 @@ class RedisClusterTierImpl final : public RedisClusterTier {
 
     keep_metadata_ = margin_ != kNoLimit && policy_ != OverflowPolicy::kEvictRandom;
     touch_on_find_ = keep_metadata_ && (policy_ == OverflowPolicy::kEvictLeastUsed || config.refresh_time_after_fetch);
-    for (std::size_t p = 0; p < partitions_; ++p) {
-      const std::string base = "hps{" + tag_ + "/p" + std::to_string(p) + "}";
-      value_keys_.push_back(base + "v");
-      meta_keys_.push_back(base + "t");
-      slots_.push_back(redis::key_slot(value_keys_.back()));
-    }
     marker_key_ = "hps{" + tag_ + "}m";
     lock_key_ = "hps{" + tag_ + "}l";
     marker_slot_ = redis::key_slot(marker_key_);
+    // A table already in the cluster is read under the layout it was written with.
+    const auto stored = read_marker();
+    use_layout(stored ? stored->first : configured_layout());
   }
 
   const char* backend_name() const override { return "redis_cluster"; }
@@ -408,23 +408,18 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   }
 
   std::optional<std::string> load_marker() const override {
-    Batch batch;
-    Command& c = batch.add(marker_slot_);
-    c.arg("GET", 3);
-    c.arg(marker_key_);
-    client_->run(batch, RetryPolicy::kWrite);
-    HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot read the load marker of table '", tag_, "' (", marker_key_,
-                " on ", c.node, ", slot ", marker_slot_, "): ", c.what());
-    if (c.reply->type == REDIS_REPLY_NIL) return std::nullopt;
-    return std::string(c.reply->str, c.reply->len);
+    auto stored = read_marker();
+    if (!stored) return std::nullopt;
+    return std::move(stored->second);
   }
 
   void set_load_marker(const std::string& marker) override {
+    const std::string stored = layout_.stored_marker(marker);
     Batch batch;
     Command& c = batch.add(marker_slot_);
     c.arg("SET", 3);
     c.arg(marker_key_);
-    c.arg(marker);
+    c.arg(stored);
     client_->run(batch, RetryPolicy::kWrite);
     HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot write the load marker of table '", tag_, "' (", marker_key_,
                 " on ", c.node, ", slot ", marker_slot_, "): ", c.what());
@@ -452,7 +447,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   bool begin_load(const std::string& marker) override {
     const std::string token = lock_token();
     for (;;) {
-      if (load_marker() == marker) return false;
+      if (holds(marker)) return false;
       Batch batch;
       Command& c = batch.add(marker_slot_);
       c.arg("SET", 3);
@@ -471,11 +466,16 @@ class RedisClusterTierImpl final : public RedisClusterTier {
       std::lock_guard<std::mutex> lock(load_mu_);
       load_token_ = token;
     }
-    if (load_marker() == marker) {  // finished by another server just before we took the lock
+    if (holds(marker)) {  // finished by another server just before we took the lock
       release_load_lock();
       return false;
     }
+    // Clears what is stored (under the layout it was written with), then writes the table anew
+    // under this server's num_partitions and the newest layout.
+    const auto stored = read_marker();
+    if (stored) use_layout(stored->first);
     clear();
+    use_layout(configured_layout());
     return true;
   }
 
@@ -556,6 +556,48 @@ class RedisClusterTierImpl final : public RedisClusterTier {
            std::to_string(counter.fetch_add(1)) + "/" + now_ms();
   }
 
+  // The stored load marker, split into the layout it records and the marker itself.
+  std::optional<std::pair<redis::PartitionLayout, std::string>> read_marker() const {
+    Batch batch;
+    Command& c = batch.add(marker_slot_);
+    c.arg("GET", 3);
+    c.arg(marker_key_);
+    client_->run(batch, RetryPolicy::kWrite);
+    HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot read the load marker of table '", tag_, "' (", marker_key_,
+                " on ", c.node, ", slot ", marker_slot_, "): ", c.what());
+    if (c.reply->type == REDIS_REPLY_NIL) return std::nullopt;
+    return redis::PartitionLayout::parse_stored(std::string(c.reply->str, c.reply->len), configured_partitions_,
+                                                "redis_cluster: table '" + tag_ + "' (load marker " + marker_key_ + ")");
+  }
+
+  // Whether the table holds a load of `marker`; if so this tier reads it under its stored layout
+  // (another server may have written it since this tier was made).
+  bool holds(const std::string& marker) {
+    auto stored = read_marker();
+    if (!stored || stored->second != marker) return false;
+    use_layout(stored->first);
+    return true;
+  }
+
+  redis::PartitionLayout configured_layout() const {
+    return redis::PartitionLayout{redis::PartitionLayout::kNewest, configured_partitions_};
+  }
+
+  // Names every partition's keys under `layout`. Only from the constructor and begin_load, before
+  // the table serves (see the header's threading note).
+  void use_layout(const redis::PartitionLayout& layout) {
+    layout_ = layout;
+    partitions_ = layout.partitions;
+    value_keys_.clear();
+    meta_keys_.clear();
+    slots_.clear();
+    for (std::size_t p = 0; p < partitions_; ++p) {
+      value_keys_.push_back(layout.value_key(tag_, p));
+      meta_keys_.push_back(layout.meta_key(tag_, p));
+      slots_.push_back(redis::key_slot(value_keys_.back()));
+    }
+  }
+
   // Releases the load lock if this tier holds it (only if the token is still ours).
   void release_load_lock() {
     std::string token;
@@ -632,7 +674,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
 
   std::size_t dim_;
   std::string tag_;
-  std::size_t partitions_;
+  std::size_t configured_partitions_;  // num_partitions: for tables this tier writes
   std::size_t max_batch_;
   std::size_t lookup_batch_;  // keys per lookup HMGET: max_batch_, or fewer so a reply stays under kLookupReplyBytes
   std::size_t margin_;
@@ -641,6 +683,8 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   bool keep_metadata_ = false;
   bool touch_on_find_ = false;
   std::shared_ptr<ClusterClient> client_;
+  redis::PartitionLayout layout_;  // of the table as stored (or to be written): use_layout() sets it
+  std::size_t partitions_ = 0;     // layout_.partitions
   std::vector<std::string> value_keys_, meta_keys_;
   std::vector<std::uint16_t> slots_;
   std::string marker_key_;

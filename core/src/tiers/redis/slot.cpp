@@ -1,6 +1,8 @@
 #include "tiers/redis/slot.hpp"
 
 #include <array>
+#include <string>
+#include <vector>
 
 namespace hps::redis {
 
@@ -39,6 +41,25 @@ std::uint16_t key_slot(std::string_view key) {
     if (close != std::string_view::npos && close > open + 1) key = key.substr(open + 1, close - open - 1);
   }
   return static_cast<std::uint16_t>(crc16(key.data(), key.size()) % kSlotCount);
+}
+
+std::string slot_tag(std::uint16_t slot) {
+  // Which n is the first to land on each slot: the numbers from 0 cover every slot by 109,757
+  // (about 110,000 CRCs of at most 6 bytes, once per process).
+  static const std::vector<std::uint32_t> first_n = [] {
+    std::vector<std::uint32_t> first(kSlotCount, UINT32_MAX);
+    std::size_t covered = 0;
+    for (std::uint32_t n = 0; covered < kSlotCount; ++n) {
+      const std::string digits = std::to_string(n);
+      std::uint32_t& entry = first[crc16(digits.data(), digits.size()) % kSlotCount];
+      if (entry == UINT32_MAX) {
+        entry = n;
+        ++covered;
+      }
+    }
+    return first;
+  }();
+  return std::to_string(first_n[slot % kSlotCount]);
 }
 
 }  // namespace hps::redis
