@@ -160,9 +160,16 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     marker_key_ = "hps{" + tag_ + "}m";
     lock_key_ = "hps{" + tag_ + "}l";
     marker_slot_ = redis::key_slot(marker_key_);
-    // A table already in the cluster is read under the layout it was written with.
-    const auto stored = read_marker();
-    use_layout(stored ? stored->first : configured_layout());
+    // A table already in the cluster is read under the layout it was written with. Where the
+    // marker's node cannot answer now, this server's layout stands for the time being: begin_load
+    // reads the marker again before any load, and a table this server does not load sits above a
+    // store it falls through to while the names differ (a table without one is always loaded).
+    std::optional<std::string> stored;
+    try {
+      stored = fetch_marker();
+    } catch (const IOError&) {
+    }
+    use_layout(stored ? parse_marker(*stored).first : configured_layout());
   }
 
   const char* backend_name() const override { return "redis_cluster"; }
@@ -556,8 +563,9 @@ class RedisClusterTierImpl final : public RedisClusterTier {
            std::to_string(counter.fetch_add(1)) + "/" + now_ms();
   }
 
-  // The stored load marker, split into the layout it records and the marker itself.
-  std::optional<std::pair<redis::PartitionLayout, std::string>> read_marker() const {
+  // The stored load marker as it is in the cluster (layout line included). Throws IOError when its
+  // node cannot answer.
+  std::optional<std::string> fetch_marker() const {
     Batch batch;
     Command& c = batch.add(marker_slot_);
     c.arg("GET", 3);
@@ -566,8 +574,19 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot read the load marker of table '", tag_, "' (", marker_key_,
                 " on ", c.node, ", slot ", marker_slot_, "): ", c.what());
     if (c.reply->type == REDIS_REPLY_NIL) return std::nullopt;
-    return redis::PartitionLayout::parse_stored(std::string(c.reply->str, c.reply->len), configured_partitions_,
+    return std::string(c.reply->str, c.reply->len);
+  }
+
+  std::pair<redis::PartitionLayout, std::string> parse_marker(const std::string& stored) const {
+    return redis::PartitionLayout::parse_stored(stored, configured_partitions_,
                                                 "redis_cluster: table '" + tag_ + "' (load marker " + marker_key_ + ")");
+  }
+
+  // The stored load marker, split into the layout it records and the marker itself.
+  std::optional<std::pair<redis::PartitionLayout, std::string>> read_marker() const {
+    const std::optional<std::string> stored = fetch_marker();
+    if (!stored) return std::nullopt;
+    return parse_marker(*stored);
   }
 
   // Whether the table holds a load of `marker`; if so this tier reads it under its stored layout
