@@ -185,6 +185,14 @@ class LocalRedis {
     }
   }
 
+  /// Stops (SIGSTOP) or resumes (SIGCONT) the node on `port` by its process id: a node that is up
+  /// but answers nothing, for as long as it stays stopped.
+  void pause_port(int port, bool paused) {
+    for (std::size_t i = 0; i < ports_.size(); ++i) {
+      if (ports_[i] == port && pids_[i] > 0) ::kill(pids_[i], paused ? SIGSTOP : SIGCONT);
+    }
+  }
+
   /// Waits until the cluster no longer routes any slot to `port` (a replica took over), as every
   /// live node sees it, and every live node reports cluster_state:ok; false after `seconds`.
   bool wait_failover(int port, double seconds) const {

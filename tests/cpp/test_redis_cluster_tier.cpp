@@ -445,6 +445,62 @@ TEST(RedisErrors, WrongPasswordAndNotACluster) {
 // kill are Redis's own: replication is asynchronous, so a promoted replica may lack writes of the
 // dead master. CI saw about 16,000 misses the tier did not count as fall-throughs once, under load,
 // before absent keys were counted.)
+// A master that is up but answers nothing (stopped for about a second, shorter than the cluster's
+// node timeout, so no failover): lookups return within their timeout with its keys fallen through and
+// counted and every other row right; a write throws instead of being dropped; once the node
+// answers again the tier finds every key without being told.
+TEST(RedisFailover, ASlowMasterTimesOutLookupsWithoutWrongRowsOrHanging) {
+  REQUIRE_REDIS();
+  auto* cluster = shared_cluster();
+  constexpr std::size_t dim = 4;
+  auto config = redis_config(cluster->address());
+  config.operation_timeout_ms = 300;
+  config.num_partitions = 16;  // spread over all three masters
+  auto tier = hps::make_redis_cluster_tier(config, unique_tag("slow"), dim);
+  std::vector<std::int64_t> keys(3000);
+  std::iota(keys.begin(), keys.end(), 7);
+  const auto rows = rows_for(keys, dim);
+  tier->insert(keys.data(), rows.data(), keys.size());
+  std::vector<float> out(rows.size());
+  std::vector<std::uint8_t> found(keys.size());
+  ASSERT_EQ(tier->find(keys.data(), keys.size(), out.data(), found.data()), keys.size());
+
+  const int victim = cluster->master_ports().at(0);
+  struct Resume {  // the shared cluster must come back whatever this test asserts
+    hps_test::LocalRedis* cluster;
+    int port;
+    ~Resume() { cluster->pause_port(port, false); }
+  } resume{cluster, victim};
+  cluster->pause_port(victim, true);
+  const auto before = tier->counters();
+  const auto start = std::chrono::steady_clock::now();
+  std::fill(out.begin(), out.end(), -1.0f);
+  const std::size_t hits = tier->find(keys.data(), keys.size(), out.data(), found.data());
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, std::chrono::milliseconds(300 + 1500)) << "a lookup waited past its timeout";
+  EXPECT_GT(hits, 0u);             // the other masters answered
+  EXPECT_LT(hits, keys.size());    // the stopped one did not
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (!found[i]) continue;
+    ASSERT_TRUE(std::equal(out.begin() + i * dim, out.begin() + (i + 1) * dim, rows.begin() + i * dim)) << keys[i];
+  }
+  const auto during = tier->counters();
+  EXPECT_EQ(during.fallthrough_keys - before.fallthrough_keys, keys.size() - hits);
+  EXPECT_GT(during.timeouts, before.timeouts);
+  // The same rows again: whether the stopped node applies this write later or never, no row changes.
+  EXPECT_THROW(tier->insert(keys.data(), rows.data(), keys.size()), hps::IOError);
+  EXPECT_EQ(tier->counters().failed_writes, before.failed_writes + 1);
+
+  cluster->pause_port(victim, false);
+  std::size_t again = 0;
+  for (int attempt = 0; attempt < 20 && again != keys.size(); ++attempt) {
+    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    again = tier->find(keys.data(), keys.size(), out.data(), found.data());
+  }
+  EXPECT_EQ(again, keys.size()) << "the tier did not recover by itself";
+  EXPECT_EQ(out, rows);
+}
+
 TEST(RedisFailover, MasterKilledDuringLookupsAndUpdates) {
   REQUIRE_REDIS();
   hps_test::LocalRedis cluster(3, 1, 1000);
