@@ -781,8 +781,9 @@ const Fields<VolatileDbConfig>& volatile_db_fields() {
       bind("user_name", &V::user_name, string(), "Redis: user name for AUTH."),
       bind("password", &V::password, string(), "Redis: password for AUTH."),
       bind("num_partitions", &V::num_partitions, integer(at_least(1)),
-           "Partitions each table is split into (keys are spread by hash). Default: the number of CPU "
-           "cores of this machine, at most 16. Do not change it once a Redis Cluster holds data.")
+           "Partitions each table is split into (keys are spread by hash). Default: 16 for a Redis "
+           "Cluster; otherwise the number of CPU cores of this machine, at most 16. A table already "
+           "in a Redis Cluster keeps the count it was written with (its load marker records it).")
           .no_default(),
       bind("allocation_rate", &V::allocation_rate, byte_size(1),
            "Hash map: bytes of row memory allocated at a time (default 256 MiB). A number of bytes "
@@ -1230,6 +1231,11 @@ Config parse_config(const std::string& json_text, const std::string& source, con
   config.volatile_db.num_partitions = default_num_partitions();
   config.persistent_db.path = default_rocksdb_path();
   parse_section(config_fields(), root, config, Where(context, ""));
+  const Json* volatile_db = root.is_object() && root.contains("volatile_db") ? &root["volatile_db"] : nullptr;
+  if (config.volatile_db.type == VolatileDbType::kRedisCluster &&
+      !(volatile_db && volatile_db->is_object() && volatile_db->contains("num_partitions"))) {
+    config.volatile_db.num_partitions = kRedisPartitions;
+  }
   // The Redis client (hiredis 0.14, Debian's) has no TLS: refuse rather than connect in clear text.
   HPS_EXPECTS(!(config.volatile_db.type == VolatileDbType::kRedisCluster && config.volatile_db.enable_tls), ConfigError,
               source, ": volatile_db.enable_tls: TLS to Redis is not supported (hps's Redis client, hiredis 0.14, "

@@ -294,6 +294,24 @@ TEST(Config, MinimalConfigHasTheDocumentedDefaults) {
   EXPECT_FALSE(m.fuse_embedding_table);
 }
 
+// A Redis Cluster's tables outlive the machine that writes them: their default partition count is
+// fixed, not this machine's cores (HugeCTR's was, so a 2-core server split a table in 2 and a
+// 64-core one in 16); a hash map keeps the core-count default, and a given count is kept.
+TEST(Config, RedisPartitionsDefaultToAFixedCount) {
+  const std::size_t cores = std::thread::hardware_concurrency();
+  const std::size_t machine = cores == 0 ? 1 : std::min<std::size_t>(16, cores);
+  Json redis = minimal_json();
+  redis["volatile_db"] = {{"type", "redis_cluster"}, {"address", "a:1"}};
+  EXPECT_EQ(parse(redis.dump()).volatile_db.num_partitions, hps::kRedisPartitions);
+  EXPECT_EQ(hps::kRedisPartitions, 16u);
+  redis["volatile_db"]["num_partitions"] = 3;
+  EXPECT_EQ(parse(redis.dump()).volatile_db.num_partitions, 3u);
+  Json hash_map = minimal_json();
+  hash_map["volatile_db"] = {{"type", "hash_map"}};
+  EXPECT_EQ(parse(hash_map.dump()).volatile_db.num_partitions, machine);
+  EXPECT_EQ(parse(minimal_json().dump()).volatile_db.num_partitions, machine);
+}
+
 TEST(Config, HugeCtrExampleParsesWithExpectedValuesAndWarnings) {
   const fs::path dir = data_dir();
   const std::string file = (dir / "hugectr_config.json").string();

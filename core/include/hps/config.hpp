@@ -34,6 +34,11 @@ const char* to_string(OverflowPolicy v);
 const char* to_string(EmbeddingCacheType v);
 const char* to_string(CacheDtype v);
 
+/// The default num_partitions of a Redis Cluster table: a fixed count, not this machine's cores,
+/// because the table outlives the server that writes it (HugeCTR's core-count default split one
+/// table differently on different machines).
+constexpr std::size_t kRedisPartitions = 16;
+
 /// `volatile_db`: the CPU-memory tier (or Redis Cluster).
 struct VolatileDbConfig {
   /// Absent `volatile_db` and a `volatile_db` without `type` both mean a hash map (HugeCTR
@@ -42,7 +47,9 @@ struct VolatileDbConfig {
   std::string address = "127.0.0.1:7000";  ///< Redis: comma-separated host:port seeds
   std::string user_name = "default";
   std::string password;
-  std::size_t num_partitions = 0;  ///< 0 in the struct = resolved by the parser to min(16, cores)
+  /// 0 in the struct = resolved by the parser: kRedisPartitions for a Redis Cluster, else
+  /// min(16, cores).
+  std::size_t num_partitions = 0;
   std::size_t allocation_rate = std::size_t{256} << 20;  ///< hash map: bytes per value page
   std::size_t shared_memory_size = std::size_t{16} << 30;   ///< accepted, unused (no MP hash map)
   std::string shared_memory_name = "hctr_mp_hash_map_database";
