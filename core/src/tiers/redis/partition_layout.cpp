@@ -61,7 +61,8 @@ std::pair<PartitionLayout, std::string> PartitionLayout::parse_stored(const std:
               kLayoutPrefix, "<version> <partitions>\", found \"", line, "\")");
   HPS_EXPECTS(version >= kHashedNames && version <= kNewest, IOError, where, ": the table is stored in layout ",
               version, ", which this build of hps cannot read (it knows layouts ", kHashedNames, " to ", kNewest,
-              "); use the hps that wrote it, or clear the table so it is loaded again");
+              "); use the hps that wrote it, or delete that load marker so this one loads the table anew "
+              "(the keys of the newer layout are then left in the cluster)");
   return {PartitionLayout{static_cast<int>(version), partitions}, stored.substr(newline + 1)};
 }
 
