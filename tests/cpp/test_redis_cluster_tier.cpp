@@ -203,6 +203,7 @@ TEST(RedisTier, ASecondLoaderWaitsForTheFirst) {
   auto config = redis_config(shared_cluster()->address());
   auto a = hps::make_redis_cluster_tier(config, tag, 2);
   config.num_node_connections = 3;  // another client, as another server would have
+  config.num_partitions = 3;        // and another partition count: it reads the table as a wrote it
   auto b = hps::make_redis_cluster_tier(config, tag, 2);
   ASSERT_TRUE(a->begin_load("files:1"));
   std::atomic<int> b_result{-1};
