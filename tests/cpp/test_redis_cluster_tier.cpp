@@ -502,6 +502,57 @@ TEST(RedisFailover, ASlowMasterTimesOutLookupsWithoutWrongRowsOrHanging) {
   EXPECT_EQ(out, rows);
 }
 
+// The tier reads a table's load marker when it is made, to read the table under its stored layout.
+// If the marker's master does not answer then, the server still starts (its own layout stands),
+// and begin_load, once the master answers, reads the stored layout.
+TEST(RedisFailover, AStalledMarkerNodeDoesNotStopATierBeingMade) {
+  REQUIRE_REDIS();
+  auto* cluster = shared_cluster();
+  const std::string tag = unique_tag("stalledmarker");
+  auto config = redis_config(cluster->address());
+  config.operation_timeout_ms = 300;
+  config.num_partitions = 8;
+  auto writer = hps::make_redis_cluster_tier(config, tag, 2);
+  std::vector<std::int64_t> keys(500);
+  std::iota(keys.begin(), keys.end(), 1);
+  const auto rows = rows_for(keys, 2);
+  ASSERT_TRUE(writer->begin_load("files:1"));
+  writer->insert(keys.data(), rows.data(), keys.size());
+  writer->end_load("files:1");
+
+  int owner = -1;  // the master that answers for the marker's slot (the others redirect)
+  for (int port : cluster->master_ports()) {
+    if (cluster->cli(port, "GET 'hps{" + tag + "}m'").find("MOVED") == std::string::npos) owner = port;
+  }
+  ASSERT_NE(owner, -1);
+  struct Resume {
+    hps_test::LocalRedis* cluster;
+    int port;
+    ~Resume() { cluster->pause_port(port, false); }
+  } resume{cluster, owner};
+  cluster->pause_port(owner, true);
+  config.num_partitions = 3;
+  std::shared_ptr<RedisClusterTier> reader;
+  EXPECT_NO_THROW(reader = hps::make_redis_cluster_tier(config, tag, 2));
+  cluster->pause_port(owner, false);
+  ASSERT_TRUE(reader);
+  bool loaded = true;
+  for (int attempt = 0; attempt < 20; ++attempt) {  // the stalled connection's timeout may still be ending
+    try {
+      loaded = reader->begin_load("files:1");
+      break;
+    } catch (const hps::IOError&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  EXPECT_FALSE(loaded);  // current: read as the writer stored it
+  std::vector<float> got(rows.size());
+  std::vector<std::uint8_t> found(keys.size());
+  EXPECT_EQ(reader->find(keys.data(), keys.size(), got.data(), found.data()), keys.size());
+  EXPECT_EQ(got, rows);
+  writer->clear();
+}
+
 TEST(RedisFailover, MasterKilledDuringLookupsAndUpdates) {
   REQUIRE_REDIS();
   hps_test::LocalRedis cluster(3, 1, 1000);
