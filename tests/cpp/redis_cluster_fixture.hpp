@@ -245,4 +245,19 @@ class LocalRedis {
   std::vector<pid_t> pids_;
 };
 
+/// Keeps the node on `port` stopped (pause_port) for this object's lifetime, so a test that fails
+/// half-way still resumes it (the suites share one cluster); resume() ends it early.
+class PausedNode {
+ public:
+  PausedNode(LocalRedis& cluster, int port) : cluster_(cluster), port_(port) { cluster_.pause_port(port_, true); }
+  ~PausedNode() { resume(); }
+  PausedNode(const PausedNode&) = delete;
+  PausedNode& operator=(const PausedNode&) = delete;
+  void resume() { cluster_.pause_port(port_, false); }
+
+ private:
+  LocalRedis& cluster_;
+  int port_;
+};
+
 }  // namespace hps_test

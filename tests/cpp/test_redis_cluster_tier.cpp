@@ -466,13 +466,7 @@ TEST(RedisFailover, ASlowMasterTimesOutLookupsWithoutWrongRowsOrHanging) {
   std::vector<std::uint8_t> found(keys.size());
   ASSERT_EQ(tier->find(keys.data(), keys.size(), out.data(), found.data()), keys.size());
 
-  const int victim = cluster->master_ports().at(0);
-  struct Resume {  // the shared cluster must come back whatever this test asserts
-    hps_test::LocalRedis* cluster;
-    int port;
-    ~Resume() { cluster->pause_port(port, false); }
-  } resume{cluster, victim};
-  cluster->pause_port(victim, true);
+  hps_test::PausedNode paused(*cluster, cluster->master_ports().at(0));
   const auto before = tier->counters();
   const auto start = std::chrono::steady_clock::now();
   std::fill(out.begin(), out.end(), -1.0f);
@@ -492,7 +486,7 @@ TEST(RedisFailover, ASlowMasterTimesOutLookupsWithoutWrongRowsOrHanging) {
   EXPECT_THROW(tier->insert(keys.data(), rows.data(), keys.size()), hps::IOError);
   EXPECT_EQ(tier->counters().failed_writes, before.failed_writes + 1);
 
-  cluster->pause_port(victim, false);
+  paused.resume();
   std::size_t again = 0;
   for (int attempt = 0; attempt < 20 && again != keys.size(); ++attempt) {
     if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -525,16 +519,11 @@ TEST(RedisFailover, AStalledMarkerNodeDoesNotStopATierBeingMade) {
     if (cluster->cli(port, "GET 'hps{" + tag + "}m'").find("MOVED") == std::string::npos) owner = port;
   }
   ASSERT_NE(owner, -1);
-  struct Resume {
-    hps_test::LocalRedis* cluster;
-    int port;
-    ~Resume() { cluster->pause_port(port, false); }
-  } resume{cluster, owner};
-  cluster->pause_port(owner, true);
+  hps_test::PausedNode paused(*cluster, owner);
   config.num_partitions = 3;
   std::shared_ptr<RedisClusterTier> reader;
   EXPECT_NO_THROW(reader = hps::make_redis_cluster_tier(config, tag, 2));
-  cluster->pause_port(owner, false);
+  paused.resume();
   ASSERT_TRUE(reader);
   bool loaded = true;
   for (int attempt = 0; attempt < 20; ++attempt) {  // the stalled connection's timeout may still be ending
