@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "detail/hashing.hpp"
 #include "hps/error.hpp"
 #include "hps/parameter_server.hpp"  // check_table_fits
 #include "hps/tiers/bulk_loadable.hpp"
@@ -59,6 +60,17 @@ std::vector<std::uint8_t> found_of(hps::Tier& tier, const std::vector<std::int64
   std::vector<std::uint8_t> found(keys.size());
   tier.find(keys.data(), keys.size(), rows.data(), found.data());
   return found;
+}
+
+// Table `tag` written as a server loads it (begin_load, insert, end_load with `marker`); its tier.
+std::shared_ptr<RedisClusterTier> load_table(const VolatileDbConfig& config, const std::string& tag,
+                                             const std::vector<std::int64_t>& keys, const std::vector<float>& rows,
+                                             std::size_t dim, const std::string& marker) {
+  auto tier = hps::make_redis_cluster_tier(config, tag, dim);
+  EXPECT_TRUE(tier->begin_load(marker));
+  tier->insert(keys.data(), rows.data(), keys.size());
+  tier->end_load(marker);
+  return tier;
 }
 
 }  // namespace
@@ -264,13 +276,10 @@ TEST(RedisTier, AStoredTableIsReadWithThePartitionsItWasWrittenWith) {
   const std::string tag = unique_tag("layout");
   auto config = redis_config(shared_cluster()->address());
   config.num_partitions = 8;
-  auto writer = hps::make_redis_cluster_tier(config, tag, 2);
   std::vector<std::int64_t> keys(1000);
   std::iota(keys.begin(), keys.end(), 100);
   const auto rows = rows_for(keys, 2);
-  ASSERT_TRUE(writer->begin_load("files:1"));
-  writer->insert(keys.data(), rows.data(), keys.size());
-  writer->end_load("files:1");
+  auto writer = load_table(config, tag, keys, rows, 2, "files:1");
 
   config.num_partitions = 3;
   auto reader = hps::make_redis_cluster_tier(config, tag, 2);
@@ -302,11 +311,7 @@ TEST(RedisTier, ATableInTheOldLayoutIsReadAndReplacedOnReload) {
   const std::string tag = unique_tag("legacy");
   const int port = cluster->ports()[0];
   auto partition_of = [](std::int64_t key, std::size_t partitions) {  // the tier's fixed mix
-    auto x = static_cast<std::uint64_t>(key);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return static_cast<std::size_t>(x % partitions);
+    return static_cast<std::size_t>(hps::splitmix64(key) % partitions);
   };
   std::vector<std::int64_t> keys;
   std::vector<float> rows;
@@ -506,13 +511,10 @@ TEST(RedisFailover, AStalledMarkerNodeDoesNotStopATierBeingMade) {
   auto config = redis_config(cluster->address());
   config.operation_timeout_ms = 300;
   config.num_partitions = 8;
-  auto writer = hps::make_redis_cluster_tier(config, tag, 2);
   std::vector<std::int64_t> keys(500);
   std::iota(keys.begin(), keys.end(), 1);
   const auto rows = rows_for(keys, 2);
-  ASSERT_TRUE(writer->begin_load("files:1"));
-  writer->insert(keys.data(), rows.data(), keys.size());
-  writer->end_load("files:1");
+  auto writer = load_table(config, tag, keys, rows, 2, "files:1");
 
   int owner = -1;  // the master that answers for the marker's slot (the others redirect)
   for (int port : cluster->master_ports()) {

@@ -15,6 +15,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "detail/hashing.hpp"
 #include "hps/error.hpp"
 #include "tiers/redis/cluster_client.hpp"
 #include "tiers/redis/partition_layout.hpp"
@@ -42,11 +43,7 @@ constexpr std::size_t kEvictPerCall = 8192;
 // The partition of a key: a fixed 64-bit mix (splitmix64's finalizer), so every process and every
 // version of hps agrees where a key lives. Changing it would orphan stored rows.
 std::size_t partition_of(std::int64_t key, std::size_t partitions) {
-  auto x = static_cast<std::uint64_t>(key);
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return static_cast<std::size_t>(x % partitions);
+  return static_cast<std::size_t>(splitmix64(key) % partitions);
 }
 
 std::string now_ms() {
@@ -180,7 +177,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     if (n == 0) return 0;
     std::memset(found, 0, n);
     thread_local Grouping g;
-    g.build(keys, n, partitions_);
+    g.build(keys, n, layout_.partitions);
     Batch batch;
     // One HMGET per partition and lookup_batch_ keys; its reply's rows are copied by the reader
     // straight to their places in `rows` (the sink), setting `found`.
@@ -189,10 +186,10 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     };
     std::vector<Span> spans;
     std::vector<redis::RowSink> sinks;
-    sinks.reserve(partitions_ + n / lookup_batch_ + 1);  // Commands point into it: never reallocated
+    sinks.reserve(layout_.partitions + n / lookup_batch_ + 1);  // Commands point into it: never reallocated
     const std::string now = touch_on_find_ ? now_ms() : std::string();
     const std::size_t row_bytes = dim_ * sizeof(float);
-    for (std::size_t p = 0; p < partitions_; ++p) {
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
       for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += lookup_batch_) {
         const std::size_t last = std::min(first + lookup_batch_, g.begin[p + 1]);
         spans.push_back(Span{batch.size(), first, last});
@@ -233,12 +230,12 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   void insert(const std::int64_t* keys, const float* rows, std::size_t n) override {
     if (n == 0) return;
     thread_local Grouping g;
-    g.build(keys, n, partitions_);
+    g.build(keys, n, layout_.partitions);
     Batch batch;
     std::vector<std::pair<std::size_t, std::size_t>> lengths;  // (command, partition) of HLEN
     const std::string now = keep_metadata_ ? now_ms() : std::string();
     const std::size_t row_bytes = dim_ * sizeof(float);
-    for (std::size_t p = 0; p < partitions_; ++p) {
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
       if (g.begin[p] == g.begin[p + 1]) continue;
       for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += max_batch_) {
         const std::size_t last = std::min(first + max_batch_, g.begin[p + 1]);
@@ -273,13 +270,13 @@ class RedisClusterTierImpl final : public RedisClusterTier {
                                const std::function<bool()>& still_valid) override {
     if (n == 0 || !still_valid()) return 0;
     thread_local Grouping g;
-    g.build(keys, n, partitions_);
+    g.build(keys, n, layout_.partitions);
     Batch batch;
     std::vector<std::pair<std::size_t, std::size_t>> commands;  // (command, partition)
     const std::string now = now_ms();
     const char* mode = !keep_metadata_ ? "0" : policy_ == OverflowPolicy::kEvictOldest ? "1" : "2";
     const std::size_t row_bytes = dim_ * sizeof(float);
-    for (std::size_t p = 0; p < partitions_; ++p) {
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
       for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += max_batch_) {
         const std::size_t last = std::min(first + max_batch_, g.begin[p + 1]);
         commands.emplace_back(batch.size(), p);
@@ -318,10 +315,10 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   std::size_t erase(const std::int64_t* keys, std::size_t n) override {
     if (n == 0) return 0;
     thread_local Grouping g;
-    g.build(keys, n, partitions_);
+    g.build(keys, n, layout_.partitions);
     Batch batch;
     std::vector<std::size_t> deletes;
-    for (std::size_t p = 0; p < partitions_; ++p) {
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
       for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += max_batch_) {
         const std::size_t last = std::min(first + max_batch_, g.begin[p + 1]);
         deletes.push_back(batch.size());
@@ -346,7 +343,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
 
   std::size_t size() const override {
     Batch batch;
-    for (std::size_t p = 0; p < partitions_; ++p) {
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
       Command& c = batch.add(slots_[p]);
       c.arg("HLEN", 4);
       c.arg(value_keys_[p]);
@@ -361,7 +358,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
 
   std::size_t capacity() const override {
     if (margin_ == kNoLimit) return kNoLimit;
-    return margin_ > kNoLimit / partitions_ ? kNoLimit : margin_ * partitions_;
+    return margin_ > kNoLimit / layout_.partitions ? kNoLimit : margin_ * layout_.partitions;
   }
 
   std::size_t memory_bytes() const override { return 0; }  // held by the cluster, not this process
@@ -378,7 +375,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
       rows.clear();
     };
     const std::string count = std::to_string(chunk_rows);
-    for (std::size_t p = 0; p < partitions_; ++p) {
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
       // HSCAN may return a field twice (when the hash is resized mid-scan); each is visited once.
       std::unordered_set<std::int64_t> seen;
       std::string cursor = "0";
@@ -441,7 +438,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     client_->run(batch, RetryPolicy::kWrite);
     throw_if_failed(batch, 0, "clear");
     Batch rows;
-    for (std::size_t p = 0; p < partitions_; ++p) {
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
       Command& c = rows.add(slots_[p]);
       c.arg("UNLINK", 6);  // freed in the background: a large table does not block its node
       c.arg(value_keys_[p]);
@@ -473,14 +470,14 @@ class RedisClusterTierImpl final : public RedisClusterTier {
       std::lock_guard<std::mutex> lock(load_mu_);
       load_token_ = token;
     }
-    if (holds(marker)) {  // finished by another server just before we took the lock
+    // What is stored is read (or cleared) under the layout it was written with.
+    const auto stored = read_marker();
+    if (stored) use_layout(stored->first);
+    if (stored && stored->second == marker) {  // finished by another server just before we took the lock
       release_load_lock();
       return false;
     }
-    // Clears what is stored (under the layout it was written with), then writes the table anew
-    // under this server's num_partitions and the newest layout.
-    const auto stored = read_marker();
-    if (stored) use_layout(stored->first);
+    // Written anew under this server's num_partitions and the newest layout.
     clear();
     use_layout(configured_layout());
     return true;
@@ -606,11 +603,10 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   // the table serves (see the header's threading note).
   void use_layout(const redis::PartitionLayout& layout) {
     layout_ = layout;
-    partitions_ = layout.partitions;
     value_keys_.clear();
     meta_keys_.clear();
     slots_.clear();
-    for (std::size_t p = 0; p < partitions_; ++p) {
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
       value_keys_.push_back(layout.value_key(tag_, p));
       meta_keys_.push_back(layout.meta_key(tag_, p));
       slots_.push_back(redis::key_slot(value_keys_.back()));
@@ -703,7 +699,6 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   bool touch_on_find_ = false;
   std::shared_ptr<ClusterClient> client_;
   redis::PartitionLayout layout_;  // of the table as stored (or to be written): use_layout() sets it
-  std::size_t partitions_ = 0;     // layout_.partitions
   std::vector<std::string> value_keys_, meta_keys_;
   std::vector<std::uint16_t> slots_;
   std::string marker_key_;
