@@ -936,7 +936,8 @@ Json float_json(float x) {
 }
 
 Field<ModelConfig> table_dims() {
-  Field<ModelConfig> f{"embedding_vecsize_per_table", list(integer(at_least(1)), true),
+  Field<ModelConfig> f{"embedding_vecsize_per_table",
+                       list(integer(interval(1, false, static_cast<double>(kMaxDim), false)), true),
                        "Embedding dimension (values per row) of each table. Its length is the number "
                        "of tables of the model."};
   f.set = [](ModelConfig& m, const Json& v, const Where&) {

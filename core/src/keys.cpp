@@ -35,6 +35,17 @@ constexpr std::int64_t kTwoPow32 = std::int64_t{1} << 32;
 
 }  // namespace
 
+void check_int64_keys(const std::int64_t* keys, std::size_t n, bool key64, std::size_t first_position,
+                      const std::string& what) {
+  if (key64) return;  // every int64 is a key of a 64-bit model
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::int64_t k = keys[i];
+    if (k < std::numeric_limits<std::int32_t>::min() || k >= kTwoPow32) {
+      refuse(what, first_position + i, std::to_string(k), key64);
+    }
+  }
+}
+
 void canonicalize_keys(const void* keys, KeyDtype dtype, std::size_t n, bool key64, std::int64_t* out,
                        const std::string& what) {
   switch (dtype) {

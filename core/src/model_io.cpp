@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "hps/error.hpp"
+#include "hps/keys.hpp"
 
 namespace hps {
 
@@ -113,7 +115,11 @@ SparseModelInfo inspect_sparse_model(const std::string& folder, std::size_t dim)
     HPS_EXPECTS(dim > 0, IOError, (dir / "emb_vector").string(), ": empty although 'key' holds ", info.rows, " keys");
   }
   info.dim = dim;
-  const std::uint64_t expected = std::uint64_t{info.rows} * dim * 4;
+  std::uint64_t expected = 0;
+  HPS_EXPECTS(!__builtin_mul_overflow(std::uint64_t{info.rows}, std::uint64_t{dim} * 4, &expected) &&
+                  dim <= (std::uint64_t{1} << 61),
+              InvalidArgument, folder, ": a dim of ", dim, " values per row is impossible (", info.rows,
+              " rows of it would take more than 2^64 bytes)");
   HPS_EXPECTS(vec.bytes == expected, IOError, (dir / "emb_vector").string(), ": expected ", describe_bytes(expected),
               " (", info.rows, " keys x ", dim, " floats x 4 bytes), found ", describe_bytes(vec.bytes),
               vec.bytes < expected ? " (truncated?)" : "");
@@ -173,6 +179,19 @@ void SparseModelReader::for_each_chunk(std::size_t chunk_rows, const ChunkFn& fn
     const std::size_t n = std::min(chunk, info_.rows - first);
     read(first, n, keys.data(), rows.data(), info_.has_meta ? meta.data() : nullptr);
     fn(keys.data(), rows.data(), info_.has_meta ? meta.data() : nullptr, n);
+  }
+}
+
+void check_sparse_model_keys(const std::string& folder, std::size_t dim, bool key64) {
+  if (key64) return;
+  const SparseModelReader reader(folder, dim);
+  constexpr std::size_t kChunkKeys = std::size_t{1} << 20;  // 8 MiB of keys at a time
+  std::vector<std::int64_t> keys(std::min(kChunkKeys, reader.rows()));
+  const std::string file = reader.info().folder + "/key";
+  for (std::size_t first = 0; first < reader.rows(); first += kChunkKeys) {
+    const std::size_t n = std::min(kChunkKeys, reader.rows() - first);
+    reader.read(first, n, keys.data(), nullptr, nullptr);
+    check_int64_keys(keys.data(), n, key64, first, file);
   }
 }
 

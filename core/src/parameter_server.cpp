@@ -23,6 +23,7 @@
 #include "detail/key_dedup.hpp"
 #include "detail/stream_fanout.hpp"
 #include "detail/thread_pool.hpp"
+#include "warm_start.hpp"
 #if defined(HPS_HAVE_KAFKA)
 #include "updates/kafka_source.hpp"
 #endif
@@ -356,11 +357,20 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
 
   // The store of record: (re)load it from the table files unless it already holds exactly them
   // (begin_load says; a current store keeps the updates it took since).
+  // A 32-bit model's keys are checked in the files before any tier is emptied to load them, so
+  // files with a key it cannot take leave the stored rows as they were (the load would throw half-way).
+  bool keys_checked = config.supportlonglong;
+  auto check_keys_before_emptying = [&](const BulkLoadable* tier_loader, const std::string& marker) {
+    if (keys_checked || (tier_loader != nullptr && tier_loader->load_marker() == marker)) return;
+    check_sparse_model_keys(tc.sparse_file, tc.dim, config.supportlonglong);
+    keys_checked = true;
+  };
   bool files_in_store = false;
   if (store && store->load_from_files) {
     const SparseModelInfo info = inspect_sparse_model(tc.sparse_file, tc.dim);
     table.rows = info.rows;
     files_signature = info.signature;
+    check_keys_before_emptying(loader, info.signature);
     files_in_store = loader ? loader->begin_load(info.signature) : true;
   }
 
@@ -379,6 +389,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
         fill_marker = store && !store->load_from_files && !store->source_marker.empty() ? store->source_marker
                                                                                        : signature();
       }
+      if (!store) check_keys_before_emptying(fill_loader, fill_marker);  // loaded from the files
       if (!fill_loader->begin_load(fill_marker)) continue;  // current
     }
     fills.push_back(&tier);
@@ -408,10 +419,15 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     table.rows = reader.rows();
     if (!store) check_table_fits(config, reader.rows(), where);
     std::vector<std::size_t> budgets;
+    // A tier filled with part of the table takes the file's last rows, not its first: a key that
+    // appears again later in the file then holds its last occurrence there, as in the store.
+    std::vector<std::size_t> first_filled;
     for (ChainTier* tier : fills) {
       budgets.push_back(budget_of(*tier, static_cast<double>(reader.rows())));
+      first_filled.push_back(reader.rows() - std::min(budgets.back(), reader.rows()));
       if (budgets.back()) tier->tier->reserve(budgets.back());
     }
+    std::size_t chunk_start = 0;  // the file row of the chunk's first row
     std::string what = label + ": table files ->";
     if (files_in_store) what += " " + store->name;
     const std::string filled = names_of(fills, budgets);
@@ -420,6 +436,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     reader.for_each_chunk(load_chunk_rows(tc.dim), [&](const std::int64_t* file_keys, const float* rows,
                                                        const std::int64_t*, std::size_t n) {
       std::vector<std::int64_t> keys(n);
+      check_int64_keys(file_keys, n, config.supportlonglong, chunk_start, tc.sparse_file + "/key");  // file positions
       canonicalize_keys(file_keys, KeyDtype::kInt64, n, config.supportlonglong, keys.data(),
                         tc.sparse_file + "/key");
       if (files_in_store) {
@@ -430,10 +447,10 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
         }
       }
       for (std::size_t i = 0; i < fills.size(); ++i) {
-        const std::size_t take = std::min(n, budgets[i]);
-        if (take) fill(i, keys.data(), rows, take);
-        budgets[i] -= take;
+        const std::size_t skip = std::min(n, first_filled[i] - std::min(first_filled[i], chunk_start));
+        if (skip < n) fill(i, keys.data() + skip, rows + skip * tc.dim, n - skip);
       }
+      chunk_start += n;
       observer.advance(n);
     });
     observer.end();
@@ -501,6 +518,19 @@ void ParameterServer::Impl::attach_host_tier(TableState& table, const ModelConfi
   }
 }
 
+namespace {
+/// The tier holding every row of the table: its store of record, or without one its last tier
+/// (filled with the whole table at start).
+const ChainTier& tier_of_record(const TableState& table) {
+  return table.chain[table.durable != kNone ? table.durable : table.chain.size() - 1];
+}
+/// Rows the table's tier of record holds, when it counts them exactly; 0 otherwise.
+std::size_t exact_rows(const TableState& table) {
+  const Tier& source = *tier_of_record(table).tier;
+  return source.size_is_estimate() ? 0 : source.size();
+}
+}  // namespace
+
 void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfig& model, const TableConfig& tc) {
   const int devices = cuda_device_count();
   const bool is_static = model.embedding_cache_type == EmbeddingCacheType::kStatic;
@@ -515,41 +545,31 @@ void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfi
     options.dtype = tc.cache_dtype;
     options.default_value = tc.default_value;
     options.hit_rate_threshold = model.hit_rate_threshold;
-    options.capacity = is_static ? std::max<std::size_t>(table.rows, 1)
+    // A static cache holds the whole table: as many rows as the tier of record holds, where it
+    // counts them exactly (a hash map; RocksDB only estimates), and at least the files' rows.
+    options.capacity = is_static ? std::max<std::size_t>({table.rows, exact_rows(table), 1})
                                  : std::max<std::size_t>(64, static_cast<std::size_t>(
                                                                  std::ceil(model.gpucacheper * table.rows)));
     table.caches.push_back(GpuCache::create(options));
   }
   if (!is_static) attach_host_tier(table, model);
-  // Warm start: the static cache needs the whole table; the dynamic one takes the most frequent
-  // keys when a meta file gives frequencies, the first rows of the files otherwise.
+  // Warm start (docs/architecture.md, "Loading"): the static cache takes the whole table, a dynamic
+  // one with init_ec the most frequent keys when a meta file ranks them, else the first rows; the
+  // rows always come from the tier holding every row (it may be newer than the files).
   if (!is_static && !model.init_ec) return;
-  SparseModelReader reader(tc.sparse_file, tc.dim);
+  const ChainTier& source = tier_of_record(table);
   const std::size_t capacity = table.caches.front()->capacity();
-  std::vector<std::size_t> order(reader.rows());
-  std::iota(order.begin(), order.end(), 0);
-  if (!is_static && reader.info().has_meta && reader.rows() > capacity) {
-    std::vector<std::int64_t> meta(reader.rows());
-    reader.read(0, reader.rows(), nullptr, nullptr, meta.data());
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return meta[a] > meta[b]; });
-    order.resize(capacity);
-    std::sort(order.begin(), order.end());  // read the chosen rows in file order
-  } else if (!is_static) {
-    order.resize(std::min(order.size(), capacity));
-  }
-  std::vector<std::int64_t> file_keys, keys;
-  std::vector<float> rows;
-  const std::size_t chunk = load_chunk_rows(tc.dim);
-  for (std::size_t first = 0; first < order.size(); first += chunk) {
-    const std::size_t n = std::min(chunk, order.size() - first);
-    file_keys.resize(n);
-    keys.resize(n);
-    rows.resize(n * tc.dim);
-    for (std::size_t i = 0; i < n; ++i) reader.read(order[first + i], 1, &file_keys[i], &rows[i * tc.dim], nullptr);
-    canonicalize_keys(file_keys.data(), KeyDtype::kInt64, n, config.supportlonglong, keys.data(),
-                      tc.sparse_file + "/key");
-    for (auto& cache : table.caches) cache->insert(keys.data(), rows.data(), n);
-  }
+  const WarmStart warm = warm_start_rows(
+      *source.tier, tc.sparse_file, config.supportlonglong, capacity, load_chunk_rows(tc.dim),
+      [&](const std::int64_t* keys, const float* rows, std::size_t n) {
+        for (auto& cache : table.caches) cache->insert(keys, rows, n);
+      });
+  // A static cache answers every key it lacks with the default row, so it must hold them all.
+  HPS_EXPECTS(!is_static || warm.left_out == 0, ConfigError, "models[", model_index.size(), "] (", model.name, "/",
+              tc.name, "): the static GPU cache holds the ", capacity, " rows the table had when it was sized, but ",
+              source.name, " holds ", warm.given + warm.left_out,
+              " now (keys added by updates since the table files were loaded); use embedding_cache_type "
+              "\"dynamic\", or reload the table from its files");
 }
 
 // ---- lookups ----------------------------------------------------------------------------------------

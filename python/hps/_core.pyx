@@ -93,6 +93,13 @@ def inspect(str folder, size_t dim=0):
     }
 
 
+def check_keys(str folder, size_t dim, bool key64):
+    """Raises InvalidArgumentError naming the first key of the folder a model of this key width cannot take."""
+    cdef string cfolder = _bytes(folder)
+    with nogil:
+        check_sparse_model_keys(cfolder, dim, key64)
+
+
 def check_config_loadable(CoreConfig config):
     """Raises what the server would raise at load before opening anything (backends, tiers, RocksDB path)."""
     check_config_loadable_c(config.c)

@@ -69,6 +69,7 @@ cdef extern from "hps/model_io.hpp" namespace "hps" nogil:
         string signature
 
     SparseModelInfo inspect_sparse_model(const string& folder, size_t dim) except +translate_exception
+    void check_sparse_model_keys(const string& folder, size_t dim, bool key64) except +translate_exception
 
     cdef cppclass SparseModelReader:
         SparseModelReader(const string& folder, size_t dim) except +translate_exception

@@ -156,6 +156,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(f"hps validate: error: {error}", file=sys.stderr)
                 problems += 1
                 continue
+            try:  # and can a 32-bit model take every key? (the server checks before it replaces stored rows)
+                _core.check_keys(folder, dim, config._core.key64)
+            except hps.InvalidArgumentError as error:
+                print(f"hps validate: error: {where}: {error}", file=sys.stderr)
+                problems += 1
+                continue
             total_rows += info["rows"]
             size = info["key_bytes"] + info["vector_bytes"] + info["meta_bytes"]
             lines.append((f"{model['model']}/{name}", f"{info['rows']:,}", dim, "yes" if info["has_meta"] else "no",

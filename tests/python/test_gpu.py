@@ -244,3 +244,28 @@ def test_the_host_path_can_be_chosen(tmp_path):
     for _ in range(3):
         check(gpu, cpu, zipf_keys(rng, table.keys, 26624))
     assert "host_tier_index_bytes" not in gpu.stats()[0]["tier_counters"].get("gpu_cache", {})
+
+
+@pytest.mark.parametrize("cache", [{"embedding_cache_type": "static"},
+                                   {"embedding_cache_type": "dynamic", "gpucacheper": 0.5, "init_ec": True}],
+                         ids=["static", "dynamic-init_ec"])
+def test_a_restart_warms_the_gpu_cache_with_the_stores_rows_not_the_files(tmp_path, cache):
+    # RocksDB took updates and an erase; a restart finds it current (it keeps them) and the GPU cache
+    # starts from it. It used to start from the table files: a hit then served the row from before
+    # the update, and an erased key its old row.
+    table = make_table(tmp_path / "t", 2000, 8, default=-2.0)
+    config = config_for([table], persistent=str(tmp_path / "db"), **cache)
+    config["volatile_db"] = {"type": "disabled"}  # so every GPU miss reads the store, never a copy
+    with hps.HPS(config) as ps:
+        updated = table.keys[:500]
+        rows = np.random.default_rng(5).standard_normal((500, 8)).astype(np.float32)
+        ps.update("m", 0, updated, rows)
+        ps.erase("m", 0, table.keys[1990:])
+    table.update(updated, rows)
+    table.erase(table.keys[1990:])
+    with hps.HPS(config) as ps:
+        keys = torch.from_numpy(table.keys.copy()).cuda()
+        got = ps.lookup("m", 0, keys)
+        torch.cuda.current_stream().synchronize()
+        np.testing.assert_array_equal(got.cpu().numpy(), table.expected(table.keys))
+        assert ps.stats()[0]["hits"]["gpu_cache"] > 0  # the warm start did put rows in the cache

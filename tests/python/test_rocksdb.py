@@ -170,3 +170,51 @@ def test_new_table_files_replace_the_stored_table(tmp_path):
     with hps.HPS(config) as ps:
         q = np.concatenate([t.keys[:50], t2.keys[:50]])
         np.testing.assert_array_equal(ps.lookup("m", 0, q), t2.expected(q))
+
+
+def test_files_a_32_bit_model_cannot_take_leave_the_stored_table_as_it_was(tmp_path):
+    # New files with one key beyond 32 bits: the load is refused before RocksDB is emptied for it,
+    # so the rows stored before (an update included) are still served by a server that does not
+    # reload (read_only), and `hps validate` names the key first.
+    keys = np.arange(100, dtype=np.int64)
+    rows = np.random.default_rng(0).standard_normal((100, 4)).astype(np.float32)
+    hps.write_sparse_model(tmp_path / "t", keys, rows)
+    config = {"supportlonglong": False, "volatile_db": {"type": "disabled"},
+              "persistent_db": {"type": "rocks_db", "path": str(tmp_path / "db")},
+              "models": [{"model": "m", "sparse_files": [str(tmp_path / "t")], "embedding_vecsize_per_table": [4]}]}
+    with hps.HPS(config) as ps:
+        ps.update("m", 0, [5], np.full((1, 4), 7.0, np.float32))
+    bad = keys.copy()
+    bad[-1] = 1 << 40
+    hps.write_sparse_model(tmp_path / "t", bad, rows, overwrite=True)
+    message = rf"{re.escape(str(tmp_path / 't'))}/key\[99\] = 1099511627776 is not a 32-bit key"
+    with pytest.raises(hps.InvalidArgumentError, match=message):
+        hps.HPS(config)
+    (tmp_path / "ps.json").write_text(json.dumps(config))
+    validate = subprocess.run([sys.executable, "-m", "hps", "validate", str(tmp_path / "ps.json")],
+                              capture_output=True, text=True)
+    assert validate.returncode == 1
+    assert re.search(r"models\[0\]\.sparse_files\[0\] \(m/sparse_embedding0\): .*" + message, validate.stderr)
+    config["persistent_db"]["read_only"] = True
+    with hps.HPS(config) as ps:
+        expected = rows.copy()
+        expected[5] = 7.0
+        np.testing.assert_array_equal(ps.lookup("m", 0, keys), expected)
+
+
+@pytest.mark.parametrize("volatile", [{"initial_cache_rate": 0.5}, {"num_partitions": 1, "overflow_margin": 3}],
+                         ids=["half-filled", "capacity-3"])
+def test_a_key_repeated_in_the_files_serves_its_last_row_from_a_partly_filled_hash_map(tmp_path, volatile):
+    # The hash map above RocksDB takes part of the table; a key whose later copy lies outside that
+    # part used to keep its first row there while RocksDB held the last.
+    keys = np.array([1, 2, 3, 4, 1, 2], dtype=np.int64)
+    rows = np.repeat(np.arange(6, dtype=np.float32), 2).reshape(6, 2)
+    hps.write_sparse_model(tmp_path / "t", keys, rows)
+    config = {"volatile_db": {"type": "hash_map", **volatile},
+              "persistent_db": {"type": "rocks_db", "path": str(tmp_path / "db")},
+              "models": [{"model": "m", "sparse_files": [str(tmp_path / "t")], "embedding_vecsize_per_table": [2]}]}
+    last = {int(k): rows[i] for i, k in enumerate(keys)}  # later rows overwrite earlier ones
+    with hps.HPS(config) as ps:
+        assert ps.stats()[0]["tier_rows"]["volatile_db"] == 3
+        q = np.array([1, 2, 3, 4])
+        np.testing.assert_array_equal(ps.lookup("m", 0, q), np.stack([last[k] for k in q.tolist()]))

@@ -91,3 +91,17 @@ def test_write_model_config_refuses_bad_input(tmp_path):
     hps.write_sparse_model(tmp_path / "a", keys=np.array([1]), rows=np.ones((1, 4)))
     with pytest.raises(hps.ConfigError, match="gpucacheper"):
         hps.write_model_config(tmp_path / "ps.json", "m", ["a"], [4], model_keys={"gpucacheper": 7})
+
+
+@pytest.mark.parametrize("dim", [2**62, 2**61 + 4], ids=["product-0", "product-wraps-to-the-file-size"])
+def test_a_dim_whose_bytes_overflow_is_refused_not_wrapped(tmp_path, dim):
+    # 10 rows of 2^61 + 4 values: 10 x dim x 4 bytes wraps around 2^64 to 160, the real size of a
+    # D = 4 file; the check used to pass, and a server built on it hung sizing its records.
+    hps.write_sparse_model(tmp_path / "t", np.arange(10), np.zeros((10, 4), np.float32))
+    with pytest.raises(hps.InvalidArgumentError, match=rf"a dim of {dim} values per row is impossible"):
+        hps.inspect_sparse_model(tmp_path / "t", dim)
+    config = config_for([], model="m")
+    config["models"][0].update(sparse_files=[str(tmp_path / "t")], embedding_vecsize_per_table=[dim])
+    with pytest.raises(hps.ConfigError, match=r"embedding_vecsize_per_table\[0\]: expected an integer in "
+                                              rf"\[1, 1048576\], found {dim}"):
+        hps.HPS(config)

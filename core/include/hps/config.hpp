@@ -38,6 +38,9 @@ const char* to_string(CacheDtype v);
 /// because the table outlives the server that writes it (HugeCTR's core-count default split one
 /// table differently on different machines).
 constexpr std::size_t kRedisPartitions = 16;
+/// The widest row a table may have (values): 4 MiB of fp32, far beyond any embedding, and small
+/// enough that rows x dim x 4 bytes cannot overflow 64 bits for any file.
+constexpr std::size_t kMaxDim = std::size_t{1} << 20;
 
 /// `volatile_db`: the CPU-memory tier (or Redis Cluster).
 struct VolatileDbConfig {

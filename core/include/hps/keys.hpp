@@ -35,6 +35,11 @@ std::size_t key_dtype_size(KeyDtype dtype);
 void canonicalize_keys(const void* keys, KeyDtype dtype, std::size_t n, bool key64, std::int64_t* out,
                        const std::string& what = "keys");
 
+/// Throws what canonicalize_keys would for the first of `n` int64 keys a model of `key64` width
+/// cannot take, its position counted from `first_position` (keys read in chunks from a file).
+void check_int64_keys(const std::int64_t* keys, std::size_t n, bool key64, std::size_t first_position,
+                      const std::string& what);
+
 /// True when keys of `dtype` are already canonical for the key width, so no copy is needed.
 bool keys_are_canonical(KeyDtype dtype, bool key64);
 

@@ -61,6 +61,11 @@ class SparseModelReader {
   int meta_fd_ = -1;
 };
 
+/// Reads the folder's key file (only, in chunks) and throws InvalidArgument naming the file and the
+/// position of the first key a model of `key64` width cannot take; nothing to read when key64.
+/// The server runs it before it empties a tier to load the files, so bad keys leave it as it was.
+void check_sparse_model_keys(const std::string& folder, std::size_t dim, bool key64);
+
 /// Writes a table folder (creating it). Files are written under temporary names and renamed, so
 /// a reader never sees a half-written table. Throws IOError on failure.
 void write_sparse_model(const std::string& folder, const std::int64_t* keys, const float* rows, std::size_t n,

@@ -581,6 +581,8 @@ DeliverOnExit::~DeliverOnExit() {
 
 HashMapTier::HashMapTier(std::size_t dim, const HashMapOptions& options) : dim_(dim), options_(options) {
   HPS_EXPECTS(dim > 0, InvalidArgument, "hash map tier: dim must be positive");
+  HPS_EXPECTS(dim <= kMaxDim, InvalidArgument, "hash map tier: dim ", dim, " exceeds the limit of ", kMaxDim,
+              " values per row");
   HPS_EXPECTS(options.num_partitions > 0, InvalidArgument, "hash map tier: num_partitions must be positive");
   HPS_EXPECTS(options.overflow_margin > 0, InvalidArgument, "hash map tier: overflow_margin must be positive");
   partitions_.reserve(options.num_partitions);

@@ -1,0 +1,98 @@
+#include "warm_start.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <vector>
+
+#include "hps/keys.hpp"
+#include "hps/model_io.hpp"
+
+namespace hps {
+
+namespace {
+
+constexpr std::size_t kKeyChunk = std::size_t{1} << 20;  // file keys read at a time (8 MiB)
+
+/// File positions of the `capacity` rows with the largest meta values, in file order.
+std::vector<std::size_t> most_frequent_positions(const SparseModelReader& reader, std::size_t capacity) {
+  std::vector<std::int64_t> meta(reader.rows());
+  reader.read(0, reader.rows(), nullptr, nullptr, meta.data());
+  std::vector<std::size_t> order(reader.rows());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return meta[a] > meta[b]; });
+  order.resize(capacity);
+  std::sort(order.begin(), order.end());
+  return order;
+}
+
+/// The tier's rows of the files' most frequent keys; keys the tier no longer holds are left out.
+std::size_t rows_of_most_frequent(Tier& source, const SparseModelReader& reader, bool key64, std::size_t capacity,
+                                  std::size_t chunk_rows, const WarmRowSink& take) {
+  const std::vector<std::size_t> chosen = most_frequent_positions(reader, capacity);
+  const std::size_t dim = source.dim();
+  const std::string key_file = reader.info().folder + "/key";
+  std::vector<std::int64_t> file_keys(std::min(kKeyChunk, reader.rows()));
+  std::vector<std::int64_t> batch, keys(chunk_rows);
+  std::vector<float> rows(chunk_rows * dim);
+  std::vector<std::uint8_t> found(chunk_rows);
+  batch.reserve(chunk_rows);
+  std::size_t given = 0;
+  auto give_batch = [&] {
+    const std::size_t n = batch.size();
+    canonicalize_keys(batch.data(), KeyDtype::kInt64, n, key64, keys.data(), key_file);
+    source.find(keys.data(), n, rows.data(), found.data());
+    std::size_t kept = 0;  // compact the rows found to the front
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!found[i]) continue;
+      if (kept != i) {
+        keys[kept] = keys[i];
+        std::memcpy(&rows[kept * dim], &rows[i * dim], dim * sizeof(float));
+      }
+      ++kept;
+    }
+    if (kept > 0) take(keys.data(), rows.data(), kept);
+    given += kept;
+    batch.clear();
+  };
+  // The chosen positions are in file order: one pass over the key file picks their keys.
+  std::size_t next = 0;
+  for (std::size_t first = 0; first < reader.rows() && next < chosen.size(); first += file_keys.size()) {
+    const std::size_t n = std::min(file_keys.size(), reader.rows() - first);
+    reader.read(first, n, file_keys.data(), nullptr, nullptr);
+    for (; next < chosen.size() && chosen[next] < first + n; ++next) {
+      batch.push_back(file_keys[chosen[next] - first]);
+      if (batch.size() == chunk_rows) give_batch();
+    }
+  }
+  if (!batch.empty()) give_batch();
+  return given;
+}
+
+}  // namespace
+
+WarmStart warm_start_rows(Tier& source, const std::string& sparse_file, bool key64, std::size_t capacity,
+                          std::size_t chunk_rows, const WarmRowSink& take) {
+  WarmStart result;
+  std::error_code ignored;
+  if (capacity > 0 && !sparse_file.empty() &&
+      std::filesystem::exists(std::filesystem::path(sparse_file) / "meta", ignored)) {
+    const SparseModelReader reader(sparse_file, source.dim());
+    if (reader.rows() > capacity) {
+      result.given = rows_of_most_frequent(source, reader, key64, capacity, chunk_rows, take);
+      return result;
+    }
+  }
+  // No ranking, or room for every row: the tier's first rows (the whole tier is read to its end:
+  // Tier::for_each has no early stop, and the rows left out are counted).
+  source.for_each(chunk_rows, [&](const std::int64_t* keys, const float* rows, std::size_t n) {
+    const std::size_t given = std::min(n, capacity - result.given);
+    if (given > 0) take(keys, rows, given);
+    result.given += given;
+    result.left_out += n - given;
+  });
+  return result;
+}
+
+}  // namespace hps

@@ -1,0 +1,147 @@
+// The rows a GPU cache starts with (core/src/warm_start.cpp), checked on the CPU against the tier
+// they must come from: a hash map tier that took updates and erases after the table files were
+// written, so a row read from the files instead would differ.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "hps/model_io.hpp"
+#include "hps/tiers/hash_map_tier.hpp"
+#include "warm_start.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::size_t kDim = 4;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = fs::temp_directory_path() / ("hps_warm_start_" + std::to_string(rd()) + std::to_string(rd()));
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string table() const { return (path_ / "t").string(); }
+
+ private:
+  fs::path path_;
+};
+
+std::vector<float> row_of(float value) { return std::vector<float>(kDim, value); }
+
+/// Table files of keys 0..n-1 (row i = i, meta i = `rank(i)`), and a tier holding them with every
+/// key's row then updated to 1000 + i and the keys in `erased` removed, as a store that took
+/// updates since the files were loaded.
+struct Table {
+  TempDir dir;
+  std::shared_ptr<hps::HashMapTier> tier = std::make_shared<hps::HashMapTier>(kDim, hps::HashMapOptions{});
+  std::map<std::int64_t, float> held;  // what the tier holds: key -> value of its row
+
+  Table(std::size_t n, bool with_meta, const std::vector<std::int64_t>& erased,
+        const std::function<std::int64_t(std::int64_t)>& rank = nullptr) {
+    std::vector<std::int64_t> keys(n), meta(n);
+    std::vector<float> file_rows, tier_rows;
+    for (std::size_t i = 0; i < n; ++i) {
+      keys[i] = static_cast<std::int64_t>(i);
+      meta[i] = rank ? rank(keys[i]) : 0;
+      for (float v : row_of(static_cast<float>(i))) file_rows.push_back(v);
+      for (float v : row_of(1000.0f + static_cast<float>(i))) tier_rows.push_back(v);
+      held[keys[i]] = 1000.0f + static_cast<float>(i);
+    }
+    hps::write_sparse_model(dir.table(), keys.data(), file_rows.data(), n, kDim, with_meta ? meta.data() : nullptr);
+    tier->insert(keys.data(), tier_rows.data(), n);
+    tier->erase(erased.data(), erased.size());
+    for (std::int64_t k : erased) held.erase(k);
+  }
+};
+
+/// Runs the warm start and returns what it gave, key -> row value, checking every row is whole.
+std::map<std::int64_t, float> given_rows(Table& table, std::size_t capacity, hps::WarmStart* result,
+                                         bool key64 = true, std::size_t chunk_rows = 3) {
+  std::map<std::int64_t, float> given;
+  *result = hps::warm_start_rows(*table.tier, table.dir.table(), key64, capacity, chunk_rows,
+                                 [&](const std::int64_t* keys, const float* rows, std::size_t n) {
+                                   EXPECT_LE(n, chunk_rows);
+                                   for (std::size_t i = 0; i < n; ++i) {
+                                     for (std::size_t d = 1; d < kDim; ++d) EXPECT_EQ(rows[i * kDim + d], rows[i * kDim]);
+                                     EXPECT_TRUE(given.emplace(keys[i], rows[i * kDim]).second) << "key " << keys[i] << " twice";
+                                   }
+                                 });
+  EXPECT_EQ(result->given, given.size());
+  return given;
+}
+
+}  // namespace
+
+TEST(WarmStart, RoomForEveryRowGivesTheTiersRowsNotTheFiles) {
+  Table table(50, /*with_meta=*/false, /*erased=*/{7, 8});
+  hps::WarmStart result;
+  const auto given = given_rows(table, 100, &result);
+  EXPECT_EQ(given, table.held);  // updated rows (1000 + i), erased keys absent
+  EXPECT_EQ(result.left_out, 0u);
+}
+
+TEST(WarmStart, ACapacityBelowTheRowsGivesThatManyAndCountsTheRest) {
+  Table table(50, /*with_meta=*/false, /*erased=*/{});
+  hps::WarmStart result;
+  const auto given = given_rows(table, 20, &result);
+  EXPECT_EQ(given.size(), 20u);
+  EXPECT_EQ(result.left_out, 30u);
+  for (const auto& [key, value] : given) EXPECT_EQ(value, table.held.at(key)) << "key " << key;
+}
+
+TEST(WarmStart, MetaRanksTheKeysAndTheTierGivesTheirRows) {
+  // Meta = key value, so the most frequent keys are the largest; key 49 was erased since.
+  Table table(50, /*with_meta=*/true, /*erased=*/{49}, [](std::int64_t k) { return k; });
+  hps::WarmStart result;
+  const auto given = given_rows(table, 10, &result);
+  std::map<std::int64_t, float> expected;
+  for (std::int64_t k = 40; k < 49; ++k) expected[k] = 1000.0f + static_cast<float>(k);
+  EXPECT_EQ(given, expected);  // the 10 most frequent but the erased one, with the tier's rows
+}
+
+TEST(WarmStart, MetaIsIgnoredWhenEveryRowFits) {
+  Table table(30, /*with_meta=*/true, /*erased=*/{3}, [](std::int64_t k) { return -k; });
+  hps::WarmStart result;
+  const auto given = given_rows(table, 30, &result);
+  EXPECT_EQ(given, table.held);
+  EXPECT_EQ(result.left_out, 0u);
+}
+
+TEST(WarmStart, AbsentTableFilesLeaveTheTiersOrder) {
+  // A read-only store of record whose files are gone: the tier alone gives the rows.
+  Table table(12, /*with_meta=*/true, /*erased=*/{});
+  fs::remove_all(table.dir.table());
+  hps::WarmStart result;
+  const auto given = given_rows(table, 5, &result);
+  EXPECT_EQ(given.size(), 5u);
+  EXPECT_EQ(result.left_out, 7u);
+}
+
+TEST(WarmStart, A32BitModelsFileKeysAreFoundInTheirCanonicalForm) {
+  // The file holds key -1, which a 32-bit model stores as 4294967295.
+  TempDir dir;
+  const std::vector<std::int64_t> keys = {-1, 5, 6};
+  const std::vector<std::int64_t> meta = {9, 8, 1};
+  std::vector<float> rows;
+  for (float v : {1.0f, 2.0f, 3.0f}) {
+    for (float x : row_of(v)) rows.push_back(x);
+  }
+  hps::write_sparse_model(dir.table(), keys.data(), rows.data(), 3, kDim, meta.data());
+  hps::HashMapTier tier(kDim, hps::HashMapOptions{});
+  const std::vector<std::int64_t> stored = {4294967295LL, 5, 6};
+  tier.insert(stored.data(), rows.data(), 3);
+  std::map<std::int64_t, float> given;
+  const hps::WarmStart result =
+      hps::warm_start_rows(tier, dir.table(), /*key64=*/false, 2, 16, [&](const std::int64_t* k, const float* r, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) given[k[i]] = r[i * kDim];
+      });
+  EXPECT_EQ(result.given, 2u);
+  EXPECT_EQ(given, (std::map<std::int64_t, float>{{4294967295LL, 1.0f}, {5, 2.0f}}));
+}
