@@ -13,7 +13,7 @@ import numpy as np
 from . import _core
 from ._arrays import host_keys, host_rows
 from ._progress import LoadProgress
-from .array_adapters import ArrayAdapter, DeviceKeys, adapter_for
+from .array_adapters import ArrayAdapter, DeviceKeys, _type_name, adapter_for
 from .config import Config, ConfigLike
 from .errors import ConfigWarning, InvalidArgumentError
 
@@ -127,7 +127,8 @@ class HPS:
     def lookup(self, model: str, table: TableKey, keys: Any, *, out: Any = None, stream: Any = None) -> Any:
         """Rows for `keys` (an integer array of shape [...]) as float32 [..., D].
 
-        Host arrays (NumPy, or anything `np.asarray` takes) give a NumPy array (or fill `out`).
+        Host arrays (NumPy, or anything `np.asarray` takes) give a NumPy array, or fill `out`: any
+        host array NumPy views without a copy (a NumPy array, a CPU torch tensor, ...).
         Arrays in CUDA memory give rows on the same device: torch tensors and CuPy arrays, and any
         array with `__cuda_array_interface__` (v2, v3) or DLPack (`__dlpack__`, kDLCUDA). Device
         keys are int32, int64, uint32 or uint64 and C-contiguous. `out`, when given, is a writable
@@ -153,11 +154,10 @@ class HPS:
                 return self._lookup_device(adapter, model, table, m, t, dim, keys, on, out)
         array, code = host_keys(keys)
         if out is None:
-            rows = np.empty(array.shape + (dim,), dtype=np.float32)
+            rows = view = np.empty(array.shape + (dim,), dtype=np.float32)
         else:
-            rows = out
-            _check_host_out(rows, array.shape + (dim,))
-        self._server.lookup(m, t, array.ctypes.data, code, array.size, rows.ctypes.data)
+            rows, view = out, _host_out(out, array.shape + (dim,))
+        self._server.lookup(m, t, array.ctypes.data, code, array.size, view.ctypes.data)
         return rows
 
     def _lookup_device(self, adapter: ArrayAdapter, model: str, table: TableKey, m: int, t: int, dim: int,
@@ -203,12 +203,12 @@ class HPS:
         arrays = _one_key_dtype(arrays)
         if out is None:
             outs = [np.empty(a.shape + (dim,), dtype=np.float32) for (a, _), (_, _, dim) in zip(arrays, resolved)]
+            views = outs
         else:
             outs = list(out)
-            for o, (a, _), (_, _, dim) in zip(outs, arrays, resolved):
-                _check_host_out(o, a.shape + (dim,))
+            views = [_host_out(o, a.shape + (dim,)) for o, (a, _), (_, _, dim) in zip(outs, arrays, resolved)]
         self._server.lookup_many(m, [t for _, t, _ in resolved], [a.ctypes.data for a, _ in arrays], arrays[0][1],
-                                 [a.size for a, _ in arrays], [o.ctypes.data for o in outs])
+                                 [a.size for a, _ in arrays], [v.ctypes.data for v in views])
         return outs
 
     def _lookup_many_device(self, adapter: ArrayAdapter, model: str, tables: list, resolved: list, keys: list,
@@ -340,12 +340,29 @@ def _one_key_dtype(arrays: list) -> list:
     return [host_keys(a.astype(np.int64)) for a, _ in arrays]
 
 
-def _check_host_out(rows: Any, shape: tuple) -> None:
-    if not (isinstance(rows, np.ndarray) and rows.dtype == np.float32 and rows.flags.c_contiguous
-            and rows.shape == shape):
-        raise InvalidArgumentError(f"out must be a C-contiguous float32 array of shape {shape}")
-    if not rows.flags.writeable:  # the core would write through a read-only view
-        raise InvalidArgumentError("out is read-only; pass a writable array")
+def _host_out(out: Any, shape: tuple) -> np.ndarray:
+    """A NumPy view of the caller's host `out` (a NumPy array, a CPU torch tensor, anything NumPy
+    views without a copy), refused unless it is a writable C-contiguous float32 array of `shape`."""
+    expected = f"out must be a writable C-contiguous float32 array of shape {shape}"
+    try:
+        view = np.asarray(out)
+    except (TypeError, ValueError, RuntimeError) as error:  # e.g. a tensor that requires grad, or in CUDA memory
+        raise InvalidArgumentError(f"{expected}; found {_type_name(out)}, which NumPy cannot view: {error}") from None
+    # A copy (of a list, say) is a new array at each call; the rows must land in `out` itself.
+    if view is not out and np.asarray(out).ctypes.data != view.ctypes.data:
+        raise InvalidArgumentError(f"{expected}; found {_type_name(out)}, which NumPy can only copy, not view")
+    problems = []
+    if view.dtype != np.float32:
+        problems.append(f"dtype {view.dtype}")
+    if view.shape != shape:
+        problems.append(f"shape {view.shape}")
+    if not view.flags.c_contiguous:
+        problems.append(f"not C-contiguous (strides {view.strides})")
+    if not view.flags.writeable:  # the core would write through a read-only view
+        problems.append("read-only")
+    if problems:
+        raise InvalidArgumentError(f"{expected}; found {_type_name(out)}: {', '.join(problems)}")
+    return view
 
 
 def _device_keys_of(adapter: ArrayAdapter, keys: Any, stream: int) -> DeviceKeys:

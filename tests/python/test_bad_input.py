@@ -124,13 +124,46 @@ def test_non_contiguous_and_read_only_keys(served):
     assert np.array_equal(ps.lookup("m", 0, big_endian), t.expected(t.keys))
 
 
-def test_read_only_out_is_refused(served):
-    ps, t = served
+def _read_only_out():
     out = np.zeros((3, 4), np.float32)
     out.flags.writeable = False
-    with pytest.raises(hps.InvalidArgumentError, match="read-only"):
+    return out
+
+
+def _refuses_out(ps, t, out, found):
+    """lookup and lookup_many refuse `out`, naming what they found."""
+    expected = r"out must be a writable C-contiguous float32 array of shape \(3, 4\); found "
+    with pytest.raises(hps.InvalidArgumentError, match=expected + found):
         ps.lookup("m", 0, t.keys[:3], out=out)
-    assert not out.any()  # not written through
+    with pytest.raises(hps.InvalidArgumentError, match=expected + found):
+        ps.lookup_many("m", [0], [t.keys[:3]], out=[out])
+    _intact(ps, t)
+
+
+@pytest.mark.parametrize("make_out, found", [
+    (_read_only_out, "numpy.ndarray: read-only"),
+    (lambda: np.zeros((3, 4), np.float64), "numpy.ndarray: dtype float64"),
+    (lambda: np.zeros((4, 4), np.float32), r"numpy.ndarray: shape \(4, 4\)"),
+    (lambda: np.zeros((3, 8), np.float32)[:, ::2], r"numpy.ndarray: not C-contiguous \(strides \(32, 8\)\)"),
+    (lambda: [[0.0] * 4] * 3, "builtins.list, which NumPy can only copy, not view"),
+], ids=["read-only", "float64", "shape", "strided", "list"])
+def test_bad_host_out_is_refused(served, make_out, found):
+    out = make_out()
+    _refuses_out(*served, out, found)
+    assert not np.asarray(out).any()  # not written through
+
+
+@pytest.mark.parametrize("make_out, found", [
+    (lambda torch: torch.zeros(3, 4, dtype=torch.float64), "torch.Tensor: dtype float64"),
+    (lambda torch: torch.zeros(3, 5), r"torch.Tensor: shape \(3, 5\)"),
+    (lambda torch: torch.zeros(4, 3).t(), r"torch.Tensor: not C-contiguous \(strides \(4, 12\)\)"),
+    (lambda torch: torch.zeros(3, 4, requires_grad=True), "torch.Tensor, which NumPy cannot view: .*requires grad"),
+], ids=["float64", "shape", "transposed", "requires-grad"])
+def test_bad_torch_out_is_refused(served, make_out, found):
+    torch = pytest.importorskip("torch")
+    out = make_out(torch)
+    _refuses_out(*served, out, found)
+    assert not out.detach().any()  # not written through
 
 
 def test_keys_on_a_device_without_memory(served):

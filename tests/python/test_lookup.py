@@ -93,6 +93,29 @@ def test_preallocated_output(server, table):
         server.lookup("m", 0, keys, out=np.empty((4, 6, table.dim), np.float64))
 
 
+def test_cpu_torch_tensor_as_out(server, table):
+    """A CPU torch tensor is a host array NumPy views without a copy: the rows land in it."""
+    torch = pytest.importorskip("torch")
+    keys = mixed_queries(table, (4, 6))
+    out = torch.full((4, 6, table.dim), float("nan"))
+    assert server.lookup("m", 0, torch.from_numpy(keys), out=out) is out
+    np.testing.assert_array_equal(out.numpy(), server.lookup("m", 0, keys))
+    np.testing.assert_array_equal(out.numpy(), table.expected(keys))
+
+
+def test_cpu_torch_tensors_as_lookup_many_out(tmp_path):
+    torch = pytest.importorskip("torch")
+    tables = [make_table(tmp_path / f"t{i}", 300, 4 + i, seed=i, default=float(i)) for i in range(2)]
+    with hps.HPS(config_for(tables)) as ps:
+        queries = [mixed_queries(t, (5, 3), seed=i) for i, t in enumerate(tables)]
+        outs = [torch.full((5, 3, t.dim), float("nan")) for t in tables]
+        filled = ps.lookup_many("m", [0, 1], [torch.from_numpy(q) for q in queries], out=outs)
+        assert all(f is o for f, o in zip(filled, outs))
+        for t, q, o, r in zip(tables, queries, outs, ps.lookup_many("m", [0, 1], queries)):
+            np.testing.assert_array_equal(o.numpy(), r)
+            np.testing.assert_array_equal(o.numpy(), t.expected(q))
+
+
 def test_non_contiguous_keys(server, table):
     keys = mixed_queries(table, (40, 30))[:, ::3].T
     np.testing.assert_array_equal(server.lookup("m", 0, keys), table.expected(keys))

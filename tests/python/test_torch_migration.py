@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import warnings
@@ -102,6 +103,43 @@ def test_round_trip_predicts_the_same(tmp_path):
         other = model(*recommender_inputs(64, seed=9))
     assert float((after - before).abs().max()) <= 1e-6
     assert other.shape == (64, 1)
+
+
+def test_swapped_float32_embeddings_on_the_cpu_give_the_same_bits(tmp_path):
+    """docs/torch.md: on the CPU every kind of float32 embedding gives nn.Embedding's / EmbeddingBag's
+    exact results, except for a "sum" with both padding_idx and per_sample_weights (within 1e-6)."""
+    torch.manual_seed(0)
+    originals = nn.ModuleDict({"embedding": nn.Embedding(200, 16, padding_idx=0)})
+    for mode in ("sum", "mean", "max"):
+        for padding_idx in (None, 0):
+            for last in (False, True):
+                originals[f"{mode}-{padding_idx}-{last}"] = nn.EmbeddingBag(
+                    200, 16, mode=mode, padding_idx=padding_idx, include_last_offset=last)
+    swapped = swap_embeddings(copy.deepcopy(originals), export_tables(originals, tmp_path, "m"))
+    g = torch.Generator().manual_seed(1)
+    ends = torch.randint(0, 8, (40,), generator=g).cumsum(0)
+    flat = torch.randint(0, 200, (int(ends[-1]),), generator=g)
+    flat[torch.rand(flat.shape, generator=g) < 0.3] = 0  # padding, where padding_idx is 0
+    weights = torch.rand(flat.shape, generator=g)
+    padded = flat[:120].reshape(30, 4)
+    bounds = torch.cat([torch.zeros(1, dtype=torch.int64), ends])  # include_last_offset's; the others' lack the end
+    with torch.no_grad():
+        assert torch.equal(swapped["embedding"](padded), originals["embedding"](padded))
+        for name, bag in list(originals.items())[1:]:
+            offsets = bounds if bag.include_last_offset else bounds[:-1]
+            calls = [(flat, offsets, None)]
+            if not bag.include_last_offset:
+                calls.append((padded, None, None))
+            if bag.mode == "sum":
+                calls.append((flat, offsets, weights))
+            for args in calls:
+                got, expected = swapped[name](*args), bag(*args)
+                if args[2] is not None and bag.padding_idx is not None:
+                    # The layer zeroes padding rows and sums them; EmbeddingBag skips them in another
+                    # kernel that rounds differently.
+                    assert float((got - expected).abs().max()) <= 1e-6, name
+                else:
+                    assert torch.equal(got, expected), name
 
 
 def test_swapped_model_exports_and_loads(tmp_path):
@@ -210,14 +248,65 @@ def test_import_hps_torch_runs_hugectr_code(tmp_path):
     assert hps_torch.LookupLayer is LookupLayer and hps_torch.SparseLookupLayer is SparseLookupLayer
 
 
+def test_hugectr_op_name_is_registered(tmp_path, monkeypatch):
+    """docs/torch.md: `import hps.torch` registers HugeCTR's op name (with either op backend)."""
+    emb = nn.Embedding(100, 16)
+    export_tables(nn.ModuleDict({"sparse_embedding0": emb}), tmp_path, "demo")
+    monkeypatch.chdir(tmp_path)  # HugeCTR's relative ps_config_file: against the working directory
+    keys = torch.randint(0, 100, (8, 26))
+    assert torch.equal(torch.ops.hps_torch.hps_embedding_lookup(keys, "ps.json", "demo", 0, 16), emb(keys))
+
+
+def script(module):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.13
+        return torch.jit.script(module)
+
+
 def test_hps_torch_layer_is_torchscript_compatible(tmp_path):
     """HugeCTR's layer could be scripted (torch.jit.script); so can this one, while TorchScript lasts."""
     import hps_torch
 
     emb = nn.Embedding(100, 16)
     layer = hps_torch.LookupLayer(export_tables(emb, tmp_path, "demo"), "demo", 0, 16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.script(layer)
+    scripted = script(layer)
     keys = torch.randint(0, 100, (8, 26), dtype=torch.int32)
     assert torch.equal(scripted(keys), emb(keys))
+
+
+@pytest.mark.parametrize("padding_idx", [None, 3])
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_sparse_layer_is_torchscript_compatible(tmp_path, mode, padding_idx):
+    """docs/torch.md: torch.jit.script works on the layers, the bags' one too."""
+    torch.manual_seed(0)
+    bag = nn.EmbeddingBag(50, 8, mode=mode, padding_idx=padding_idx)
+    layer = SparseLookupLayer(export_tables(bag, tmp_path, "demo"), "demo", 0, 8, mode, padding_key=padding_idx)
+    scripted = script(layer)
+    flat, offsets = torch.tensor([3, 5, 3, 7, 9, 11, 3, 2]), torch.tensor([0, 2, 2, 7])
+    padded = torch.randint(0, 50, (6, 4))
+    padded[0] = 3
+    single = torch.randint(0, 50, (6, 1))  # bags of one key: forward's shortcut when there is no padding
+    with torch.no_grad():
+        for keys, offs in [(flat, offsets), (padded, None), (single, None)]:
+            assert torch.equal(scripted(keys, offs), bag(keys, offs))
+        if mode == "sum":
+            weights = torch.linspace(0.1, 1.3, 8)
+            assert torch.equal(scripted(flat, offsets, weights), layer(flat, offsets, weights))
+            torch.testing.assert_close(scripted(flat, offsets, weights), bag(flat, offsets, weights), rtol=0, atol=1e-6)
+        else:  # forward's own errors survive scripting, message and all
+            with pytest.raises(torch.jit.Error, match=f"per_sample_weights need combiner='sum' .*not '{mode}'"):
+                scripted(flat, offsets, torch.ones(8))
+
+
+def test_swapped_model_with_bags_is_torchscript_compatible(tmp_path):
+    model = trained_recommender()
+    x = recommender_inputs()
+    with torch.no_grad():
+        before = model(*x)
+    swap_embeddings(model, export_tables(model, tmp_path / "out", "rec"))
+    scripted = script(model)
+    scripted.save(tmp_path / "rec.pt")
+    with torch.no_grad():
+        after = scripted(*x)
+        assert torch.equal(after, model(*x)) and float((after - before).abs().max()) <= 1e-6
+        assert torch.equal(torch.jit.load(tmp_path / "rec.pt")(*x), after)

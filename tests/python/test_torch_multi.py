@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -102,6 +103,15 @@ def test_opcheck_compile_and_export(config, tmp_path):
     torch.export.save(exported, tmp_path / "net.pt2")
     loaded = torch.export.load(tmp_path / "net.pt2")
     torch.testing.assert_close(loaded.module()(keys), want)
+
+
+def test_torchscript(config):
+    path, weights = config
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.13
+        scripted = torch.jit.script(MultiTableLookup(path, "m", list(range(T)), D))
+    keys = keys_for((5, 3))
+    torch.testing.assert_close(scripted(keys), expected(weights, keys), rtol=0, atol=0)
 
 
 @pytest.mark.gpu

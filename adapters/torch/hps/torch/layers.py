@@ -142,7 +142,8 @@ class SparseLookupLayer(_ServedTable):
         else:
             raise ValueError(f"keys must be 1-D (with offsets) or 2-D (one bag per row), got {keys.dim()}-D")
         if per_sample_weights is not None and self.combiner != "sum":
-            raise ValueError(f"per_sample_weights need combiner='sum' (as in EmbeddingBag), not {self.combiner!r}")
+            # Quotes rather than !r: TorchScript compiles forward and refuses f-string conversions.
+            raise ValueError(f"per_sample_weights need combiner='sum' (as in EmbeddingBag), not '{self.combiner}'")
         rows = self._lookup(keys)
         if keys.dim() == 2 and keys.shape[1] == 1 and self.padding_key is None and per_sample_weights is None:
             pooled = rows.view(keys.shape[0], self.emb_vec_size)  # bags of one key: the rows themselves
