@@ -310,3 +310,26 @@ def test_librdkafka_that_does_not_load_is_named(tmp_path):
     out = subprocess.run([sys.executable, "-c", script, str(config_path)], env=env, capture_output=True,
                          text=True, timeout=60)
     assert "cannot load librdkafka" in out.stdout and "nowhere.so (HPS_LIBRDKAFKA)" in out.stdout, out
+
+
+@needs_rocksdb
+def test_the_lag_after_a_restart_counts_from_the_committed_offsets(tmp_path, broker):
+    # A server with a persistent_db resumes at its group's committed offsets. With nothing new
+    # published, nothing is unapplied: the lag used to count every message the broker held.
+    table = make_table(tmp_path / "t", 500, 4)
+    config = kafka_config([table], broker.brokers, persistent=str(tmp_path / "db"), embedding_table_names=["emb"])
+    keys = table.keys[:50]
+    with hps.UpdatePublisher(broker.brokers, "m", partitions=2) as publisher:
+        with hps.HPS(config) as ps:
+            for i in range(20):
+                publisher.publish("emb", keys, np.full((50, 4), float(i)))
+            publisher.flush()
+            wait_until(lambda: sees(ps, "m", "emb", keys, np.full((50, 4), 19.0)), "the updates are applied")
+            wait_until(lambda: source_stats(ps)["lag"] == 0, "the lag reaches 0")
+        with hps.HPS(config) as ps:
+            wait_until(lambda: source_stats(ps)["lag"] >= 0, "the lag is known")
+            assert source_stats(ps)["lag"] == 0
+            publisher.publish("emb", keys[:1], np.full((1, 4), 99.0))  # one more message is counted, then applied
+            publisher.flush()
+            wait_until(lambda: sees(ps, "m", "emb", keys[:1], np.full((1, 4), 99.0)), "the new update is applied")
+            wait_until(lambda: source_stats(ps)["lag"] == 0, "the lag is 0 again")

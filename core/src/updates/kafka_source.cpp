@@ -459,8 +459,11 @@ class KafkaUpdateSource final : public UpdateSource {
     }
   }
 
-  // Messages in the broker not applied yet, over the assigned partitions whose end is known.
+  // Messages in the broker not applied yet, over the assigned partitions whose end and start are
+  // known: a partition this process applied nothing from counts from where it resumed (the
+  // group's committed offset), or from its first message when it reads from the beginning.
   void update_lag() {
+    learn_resume_offsets();
     std::int64_t total = 0;
     bool known = false;
     for (const PartitionKey& key : assigned_) {
@@ -469,12 +472,43 @@ class KafkaUpdateSource final : public UpdateSource {
               RD_KAFKA_RESP_ERR_NO_ERROR ||
           high < 0)
         continue;
-      const auto applied = applied_offset_.find(key);
-      const std::int64_t from = applied != applied_offset_.end() ? applied->second : std::max<int64_t>(low, 0);
+      std::int64_t from = std::max<int64_t>(low, 0);
+      if (const auto applied = applied_offset_.find(key); applied != applied_offset_.end()) {
+        from = applied->second;
+      } else if (options_.resume_from_committed) {
+        const auto resumed = resumed_from_.find(key);
+        if (resumed == resumed_from_.end()) continue;  // not known yet
+        if (resumed->second >= 0) from = std::max(from, resumed->second);  // < 0: nothing committed
+      }
       total += std::max<std::int64_t>(0, high - from);
       known = true;
     }
     lag_.store(known ? total : -1, std::memory_order_relaxed);
+  }
+
+  // Asks the group's committed offsets of the partitions whose resume point is not known yet
+  // (a broker round trip, so at most once a second while it fails).
+  void learn_resume_offsets() {
+    if (!options_.resume_from_committed || Clock::now() < resume_query_at_) return;
+    const RdKafka& k = *rk_api_;
+    rd_kafka_topic_partition_list_t* list = k.rd_kafka_topic_partition_list_new(8);
+    for (const PartitionKey& key : assigned_) {
+      if (!applied_offset_.count(key) && !resumed_from_.count(key)) {
+        k.rd_kafka_topic_partition_list_add(list, key.first.c_str(), key.second);
+      }
+    }
+    if (list->cnt > 0) {
+      constexpr int kCommittedTimeoutMs = 500;
+      if (k.rd_kafka_committed(rk_, list, kCommittedTimeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < list->cnt; ++i) {
+          const rd_kafka_topic_partition_t& e = list->elems[i];
+          if (e.err == RD_KAFKA_RESP_ERR_NO_ERROR) resumed_from_[{e.topic, e.partition}] = e.offset;
+        }
+      } else {
+        resume_query_at_ = Clock::now() + std::chrono::seconds(1);
+      }
+    }
+    k.rd_kafka_topic_partition_list_destroy(list);
   }
 
   const KafkaSourceOptions options_;
@@ -505,6 +539,8 @@ class KafkaUpdateSource final : public UpdateSource {
   std::map<PartitionKey, std::int64_t> next_offset_;       // consumed, not applied yet
   std::map<PartitionKey, std::int64_t> applied_offset_;    // applied: next offset to read
   std::map<PartitionKey, std::int64_t> committed_offset_;  // last commit issued
+  std::map<PartitionKey, std::int64_t> resumed_from_;      // the group's offset at start (< 0: none)
+  Clock::time_point resume_query_at_{};                     // learn_resume_offsets after a failure
 };
 
 bool followed(const std::string& model, const std::vector<std::string>& filters) {

@@ -30,7 +30,8 @@ struct RdKafka {
   X(rd_kafka_poll_set_consumer) X(rd_kafka_consumer_poll) X(rd_kafka_consumer_close) X(rd_kafka_message_destroy) \
   X(rd_kafka_topic_name) X(rd_kafka_metadata) X(rd_kafka_metadata_destroy) X(rd_kafka_topic_partition_list_new) \
   X(rd_kafka_topic_partition_list_add) X(rd_kafka_topic_partition_list_destroy) X(rd_kafka_incremental_assign)   \
-  X(rd_kafka_error_string) X(rd_kafka_error_destroy) X(rd_kafka_commit) X(rd_kafka_get_watermark_offsets)
+  X(rd_kafka_error_string) X(rd_kafka_error_destroy) X(rd_kafka_commit) X(rd_kafka_get_watermark_offsets)  \
+  X(rd_kafka_committed)
 
 #define HPS_RDKAFKA_MEMBER(name) decltype(&::name) name = nullptr;
   HPS_RDKAFKA_FUNCTIONS(HPS_RDKAFKA_MEMBER)
