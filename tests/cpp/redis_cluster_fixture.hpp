@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -172,6 +173,27 @@ class LocalRedis {
       break;
     }
     return out;
+  }
+
+  /// The port of the master serving `slot` (0 when none does), as a live node sees it.
+  int master_of_slot(int slot) const {
+    for (std::size_t i = 0; i < ports_.size(); ++i) {
+      if (pids_[i] <= 0) continue;
+      std::istringstream nodes(cli(ports_[i], "CLUSTER NODES"));
+      for (std::string line; std::getline(nodes, line);) {
+        const std::size_t address = line.find("127.0.0.1:"), connected = line.find(" connected");
+        if (address == std::string::npos || connected == std::string::npos) continue;
+        std::istringstream ranges(line.substr(connected + 10));  // "0-5460 10923-16383", or none
+        for (std::string range; ranges >> range;) {
+          const int first = std::atoi(range.c_str());
+          const std::size_t dash = range.find('-');
+          const int last = dash == std::string::npos ? first : std::atoi(range.c_str() + dash + 1);
+          if (range[0] != '[' && first <= slot && slot <= last) return std::atoi(line.c_str() + address + 10);
+        }
+      }
+      break;
+    }
+    return 0;
   }
 
   /// Kills the node on `port` by its process id (SIGKILL: no goodbye to the cluster).

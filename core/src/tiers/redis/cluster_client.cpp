@@ -23,6 +23,9 @@ using Clock = std::chrono::steady_clock;
 // After a failed connect a node is not tried again for this long: lookups fail fast instead of
 // paying a connect attempt each while a node is down.
 constexpr auto kDownBackoff = std::chrono::milliseconds(100);
+/// A node that let a command time out is asked for the slot map after the others for this long:
+/// a stalled node would cost the refresh that follows a timeout a second timeout.
+constexpr auto kSlowNodeLast = std::chrono::seconds(10);
 // Slot map refreshes are rate-limited: many threads seeing the same MOVED need one CLUSTER SLOTS.
 constexpr auto kRefreshInterval = std::chrono::milliseconds(50);
 // Redirect rounds one lookup follows before it gives up (a slot migrating while the map moves).
@@ -165,6 +168,7 @@ struct ClusterClient::Node {
   std::size_t open = 0;
   std::size_t dropped = 0;  // connections lost so far: the next connect is a reconnect
   Clock::time_point down_until{};
+  Clock::time_point slow_until{};  // a command to it timed out lately: asked last for the slot map
   std::string last_error;
 };
 
@@ -247,7 +251,7 @@ std::string ClusterClient::refresh(bool force) {
   if (!force && Clock::now() - last_refresh_ < kRefreshInterval) return "";
   last_refresh_ = Clock::now();
   // Ask the nodes of the current map first (the seeds may be gone), then the seeds; nodes that
-  // just refused a connection go last.
+  // just refused a connection or let a command time out go last.
   std::vector<Node*> candidates;
   if (auto map = slot_map()) {
     for (Node* n : map->owner) {
@@ -261,7 +265,7 @@ std::string ClusterClient::refresh(bool force) {
   const auto now = Clock::now();
   std::stable_partition(candidates.begin(), candidates.end(), [now](Node* n) {
     std::lock_guard<std::mutex> node_lock(n->mu);
-    return n->down_until <= now;
+    return n->down_until <= now && n->slow_until <= now;
   });
   std::string failures;
   for (Node* n : candidates) {
@@ -436,6 +440,8 @@ void ClusterClient::exchange(std::vector<Flight>& flights, Batch& batch, Clock::
       for (Flight* f : polled) {
         f->failure = "timed out after " + std::to_string(options_.timeout.count()) + " ms waiting for " + f->node->name;
         counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
+        std::lock_guard<std::mutex> node_lock(f->node->mu);
+        f->node->slow_until = Clock::now() + kSlowNodeLast;
       }
       break;
     }
