@@ -6,7 +6,8 @@
    the graph gets 26 HPS_TRT nodes and int32 keys (as HugeCTR's engines take them).
 3. Check the surgered graph in onnxruntime (`hps.onnx.session`) against the torch model.
 4. Put the surgered model where the Python backend reads it (dlrm_python/1/model.onnx); with
-   TensorRT importable, build dlrm_trt/1/model.plan (build_engine.py), else say how to.
+   TensorRT importable, build dlrm_trt/1/model.plan (build_engine.py), else say how to. A new
+   --repo folder gets the models' config.pbtxt (and model.py) from model_repository/.
 
 Usage: python examples/triton/prepare.py [--repo examples/triton/model_repository] [--steps 100]
                                          [--ps-config-file PATH-WHERE-TRITON-RUNS]
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 import hps.onnx
+from repository import version_folder  # this folder
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -82,8 +84,8 @@ def main() -> int:
         print("ABOVE 1e-6", file=sys.stderr)
         return 1
 
-    shutil.copyfile(surgered, os.path.join(repo, "dlrm_python", "1", "model.onnx"))
-    plan = os.path.join(repo, "dlrm_trt", "1", "model.plan")
+    shutil.copyfile(surgered, os.path.join(version_folder(repo, "dlrm_python"), "model.onnx"))
+    plan = os.path.join(version_folder(repo, "dlrm_trt"), "model.plan")
     try:
         import tensorrt  # noqa: F401
     except ImportError:

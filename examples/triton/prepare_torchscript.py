@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import hps.torch
+from repository import version_folder  # this folder
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -56,7 +57,7 @@ def main() -> int:
     dense, sparse, _ = data.batch(64)
     with torch.no_grad():
         traced = torch.jit.trace(served, (dense, sparse.int()))
-    out = os.path.join(args.repo, "dlrm_torch", "1", "model.pt")
+    out = os.path.join(version_folder(os.path.abspath(args.repo), "dlrm_torch"), "model.pt")
     traced.save(out)
 
     dense, sparse, _ = data.batch(37)

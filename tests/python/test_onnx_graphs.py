@@ -4,6 +4,10 @@ against onnxruntime running the original graph."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -197,11 +201,11 @@ def test_no_initializer_gather_is_an_error(tmp_path):
 # ---- session() and HPS_TRT nodes written by hand ----------------------------------------------
 
 
-def table_config(tmp_path, dim=6) -> str:
+def table_config(tmp_path, dim=6, longlong=True) -> str:
     hps.write_sparse_model(str(tmp_path / "w"), np.arange(30, dtype=np.int64), W[:, :dim].copy())
-    path = tmp_path / "ps.json"
-    path.write_text(f'{{"supportlonglong": true, "models": [{{"model": "m", "sparse_files": ["{tmp_path / "w"}"], '
-                    f'"embedding_vecsize_per_table": [{dim}]}}]}}')
+    path = tmp_path / ("ps.json" if longlong else "ps32.json")
+    path.write_text(f'{{"supportlonglong": {str(longlong).lower()}, "models": [{{"model": "m", '
+                    f'"sparse_files": ["{tmp_path / "w"}"], "embedding_vecsize_per_table": [{dim}]}}]}}')
     return str(path)
 
 
@@ -246,3 +250,137 @@ def test_no_hps_node(tmp_path):
                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])], [out(rank=1)], [])
     with pytest.raises(ValueError, match="has no HPS_TRT node"):
         hps.onnx.session(path)
+
+
+def test_scalar_key_gives_one_row(tmp_path):
+    """A 0-d key gives rows of shape [D], as the original Gather does, not [1, D]."""
+    nodes = [helper.make_node("Gather", ["W", "ids"], ["row"]), helper.make_node("MatMul", ["row", "M"], ["y"])]
+    path = save(tmp_path, nodes, [keys_input(shape=())], [out(rank=1)],
+                [numpy_helper.from_array(W, "W"), numpy_helper.from_array(np.ones((6, 2), np.float32), "M")])
+    feed = {"ids": np.array(3, np.int64)}
+    _, (y,) = surgered(path, feed, tmp_path)
+    (expected,) = original(path, feed)
+    assert y.shape == expected.shape == (2,)
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
+
+
+def run_child(script: str, *args: str) -> str:
+    """Runs `script` in a fresh Python: a lookup error that aborts the process fails the test on the
+    child's exit status instead of killing pytest."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, f"the child exited with {done.returncode}:\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def lookup_error_case(tmp_path, pause=False):
+    """A model over int64 keys [B, 26], a 32-bit config (supportlonglong false) and the table. With
+    `pause`, a Python op Pause (which the child defines) reads the rows: a hook after the lookup."""
+    model = hps_node_model(tmp_path, table_config(tmp_path, longlong=False), key_type=TensorProto.INT64)
+    if pause:
+        model.graph.node[0].output[0] = "rows"
+        model.graph.node.append(helper.make_node("Pause", ["rows"], ["y"], domain="ai.onnx.contrib"))
+        model.opset_import.append(helper.make_opsetid("ai.onnx.contrib", 1))
+    onnx.save(model, tmp_path / "m.onnx")
+    np.save(tmp_path / "W.npy", W)
+    return str(tmp_path / "m.onnx"), str(tmp_path / "ps32.json"), str(tmp_path / "W.npy")
+
+
+def test_lookup_errors_raise_from_run_and_the_process_lives(tmp_path):
+    """A key a 32-bit model cannot take, and a server clear_servers() forgot, raise their hps error
+    from the run methods (onnxruntime-extensions aborts the process when the op raises); the
+    session then runs good keys right."""
+    output = run_child("""
+        import sys, threading
+        import numpy as np, onnxruntime as ort, pytest
+        import hps, hps.onnx
+
+        model, config, table = sys.argv[1:]
+        W = np.load(table)
+        good = np.random.default_rng(0).integers(0, 30, (4, 26))
+        bad = good.copy()
+        bad[1, 3] = 2**40
+        sess = hps.onnx.session(model, ps=config)
+        assert isinstance(sess, ort.InferenceSession)
+        with pytest.raises(hps.InvalidArgumentError, match="keys.* = 1099511627776 is not a 32-bit key"):
+            sess.run(None, {"ids": bad})
+        np.testing.assert_array_equal(sess.run(None, {"ids": good})[0], W[good])
+
+        binding = sess.io_binding()
+        binding.bind_cpu_input("ids", bad)
+        binding.bind_output("y")
+        with pytest.raises(hps.InvalidArgumentError, match="not a 32-bit key"):
+            sess.run_with_iobinding(binding)
+        with pytest.raises(hps.InvalidArgumentError, match="not a 32-bit key"):
+            sess.run_with_ort_values(None, {"ids": ort.OrtValue.ortvalue_from_numpy(bad)})
+        for keys in (bad, good):
+            done, got = threading.Event(), {}
+            sess.run_async(None, {"ids": keys}, lambda res, _, err: (got.update(res=res, err=err), done.set()), None)
+            assert done.wait(60)
+            if keys is bad:
+                assert got["err"].startswith("InvalidArgumentError: ") and "not a 32-bit key" in got["err"]
+            else:
+                assert got["err"] == ""
+                np.testing.assert_array_equal(got["res"][0], W[good])
+
+        ps = hps.HPS(config, progress=False)
+        sess = hps.onnx.session(model, ps=ps)
+        hps.onnx.runtime.clear_servers()
+        with pytest.raises(hps.NotFoundError, match="no server registered as 'hps-local:[0-9]+'.*make the session again"):
+            sess.run(None, {"ids": good})
+        np.testing.assert_array_equal(hps.onnx.session(model, ps=ps).run(None, {"ids": good})[0], W[good])
+        print("alive")
+    """, *lookup_error_case(tmp_path))
+    assert output.split() == ["alive"]
+
+
+def test_lookup_error_reaches_the_run_whose_op_failed(tmp_path):
+    """Two threads run one session: a whole run of good keys happens after the lookup of a run of
+    bad keys failed, before that run ends. Only the bad run raises; the good run's rows are right."""
+    output = run_child("""
+        import sys, threading
+        import numpy as np
+        from onnxruntime_extensions import PyCustomOpDef, onnx_op
+        import hps, hps.onnx
+
+        model, config, table = sys.argv[1:]
+        W = np.load(table)
+        good = np.random.default_rng(0).integers(0, 30, (4, 26))
+        bad = good.copy()
+        bad[1, 3] = 2**40
+        bad_lookup_done, good_run_done = threading.Event(), threading.Event()
+
+        @onnx_op(op_type="Pause", inputs=[PyCustomOpDef.dt_float], outputs=[PyCustomOpDef.dt_float])
+        def pause(rows):
+            if threading.current_thread().name == "bad":
+                bad_lookup_done.set()
+                assert good_run_done.wait(60)
+            return rows
+
+        sess = hps.onnx.session(model, ps=config)
+        outcome = {}
+
+        def run(keys):
+            try:
+                (found,) = sess.run(None, {"ids": keys})
+            except hps.InvalidArgumentError as e:
+                return "raised" if "not a 32-bit key" in str(e) else str(e)
+            return "right rows" if keys is good and np.array_equal(found, W[good]) else "rows"
+
+        bad_run = threading.Thread(target=lambda: outcome.update(bad=run(bad)), name="bad")
+        bad_run.start()
+        assert bad_lookup_done.wait(60)
+        outcome["good"] = run(good)
+        good_run_done.set()
+        bad_run.join()
+        print(outcome["good"], "/", outcome["bad"])
+    """, *lookup_error_case(tmp_path, pause=True))
+    assert output.strip() == "right rows / raised"
+
+
+def test_parallel_execution_mode_is_refused(tmp_path):
+    """The ops must run on the thread that called run() for their errors to reach it."""
+    options = ort.SessionOptions()
+    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    with pytest.raises(ValueError, match="execution_mode = ORT_SEQUENTIAL"):
+        hps.onnx.session(hps_node_model(tmp_path, table_config(tmp_path)), sess_options=options)

@@ -18,10 +18,29 @@ def python(*args, env_extra=None):
 
 
 def test_missing_library_says_how_to_build(tmp_path):
-    done = python("-c", "import hps.tf", env_extra={"HPS_TF_OP_LIBRARY": str(tmp_path / "absent.so")})
+    # No library in the package folder nor in the cache: _paths (which needs no hps.tf) is loaded
+    # first and pointed at an empty folder.
+    script = ("import importlib.util, sys\n"
+              "spec = importlib.util.spec_from_file_location('hps.tf._paths', "
+              "importlib.util.find_spec('hps.tf').submodule_search_locations[0] + '/_paths.py')\n"
+              "paths = sys.modules['hps.tf._paths'] = importlib.util.module_from_spec(spec)\n"
+              "spec.loader.exec_module(paths)\n"
+              f"paths.PACKAGE_DIR = {str(tmp_path)!r}\n"
+              "import hps.tf\n")
+    done = python("-c", script, env_extra={"XDG_CACHE_HOME": str(tmp_path)})
     assert done.returncode != 0
     assert "OpLibraryError" in done.stderr and "python -m hps.tf.build" in done.stderr
-    assert "absent.so (absent)" in done.stderr
+    assert f"{tmp_path}/libhps_tf_ops.so (absent)" in done.stderr
+
+
+def test_op_library_variable_naming_a_missing_file(tmp_path):
+    """The error names the variable, not a TensorFlow installed after hps."""
+    absent = tmp_path / "absent.so"
+    done = python("-c", "import hps.tf", env_extra={"HPS_TF_OP_LIBRARY": str(absent)})
+    assert done.returncode != 0
+    assert (f"OpLibraryError: HPS_TF_OP_LIBRARY={absent} names a file that does not exist: fix the path, or unset "
+            f"HPS_TF_OP_LIBRARY") in done.stderr
+    assert "installed after hps" not in done.stderr
 
 
 def test_wrong_library_says_how_to_rebuild(tmp_path):

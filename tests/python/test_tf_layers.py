@@ -79,6 +79,22 @@ def test_max_norm_equals_embedding_lookup(setup, max_norm):
                                reference_lookup(table, ids, max_norm).numpy(), rtol=0, atol=1e-7)
 
 
+def test_max_norm_with_ids_of_unknown_rank(setup):
+    """Traced with an input signature of unknown rank, as tf.nn.embedding_lookup traces."""
+    path, (table, _) = setup
+    layer = hps.tf.LookupLayer("m", 0, DIM, ps_config_file=path)
+    layer(ids_for((2,), tf.int64))  # built eagerly: Keras cannot build a layer on a shape of unknown rank
+    spec = [tf.TensorSpec(None, tf.int64)]
+    served = tf.function(lambda ids: layer(ids, max_norm=0.5), jit_compile=False, input_signature=spec)
+    reference = tf.function(lambda ids: tf.nn.embedding_lookup(tf.constant(table.reference), ids, max_norm=0.5),
+                            input_signature=spec)
+    for shape in [(), (7,), (3, 5), (2, 3, 4)]:
+        ids = ids_for(shape, tf.int64, seed=len(shape))
+        rows = served(ids)
+        assert tuple(rows.shape) == shape + (DIM,)
+        np.testing.assert_allclose(rows.numpy(), reference(table.reference_ids(ids.numpy())).numpy(), rtol=0, atol=1e-7)
+
+
 def test_second_table_and_output_dtype(setup):
     path, (_, small) = setup
     layer = hps.tf.LookupLayer("m", 1, 4, emb_vec_dtype=tf.float16, ps_config_file=path)

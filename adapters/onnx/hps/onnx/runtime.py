@@ -12,10 +12,16 @@ its key type. The file on disk keeps the form TensorRT expects.
 Servers: one hps.HPS per config file per process, shared by every session and node that names it,
 built when the first session needs it (so a bad config fails session(), not the first run).
 Lookups run on the host (onnxruntime's CPU provider hands the op host arrays).
+
+Errors: onnxruntime-extensions aborts the process when a Python op raises, so the op keeps its
+error (by thread) and returns rows of the right shape; the session's run methods raise it once
+onnxruntime returns. That needs the op to run on the thread that called run(): session() refuses
+parallel execution mode.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -40,6 +46,9 @@ _owned: set[str] = set()
 _lock = threading.Lock()
 _local_ids = itertools.count(1)
 _registered = False
+# The first error of an HPS_TRT op in the current run of each thread, by thread id (not
+# threading.local: onnxruntime's pool threads get a new Python thread state each time they call in).
+_errors: dict[int, BaseException] = {}
 
 
 def ort_op_type(key_dtype: str) -> str:
@@ -58,7 +67,8 @@ def get_server(ps_config_file: str) -> hps.HPS:
         found = _servers.get(key)
         if found is None:
             if key.startswith(LOCAL_PREFIX):
-                raise hps.NotFoundError(f"{HPS_OP}: no server registered as {key!r} in this process")
+                raise hps.NotFoundError(f"{HPS_OP}: no server registered as {key!r} in this process (clear_servers() "
+                                        f"forgot the hps.HPS given as ps=; make the session again)")
             if not os.path.isfile(key):
                 raise FileNotFoundError(f"{HPS_OP}: ps_config_file {ps_config_file!r}: no such file ({key})")
             found = hps.HPS(key, progress=False)
@@ -87,13 +97,66 @@ def _register_local(ps: hps.HPS) -> str:
     return key
 
 
-def _lookup(keys: np.ndarray, ps_config_file: str, model_name: str, table_id: int, emb_vec_size: int) -> np.ndarray:
+def _rows(keys: np.ndarray, ps_config_file: str, model_name: str, table_id: int, emb_vec_size: int) -> np.ndarray:
     ps = get_server(ps_config_file)
     dim = ps.dim(model_name, table_id)
     if dim != emb_vec_size:
         raise hps.InvalidArgumentError(f"{HPS_OP}: emb_vec_size {emb_vec_size} does not match table {table_id} of "
                                        f"model {model_name!r}, whose rows have {dim} floats")
-    return ps.lookup(model_name, table_id, np.ascontiguousarray(keys))
+    # np.ascontiguousarray would make 0-d keys 1-d: rows must be keys.shape + [D].
+    return ps.lookup(model_name, table_id, np.require(keys, requirements="C"))
+
+
+def _lookup(keys: np.ndarray, ps_config_file: str, model_name: str, table_id: int, emb_vec_size: int) -> np.ndarray:
+    """The op: never raises (onnxruntime-extensions would abort the process); the run method of
+    the session raises the kept error."""
+    try:
+        return _rows(keys, ps_config_file, model_name, table_id, emb_vec_size)
+    except BaseException as error:  # noqa: BLE001 (re-raised by the session's run, KeyboardInterrupt too)
+        _errors.setdefault(threading.get_ident(), error)
+        # NaN rows: should a run outside an hps.onnx session (no one to raise) use them, they show.
+        return np.full(np.shape(keys) + (emb_vec_size,), np.nan, np.float32)
+
+
+def _raising_op_errors(run):
+    """Wraps a run method: raises the error an HPS_TRT op of this run kept (the ops run on the
+    calling thread), in place of onnxruntime's result or of its own error."""
+    @functools.wraps(run)
+    def checked(*args, **kwargs):
+        _errors.pop(threading.get_ident(), None)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            error = _errors.pop(threading.get_ident(), None)
+            if error is not None:
+                raise error
+    return checked
+
+
+@functools.cache
+def _session_class() -> type:
+    """onnxruntime.InferenceSession whose run methods raise the errors of its HPS_TRT ops (a
+    subclass made on first use: importing hps.onnx does not import onnxruntime)."""
+    ort = require("onnxruntime", "running models in onnxruntime")
+
+    class HpsSession(ort.InferenceSession):
+        run = _raising_op_errors(ort.InferenceSession.run)
+        run_with_ort_values = _raising_op_errors(ort.InferenceSession.run_with_ort_values)
+        run_with_iobinding = _raising_op_errors(ort.InferenceSession.run_with_iobinding)
+        run_with_ortvaluevector = _raising_op_errors(ort.InferenceSession.run_with_ortvaluevector)
+
+        def run_async(self, output_names, input_feed, callback, user_data, run_options=None):
+            # onnxruntime runs the graph and then the callback on one thread of its pool: the
+            # callback gets the op's error as its error string, and no results.
+            def reporting(results, data, err):
+                error = _errors.pop(threading.get_ident(), None)
+                if error is None:
+                    callback(results, data, err)
+                else:
+                    callback([], data, f"{type(error).__name__}: {error}")
+            return super().run_async(output_names, input_feed, reporting, user_data, run_options)
+
+    return HpsSession
 
 
 def _register_ops() -> None:
@@ -137,7 +200,8 @@ def _key_types(model: onnx.ModelProto) -> dict[str, int]:
 def for_onnxruntime(model: onnx.ModelProto, ps: Optional[Union[str, "os.PathLike[str]", hps.HPS]] = None) -> onnx.ModelProto:
     """A copy of `model` whose HPS_TRT nodes onnxruntime (with the ops of this module) can run; each
     node's server is built and its fields checked against it. `ps` replaces every node's
-    ps_config_file: a config path, or an hps.HPS to use as it is."""
+    ps_config_file: a config path, or an hps.HPS to use as it is. Only a session() raises the
+    errors of lookups; a plain InferenceSession gets NaN rows where one failed."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     if isinstance(ps, hps.HPS):
@@ -184,11 +248,17 @@ def session(onnx_model: Union[str, "os.PathLike[str]", onnx.ModelProto], *,
             ps: Optional[Union[str, "os.PathLike[str]", hps.HPS]] = None, providers: Optional[list] = None,
             sess_options: Any = None, **kwargs: Any) -> Any:
     """An onnxruntime.InferenceSession over `onnx_model` (a path or a ModelProto) whose HPS_TRT nodes
-    look up through hps. `ps` replaces the config every node names (a path, or an hps.HPS);
-    `providers` default to ["CPUExecutionProvider"]; `sess_options` (an onnxruntime.SessionOptions)
-    gets the extension library registered; other keyword arguments go to InferenceSession."""
+    look up through hps; its run methods raise what a lookup raised (hps.InvalidArgumentError for a
+    key the table cannot take, ...). `ps` replaces the config every node names (a path, or an
+    hps.HPS); `providers` default to ["CPUExecutionProvider"]; `sess_options` (an
+    onnxruntime.SessionOptions, sequential execution mode) gets the extension library registered;
+    other keyword arguments go to InferenceSession."""
     ort = require("onnxruntime", "running models in onnxruntime")
     ext = require("onnxruntime_extensions", "running HPS_TRT nodes in onnxruntime")
+    options = sess_options if sess_options is not None else ort.SessionOptions()
+    if options.execution_mode != ort.ExecutionMode.ORT_SEQUENTIAL:
+        raise ValueError("hps.onnx.session needs sess_options.execution_mode = ORT_SEQUENTIAL: an HPS_TRT lookup "
+                         "reports its error to the run() of the thread it runs on, which ORT_PARALLEL changes")
     if isinstance(onnx_model, onnx.ModelProto):
         model = onnx_model
     else:
@@ -198,7 +268,6 @@ def session(onnx_model: Union[str, "os.PathLike[str]", onnx.ModelProto], *,
         model = onnx.load(path)
     _register_ops()
     runnable = for_onnxruntime(model, ps)
-    options = sess_options if sess_options is not None else ort.SessionOptions()
     options.register_custom_ops_library(ext.get_library_path())
-    return ort.InferenceSession(runnable.SerializeToString(), options,
-                                providers=providers or ["CPUExecutionProvider"], **kwargs)
+    return _session_class()(runnable.SerializeToString(), options, providers=providers or ["CPUExecutionProvider"],
+                            **kwargs)

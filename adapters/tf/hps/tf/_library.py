@@ -15,7 +15,7 @@ import tensorflow as tf
 
 import hps
 
-from ._paths import candidate_paths
+from ._paths import ENV_VAR, candidate_paths
 
 __all__ = ["ops", "library_path", "OpLibraryError", "resolve_config", "map_config", "clear_config_map"]
 
@@ -41,6 +41,11 @@ def _load():
             raise OpLibraryError(f"the hps TensorFlow op library {path} does not load with TensorFlow "
                                  f"{tf.__version__}: {e}. Rebuild it: {_HOW_TO_BUILD}") from e
         return module, path
+    named = os.environ.get(ENV_VAR)
+    if named:
+        # Only that file was looked at: the library installed with hps may be there all along.
+        raise OpLibraryError(f"{ENV_VAR}={named} names a file that does not exist: fix the path, or unset {ENV_VAR} "
+                             f"to load the op library installed with hps (or built by `python -m hps.tf.build`)")
     raise OpLibraryError(f"hps.tf needs its op library, which is not built for TensorFlow {tf.__version__} "
                          f"(TensorFlow was probably installed after hps). Looked at: {'; '.join(tried)}. "
                          f"To fix: {_HOW_TO_BUILD}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 LIBRARY_NAME = "libhps_tf_ops.so"
+ENV_VAR = "HPS_TF_OP_LIBRARY"  # names the one file to load
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -20,8 +21,8 @@ def cache_dir() -> str:
 
 def candidate_paths() -> "list[str]":
     """Where to look: $HPS_TF_OP_LIBRARY alone when set, else the package folder, then the user cache."""
-    if os.environ.get("HPS_TF_OP_LIBRARY"):
-        return [os.environ["HPS_TF_OP_LIBRARY"]]
+    if os.environ.get(ENV_VAR):
+        return [os.environ[ENV_VAR]]
     paths = []
     paths.append(os.path.join(PACKAGE_DIR, LIBRARY_NAME))
     paths.append(os.path.join(cache_dir(), LIBRARY_NAME))

@@ -89,8 +89,9 @@ class _ServedTableLayer(keras.layers.Layer):
     def _rows(self, ids: tf.Tensor, max_norm: Any) -> tf.Tensor:
         rows = lookup(ids, self.ps_config, self.model_name, self.table_id, self.emb_vec_size)
         if max_norm is not None:
-            # As tf.nn.embedding_lookup: each row clipped to max_norm (L2).
-            rows = tf.clip_by_norm(rows, max_norm, axes=[rows.shape.rank - 1])
+            # As tf.nn.embedding_lookup: each row clipped to max_norm (L2). Axis -1, not rank - 1:
+            # ids may have unknown rank.
+            rows = tf.clip_by_norm(rows, max_norm, axes=[-1])
         return rows
 
     def _cast(self, rows: tf.Tensor) -> tf.Tensor:
