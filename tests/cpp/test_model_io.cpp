@@ -7,24 +7,13 @@
 
 #include "hps/error.hpp"
 #include "hps/model_io.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
+using hps_test::TempDir;
+
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("hps_model_io_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void truncate_file(const fs::path& path, std::uintmax_t bytes) { fs::resize_file(path, bytes); }
 

@@ -9,25 +9,14 @@
 #include "hps/error.hpp"
 #include "hps/model_io.hpp"
 #include "hps/parameter_server.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using hps::KeyDtype;
 
+using hps_test::TempDir;
+
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("hps_ps_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
 
 // A table on disk plus the oracle of what it holds.
 struct TableFixture {

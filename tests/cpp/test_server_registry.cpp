@@ -11,24 +11,13 @@
 #include "hps/error.hpp"
 #include "hps/model_io.hpp"
 #include "hps/server_registry.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
+using hps_test::TempDir;
+
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("hps_registry_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
 
 /// Counts load steps, to tell a build from a share.
 class CountingObserver final : public hps::LoadObserver {

@@ -13,6 +13,7 @@
 #include "hps/tiers/bulk_loadable.hpp"
 #include "hps/tiers/rocksdb_tier.hpp"  // rocksdb_available
 #include "hps/tiers/tier_factory.hpp"
+#include "temp_dir.hpp"
 // tier_conformance.hpp's expect_size() trips GCC's -Wdangling-else (see test_rocksdb_tier.cpp).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdangling-else"
@@ -21,21 +22,9 @@
 
 namespace fs = std::filesystem;
 
+using hps_test::TempDir;
+
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("hps_chain_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
 
 // A config that enables every tier role this build can serve, so the factory builds its longest chain.
 hps::Config all_tiers(const fs::path& db) {

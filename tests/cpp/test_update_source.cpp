@@ -15,25 +15,14 @@
 #include "hps/model_io.hpp"
 #include "hps/parameter_server.hpp"
 #include "hps/update_source.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using hps::KeyDtype;
 
+using hps_test::TempDir;
+
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("hps_src_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
 
 struct Message {
   std::string model, table;

@@ -12,26 +12,15 @@
 #include "hps/model_io.hpp"
 #include "hps/tiers/hash_map_tier.hpp"
 #include "warm_start.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
+
+using hps_test::TempDir;
 
 namespace {
 
 constexpr std::size_t kDim = 4;
-
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("hps_warm_start_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string table() const { return (path_ / "t").string(); }
-
- private:
-  fs::path path_;
-};
 
 std::vector<float> row_of(float value) { return std::vector<float>(kDim, value); }
 
@@ -54,7 +43,7 @@ struct Table {
       for (float v : row_of(1000.0f + static_cast<float>(i))) tier_rows.push_back(v);
       held[keys[i]] = 1000.0f + static_cast<float>(i);
     }
-    hps::write_sparse_model(dir.table(), keys.data(), file_rows.data(), n, kDim, with_meta ? meta.data() : nullptr);
+    hps::write_sparse_model((dir / "t").string(), keys.data(), file_rows.data(), n, kDim, with_meta ? meta.data() : nullptr);
     tier->insert(keys.data(), tier_rows.data(), n);
     tier->erase(erased.data(), erased.size());
     for (std::int64_t k : erased) held.erase(k);
@@ -65,7 +54,7 @@ struct Table {
 std::map<std::int64_t, float> given_rows(Table& table, std::size_t capacity, hps::WarmStart* result,
                                          bool key64 = true, std::size_t chunk_rows = 3) {
   std::map<std::int64_t, float> given;
-  *result = hps::warm_start_rows(*table.tier, table.dir.table(), key64, capacity, chunk_rows,
+  *result = hps::warm_start_rows(*table.tier, (table.dir / "t").string(), key64, capacity, chunk_rows,
                                  [&](const std::int64_t* keys, const float* rows, std::size_t n) {
                                    EXPECT_LE(n, chunk_rows);
                                    for (std::size_t i = 0; i < n; ++i) {
@@ -117,7 +106,7 @@ TEST(WarmStart, MetaIsIgnoredWhenEveryRowFits) {
 TEST(WarmStart, AbsentTableFilesLeaveTheTiersOrder) {
   // A read-only store of record whose files are gone: the tier alone gives the rows.
   Table table(12, /*with_meta=*/true, /*erased=*/{});
-  fs::remove_all(table.dir.table());
+  fs::remove_all((table.dir / "t").string());
   hps::WarmStart result;
   const auto given = given_rows(table, 5, &result);
   EXPECT_EQ(given.size(), 5u);
@@ -133,13 +122,13 @@ TEST(WarmStart, A32BitModelsFileKeysAreFoundInTheirCanonicalForm) {
   for (float v : {1.0f, 2.0f, 3.0f}) {
     for (float x : row_of(v)) rows.push_back(x);
   }
-  hps::write_sparse_model(dir.table(), keys.data(), rows.data(), 3, kDim, meta.data());
+  hps::write_sparse_model((dir / "t").string(), keys.data(), rows.data(), 3, kDim, meta.data());
   hps::HashMapTier tier(kDim, hps::HashMapOptions{});
   const std::vector<std::int64_t> stored = {4294967295LL, 5, 6};
   tier.insert(stored.data(), rows.data(), 3);
   std::map<std::int64_t, float> given;
   const hps::WarmStart result =
-      hps::warm_start_rows(tier, dir.table(), /*key64=*/false, 2, 16, [&](const std::int64_t* k, const float* r, std::size_t n) {
+      hps::warm_start_rows(tier, (dir / "t").string(), /*key64=*/false, 2, 16, [&](const std::int64_t* k, const float* r, std::size_t n) {
         for (std::size_t i = 0; i < n; ++i) given[k[i]] = r[i * kDim];
       });
   EXPECT_EQ(result.given, 2u);
