@@ -45,6 +45,25 @@ def _load_server(path: str) -> "hps.HPS":
         return hps.HPS(path, progress=None)
 
 
+def _int_at_least(low: int):
+    """An argparse type: an integer of at least `low`, refused by argparse with the option's name."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        return value
+
+    return parse
+
+
+_positive = _int_at_least(1)
+_count = _int_at_least(0)
+
+
 def _table_arg(text: str) -> Any:
     """A table is given by name or by index."""
     return int(text) if text.isdigit() else text
@@ -124,6 +143,22 @@ def _percentiles_ms(seconds: np.ndarray) -> tuple:
 # ---- validate -----------------------------------------------------------------------------------
 
 
+def _files_not_read(settings: dict) -> Optional[str]:
+    """Why the server reads no table file for this config, or None when it loads them.
+
+    A persistent_db holds every table and is loaded from the files only when it is writable and
+    initialize_after_startup is true; otherwise the server serves what the store holds and fills
+    the tiers above it from the store (docs/architecture.md, "Loading"), so the files may be absent."""
+    store = settings["persistent_db"]
+    if store["type"] == "disabled":
+        return None
+    if store["read_only"]:
+        return "table files not read: persistent_db is read-only"
+    if not store["initialize_after_startup"]:
+        return "table files not read: persistent_db.initialize_after_startup is false"
+    return None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     for message in config.warnings:
@@ -136,8 +171,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     settings = config.to_dict()
     models = settings["models"]
     n_tables = sum(len(model["sparse_files"]) for model in models)
-    if args.no_files:
-        print(f"OK: {len(models)} models, {n_tables} tables (table files not checked)")
+    skipped = "table files not checked" if args.no_files else _files_not_read(settings)
+    if skipped:
+        print(f"OK: {len(models)} models, {n_tables} tables ({skipped})")
         return 0
     problems, total_rows, lines = 0, 0, []
     for m, model in enumerate(models):
@@ -178,8 +214,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    if args.indent < 0:
-        raise UserError(f"--indent must be 0 or more, got {args.indent}")
     schema = hps.json_schema()
     if args.indent == 0:
         print(json.dumps(schema, separators=(",", ":")))
@@ -211,9 +245,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    if args.head < 0:
-        raise UserError(f"--head must be 0 or more, got {args.head}")
-    info = hps.inspect_sparse_model(args.folder, args.dim)
+    info = hps.inspect_sparse_model(args.folder, args.dim or 0)
     n = info["rows"]
     key_min = key_max = None
     duplicates = 0
@@ -309,8 +341,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
     given = [args.keys_file is not None, args.model is not None, args.table is not None]
     if any(given) and not all(given):
         raise UserError("--keys-file, --model and --table go together: give all three, or none")
-    if args.batch <= 0:
-        raise UserError(f"--batch must be positive, got {args.batch}")
     keys = _load_keys_file(args.keys_file) if args.keys_file else None
     with _load_server(args.config) as ps:
         if keys is not None:
@@ -368,11 +398,8 @@ def _bench_batches(rng: np.random.Generator, key_file: np.ndarray, zipf: float, 
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    for option in ("batch", "iters"):
-        if getattr(args, option) <= 0:
-            raise UserError(f"--{option} must be positive, got {getattr(args, option)}")
-    if args.zipf < 0 or args.warmup < 0:
-        raise UserError("--zipf and --warmup must be 0 or more")
+    if args.zipf < 0:
+        raise UserError(f"--zipf must be 0 or more, got {args.zipf}")
     with _load_server(args.config) as ps:
         model = ps.config.model(args.model)
         names = model["embedding_table_names"]
@@ -438,8 +465,6 @@ def cmd_onnx_surgery(args: argparse.Namespace) -> int:
         import hps.onnx
     except ImportError as error:
         raise UserError(str(error)) from None
-    if args.min_rows <= 0:
-        raise UserError(f"--min-rows must be positive, got {args.min_rows}")
     report = hps.onnx.replace_embeddings(args.model_file, args.out, args.tables, args.model, key_dtype=args.key_dtype,
                                          ps_config_file=args.ps_config_file, config_name=args.config_name,
                                          tables=args.table, min_rows=args.min_rows)
@@ -463,8 +488,6 @@ def _version() -> str:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    if args.chunk_rows < 1:
-        raise UserError(f"--chunk-rows must be 1 or more, got {args.chunk_rows}")
     if args.from_table:
         info = hps.inspect_sparse_model(args.from_table, args.dim or 0)
         total, dim = info["rows"], info["dim"]
@@ -521,14 +544,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("validate", "check a config and its table files",
                 "Parses CONFIG (HugeCTR's JSON format) with the same parser the server uses, prints its warnings, "
-                "then checks that every table folder has 'key' and 'emb_vector' files of matching sizes.")
+                "then checks that every table folder has 'key' and 'emb_vector' files of matching sizes (not "
+                "when the server reads no table file: a read-only persistent_db, or one with "
+                "initialize_after_startup false).")
     p.add_argument("config", metavar="CONFIG", help="the JSON config file")
     p.add_argument("--no-files", action="store_true", help="check the config only, not the table folders")
     p.set_defaults(func=cmd_validate)
 
     p = command("schema", "print the JSON Schema of the config format",
                 "Prints a JSON Schema (draft 2020-12) of the config format, for editors and CI checks.")
-    p.add_argument("--indent", type=int, default=2, metavar="N", help="indentation (0: one line; default 2)")
+    p.add_argument("--indent", type=_count, default=2, metavar="N", help="indentation (0: one line; default 2)")
     p.set_defaults(func=cmd_schema)
 
     p = command("convert", "write a table folder from .npy/.npz arrays",
@@ -538,24 +563,26 @@ def build_parser() -> argparse.ArgumentParser:
                 "  two .npy files: --keys K.npy --rows R.npy [--meta M.npy];\n"
                 "  one or more .npy dense matrices [N, D] whose row index is the key.\n"
                 "Inputs are read in chunks, so tables larger than memory convert. Duplicate keys are kept\n"
-                "(lookups return the row of the last occurrence) and counted in a warning.")
+                "(lookups return the row of the last occurrence) and counted in a warning. Rows are stored as\n"
+                "float32: a finite value beyond its range (~3.4e38) is refused. A failed conversion leaves\n"
+                "nothing behind.")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help=".npz files, or .npy dense matrices")
     p.add_argument("--out", required=True, metavar="FOLDER", help="the table folder to write")
     p.add_argument("--keys", metavar="K.npy", help="keys [N] (integers), with --rows")
     p.add_argument("--rows", metavar="R.npy", help="rows [N, D] (numbers), with --keys")
     p.add_argument("--meta", metavar="M.npy", help="meta [N] (integers), with --keys and --rows")
     p.add_argument("--key-offset", type=int, default=0, metavar="N", help="add N to every key (default 0)")
-    p.add_argument("--dim-check", type=int, metavar="D", help="fail unless the rows have D floats each")
+    p.add_argument("--dim-check", type=_positive, metavar="D", help="fail unless the rows have D floats each")
     p.add_argument("--force", action="store_true", help="replace a table already in FOLDER")
-    p.add_argument("--chunk-rows", type=int, metavar="N", help="rows per chunk (default: about 64 MiB of rows)")
+    p.add_argument("--chunk-rows", type=_positive, metavar="N", help="rows per chunk (default: about 64 MiB of rows)")
     p.set_defaults(func=cmd_convert)
 
     p = command("inspect", "describe a table folder",
                 "Prints a table folder's rows, dim, meta, file sizes, key range, duplicate keys and first rows. "
                 "Keys are scanned in chunks; counting duplicates sorts a copy of the keys (8 bytes per row).")
     p.add_argument("folder", metavar="FOLDER", help="the table folder")
-    p.add_argument("--dim", type=int, default=0, metavar="D", help="floats per row (default: inferred)")
-    p.add_argument("--head", type=int, default=3, metavar="N", help="rows to print (default 3)")
+    p.add_argument("--dim", type=_positive, metavar="D", help="floats per row (default: inferred)")
+    p.add_argument("--head", type=_count, default=3, metavar="N", help="rows to print (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_inspect)
 
@@ -580,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys-file", metavar="F.npy", help="keys to look up first (with --model and --table)")
     p.add_argument("--model", metavar="M", help="model of --keys-file")
     p.add_argument("--table", metavar="T", help="table (name or index) of --keys-file")
-    p.add_argument("--batch", type=int, default=4096, metavar="N", help="keys per lookup call (default 4096)")
+    p.add_argument("--batch", type=_positive, default=4096, metavar="N", help="keys per lookup call (default 4096)")
     p.add_argument("--format", choices=("text", "json", "prometheus"), default="text", help="output format")
     p.set_defaults(func=cmd_stats)
 
@@ -591,12 +618,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="the JSON config file")
     p.add_argument("--model", required=True, metavar="M", help="model name")
     p.add_argument("--table", metavar="T", help="one table (name or index; default: every table)")
-    p.add_argument("--batch", type=int, default=26624, metavar="N", help="keys per lookup (default 26624)")
-    p.add_argument("--iters", type=int, default=50, metavar="N", help="timed batches per table (default 50)")
-    p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed batches first (default 3)")
+    p.add_argument("--batch", type=_positive, default=26624, metavar="N", help="keys per lookup (default 26624)")
+    p.add_argument("--iters", type=_positive, default=50, metavar="N", help="timed batches per table (default 50)")
+    p.add_argument("--warmup", type=_count, default=3, metavar="N", help="untimed batches first (default 3)")
     p.add_argument("--zipf", type=float, default=1.05, metavar="S", help="popularity exponent; 0: uniform "
                    "(default 1.05)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_count, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -611,14 +638,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-table", metavar="FOLDER", help="a table folder (key, emb_vector) to publish")
     p.add_argument("--keys", metavar="K.npy", help="keys [N] (integers), with --rows")
     p.add_argument("--rows", metavar="R.npy", help="rows [N, D] (float32), with --keys")
-    p.add_argument("--dim", type=int, default=0, metavar="D", help="floats per row (default: inferred)")
+    p.add_argument("--dim", type=_positive, metavar="D", help="floats per row (default: inferred)")
     p.add_argument("--key-bits", type=int, choices=(32, 64), default=64,
                    help="key width on the wire: 64, or 32 for servers with supportlonglong false (default 64)")
-    p.add_argument("--partitions", type=int, default=8, metavar="N",
+    p.add_argument("--partitions", type=_positive, default=8, metavar="N",
                    help="partitions of a topic created here (default 8; existing topics keep theirs)")
-    p.add_argument("--max-message-bytes", type=int, default=262144, metavar="B",
+    p.add_argument("--max-message-bytes", type=_positive, default=262144, metavar="B",
                    help="largest message (default 262144, the servers' default receive_buffer_size)")
-    p.add_argument("--chunk-rows", type=int, default=1 << 16, metavar="N", help="rows read at a time (default 65536)")
+    p.add_argument("--chunk-rows", type=_positive, default=1 << 16, metavar="N",
+                   help="rows read at a time (default 65536)")
     p.set_defaults(func=cmd_publish)
 
     demo.add_arguments(command("demo", demo.HELP, demo.DESCRIPTION))
@@ -640,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-name", default="ps.json", metavar="FILE", help="the config's file name (default ps.json)")
     p.add_argument("--table", action="append", metavar="INITIALIZER", help="serve only this initializer "
                    "(repeatable; default: every lookup found)")
-    p.add_argument("--min-rows", type=int, default=1, metavar="N", help="leave tables of fewer rows in the graph")
+    p.add_argument("--min-rows", type=_positive, default=1, metavar="N", help="leave tables of fewer rows in the graph")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_onnx_surgery)
     return parser

@@ -353,6 +353,23 @@ def _keys_chunk(chunk: np.ndarray, label: str, key_offset: int) -> np.ndarray:
     return chunk
 
 
+def _rows_chunk(chunk: np.ndarray, label: str, first_row: int) -> np.ndarray:
+    """The rows as float32; a finite value beyond float32's range is refused (it would become inf).
+
+    NaN and infinities already in the input are stored as they are."""
+    with np.errstate(over="ignore"):  # an overflow is refused below, naming the value
+        rows = np.ascontiguousarray(chunk, dtype="<f4")
+    overflow = np.isinf(rows)
+    if overflow.any():
+        overflow &= np.isfinite(chunk)
+        if overflow.any():
+            row, column = (int(i) for i in np.argwhere(overflow)[0])
+            raise InvalidArgumentError(f"{label}: row {first_row + row}, column {column}: {chunk[row, column]:g} "
+                                       "does not fit the float32 'emb_vector' file (float32 holds at most "
+                                       "~3.4e38 in magnitude)")
+    return rows
+
+
 # ---- conversion ---------------------------------------------------------------------------------
 
 
@@ -379,8 +396,10 @@ def convert(out: PathLike, inputs: Union[PathLike, Sequence[PathLike]] = (), *,
     rows). `progress`: a tqdm bar on stderr (None: only when stderr is a terminal).
 
     Duplicate keys are kept (lookups return the row of the last occurrence); their count is in the
-    result and in a UserWarning. Raises hps.InvalidArgumentError or hps.StorageError naming the
-    input that is wrong.
+    result and in a UserWarning. Rows are stored as float32: NaN and infinities pass through, a finite
+    value beyond float32's range is refused. Raises hps.InvalidArgumentError or hps.StorageError
+    naming the input that is wrong; a failed conversion leaves an existing table as it was and
+    removes the folders it created.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -399,6 +418,15 @@ def convert(out: PathLike, inputs: Union[PathLike, Sequence[PathLike]] = (), *,
             item.close()
 
 
+def _missing_folders(folder: str) -> list:
+    """The folders os.makedirs(folder) would create, deepest first."""
+    missing, path = [], os.path.abspath(folder)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
 def _write(folder: str, inputs: list, dim: int, key_offset: int, overwrite: bool, chunk_rows: int,
            progress: Optional[bool], notes: list) -> ConvertResult:
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -407,7 +435,7 @@ def _write(folder: str, inputs: list, dim: int, key_offset: int, overwrite: bool
     if existing and not overwrite:
         raise StorageError(f"{folder}: already holds a table ({', '.join(existing)}); "
                            "pass --force (overwrite=True) to replace it")
-    os.makedirs(folder, exist_ok=True)
+    created = _missing_folders(folder)  # removed again if the conversion fails
     has_meta = inputs[0].meta is not None
     names = ["key", "emb_vector"] + (["meta"] if has_meta else [])
     temporary = {name: os.path.join(folder, f".{name}.convert-{os.getpid()}.tmp") for name in names}
@@ -415,6 +443,7 @@ def _write(folder: str, inputs: list, dim: int, key_offset: int, overwrite: bool
     all_keys = np.empty(total, dtype=np.int64)  # kept to count duplicates
     files = {}
     try:
+        os.makedirs(folder, exist_ok=True)
         for name in names:
             files[name] = open(temporary[name], "wb")
         written = 0
@@ -424,7 +453,7 @@ def _write(folder: str, inputs: list, dim: int, key_offset: int, overwrite: bool
                 while left:
                     count = min(chunk_rows, left)
                     key_chunk = _keys_chunk(item.keys.next(count), item.keys.label, key_offset)
-                    row_chunk = np.ascontiguousarray(item.rows.next(count), dtype="<f4")
+                    row_chunk = _rows_chunk(item.rows.next(count), item.rows.label, item.keys.length - left)
                     key_chunk.tofile(files["key"])
                     row_chunk.tofile(files["emb_vector"])
                     if has_meta:
@@ -445,6 +474,11 @@ def _write(folder: str, inputs: list, dim: int, key_offset: int, overwrite: bool
         for path in temporary.values():
             if os.path.exists(path):
                 os.remove(path)
+        for path in created:
+            try:
+                os.rmdir(path)
+            except OSError:  # not empty: something else was put there meanwhile, leave it
+                break
         raise
     all_keys.sort()
     same = all_keys[1:] == all_keys[:-1]  # same[i]: row i + 1 repeats a key

@@ -97,6 +97,38 @@ def test_usage_errors_exit_2(run, argv):
     assert "usage: hps" in err
 
 
+def usage_error_line(err, command):
+    """The line argparse ends a usage error with (after the usage lines)."""
+    assert err.startswith(f"usage: hps {command}"), err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"hps {command}: error: ")
+    return line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["inspect", "t", "--dim", "-1"], "argument --dim: must be 1 or more, got -1"),
+    (["inspect", "t", "--head", "-2"], "argument --head: must be 0 or more, got -2"),
+    (["publish", "--brokers", "127.0.0.1:1", "--model", "m", "--table", "t", "--from-table", "t", "--dim", "-1"],
+     "argument --dim: must be 1 or more, got -1"),
+    (["publish", "--brokers", "b:1", "--model", "m", "--table", "t", "--partitions", "0"],
+     "argument --partitions: must be 1 or more, got 0"),
+    (["publish", "--brokers", "b:1", "--model", "m", "--table", "t", "--max-message-bytes", "-5"],
+     "argument --max-message-bytes: must be 1 or more, got -5"),
+    (["convert", "a.npz", "--out", "o", "--chunk-rows", "0"], "argument --chunk-rows: must be 1 or more, got 0"),
+    (["convert", "a.npz", "--out", "o", "--dim-check", "four"],
+     "argument --dim-check: expected an integer, got 'four'"),
+    (["stats", "ps.json", "--batch", "0"], "argument --batch: must be 1 or more, got 0"),
+    (["bench", "ps.json", "--model", "m", "--warmup", "-1"], "argument --warmup: must be 0 or more, got -1"),
+    (["bench", "ps.json", "--model", "m", "--seed", "-1"], "argument --seed: must be 0 or more, got -1"),
+    (["onnx-surgery", "m.onnx", "--out", "o.onnx", "--tables", "t", "--model", "m", "--min-rows", "0"],
+     "argument --min-rows: must be 1 or more, got 0"),
+])
+def test_integer_options_out_of_range_are_usage_errors_naming_the_option(run, argv, message):
+    status, out, err = run(*argv)
+    assert status == 2 and out == ""
+    assert usage_error_line(err, argv[0]) == f"hps {argv[0]}: error: {message}"
+
+
 def test_python_dash_m_and_clean_user_errors(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{bad")
@@ -171,6 +203,31 @@ def test_validate_missing_folder_and_no_files(run, model):
     assert out.strip() == "OK: 1 models, 2 tables (table files not checked)"
 
 
+@pytest.mark.parametrize("setting, reason", [
+    ({"read_only": True}, "persistent_db is read-only"),
+    ({"initialize_after_startup": False}, "persistent_db.initialize_after_startup is false"),
+])
+def test_validate_does_not_need_table_files_the_server_does_not_read(run, model, setting, reason):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hps.ConfigWarning)
+        hps.HPS(model["config"], progress=False).close()  # fills the RocksDB store from the files
+    for table in ("a", "b"):  # a serving host with the store only
+        for name in os.listdir(model["dir"] / "tables" / table):
+            os.remove(model["dir"] / "tables" / table / name)
+        os.rmdir(model["dir"] / "tables" / table)
+    status, _, err = run("validate", model["config"])
+    assert status == 1 and "table folder does not exist" in err  # the server would load them: needed
+    config = model["dict"]
+    config["persistent_db"].update(setting)
+    path = write_config(model["dir"] / "store_only.json", config)
+    status, out, err = run("validate", path)
+    assert status == 0 and "error" not in err
+    assert out.strip() == f"OK: 1 models, 2 tables (table files not read: {reason})"
+    status, out, _ = run("lookup", path, "--model", "m", "--table", "tb", "--keys", "10", "--json")
+    assert status == 0  # and the server serves it, from the store
+    np.testing.assert_array_equal(json.loads(out)["rows"], model["b"][1:2])
+
+
 def test_validate_hash_map_too_small_without_persistent_db(run, model):
     config = model["dict"]
     del config["persistent_db"]
@@ -214,7 +271,7 @@ def test_schema(run):
     status, out, _ = run("schema", "--indent", "0")
     assert status == 0 and out.count("\n") == 1 and json.loads(out) == schema
     status, _, err = run("schema", "--indent", "-1")
-    assert status == 1 and "--indent" in err
+    assert status == 2 and usage_error_line(err, "schema").endswith("argument --indent: must be 0 or more, got -1")
 
 
 # ---- convert ------------------------------------------------------------------------------------
@@ -251,6 +308,22 @@ def test_convert_errors(run, tmp_path):
     assert status == 1 and "expected 5" in one_error_line(err, "convert")
     status, _, err = run("convert", tmp_path / "absent.npz", "--out", tmp_path / "o")
     assert status == 1 and "absent.npz: no such file" in one_error_line(err, "convert")
+
+
+@pytest.mark.parametrize("keys, rows, message", [
+    (np.array([1, 2**64 - 1], dtype=np.uint64), np.ones((2, 4)),
+     "k.npy: key 18446744073709551615 does not fit the int64 'key' file"),
+    (np.array([1, 2]), np.array([[1.0, 2.0], [1e39, 3.0]]),
+     "r.npy: row 1, column 0: 1e+39 does not fit the float32 'emb_vector' file (float32 holds at most ~3.4e38"),
+])
+def test_convert_failure_leaves_nothing_behind(run, tmp_path, keys, rows, message):
+    np.save(tmp_path / "k.npy", keys)
+    np.save(tmp_path / "r.npy", rows)
+    status, out, err = run("convert", "--keys", tmp_path / "k.npy", "--rows", tmp_path / "r.npy",
+                           "--out", tmp_path / "new")
+    assert status == 1 and out == ""
+    assert message in one_error_line(err, "convert")  # and no NumPy overflow warning
+    assert not os.path.exists(tmp_path / "new")
 
 
 def test_convert_duplicates_warn_and_force(run, tmp_path):
@@ -417,7 +490,9 @@ def test_bench_errors(run, model):
     status, _, err = run("bench", model["config"], "--model", "nope")
     assert status == 1 and "no model 'nope'" in one_error_line(err, "bench")
     status, _, err = run("bench", model["config"], "--model", "m", "--iters", "0")
-    assert status == 1 and "--iters must be positive" in one_error_line(err, "bench")
+    assert status == 2 and usage_error_line(err, "bench").endswith("argument --iters: must be 1 or more, got 0")
+    status, _, err = run("bench", model["config"], "--model", "m", "--zipf", "-1")
+    assert status == 1 and "--zipf must be 0 or more, got -1.0" in one_error_line(err, "bench")
 
 
 # ---- demo ---------------------------------------------------------------------------------------

@@ -200,13 +200,66 @@ def test_existing_table_needs_overwrite_and_stale_meta_is_removed(tmp_path):
     assert not os.path.exists(tmp_path / "out" / "meta")
 
 
-def test_failure_midway_leaves_no_files(tmp_path):
-    keys = np.array([1, 2, 3, 4, np.iinfo(np.int64).max - 1], dtype=np.int64)  # overflows with the offset
-    np.save(tmp_path / "k.npy", keys)
-    np.save(tmp_path / "r.npy", np.zeros((5, 2)))
-    with pytest.raises(hps.InvalidArgumentError, match="does not fit the int64 'key' file"):
-        convert(tmp_path / "out", keys=tmp_path / "k.npy", rows=tmp_path / "r.npy", key_offset=10, chunk_rows=2)
-    assert os.listdir(tmp_path / "out") == []
+# Each fails in the last chunk, after the folder was made and earlier chunks were written.
+FAILING_LAST_CHUNK = [
+    pytest.param(np.array([1, 2, 3, 4, np.iinfo(np.int64).max - 1]), np.zeros((5, 2)), {"key_offset": 10},
+                 r"key 9223372036854775806 \+ offset 10 does not fit the int64 'key' file", id="key-offset"),
+    pytest.param(np.array([1, 2, 3, 4, 2**64 - 1], dtype=np.uint64), np.zeros((5, 2)), {},
+                 "key 18446744073709551615 does not fit the int64 'key' file", id="uint64-key"),
+    pytest.param(np.arange(5), np.array([[0.0, 1.0]] * 4 + [[1e39, 0.0]]), {},
+                 r"row 4, column 0: 1e\+39 does not fit the float32 'emb_vector' file", id="float32-overflow"),
+]
+
+
+@pytest.mark.parametrize("keys, rows, options, message", FAILING_LAST_CHUNK)
+def test_failure_midway_removes_the_folders_it_created(tmp_path, keys, rows, options, message):
+    with pytest.raises(hps.InvalidArgumentError, match=message):
+        convert(tmp_path / "new" / "out", **save_pair(tmp_path, keys, rows), **options, chunk_rows=2)
+    assert not os.path.exists(tmp_path / "new")  # the parent it made too
+
+
+@pytest.mark.parametrize("keys, rows, options, message", FAILING_LAST_CHUNK)
+def test_failure_midway_keeps_a_folder_that_existed_and_the_table_in_it(tmp_path, keys, rows, options, message):
+    pair = save_pair(tmp_path, keys, rows)
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(hps.InvalidArgumentError, match=message):
+        convert(tmp_path / "empty", **pair, **options, chunk_rows=2)
+    assert os.listdir(tmp_path / "empty") == []
+    hps.write_sparse_model(tmp_path / "table", [7, 8], np.ones((2, 2)), meta=[1, 2])
+    before = table_bytes(tmp_path / "table")
+    with pytest.raises(hps.InvalidArgumentError, match=message):
+        convert(tmp_path / "table", **pair, **options, chunk_rows=2, overwrite=True)
+    assert sorted(os.listdir(tmp_path / "table")) == ["emb_vector", "key", "meta"]
+    assert table_bytes(tmp_path / "table") == before
+
+
+# ---- float32 rows -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [1e39, -3.5e38, np.finfo(np.float64).max])
+def test_finite_rows_beyond_float32_are_refused_naming_file_row_and_value(tmp_path, value):
+    rows = np.zeros((6, 3))
+    rows[4, 2] = value
+    pair = save_pair(tmp_path, np.arange(6), rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy "overflow encountered in cast" either
+        with pytest.raises(hps.InvalidArgumentError) as raised:
+            convert(tmp_path / "out", **pair, chunk_rows=4)
+    assert str(raised.value) == (f"{pair['rows']}: row 4, column 2: {value:g} does not fit the float32 "
+                                 "'emb_vector' file (float32 holds at most ~3.4e38 in magnitude)")
+    assert not os.path.exists(tmp_path / "out")
+    np.savez(tmp_path / "in.npz", keys=np.arange(6), rows=rows)
+    with pytest.raises(hps.InvalidArgumentError, match=r"in\.npz\[rows\]: row 4, column 2: "):
+        convert(tmp_path / "out", tmp_path / "in.npz")
+
+
+def test_nan_inf_and_the_largest_float32_pass_through(tmp_path):
+    largest = float(np.finfo(np.float32).max)
+    rows = np.array([[np.nan, np.inf], [-np.inf, largest], [-largest, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert(tmp_path / "out", **save_pair(tmp_path, np.arange(3), rows))
+    assert_table(tmp_path / "out", np.arange(3), rows.astype(np.float32))
 
 
 # ---- bad input ----------------------------------------------------------------------------------
