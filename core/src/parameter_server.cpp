@@ -355,8 +355,6 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     return *files_signature;
   };
 
-  // The store of record: (re)load it from the table files unless it already holds exactly them
-  // (begin_load says; a current store keeps the updates it took since).
   // A 32-bit model's keys are checked in the files before any tier is emptied to load them, so
   // files with a key it cannot take leave the stored rows as they were (the load would throw half-way).
   bool keys_checked = config.supportlonglong;
@@ -365,6 +363,9 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     check_sparse_model_keys(tc.sparse_file, tc.dim, config.supportlonglong);
     keys_checked = true;
   };
+
+  // The store of record: (re)load it from the table files unless it already holds exactly them
+  // (begin_load says; a current store keeps the updates it took since).
   bool files_in_store = false;
   if (store && store->load_from_files) {
     const SparseModelInfo info = inspect_sparse_model(tc.sparse_file, tc.dim);
@@ -436,7 +437,8 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     reader.for_each_chunk(load_chunk_rows(tc.dim), [&](const std::int64_t* file_keys, const float* rows,
                                                        const std::int64_t*, std::size_t n) {
       std::vector<std::int64_t> keys(n);
-      check_int64_keys(file_keys, n, config.supportlonglong, chunk_start, tc.sparse_file + "/key");  // file positions
+      // Checked here too (where nothing was emptied first), so an error names the key's file position.
+      check_int64_keys(file_keys, n, config.supportlonglong, chunk_start, tc.sparse_file + "/key");
       canonicalize_keys(file_keys, KeyDtype::kInt64, n, config.supportlonglong, keys.data(),
                         tc.sparse_file + "/key");
       if (files_in_store) {
