@@ -6,6 +6,7 @@
 #include <set>
 #include <unistd.h>
 
+#include "hps/error.hpp"
 #include "hps/tiers/hash_map_tier.hpp"
 #include "tier_conformance.hpp"
 
@@ -159,4 +160,62 @@ TEST(HashMapTier, TenMillionRowsStayWithinOnePointThreeFiveOfRawBytes) {
   const double grown = static_cast<double>(resident_bytes() - before);
   EXPECT_LE(static_cast<double>(tier.memory_bytes()), 1.35 * raw) << "memory_bytes " << tier.memory_bytes();
   EXPECT_LE(grown, 1.35 * raw) << "resident growth " << grown << " raw " << raw;
+}
+
+// A tier holding the only copy of its rows (no tier below: evict_on_overflow false) refuses a write
+// it has no room for, whole, and keeps every row; it used to evict stored rows to make room.
+TEST(HashMapTier, AnOnlyCopyTierRefusesAWriteItHasNoRoomForAndKeepsEveryRow) {
+  constexpr std::size_t dim = 2;
+  HashMapOptions options;
+  options.num_partitions = 4;
+  options.overflow_margin = 30;
+  options.evict_on_overflow = false;
+  HashMapTier tier(dim, options);
+  // Fill until a partition is full (keys spread unevenly: some partition reaches 30 first).
+  std::vector<std::int64_t> held;
+  std::vector<float> row(dim);
+  for (std::int64_t k = 1; k < 1000; ++k) {
+    row.assign(dim, static_cast<float>(k));
+    try {
+      tier.insert(&k, row.data(), 1);
+    } catch (const hps::OutOfMemory& e) {
+      EXPECT_NE(std::string(e.what()).find("overflow_margin 30"), std::string::npos) << e.what();
+      break;
+    }
+    held.push_back(k);
+  }
+  ASSERT_LT(held.size(), 120u);  // stopped at the first full partition, short of 4 x 30
+  ASSERT_EQ(tier.size(), held.size());
+  // A batch of one new key that fits nowhere plus updates of held keys: refused whole.
+  const std::int64_t full_key = static_cast<std::int64_t>(held.size()) + 1;  // the key that was refused
+  std::vector<std::int64_t> batch = {held[0], full_key, held[1]};
+  std::vector<float> rows(batch.size() * dim, -1.0f);
+  EXPECT_THROW(tier.insert(batch.data(), rows.data(), batch.size()), hps::OutOfMemory);
+  EXPECT_EQ(tier.size(), held.size());
+  EXPECT_EQ(tier.evictions(), 0u);
+  std::vector<float> out(held.size() * dim);
+  std::vector<std::uint8_t> found(held.size());
+  ASSERT_EQ(tier.find(held.data(), held.size(), out.data(), found.data()), held.size());
+  for (std::size_t i = 0; i < held.size(); ++i) EXPECT_EQ(out[i * dim], static_cast<float>(held[i])) << held[i];
+  // Updates of held keys alone always fit.
+  std::vector<float> updated(2 * dim, 7.0f);
+  tier.insert(held.data(), updated.data(), 2);
+  ASSERT_EQ(tier.find(held.data(), 2, out.data(), found.data()), 2u);
+  EXPECT_EQ(out[0], 7.0f);
+  EXPECT_EQ(out[dim], 7.0f);
+}
+
+// overflow_resolution_target 1 keeps margin - 1 rows, but an overflow still evicts 1% of the margin
+// at once: one row per insert meant a scan of the whole partition per insert.
+TEST(HashMapTier, ATargetOfOneEvictsAPercentOfTheMarginAtOnce) {
+  HashMapOptions options = bounded(1000, OverflowPolicy::kEvictRandom, 1.0);
+  HashMapTier tier(1, options);
+  std::vector<std::int64_t> keys(1001);
+  std::iota(keys.begin(), keys.end(), 0);
+  const std::vector<float> rows(keys.size(), 1.0f);
+  tier.insert(keys.data(), rows.data(), 1000);
+  EXPECT_EQ(tier.evictions(), 0u);
+  tier.insert(keys.data() + 1000, rows.data(), 1);
+  EXPECT_EQ(tier.evictions(), 10u);
+  EXPECT_EQ(tier.size(), 991u);
 }

@@ -53,3 +53,28 @@ def test_prometheus_text(server, table):
     assert 'hps_lookup_latency_seconds_count{model="m",table="sparse_embedding0"} 1' in text
     for line in text.splitlines():
         assert line.startswith("#") or re.fullmatch(r'[a-z_]+\{[^}]*\} [0-9.e+-]+', line), line
+
+
+def test_a_hash_map_that_is_the_only_tier_refuses_what_it_cannot_hold_and_loses_no_row(tmp_path):
+    # Without a persistent_db the hash map holds the only copy of every row. Keys do not spread
+    # evenly over partitions, so a table of exactly overflow_margin x num_partitions rows overflows
+    # one of them: the load used to evict 10% of the rows silently, and an update of one new key
+    # into a full partition evicted 20% of it.
+    config = {"volatile_db": {"type": "hash_map", "num_partitions": 4, "overflow_margin": 1000},
+              "models": [{"model": "m", "sparse_files": [str(tmp_path / "t")], "embedding_vecsize_per_table": [4],
+                          "default_value_for_each_table": [-7.0], "gpucache": False}]}
+    keys = np.arange(1, 4001, dtype=np.int64)
+    rows = np.random.default_rng(3).standard_normal((4000, 4)).astype(np.float32)
+    hps.write_sparse_model(tmp_path / "t", keys, rows)
+    with pytest.raises(hps.OutOfMemoryError, match=r"more than overflow_margin 1000; the hash map is the table's only "
+                                                   r"tier \(no persistent_db\)"):
+        hps.HPS(config)
+    hps.write_sparse_model(tmp_path / "t", keys[:3000], rows[:3000], overwrite=True)
+    with hps.HPS(config) as ps:
+        np.testing.assert_array_equal(ps.lookup("m", 0, keys[:3000]), rows[:3000])
+        new_keys = np.arange(10_001, 12_001, dtype=np.int64)  # 2,000 more: some partition runs out of room
+        with pytest.raises(hps.OutOfMemoryError, match="nothing of this write was stored"):
+            ps.update("m", 0, new_keys, np.ones((2000, 4), np.float32))
+        np.testing.assert_array_equal(ps.lookup("m", 0, keys[:3000]), rows[:3000])
+        np.testing.assert_array_equal(ps.lookup("m", 0, new_keys), np.full((2000, 4), -7.0, np.float32))
+        assert ps.stats()[0]["tier_rows"]["volatile_db"] == 3000

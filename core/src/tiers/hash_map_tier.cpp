@@ -444,7 +444,9 @@ class HashMapTier::Partition {
         static_cast<double>(options_.overflow_margin) * options_.overflow_resolution_target + 0.5);
     const std::size_t keep = std::min(target, options_.overflow_margin - 1);
     if (size_ <= keep) return;
-    const std::size_t victims = size_ - keep;
+    // At least 1% of the margin at a time: with a target near 1 each insert would otherwise scan
+    // the whole partition to evict one row.
+    const std::size_t victims = std::min(size_, std::max(size_ - keep, options_.overflow_margin / 100));
     std::vector<std::pair<std::uint32_t, std::uint32_t>> candidates;  // (metadata, slot index)
     candidates.reserve(size_);
     for (std::size_t s = 0; s < slots_.size(); ++s) {
@@ -634,11 +636,57 @@ class HashMapTier::ListenerFlush {
   bool finished_ = false;
 };
 
+namespace {
+
+/// insert() into a tier that must not evict (HashMapOptions::evict_on_overflow false): the whole
+/// batch, or nothing when it would take a partition past overflow_margin.
+void insert_whole_or_refuse(std::vector<std::unique_ptr<HashMapTier::Partition>>& partitions,
+                            const HashMapOptions& options, std::size_t dim, const std::int64_t* keys,
+                            const float* rows, const Grouping& g, std::uint32_t now) {
+  // Every partition the batch touches, locked in ascending order (other calls hold one partition
+  // at a time, so no cycle), so the room checked is the room written into.
+  std::vector<std::unique_lock<std::shared_mutex>> locks;
+  for (std::size_t p = 0; p < partitions.size(); ++p) {
+    if (g.begin[p] != g.begin[p + 1]) locks.emplace_back(partitions[p]->mutex);
+  }
+  std::vector<std::int64_t> added;
+  for (std::size_t p = 0; p < partitions.size(); ++p) {
+    added.clear();
+    for (std::size_t i = g.begin[p]; i < g.begin[p + 1]; ++i) {
+      const std::uint32_t pos = g.order[i];
+      if (partitions[p]->probe(keys[pos], g.hash_hi[pos]) == kNoRecord) added.push_back(keys[pos]);
+    }
+    std::sort(added.begin(), added.end());
+    const auto new_keys = static_cast<std::size_t>(std::unique(added.begin(), added.end()) - added.begin());
+    const std::size_t held = partitions[p]->size();
+    HPS_EXPECTS(held + new_keys <= options.overflow_margin, OutOfMemory, "volatile_db: partition ", p, " of ",
+                partitions.size(), " would hold ", held + new_keys, " rows, more than overflow_margin ",
+                options.overflow_margin,
+                "; the hash map is the table's only tier (no persistent_db), so it cannot evict rows to make "
+                "room: raise overflow_margin (nothing of this write was stored)");
+  }
+  for (std::size_t p = 0; p < partitions.size(); ++p) {
+    if (g.begin[p] == g.begin[p + 1]) continue;
+    DeliverOnExit deliver(*partitions[p]);
+    for (std::size_t i = g.begin[p]; i < g.begin[p + 1]; ++i) {
+      const std::uint32_t pos = g.order[i];
+      partitions[p]->put(keys[pos], g.hash_hi[pos], rows + std::size_t{pos} * dim, true, now);
+    }
+  }
+}
+
+}  // namespace
+
 void HashMapTier::insert(const std::int64_t* keys, const float* rows, std::size_t n) {
   if (n == 0) return;
   const std::uint32_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
   const Grouping& g = group_by_partition(keys, n, partitions_.size());
   ListenerFlush listener_flush(*this);
+  if (!options_.evict_on_overflow) {
+    insert_whole_or_refuse(partitions_, options_, dim_, keys, rows, g, now);
+    listener_flush.finish();
+    return;
+  }
   for (std::size_t p = 0; p < partitions_.size(); ++p) {
     if (g.begin[p] == g.begin[p + 1]) continue;
     std::unique_lock lock(partitions_[p]->mutex);

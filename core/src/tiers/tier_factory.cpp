@@ -117,10 +117,13 @@ std::vector<ChainTier> TierFactory::build(const std::string& tag, std::size_t di
     ChainTier t;
     t.name = kVolatileName;
     t.name_index = 0;
-    t.tier = std::make_shared<HashMapTier>(dim, HashMapOptions::from_config(vcfg));
+    // Without a persistent tier it is the only store and must hold every row: it refuses a write
+    // it has no room for instead of evicting rows stored nowhere else.
+    HashMapOptions options = HashMapOptions::from_config(vcfg);
+    options.evict_on_overflow = rocksdb_ != nullptr;
+    t.tier = std::make_shared<HashMapTier>(dim, options);
     t.takes_promotions = vcfg.cache_missed_embeddings;
     t.probes_positions = true;
-    // Without a persistent tier it is the only store and must hold every row.
     t.fill_at_start = vcfg.initialize_after_startup || !rocksdb_;
     t.fill_rate = vcfg.initial_cache_rate;
     chain.push_back(std::move(t));

@@ -43,6 +43,10 @@ struct HashMapOptions {
   std::size_t overflow_margin = static_cast<std::size_t>(-1);
   OverflowPolicy overflow_policy = OverflowPolicy::kEvictRandom;
   double overflow_resolution_target = 0.8;
+  /// False where the tier holds the only copy of its rows (no tier below it): a write that would
+  /// take a partition past overflow_margin is then refused whole (OutOfMemory, nothing written)
+  /// instead of evicting rows stored nowhere else.
+  bool evict_on_overflow = true;
 
   static HashMapOptions from_config(const VolatileDbConfig& config);
   /// Most rows the tier holds: overflow_margin per partition (saturating).
