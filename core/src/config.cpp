@@ -25,6 +25,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string_view>
@@ -154,7 +155,7 @@ std::string utf8_prefix(const std::string& s, std::size_t n) {
 /// What the user wrote, for "found ..." in messages.
 std::string found_text(const Json& v) {
   if (v.is_object()) return "an object";
-  if (v.is_array()) return "an array";
+  if (v.is_array()) return v.empty() ? "an empty array" : "an array";
   // Cut inside a character, a long non-ASCII string made quote() throw nlohmann's type_error out of
   // parse_config instead of a ConfigError (found by fuzz_config).
   if (v.is_string() && v.get_ref<const std::string&>().size() > 60)
@@ -817,12 +818,14 @@ const Fields<VolatileDbConfig>& volatile_db_fields() {
            "Redis, evict_oldest: a lookup refreshes the access time of the rows it finds (least "
            "recently used); false: rows age from when they were written."),
       bind("overflow_margin", &V::overflow_margin, integer(at_least(1)),
-           "Most rows one partition holds; an insert past it evicts rows first. The default, "
-           "2^64 - 1, means no limit."),
+           "Most rows one partition holds; an insert past it evicts rows first (a hash map without a "
+           "persistent_db holds the only copy of its rows: it refuses such a write instead). The "
+           "default, 2^64 - 1, means no limit."),
       bind("overflow_policy", &V::overflow_policy, one_of(overflow_policies()),
            "Which rows an overflowing partition evicts: random ones, the least used or the oldest."),
       bind("overflow_resolution_target", &V::overflow_resolution_target, number(interval(0, true, 1, false)),
-           "An overflowing partition evicts down to round(overflow_margin * overflow_resolution_target) rows."),
+           "An overflowing partition evicts down to round(overflow_margin * overflow_resolution_target) rows, "
+           "and at least 1% of overflow_margin."),
       bind("initial_cache_rate", &V::initial_cache_rate, number(interval(0, false, 1, false)),
            "Share of each table's rows loaded into this tier at start when a persistent tier holds "
            "all of them (1 = every row)."),
@@ -882,7 +885,7 @@ const Fields<UpdateSourceConfig>& update_source_fields() {
       bind("type", &U::type, one_of(update_source_types()),
            "Where streamed updates come from: a Kafka topic per table (HugeCTR's topic names and "
            "message layout), or nowhere."),
-      bind("brokers", &U::brokers, string(), "Kafka: comma-separated `host:port` bootstrap brokers."),
+      bind("brokers", &U::brokers, string(), "Kafka: comma-separated `host:port` bootstrap brokers (HugeCTR's semicolons are read as commas)."),
       bind("metadata_refresh_interval_ms", &U::metadata_refresh_interval_ms, integer(at_least(10)),
            "Kafka: how often the consumer refreshes cluster metadata and looks for new topics, in ms."),
       bind("receive_buffer_size", &U::receive_buffer_size, integer(at_least(1024)),
@@ -1157,36 +1160,54 @@ std::string parse_error_text(const std::string& what) {
   return what.substr(start);
 }
 
-/// Parses JSON text, refusing a key that appears twice in one object (which nlohmann would
-/// silently resolve by keeping the last).
+/// Parses JSON text, refusing a key that appears twice in one object with different values (which
+/// nlohmann would silently resolve by keeping the last); twice with the same value is a warning
+/// (HugeCTR's own documented example repeats a key so).
 Json read_json(const std::string& text, const Context& context) {
   struct Frame {
     bool array;
     std::string path;
     std::size_t next_index = 0;
     std::string key;
-    std::set<std::string> keys;
+    bool repeated = false;                // `key` appeared before in this object
+    std::map<std::string, Json> values;  // each key's first value
   };
   std::vector<Frame> stack;
-  auto child_path = [&stack]() -> std::string {
+  auto member_path = [](const Frame& f) { return f.path.empty() ? f.key : f.path + "." + f.key; };
+  auto child_path = [&stack, &member_path]() -> std::string {
     if (stack.empty()) return "";
     Frame& f = stack.back();
     if (f.array) return f.path + "[" + std::to_string(f.next_index++) + "]";
-    return f.path.empty() ? f.key : f.path + "." + f.key;
+    return member_path(f);
+  };
+  // The value of an object's current key is complete.
+  auto member_done = [&](const Json& value) {
+    if (stack.empty() || stack.back().array) return;
+    Frame& f = stack.back();
+    if (!f.repeated) {
+      f.values.emplace(f.key, value);
+    } else if (f.values.at(f.key) == value) {
+      Where(context, member_path(f)).warn("appears more than once in the same object, with the same value");
+    } else {
+      Where(context, member_path(f)).fail("key appears more than once in the same object, with different values");
+    }
   };
   auto on_event = [&](int, Json::parse_event_t event, Json& parsed) {
     switch (event) {
-      case Json::parse_event_t::object_start: stack.push_back({false, child_path(), 0, {}, {}}); break;
-      case Json::parse_event_t::array_start: stack.push_back({true, child_path(), 0, {}, {}}); break;
+      case Json::parse_event_t::object_start: stack.push_back({false, child_path(), 0, {}, false, {}}); break;
+      case Json::parse_event_t::array_start: stack.push_back({true, child_path(), 0, {}, false, {}}); break;
       case Json::parse_event_t::object_end:
-      case Json::parse_event_t::array_end: stack.pop_back(); break;
+      case Json::parse_event_t::array_end:
+        stack.pop_back();
+        member_done(parsed);
+        break;
       case Json::parse_event_t::key:
         stack.back().key = parsed.get<std::string>();
-        if (!stack.back().keys.insert(stack.back().key).second)
-          Where(context, child_path()).fail("key appears more than once in the same object");
+        stack.back().repeated = stack.back().values.count(stack.back().key) > 0;
         break;
       case Json::parse_event_t::value:
         if (!stack.empty() && stack.back().array) ++stack.back().next_index;
+        member_done(parsed);
         break;
     }
     return true;
@@ -1223,6 +1244,36 @@ std::string table_tag(const std::string& model, const std::string& table) {
   return "hps_et." + model + "." + table;
 }
 
+bool model_takes_updates(const Config& config, const std::string& model) {
+  std::vector<std::string> filters;
+  if (config.volatile_db.type != VolatileDbType::kDisabled) filters = config.volatile_db.update_filters;
+  if (config.persistent_db.type != PersistentDbType::kDisabled) {
+    filters.insert(filters.end(), config.persistent_db.update_filters.begin(), config.persistent_db.update_filters.end());
+  }
+  return std::any_of(filters.begin(), filters.end(),
+                     [&](const std::string& f) { return std::regex_match(model, std::regex(f)); });
+}
+
+namespace {
+
+/// Settings that parse but would not do what they say: warnings, not errors (HugeCTR accepted them).
+void warn_about_settings_without_effect(Config& config, const std::string& source) {
+  if (config.update_source.type == UpdateSourceType::kKafka &&
+      std::none_of(config.models.begin(), config.models.end(),
+                   [&](const ModelConfig& m) { return model_takes_updates(config, m.name); })) {
+    config.warnings.push_back(source + ": update_source: the update_filters of the tiers in use match none of the "
+                              "models, so no streamed update will be applied (they are regular expressions over "
+                              "whole model names; HugeCTR's default ^hps_.+$ matches none)");
+  }
+  if (config.volatile_db.type != VolatileDbType::kDisabled && !config.volatile_db.initialize_after_startup &&
+      config.persistent_db.type == PersistentDbType::kDisabled) {
+    config.warnings.push_back(source + ": volatile_db.initialize_after_startup: false has no effect without a "
+                              "persistent_db: the volatile_db then holds the only copy of the rows and is loaded at start");
+  }
+}
+
+}  // namespace
+
 Config parse_config(const std::string& json_text, const std::string& source, const std::string& base_dir) {
   Config config;
   config.base_dir = base_dir.empty() ? "" : resolve_path(base_dir, "");
@@ -1237,6 +1288,9 @@ Config parse_config(const std::string& json_text, const std::string& source, con
       !(volatile_db && volatile_db->is_object() && volatile_db->contains("num_partitions"))) {
     config.volatile_db.num_partitions = kRedisPartitions;
   }
+  // HugeCTR documented semicolon-separated brokers; librdkafka takes commas.
+  std::replace(config.update_source.brokers.begin(), config.update_source.brokers.end(), ';', ',');
+  warn_about_settings_without_effect(config, source);
   // The Redis client (hiredis 0.14, Debian's) has no TLS: refuse rather than connect in clear text.
   HPS_EXPECTS(!(config.volatile_db.type == VolatileDbType::kRedisCluster && config.volatile_db.enable_tls), ConfigError,
               source, ": volatile_db.enable_tls: TLS to Redis is not supported (hps's Redis client, hiredis 0.14, "

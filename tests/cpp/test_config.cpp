@@ -475,22 +475,23 @@ TEST(Config, WrongTypesNameThePathTheExpectedTypeAndWhatWasFound) {
       {"/models/0/embedding_table_names", "t",
        "expected a non-empty array of names of 1 to 120 characters from A-Z, a-z, 0-9, '_' and '-', found \"t\""},
       {"/models/0/embedding_vecsize_per_table", Json::array(),
-       "expected a non-empty array of integers in [1, 1048576], found an array"},
+       "expected a non-empty array of integers in [1, 1048576], found an empty array"},
       {"/models/0/embedding_vecsize_per_table", Json::object(),
        "expected a non-empty array of integers in [1, 1048576], found an object"},
       {"/models/0/deployed_device_list", Json::array(),
-       "expected a non-empty array of integers in [0, 2147483647], found an array"},
+       "expected a non-empty array of integers in [0, 2147483647], found an empty array"},
       {"/models/0/default_value_for_each_table", 0.5, "expected a non-empty array of numbers in "
                                                       "(-3.40282e+38, 3.40282e+38), found 0.5"},
       {"/models/0/embedding_cache_dtype", 5, "expected one of \"float32\", \"float16\", or an array of them, found 5"},
       {"/volatile_db/type", 5, "expected one of \"disabled\", \"hash_map\", \"redis_cluster\" (also accepted: "
                                "\"disable\", \"none\", \"hashmap\", \"hash\", \"map\", \"parallel_hash_map\", "
                                "\"parallel_hashmap\", \"parallel_hash\", \"parallel_map\", \"redis\"), found 5"},
-      {"/volatile_db", Json::array(), "expected an object, found an array"},
+      {"/volatile_db", Json::array(), "expected an object, found an empty array"},
+      {"/persistent_db", Json::array({1}), "expected an object, found an array"},
       {"/persistent_db", "rocks_db", "expected an object, found \"rocks_db\""},
       {"/update_source", nullptr, "expected an object, found null"},
       {"/models", Json::object(), "expected a non-empty array of objects, found an object"},
-      {"/models", Json::array(), "expected a non-empty array of objects, found an array"},
+      {"/models", Json::array(), "expected a non-empty array of objects, found an empty array"},
       {"/models/0", 5, "expected an object, found 5"},
   };
   for (const Case& c : cases) {
@@ -657,11 +658,18 @@ TEST(Config, DuplicatesAreRefused) {
   two["models"].push_back(two["models"][0]);
   two["models"][1]["model"] = "other";
   EXPECT_EQ(parse(two.dump()).models[1].tables[0].name, "sparse_embedding0");
-  // A key written twice in one object is an error, not "the last one wins".
+  // A key written twice in one object with different values is an error, not "the last one wins";
+  // with the same value (HugeCTR's documented example repeats "use_static_table": false) a warning.
   EXPECT_EQ(error_of(R"({"models": [{"model": "a", "gpucache": true, "gpucache": false}]})"),
-            "config.json: models[0].gpucache: key appears more than once in the same object");
-  EXPECT_EQ(error_of(R"({"volatile_db": {}, "volatile_db": {}})"),
-            "config.json: volatile_db: key appears more than once in the same object");
+            "config.json: models[0].gpucache: key appears more than once in the same object, with different values");
+  EXPECT_EQ(error_of(R"({"volatile_db": {"type": "hash_map"}, "volatile_db": {}})"),
+            "config.json: volatile_db: key appears more than once in the same object, with different values");
+  Json twice = minimal_json();
+  std::string text = twice.dump();
+  text.replace(text.find("\"model\""), 0, R"("use_static_table": false, "use_static_table": false, )");
+  const Config same = parse(text);
+  EXPECT_EQ(same.warnings, std::vector<std::string>{"config.json: models[0].use_static_table: appears more than "
+                                                    "once in the same object, with the same value"});
 }
 
 TEST(Config, UpdateFiltersMustBeRegularExpressions) {
@@ -928,6 +936,7 @@ TEST(Config, CompatibilityKeysWarnOnlyWhenPresent) {
   Json busy = minimal_json();
   busy["supportlonglong"] = false;
   busy["volatile_db"] = {{"type", "hash_map"}, {"num_partitions", 4}, {"initialize_after_startup", false}};
+  busy["persistent_db"] = {{"type", "rocks_db"}};  // so that starting the hash map empty does something
   busy["models"][0]["init_ec"] = false;
   busy["models"][0]["gpucache"] = false;
   const Config quiet = parse(busy.dump());
@@ -1279,3 +1288,30 @@ TEST(Config, DocsKeyTablesAreGeneratedFromTheSchema) {
 }
 
 }  // namespace
+
+// Settings HugeCTR accepted that would do nothing here: warned about, not refused.
+TEST(Config, SettingsWithoutEffectAreWarnedAbout) {
+  Json j = minimal_json();
+  j["update_source"] = {{"type", "kafka_message_queue"}, {"brokers", "a:9092;b:9092"}};
+  j["volatile_db"] = {{"update_filters", Json::array({"^hps_.+$"})}};  // HugeCTR's default, written out
+  const Config c = parse(j.dump());
+  EXPECT_EQ(c.update_source.brokers, "a:9092,b:9092");  // HugeCTR documented semicolons
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_EQ(c.warnings[0].rfind("config.json: update_source: the update_filters of the tiers in use match none of the "
+                                "models", 0),
+            0u)
+      << c.warnings[0];
+  j["volatile_db"]["update_filters"] = Json::array({"^hps_.+$", "m"});
+  EXPECT_TRUE(parse(j.dump()).warnings.empty());
+  EXPECT_TRUE(hps::model_takes_updates(parse(j.dump()), "m"));
+  EXPECT_FALSE(hps::model_takes_updates(parse(j.dump()), "mm"));  // whole names: "m" is no prefix match
+
+  Json empty_start = minimal_json();
+  empty_start["volatile_db"] = {{"initialize_after_startup", false}};
+  const Config e = parse(empty_start.dump());
+  ASSERT_EQ(e.warnings.size(), 1u);
+  EXPECT_EQ(e.warnings[0], "config.json: volatile_db.initialize_after_startup: false has no effect without a "
+                           "persistent_db: the volatile_db then holds the only copy of the rows and is loaded at start");
+  empty_start["persistent_db"] = {{"type", "rocks_db"}};
+  EXPECT_TRUE(parse(empty_start.dump()).warnings.empty());
+}

@@ -210,4 +210,8 @@ std::string config_json_schema(int indent = 2);
 /// The tag HugeCTR used for a table in every backend: "hps_et.<model>.<table>".
 std::string table_tag(const std::string& model, const std::string& table);
 
+/// Whether streamed updates of `model` are applied: an update_filters regex of a tier in use
+/// (volatile_db, persistent_db) matches its whole name.
+bool model_takes_updates(const Config& config, const std::string& model);
+
 }  // namespace hps

@@ -543,11 +543,6 @@ class KafkaUpdateSource final : public UpdateSource {
   Clock::time_point resume_query_at_{};                     // learn_resume_offsets after a failure
 };
 
-bool followed(const std::string& model, const std::vector<std::string>& filters) {
-  return std::any_of(filters.begin(), filters.end(),
-                     [&](const std::string& f) { return std::regex_match(model, std::regex(f)); });
-}
-
 }  // namespace
 
 KafkaSourceOptions kafka_source_options(const Config& config, bool durable) {
@@ -557,15 +552,8 @@ KafkaSourceOptions kafka_source_options(const Config& config, bool durable) {
   out.resume_from_committed = durable;
   // A model is followed when a filter of any tier in use matches its whole name: every tier and
   // GPU cache then takes its updates (the copies must agree, so tiers cannot differ here).
-  std::vector<std::string> filters;
-  const bool volatile_on = config.volatile_db.type != VolatileDbType::kDisabled;
-  const bool persistent_on = config.persistent_db.type != PersistentDbType::kDisabled;
-  if (volatile_on) filters.insert(filters.end(), config.volatile_db.update_filters.begin(),
-                                  config.volatile_db.update_filters.end());
-  if (persistent_on) filters.insert(filters.end(), config.persistent_db.update_filters.begin(),
-                                    config.persistent_db.update_filters.end());
   for (const ModelConfig& model : config.models) {
-    if (!followed(model.name, filters)) continue;
+    if (!model_takes_updates(config, model.name)) continue;
     out.models.push_back(model.name);
     for (const TableConfig& table : model.tables) {
       out.topics[topic_name(model.name, table.name)] = TopicTarget{model.name, table.name, table.dim};
