@@ -228,7 +228,22 @@ def test_hugectr_style_node_runs(tmp_path):
     np.testing.assert_array_equal(y, W[ids])
 
 
+@pytest.mark.parametrize("with_ps", [False, True], ids=["node-config", "ps-override"])
+def test_hugectr_nul_terminated_fields_run(tmp_path, with_ps):
+    """HugeCTR's surgery writes ps_config_file="dlrm_hugectr.json\\0", model_name="dlrm\\0": read up to
+    the NUL (as the TensorRT plugin reads them), they give the rows the plain fields give."""
+    config = table_config(tmp_path)
+    ids = RNG.integers(0, 30, (4, 26)).astype(np.int32)
+    override = {"ps": config} if with_ps else {}
+    (plain,) = hps.onnx.session(hps_node_model(tmp_path, config), **override).run(None, {"ids": ids})
+    nul = hps_node_model(tmp_path, config + "\0", model_name="m\0")
+    (y,) = hps.onnx.session(nul, **override).run(None, {"ids": ids})
+    np.testing.assert_array_equal(y, plain)
+    np.testing.assert_array_equal(y, W[ids])
+
+
 @pytest.mark.parametrize("change, error, message", [
+    ({"model_name": "\0m"}, ValueError, "field model_name is an empty string"),
     ({"drop": "table_id"}, ValueError, "lacks the field table_id"),
     ({"emb_vec_size": 8}, hps.InvalidArgumentError, "emb_vec_size 8 does not match table 0 of model 'm', whose rows have 6"),
     ({"model_name": "other"}, hps.NotFoundError, "other"),

@@ -143,6 +143,19 @@ def test_sparse_equals_embedding_lookup_sparse(setup, combiner, weighted, dtype)
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_combiner_none_is_mean(setup, weighted):
+    # HugeCTR's call(..., combiner=None) and tf.nn.embedding_lookup_sparse take None as "mean".
+    path, (table, _) = setup
+    layer = hps.tf.SparseLookupLayer("m", 0, DIM, ps_config_file=path)
+    sp_ids, sp_weights = sparse_ids(7, 5, tf.int64, seed=6, empty_rows=(1,), with_weights=weighted)
+    got = layer(sp_ids, sp_weights, combiner=None)
+    expected = reference_sparse(table, sp_ids, sp_weights, None)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(got.numpy(), layer(sp_ids, sp_weights, combiner="mean").numpy())
+
+
 def test_sparse_trailing_empty_rows_max_norm_and_tf_function(setup):
     path, (table, _) = setup
     layer = hps.tf.SparseLookupLayer("m", 0, DIM, ps_config_file=path)
@@ -236,6 +249,37 @@ def test_updates_are_seen(setup, tmp_path):
     np.testing.assert_array_equal(serve(ids).numpy()[0], own.rows[3])
     layer.ps.update("m", 0, np.array([3], np.int64), np.full((1, 4), 7.0, np.float32))
     np.testing.assert_array_equal(serve(ids).numpy()[0], np.full(4, 7.0, np.float32))
+
+
+def test_hugectr_tf1_init_flow(setup):
+    """HugeCTR's documented TF1 flow: hps_init = hps.Init(...); sess.run(hps_init); then a layer built
+    on the config Init gave (ps_config_file="") looks rows up in the session."""
+    import hierarchical_parameter_server as hugectr_hps
+    path, (table, _) = setup
+    ids = np.array([[3, 7], [VOCAB + 5, 0]], np.int64)  # one absent id: the default row
+    with tf.Graph().as_default() as graph:
+        hps_init = hugectr_hps.Init(global_batch_size=16, ps_config_file=path)
+        keys = tf.compat.v1.placeholder(tf.int64, [None, 2])
+        rows = hugectr_hps.LookupLayer(model_name="m", table_id=0, emb_vec_size=DIM,
+                                       emb_vec_dtype=tf.float32)(keys)
+        with tf.compat.v1.Session(graph=graph) as session:
+            assert session.run(hps_init) == b"OK"
+            got = session.run(rows, {keys: ids})
+    np.testing.assert_array_equal(got, table.reference[table.reference_ids(ids)])
+
+
+def test_init_returns_the_str_ok_eagerly_and_in_tf_function(setup):
+    path, _ = setup
+    assert hps.tf.Init(global_batch_size=16, ps_config_file=path) == "OK"
+    seen = []
+
+    @tf.function
+    def init():
+        seen.append(hps.tf.Init(global_batch_size=16, ps_config_file=path))
+        return seen[-1]
+
+    assert init().numpy() == b"OK"
+    assert seen == ["OK"]
 
 
 def test_cpu_and_gpu_kernels_are_registered():

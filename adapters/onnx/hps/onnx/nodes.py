@@ -2,8 +2,9 @@
 (in C++) the TensorRT plugin.
 
 Fields are HugeCTR's TensorRT plugin's, so a surgered graph builds with either plugin:
-`ps_config_file` and `model_name` (strings), `table_id` and `emb_vec_size` (ints). The node takes
-one input, the keys (int32 or int64, any shape [...]), and gives one output, float32 [..., emb_vec_size].
+`ps_config_file` and `model_name` (strings, read up to their first NUL), `table_id` and
+`emb_vec_size` (ints). The node takes one input, the keys (int32 or int64, any shape [...]), and
+gives one output, float32 [..., emb_vec_size].
 
 Domain: TensorRT's ONNX parser picks a plugin by op type alone (name `HPS_TRT`, version "1"), so
 any domain works there; `onnx.checker` refuses an unknown op in the default domain, so the surgery
@@ -34,7 +35,11 @@ def node_fields(node) -> dict:
         value = found[name]
         if not isinstance(value, bytes):
             raise ValueError(f"{where}: field {name} must be a string, got {type(value).__name__}")
-        fields[name] = value.decode()
+        # HugeCTR's surgery writes "dlrm\0": stop at the first NUL, as the TensorRT plugin's parser does.
+        text = value.split(b"\0", 1)[0].decode()
+        if not text:
+            raise ValueError(f"{where}: field {name} is an empty string")
+        fields[name] = text
     for name in ("table_id", "emb_vec_size"):
         value = found[name]
         if not isinstance(value, int) or isinstance(value, bool):

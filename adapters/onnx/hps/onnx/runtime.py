@@ -218,10 +218,12 @@ def for_onnxruntime(model: onnx.ModelProto, ps: Optional[Union[str, "os.PathLike
     for node in nodes:
         fields = node_fields(node)
         if override is not None:
-            for attr in node.attribute:
-                if attr.name == "ps_config_file":
-                    attr.s = override.encode()
             fields["ps_config_file"] = override
+        # The op gets the node's attributes as they are: give it the strings as read (without
+        # HugeCTR's trailing NUL) and the override.
+        for attr in node.attribute:
+            if attr.name in ("ps_config_file", "model_name"):
+                attr.s = fields[attr.name].encode()
         kind = key_types.get(node.input[0])
         if kind not in _KEY_TYPES:
             seen = onnx.TensorProto.DataType.Name(kind) if kind else "unknown"

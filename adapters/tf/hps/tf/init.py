@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
+
+import tensorflow as tf
 
 from . import _servers
 
 __all__ = ["Init"]
 
 
-def Init(global_batch_size: int, ps_config_file: Any) -> str:  # noqa: N802 (HugeCTR's name)
+def Init(global_batch_size: int, ps_config_file: Any) -> Union[str, tf.Tensor]:  # noqa: N802 (HugeCTR's name)
     """Builds (or finds) the server of `ps_config_file` and makes it the config of layers built with
-    `ps_config_file=""`; returns "OK" as HugeCTR's did.
+    `ps_config_file=""`; returns "OK" as HugeCTR's did: the str eagerly and inside a tf.function,
+    a string tensor in a TF1 graph (for HugeCTR's `sess.run(hps_init)`).
 
     Unlike HugeCTR's it may be called again with another config (layers built before keep theirs),
     and it is optional: layers given a config need no Init. A bad config raises here.
@@ -24,4 +27,7 @@ def Init(global_batch_size: int, ps_config_file: Any) -> str:  # noqa: N802 (Hug
     config = _servers.config_string(ps_config_file)
     _servers.server(config)
     _servers.set_default(config)
-    return "OK"
+    if tf.executing_eagerly() or tf.inside_function():
+        return "OK"
+    # A TF1 graph: Session.run fetches only tensors (the server is up already; this is only the status).
+    return tf.constant("OK")

@@ -141,12 +141,14 @@ class SparseLookupLayer(_ServedTableLayer):
 
     `call(sp_ids, sp_weights=None, name=None, combiner="mean", max_norm=None)`: `sp_ids` a
     `tf.SparseTensor` [N, M] (or a `tf.RaggedTensor`) of int32/int64 ids, `sp_weights` None or a
-    SparseTensor of float weights with the same indices; `combiner` "sum", "mean" or "sqrtn". The
-    result, `[N', emb_vec_size]`, equals `tf.nn.embedding_lookup_sparse` over the same rows: each
-    distinct id is looked up once, then TensorFlow's own combining runs over those rows.
+    SparseTensor of float weights with the same indices; `combiner` "sum", "mean" or "sqrtn" (None
+    is "mean"). The result, `[N', emb_vec_size]`, equals `tf.nn.embedding_lookup_sparse` over the
+    same rows: each distinct id is looked up once, then TensorFlow's own combining runs over those rows.
     """
 
     def call(self, sp_ids, sp_weights=None, name=None, combiner="mean", max_norm=None):  # noqa: ARG002
+        if combiner is None:  # "mean", as HugeCTR's call and tf.nn.embedding_lookup_sparse take None
+            combiner = "mean"
         if combiner not in COMBINERS:
             raise ValueError(f"combiner must be one of {', '.join(COMBINERS)}, got {combiner!r}")
         if isinstance(sp_ids, tf.RaggedTensor):
