@@ -824,8 +824,8 @@ const Fields<VolatileDbConfig>& volatile_db_fields() {
       bind("overflow_policy", &V::overflow_policy, one_of(overflow_policies()),
            "Which rows an overflowing partition evicts: random ones, the least used or the oldest."),
       bind("overflow_resolution_target", &V::overflow_resolution_target, number(interval(0, true, 1, false)),
-           "An overflowing partition evicts down to round(overflow_margin * overflow_resolution_target) rows, "
-           "and at least 1% of overflow_margin."),
+           "An overflowing partition evicts down to round(overflow_margin * overflow_resolution_target) rows "
+           "(a hash map: and at least 1% of overflow_margin)."),
       bind("initial_cache_rate", &V::initial_cache_rate, number(interval(0, false, 1, false)),
            "Share of each table's rows loaded into this tier at start when a persistent tier holds "
            "all of them (1 = every row)."),

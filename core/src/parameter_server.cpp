@@ -124,6 +124,7 @@ struct TableState {
   std::size_t dim = 0;
   float default_value = 0;
   std::size_t rows = 0;  // rows in the table files (or the persistent tier) at start
+  bool loaded_from_files = false;  // the tier of record was (re)loaded from the files at this start
 
   // The host tiers, fastest first (never empty). Roles come from the entries, never from names.
   std::vector<ChainTier> chain;
@@ -160,7 +161,13 @@ class SourceSink final : public UpdateSink {
   void received(std::size_t messages) noexcept override { received_.fetch_add(messages, std::memory_order_relaxed); }
   bool update(const std::string& model, const std::string& table, const void* keys, KeyDtype dtype, std::size_t n,
               const float* rows) noexcept override {
-    return apply("update", model, table, n, [&](TableRef ref) { server_.update(ref, keys, dtype, n, rows); });
+    return apply("update", model, table, n, [&](TableRef ref) {
+      try {
+        server_.update(ref, keys, dtype, n, rows);
+      } catch (const OutOfMemory&) {
+        update_row_by_row(ref, model + "/" + table, keys, dtype, n, rows);
+      }
+    });
   }
   bool erase(const std::string& model, const std::string& table, const void* keys, KeyDtype dtype,
              std::size_t n) noexcept override {
@@ -194,6 +201,27 @@ class SourceSink final : public UpdateSink {
       count_error(std::string(what) + " of " + model + "/" + table + ": unknown exception");
     }
     return false;
+  }
+  // A table with no room for some new keys (a hash map without a persistent_db cannot evict)
+  // would refuse the batch at every retry: apply it row by row instead, so the updates of keys it
+  // holds land, and count the rows it has no room for as dropped.
+  void update_row_by_row(TableRef ref, const std::string& name, const void* keys, KeyDtype dtype, std::size_t n,
+                         const float* rows) {
+    const std::size_t dim = server_.dim(ref);
+    const auto* key_bytes = static_cast<const char*>(keys);
+    std::size_t dropped = 0;
+    std::string why;
+    for (std::size_t i = 0; i < n; ++i) {
+      try {
+        server_.update(ref, key_bytes + i * key_dtype_size(dtype), dtype, 1, rows + i * dim);
+      } catch (const OutOfMemory& e) {
+        if (dropped++ == 0) why = e.what();
+      }
+    }
+    if (dropped > 0) {
+      count_error("update of " + name + ": " + std::to_string(dropped) + " of " + std::to_string(n) +
+                  " rows dropped: " + why);
+    }
   }
   void count_error(const std::string& message) noexcept {
     errors_.fetch_add(1, std::memory_order_relaxed);
@@ -457,6 +485,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     });
     observer.end();
     if (files_in_store && loader) loader->finish(reader.info().signature);  // what was read, not re-inspected
+    table.loaded_from_files = files_in_store || (!store && fills.size() == table.chain.size());
   } else if (!fills.empty()) {
     // The store is current (it may hold updates newer than the files): fill from it.
     const std::size_t stored = store->tier->size();
@@ -526,16 +555,23 @@ namespace {
 const ChainTier& tier_of_record(const TableState& table) {
   return table.chain[table.durable != kNone ? table.durable : table.chain.size() - 1];
 }
-/// Rows the table's tier of record holds, when it counts them exactly; 0 otherwise.
-std::size_t exact_rows(const TableState& table) {
-  const Tier& source = *tier_of_record(table).tier;
-  return source.size_is_estimate() ? 0 : source.size();
+/// Rows a static cache must hold: the files' rows when the tier of record was just loaded from
+/// them, else the rows the tier holds now, counted (RocksDB only estimates its size; the tier may
+/// hold keys added by updates since the files were loaded, or fewer).
+std::size_t rows_to_hold(const TableState& table) {
+  if (table.loaded_from_files) return table.rows;
+  Tier& source = *tier_of_record(table).tier;
+  if (!source.size_is_estimate()) return source.size();
+  std::size_t rows = 0;
+  source.for_each(std::size_t{1} << 16, [&](const std::int64_t*, const float*, std::size_t n) { rows += n; });
+  return rows;
 }
 }  // namespace
 
 void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfig& model, const TableConfig& tc) {
   const int devices = cuda_device_count();
   const bool is_static = model.embedding_cache_type == EmbeddingCacheType::kStatic;
+  const std::size_t static_rows = is_static ? rows_to_hold(table) : 0;  // a static cache holds the whole table
   for (int device : model.deployed_device_list) {
     HPS_EXPECTS(device < devices, ConfigError, "models[", model_index.size(), "].deployed_device_list (", model.name,
                 "): device ", device,
@@ -547,9 +583,7 @@ void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfi
     options.dtype = tc.cache_dtype;
     options.default_value = tc.default_value;
     options.hit_rate_threshold = model.hit_rate_threshold;
-    // A static cache holds the whole table: as many rows as the tier of record holds, where it
-    // counts them exactly (a hash map; RocksDB only estimates), and at least the files' rows.
-    options.capacity = is_static ? std::max<std::size_t>({table.rows, exact_rows(table), 1})
+    options.capacity = is_static ? std::max<std::size_t>(static_rows, 1)
                                  : std::max<std::size_t>(64, static_cast<std::size_t>(
                                                                  std::ceil(model.gpucacheper * table.rows)));
     table.caches.push_back(GpuCache::create(options));
@@ -562,16 +596,17 @@ void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfi
   const ChainTier& source = tier_of_record(table);
   const std::size_t capacity = table.caches.front()->capacity();
   const WarmStart warm = warm_start_rows(
-      *source.tier, tc.sparse_file, config.supportlonglong, capacity, load_chunk_rows(tc.dim),
+      *source.tier, is_static ? std::string() : tc.sparse_file,  // a static cache takes every row: no ranking
+      config.supportlonglong, capacity, load_chunk_rows(tc.dim),
       [&](const std::int64_t* keys, const float* rows, std::size_t n) {
         for (auto& cache : table.caches) cache->insert(keys, rows, n);
       });
-  // A static cache answers every key it lacks with the default row, so it must hold them all.
+  // A static cache answers every key it lacks with the default row, so it must hold them all (more
+  // rows than counted: another server added keys to a shared tier meanwhile).
   HPS_EXPECTS(!is_static || warm.left_out == 0, ConfigError, "models[", model_index.size(), "] (", model.name, "/",
-              tc.name, "): the static GPU cache holds the ", capacity, " rows the table had when it was sized, but ",
-              source.name, " holds ", warm.given + warm.left_out,
-              " now (keys added by updates since the table files were loaded); use embedding_cache_type "
-              "\"dynamic\", or reload the table from its files");
+              tc.name, "): the static GPU cache was sized for the ", capacity, " rows ", source.name,
+              " held, but it held ", warm.given + warm.left_out,
+              " while the cache was filled (rows added meanwhile); start the server again");
 }
 
 // ---- lookups ----------------------------------------------------------------------------------------

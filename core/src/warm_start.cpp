@@ -27,46 +27,44 @@ std::vector<std::size_t> most_frequent_positions(const SparseModelReader& reader
   return order;
 }
 
-/// The tier's rows of the files' most frequent keys; keys the tier no longer holds are left out.
+/// The tier's rows of the files' most frequent keys (each once); keys the tier no longer holds are left out.
 std::size_t rows_of_most_frequent(Tier& source, const SparseModelReader& reader, bool key64, std::size_t capacity,
                                   std::size_t chunk_rows, const WarmRowSink& take) {
   const std::vector<std::size_t> chosen = most_frequent_positions(reader, capacity);
-  const std::size_t dim = source.dim();
   const std::string key_file = reader.info().folder + "/key";
-  std::vector<std::int64_t> file_keys(std::min(kKeyChunk, reader.rows()));
-  std::vector<std::int64_t> batch, keys(chunk_rows);
-  std::vector<float> rows(chunk_rows * dim);
-  std::vector<std::uint8_t> found(chunk_rows);
-  batch.reserve(chunk_rows);
-  std::size_t given = 0;
-  auto give_batch = [&] {
-    const std::size_t n = batch.size();
-    canonicalize_keys(batch.data(), KeyDtype::kInt64, n, key64, keys.data(), key_file);
-    source.find(keys.data(), n, rows.data(), found.data());
-    std::size_t kept = 0;  // compact the rows found to the front
-    for (std::size_t i = 0; i < n; ++i) {
-      if (!found[i]) continue;
-      if (kept != i) {
-        keys[kept] = keys[i];
-        std::memcpy(&rows[kept * dim], &rows[i * dim], dim * sizeof(float));
-      }
-      ++kept;
-    }
-    if (kept > 0) take(keys.data(), rows.data(), kept);
-    given += kept;
-    batch.clear();
-  };
   // The chosen positions are in file order: one pass over the key file picks their keys.
+  std::vector<std::int64_t> keys, file_keys(std::min(kKeyChunk, reader.rows()));
+  keys.reserve(chosen.size());
   std::size_t next = 0;
   for (std::size_t first = 0; first < reader.rows() && next < chosen.size(); first += file_keys.size()) {
     const std::size_t n = std::min(file_keys.size(), reader.rows() - first);
     reader.read(first, n, file_keys.data(), nullptr, nullptr);
-    for (; next < chosen.size() && chosen[next] < first + n; ++next) {
-      batch.push_back(file_keys[chosen[next] - first]);
-      if (batch.size() == chunk_rows) give_batch();
-    }
+    for (; next < chosen.size() && chosen[next] < first + n; ++next) keys.push_back(file_keys[chosen[next] - first]);
   }
-  if (!batch.empty()) give_batch();
+  canonicalize_keys(keys.data(), KeyDtype::kInt64, keys.size(), key64, keys.data(), key_file);
+  std::sort(keys.begin(), keys.end());  // a key the files repeat takes one slot
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+
+  const std::size_t dim = source.dim();
+  std::vector<float> rows(chunk_rows * dim);
+  std::vector<std::uint8_t> found(chunk_rows);
+  std::size_t given = 0;
+  for (std::size_t first = 0; first < keys.size(); first += chunk_rows) {
+    const std::size_t n = std::min(chunk_rows, keys.size() - first);
+    std::int64_t* batch = keys.data() + first;
+    source.find(batch, n, rows.data(), found.data());
+    std::size_t kept = 0;  // compact the rows found to the front
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!found[i]) continue;
+      if (kept != i) {
+        batch[kept] = batch[i];
+        std::memcpy(&rows[kept * dim], &rows[i * dim], dim * sizeof(float));
+      }
+      ++kept;
+    }
+    if (kept > 0) take(batch, rows.data(), kept);
+    given += kept;
+  }
   return given;
 }
 

@@ -349,7 +349,8 @@ def _host_out(out: Any, shape: tuple) -> np.ndarray:
     except (TypeError, ValueError, RuntimeError) as error:  # e.g. a tensor that requires grad, or in CUDA memory
         raise InvalidArgumentError(f"{expected}; found {_type_name(out)}, which NumPy cannot view: {error}") from None
     # A copy (of a list, say) is a new array at each call; the rows must land in `out` itself.
-    if view is not out and np.asarray(out).ctypes.data != view.ctypes.data:
+    # (An empty array has no memory to share: it is never a copy that matters.)
+    if view is not out and view.size > 0 and np.asarray(out).ctypes.data != view.ctypes.data:
         raise InvalidArgumentError(f"{expected}; found {_type_name(out)}, which NumPy can only copy, not view")
     problems = []
     if view.dtype != np.float32:

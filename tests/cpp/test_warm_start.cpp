@@ -134,3 +134,27 @@ TEST(WarmStart, A32BitModelsFileKeysAreFoundInTheirCanonicalForm) {
   EXPECT_EQ(result.given, 2u);
   EXPECT_EQ(given, (std::map<std::int64_t, float>{{4294967295LL, 1.0f}, {5, 2.0f}}));
 }
+
+TEST(WarmStart, AKeyTheFilesRepeatAmongTheMostFrequentIsGivenOnce) {
+  // Keys 0..9 with meta = key, and key 9 written again last with the top meta: the 3 most frequent
+  // positions hold keys 9, 9 and 8; the tier holds row 1000 + k for every key.
+  TempDir dir;
+  std::vector<std::int64_t> keys(11), meta(11);
+  std::vector<float> file_rows(11 * kDim, 0.0f), tier_rows;
+  for (std::int64_t k = 0; k < 10; ++k) keys[k] = meta[k] = k;
+  keys[10] = 9;
+  meta[10] = 100;
+  hps::write_sparse_model((dir / "t").string(), keys.data(), file_rows.data(), keys.size(), kDim, meta.data());
+  hps::HashMapTier tier(kDim, hps::HashMapOptions{});
+  for (std::int64_t k = 0; k < 10; ++k) {
+    for (float v : row_of(1000.0f + static_cast<float>(k))) tier_rows.push_back(v);
+  }
+  tier.insert(keys.data(), tier_rows.data(), 10);
+  std::map<std::int64_t, float> given;
+  const hps::WarmStart result =
+      hps::warm_start_rows(tier, (dir / "t").string(), true, 3, 2, [&](const std::int64_t* k, const float* r, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) EXPECT_TRUE(given.emplace(k[i], r[i * kDim]).second) << "key " << k[i] << " twice";
+      });
+  EXPECT_EQ(given, (std::map<std::int64_t, float>{{8, 1008.0f}, {9, 1009.0f}}));
+  EXPECT_EQ(result.given, 2u);
+}

@@ -268,4 +268,5 @@ def test_a_restart_warms_the_gpu_cache_with_the_stores_rows_not_the_files(tmp_pa
         got = ps.lookup("m", 0, keys)
         torch.cuda.current_stream().synchronize()
         np.testing.assert_array_equal(got.cpu().numpy(), table.expected(table.keys))
-        assert ps.stats()[0]["hits"]["gpu_cache"] > 0  # the warm start did put rows in the cache
+        # The warm start put rows in the cache (a static cache serves every key from it).
+        assert ps.stats()[0]["hits"]["gpu_cache"] > 0

@@ -333,3 +333,25 @@ def test_the_lag_after_a_restart_counts_from_the_committed_offsets(tmp_path, bro
             publisher.flush()
             wait_until(lambda: sees(ps, "m", "emb", keys[:1], np.full((1, 4), 99.0)), "the new update is applied")
             wait_until(lambda: source_stats(ps)["lag"] == 0, "the lag is 0 again")
+
+
+def test_updates_a_full_hash_map_cannot_hold_are_dropped_and_counted_not_retried_forever(tmp_path, broker):
+    # Without a persistent_db the hash map refuses new keys it has no room for. A batch mixing them
+    # with updates of held keys used to be retried forever, stalling every topic: now the held keys'
+    # updates land, the rest are counted as dropped, and the consumer goes on.
+    table = make_table(tmp_path / "t", 100, 4)
+    config = kafka_config([table], broker.brokers, embedding_table_names=["emb"])
+    config["volatile_db"].update(num_partitions=1, overflow_margin=100)
+    with hps.UpdatePublisher(broker.brokers, "m", partitions=1) as publisher, hps.HPS(config) as ps:
+        held, new = table.keys[:10], np.arange(10**13, 10**13 + 5, dtype=np.int64)
+        publisher.publish("emb", np.concatenate([held, new]), np.full((15, 4), 3.0))
+        publisher.flush()
+        wait_until(lambda: sees(ps, "m", "emb", held, np.full((10, 4), 3.0)), "the held keys' updates are applied")
+        wait_until(lambda: source_stats(ps)["lag"] == 0, "the consumer moves on")
+        stats = source_stats(ps)
+        assert stats["errors"] >= 1 and "5 of 15 rows dropped" in stats["last_error"], stats
+        assert "overflow_margin" in stats["last_error"]
+        np.testing.assert_array_equal(ps.lookup("m", 0, new), np.zeros((5, 4), np.float32))  # the default row
+        publisher.publish("emb", held[:1], np.full((1, 4), 4.0))  # later messages still apply
+        publisher.flush()
+        wait_until(lambda: sees(ps, "m", "emb", held[:1], np.full((1, 4), 4.0)), "a later update is applied")

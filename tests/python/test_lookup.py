@@ -101,6 +101,8 @@ def test_cpu_torch_tensor_as_out(server, table):
     assert server.lookup("m", 0, torch.from_numpy(keys), out=out) is out
     np.testing.assert_array_equal(out.numpy(), server.lookup("m", 0, keys))
     np.testing.assert_array_equal(out.numpy(), table.expected(keys))
+    empty = torch.empty((0, table.dim))  # no memory to share: NumPy's view of it moves, yet it is no copy
+    assert server.lookup("m", 0, np.zeros((0,), np.int64), out=empty) is empty
 
 
 def test_cpu_torch_tensors_as_lookup_many_out(tmp_path):

@@ -389,8 +389,9 @@ class KafkaUpdateSource final : public UpdateSource {
   }
 
   // Applies every queued batch (in chunks of max_batch_size), then commits the offsets consumed.
-  // A chunk the sink refuses is retried after failure_backoff_ms until it applies; when the
-  // source stops meanwhile, nothing more is applied or committed (the messages come again).
+  // A chunk the sink refuses is retried after failure_backoff_ms until it applies (the sink itself
+  // applies what it can of a chunk that could never apply whole, and counts the rest as dropped);
+  // when the source stops meanwhile, nothing more is applied or committed (the messages come again).
   void flush() {
     const std::size_t chunk = options_.config.max_batch_size;
     for (auto& [topic, batch] : batches_) {
@@ -486,8 +487,9 @@ class KafkaUpdateSource final : public UpdateSource {
     lag_.store(known ? total : -1, std::memory_order_relaxed);
   }
 
-  // Asks the group's committed offsets of the partitions whose resume point is not known yet
-  // (a broker round trip, so at most once a second while it fails).
+  // Asks the group's committed offsets of the partitions whose resume point is not known yet: a
+  // broker round trip on the consumer thread, so short, and again only 5 s after one that failed
+  // or left a partition unknown.
   void learn_resume_offsets() {
     if (!options_.resume_from_committed || Clock::now() < resume_query_at_) return;
     const RdKafka& k = *rk_api_;
@@ -498,15 +500,17 @@ class KafkaUpdateSource final : public UpdateSource {
       }
     }
     if (list->cnt > 0) {
-      constexpr int kCommittedTimeoutMs = 500;
-      if (k.rd_kafka_committed(rk_, list, kCommittedTimeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        for (int i = 0; i < list->cnt; ++i) {
-          const rd_kafka_topic_partition_t& e = list->elems[i];
-          if (e.err == RD_KAFKA_RESP_ERR_NO_ERROR) resumed_from_[{e.topic, e.partition}] = e.offset;
+      constexpr int kCommittedTimeoutMs = 200;
+      bool all_known = k.rd_kafka_committed(rk_, list, kCommittedTimeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR;
+      for (int i = 0; all_known && i < list->cnt; ++i) {
+        const rd_kafka_topic_partition_t& e = list->elems[i];
+        if (e.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          resumed_from_[{e.topic, e.partition}] = e.offset;
+        } else {
+          all_known = false;
         }
-      } else {
-        resume_query_at_ = Clock::now() + std::chrono::seconds(1);
       }
+      if (!all_known) resume_query_at_ = Clock::now() + std::chrono::seconds(5);
     }
     k.rd_kafka_topic_partition_list_destroy(list);
   }
@@ -540,7 +544,7 @@ class KafkaUpdateSource final : public UpdateSource {
   std::map<PartitionKey, std::int64_t> applied_offset_;    // applied: next offset to read
   std::map<PartitionKey, std::int64_t> committed_offset_;  // last commit issued
   std::map<PartitionKey, std::int64_t> resumed_from_;      // the group's offset at start (< 0: none)
-  Clock::time_point resume_query_at_{};                     // learn_resume_offsets after a failure
+  Clock::time_point resume_query_at_{};                     // learn_resume_offsets no sooner after a failure
 };
 
 }  // namespace
