@@ -446,7 +446,10 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     // One pass over the files feeds every tier that loads.
     SparseModelReader reader(tc.sparse_file, tc.dim);
     table.rows = reader.rows();
-    if (!store) check_table_fits(config, reader.rows(), where);
+    if (!store) {
+      check_table_fits(config, reader.rows(), where);
+      check_table_keys_fit(config, tc.sparse_file, tc.dim, where);  // before any row is stored
+    }
     std::vector<std::size_t> budgets;
     // A tier filled with part of the table takes the file's last rows, not its first: a key that
     // appears again later in the file then holds its last occurrence there, as in the store.

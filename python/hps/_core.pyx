@@ -110,6 +110,15 @@ def check_table_fits(CoreConfig config, size_t rows, str where):
     check_table_fits_c(config.c, rows, _bytes(where))
 
 
+def check_table_keys_fit(CoreConfig config, str folder, size_t dim, str where):
+    """Raises ConfigError when a hash map without a persistent_db cannot hold the folder's keys in
+    its partitions (the server's own check, reading the key file)."""
+    cdef string cfolder = _bytes(folder)
+    cdef string cwhere = _bytes(where)
+    with nogil:
+        check_table_keys_fit_c(config.c, cfolder, dim, cwhere)
+
+
 def read_table(str folder, size_t dim, size_t first, size_t count, uintptr_t keys, uintptr_t rows, uintptr_t meta):
     cdef string cfolder = _bytes(folder)
     cdef unique_ptr[SparseModelReader] reader

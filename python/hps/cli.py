@@ -188,6 +188,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 continue
             try:  # the server's own check: can the tiers hold this many rows?
                 _core.check_table_fits(config._core, info["rows"], where)
+                _core.check_table_keys_fit(config._core, folder, dim, where)
             except hps.ConfigError as error:
                 print(f"hps validate: error: {error}", file=sys.stderr)
                 problems += 1

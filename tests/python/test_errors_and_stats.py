@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -66,9 +69,15 @@ def test_a_hash_map_that_is_the_only_tier_refuses_what_it_cannot_hold_and_loses_
     keys = np.arange(1, 4001, dtype=np.int64)
     rows = np.random.default_rng(3).standard_normal((4000, 4)).astype(np.float32)
     hps.write_sparse_model(tmp_path / "t", keys, rows)
-    with pytest.raises(hps.OutOfMemoryError, match=r"more than overflow_margin 1000; the hash map is the table's only "
-                                                   r"tier \(no persistent_db\)"):
-        hps.HPS(config)
+    message = (r"the table's 4000 keys put (\d+) in partition \d of the hash map's 4 \(keys spread by hash, not "
+               r"evenly\), more than its overflow_margin 1000, and there is no persistent_db for the rest: raise "
+               r"overflow_margin to at least \1")
+    with pytest.raises(hps.ConfigError, match=message):
+        hps.HPS(config)  # refused before any row is stored
+    (tmp_path / "ps.json").write_text(json.dumps(config))
+    validate = subprocess.run([sys.executable, "-m", "hps", "validate", str(tmp_path / "ps.json")],
+                              capture_output=True, text=True)
+    assert validate.returncode == 1 and re.search(message, validate.stderr), validate.stderr
     hps.write_sparse_model(tmp_path / "t", keys[:3000], rows[:3000], overwrite=True)
     with hps.HPS(config) as ps:
         np.testing.assert_array_equal(ps.lookup("m", 0, keys[:3000]), rows[:3000])

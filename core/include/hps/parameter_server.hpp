@@ -61,6 +61,12 @@ void check_config_loadable(const Config& config);
 /// row. The server checks this while loading; `hps validate` checks it from the table files alone.
 void check_table_fits(const Config& config, std::size_t rows, const std::string& where);
 
+/// check_table_fits by the table's keys: without a persistent tier, a hash map with an
+/// overflow_margin must hold each partition's share of the distinct keys, and keys do not spread
+/// evenly. Reads the folder's key file; throws ConfigError naming `where`, the partition and the
+/// margin needed. The server checks this before it loads such a table; `hps validate` too.
+void check_table_keys_fit(const Config& config, const std::string& folder, std::size_t dim, const std::string& where);
+
 /// Identifies one table of one model (indexes into the config's models and tables).
 struct TableRef {
   std::size_t model = 0;

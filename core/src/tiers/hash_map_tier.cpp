@@ -515,6 +515,11 @@ struct Grouping {
   std::vector<std::size_t> begin;      // partition p owns order[begin[p] .. begin[p + 1])
 };
 
+/// The low half of a key's hash picks its partition; the high half its slot and fingerprint.
+std::size_t partition_of_hash(std::uint64_t h, std::size_t partitions) {
+  return static_cast<std::size_t>((std::uint64_t{static_cast<std::uint32_t>(h)} * partitions) >> 32);
+}
+
 Grouping& group_by_partition(const std::int64_t* keys, std::size_t n, std::size_t partitions) {
   thread_local Grouping g;  // reused across calls: no allocation on the hot path once warm
   g.hash_hi.resize(n);
@@ -525,7 +530,7 @@ Grouping& group_by_partition(const std::int64_t* keys, std::size_t n, std::size_
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint64_t h = splitmix64(keys[i]);
     g.hash_hi[i] = static_cast<std::uint32_t>(h >> 32);
-    const auto p = static_cast<std::uint32_t>((std::uint64_t{static_cast<std::uint32_t>(h)} * partitions) >> 32);
+    const auto p = static_cast<std::uint32_t>(partition_of_hash(h, partitions));
     part_of[i] = p;
     ++g.begin[p + 1];
   }
@@ -682,7 +687,8 @@ void HashMapTier::insert(const std::int64_t* keys, const float* rows, std::size_
   const std::uint32_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
   const Grouping& g = group_by_partition(keys, n, partitions_.size());
   ListenerFlush listener_flush(*this);
-  if (!options_.evict_on_overflow) {
+  // (Without a margin nothing ever overflows: the plain path, one partition lock at a time.)
+  if (!options_.evict_on_overflow && options_.overflow_margin != HashMapOptions{}.overflow_margin) {
     insert_whole_or_refuse(partitions_, options_, dim_, keys, rows, g, now);
     listener_flush.finish();
     return;
@@ -749,6 +755,10 @@ std::size_t HashMapTier::size() const {
 
 std::size_t HashMapOptions::capacity() const {
   return overflow_margin > SIZE_MAX / num_partitions ? SIZE_MAX : overflow_margin * num_partitions;
+}
+
+std::size_t HashMapOptions::partition_of(std::int64_t key, std::size_t partitions) {
+  return partition_of_hash(splitmix64(key), partitions);
 }
 
 std::size_t HashMapTier::capacity() const { return options_.capacity(); }

@@ -1,10 +1,14 @@
 #include "hps/tiers/tier_factory.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "hps/error.hpp"
+#include "hps/keys.hpp"
+#include "hps/model_io.hpp"
 #include "hps/parameter_server.hpp"  // check_table_fits, declared with the server that loads by it
 #include "hps/tiers/bulk_loadable.hpp"
 #include "hps/tiers/hash_map_tier.hpp"
@@ -171,6 +175,29 @@ void check_table_fits(const Config& config, std::size_t rows, const std::string&
   const std::size_t capacity = HashMapOptions::from_config(v).capacity();
   HPS_EXPECTS(rows <= capacity, ConfigError, where, ": the table has ", rows, " rows but volatile_db holds at most ",
               capacity, " (overflow_margin x num_partitions) and there is no persistent_db for the rest");
+}
+
+void check_table_keys_fit(const Config& config, const std::string& folder, std::size_t dim, const std::string& where) {
+  const VolatileDbConfig& v = config.volatile_db;
+  const HashMapOptions options = HashMapOptions::from_config(v);
+  if (config.persistent_db.type != PersistentDbType::kDisabled || v.type != VolatileDbType::kHashMap ||
+      options.overflow_margin == HashMapOptions{}.overflow_margin) {
+    return;  // a tier below holds the rest, or nothing bounds a partition
+  }
+  const SparseModelReader reader(folder, dim);
+  std::vector<std::int64_t> keys(reader.rows());
+  reader.read(0, reader.rows(), keys.data(), nullptr, nullptr);
+  canonicalize_keys(keys.data(), KeyDtype::kInt64, keys.size(), config.supportlonglong, keys.data(), folder + "/key");
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  std::vector<std::size_t> per_partition(options.num_partitions, 0);
+  for (std::int64_t key : keys) ++per_partition[HashMapOptions::partition_of(key, options.num_partitions)];
+  const auto fullest = std::max_element(per_partition.begin(), per_partition.end());
+  HPS_EXPECTS(*fullest <= options.overflow_margin, ConfigError, where, ": the table's ", keys.size(),
+              " keys put ", *fullest, " in partition ", fullest - per_partition.begin(), " of the hash map's ",
+              options.num_partitions, " (keys spread by hash, not evenly), more than its overflow_margin ",
+              options.overflow_margin, ", and there is no persistent_db for the rest: raise overflow_margin to at "
+              "least ", *fullest);
 }
 
 }  // namespace hps

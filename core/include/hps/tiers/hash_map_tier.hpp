@@ -51,6 +51,8 @@ struct HashMapOptions {
   static HashMapOptions from_config(const VolatileDbConfig& config);
   /// Most rows the tier holds: overflow_margin per partition (saturating).
   std::size_t capacity() const;
+  /// The partition of `key` among `partitions` (keys spread by hash, not evenly).
+  static std::size_t partition_of(std::int64_t key, std::size_t partitions);
 };
 
 class HashMapTier final : public Tier {
