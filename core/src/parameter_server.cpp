@@ -599,8 +599,7 @@ void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfi
   const ChainTier& source = tier_of_record(table);
   const std::size_t capacity = table.caches.front()->capacity();
   const WarmStart warm = warm_start_rows(
-      *source.tier, is_static ? std::string() : tc.sparse_file,  // a static cache takes every row: no ranking
-      config.supportlonglong, capacity, load_chunk_rows(tc.dim),
+      *source.tier, tc.sparse_file, config.supportlonglong, capacity, /*whole_table=*/is_static, load_chunk_rows(tc.dim),
       [&](const std::int64_t* keys, const float* rows, std::size_t n) {
         for (auto& cache : table.caches) cache->insert(keys, rows, n);
       });

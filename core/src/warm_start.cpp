@@ -71,10 +71,10 @@ std::size_t rows_of_most_frequent(Tier& source, const SparseModelReader& reader,
 }  // namespace
 
 WarmStart warm_start_rows(Tier& source, const std::string& sparse_file, bool key64, std::size_t capacity,
-                          std::size_t chunk_rows, const WarmRowSink& take) {
+                          bool whole_table, std::size_t chunk_rows, const WarmRowSink& take) {
   WarmStart result;
   std::error_code ignored;
-  if (capacity > 0 && !sparse_file.empty() &&
+  if (!whole_table && capacity > 0 && !sparse_file.empty() &&
       std::filesystem::exists(std::filesystem::path(sparse_file) / "meta", ignored)) {
     const SparseModelReader reader(sparse_file, source.dim());
     if (reader.rows() > capacity) {
@@ -82,14 +82,19 @@ WarmStart warm_start_rows(Tier& source, const std::string& sparse_file, bool key
       return result;
     }
   }
-  // No ranking, or room for every row: the tier's first rows (the whole tier is read to its end:
-  // Tier::for_each has no early stop, and the rows left out are counted).
-  source.for_each(chunk_rows, [&](const std::int64_t* keys, const float* rows, std::size_t n) {
-    const std::size_t given = std::min(n, capacity - result.given);
-    if (given > 0) take(keys, rows, given);
-    result.given += given;
-    result.left_out += n - given;
-  });
+  // The tier's own order. Tier::for_each has no early stop: a scan that has given enough rows is
+  // ended by throwing this out of the callback (the tiers' scans hold their resources by RAII).
+  struct Enough {};
+  try {
+    source.for_each(chunk_rows, [&](const std::int64_t* keys, const float* rows, std::size_t n) {
+      const std::size_t given = std::min(n, capacity - result.given);
+      if (given > 0) take(keys, rows, given);
+      result.given += given;
+      result.left_out += n - given;
+      if (!whole_table && result.given == capacity) throw Enough{};
+    });
+  } catch (const Enough&) {
+  }
   return result;
 }
 

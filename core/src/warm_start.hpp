@@ -21,14 +21,16 @@ using WarmRowSink = std::function<void(const std::int64_t* keys, const float* ro
 
 struct WarmStart {
   std::size_t given = 0;     ///< rows passed to the sink
-  std::size_t left_out = 0;  ///< rows of the tier not passed (no room), when its order was used
+  std::size_t left_out = 0;  ///< rows of the tier not passed (no room), counted for a whole-table start
 };
 
 /// Gives `take` at most `capacity` rows of `source` (the tier holding every row of the table), in
-/// chunks of at most `chunk_rows`: the most frequent keys by the table files' `meta` (of those the
-/// tier still holds) when `sparse_file` has one and more rows than `capacity`; otherwise the first
-/// `capacity` rows of the tier's own order. `key64` is the model's key width (to read file keys).
+/// chunks of at most `chunk_rows`. `whole_table` (a static cache): every row the tier holds, read
+/// to its end, counting in `left_out` those beyond `capacity`. Otherwise: the most frequent keys by
+/// the table files' `meta` (of those the tier still holds) when `sparse_file` has one and more rows
+/// than `capacity`, else the tier's first `capacity` rows (its scan stops there). `key64` is the
+/// model's key width (to read file keys).
 WarmStart warm_start_rows(Tier& source, const std::string& sparse_file, bool key64, std::size_t capacity,
-                          std::size_t chunk_rows, const WarmRowSink& take);
+                          bool whole_table, std::size_t chunk_rows, const WarmRowSink& take);
 
 }  // namespace hps

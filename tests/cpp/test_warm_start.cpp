@@ -52,9 +52,9 @@ struct Table {
 
 /// Runs the warm start and returns what it gave, key -> row value, checking every row is whole.
 std::map<std::int64_t, float> given_rows(Table& table, std::size_t capacity, hps::WarmStart* result,
-                                         bool key64 = true, std::size_t chunk_rows = 3) {
+                                         bool whole_table = false, bool key64 = true, std::size_t chunk_rows = 3) {
   std::map<std::int64_t, float> given;
-  *result = hps::warm_start_rows(*table.tier, (table.dir / "t").string(), key64, capacity, chunk_rows,
+  *result = hps::warm_start_rows(*table.tier, (table.dir / "t").string(), key64, capacity, whole_table, chunk_rows,
                                  [&](const std::int64_t* keys, const float* rows, std::size_t n) {
                                    EXPECT_LE(n, chunk_rows);
                                    for (std::size_t i = 0; i < n; ++i) {
@@ -76,13 +76,29 @@ TEST(WarmStart, RoomForEveryRowGivesTheTiersRowsNotTheFiles) {
   EXPECT_EQ(result.left_out, 0u);
 }
 
-TEST(WarmStart, ACapacityBelowTheRowsGivesThatManyAndCountsTheRest) {
+TEST(WarmStart, AWholeTableStartBelowTheRowsGivesThatManyAndCountsTheRest) {
   Table table(50, /*with_meta=*/false, /*erased=*/{});
   hps::WarmStart result;
-  const auto given = given_rows(table, 20, &result);
+  const auto given = given_rows(table, 20, &result, /*whole_table=*/true);
   EXPECT_EQ(given.size(), 20u);
   EXPECT_EQ(result.left_out, 30u);
   for (const auto& [key, value] : given) EXPECT_EQ(value, table.held.at(key)) << "key " << key;
+}
+
+TEST(WarmStart, APartialStartStopsTheScanOnceTheCacheIsFull) {
+  Table table(50, /*with_meta=*/false, /*erased=*/{});
+  hps::WarmStart result;
+  const auto given = given_rows(table, 20, &result);  // chunks of 3: the seventh gives 2 of its 3, then stops
+  EXPECT_EQ(given.size(), 20u);
+  EXPECT_EQ(result.left_out, 1u);
+  for (const auto& [key, value] : given) EXPECT_EQ(value, table.held.at(key)) << "key " << key;
+}
+
+TEST(WarmStart, AWholeTableStartIgnoresTheMetaRanking) {
+  Table table(30, /*with_meta=*/true, /*erased=*/{4}, [](std::int64_t k) { return k; });
+  hps::WarmStart result;
+  const auto given = given_rows(table, 30, &result, /*whole_table=*/true);
+  EXPECT_EQ(given, table.held);
 }
 
 TEST(WarmStart, MetaRanksTheKeysAndTheTierGivesTheirRows) {
@@ -108,9 +124,9 @@ TEST(WarmStart, AbsentTableFilesLeaveTheTiersOrder) {
   Table table(12, /*with_meta=*/true, /*erased=*/{});
   fs::remove_all((table.dir / "t").string());
   hps::WarmStart result;
-  const auto given = given_rows(table, 5, &result);
+  const auto given = given_rows(table, 5, &result);  // no meta to rank by: the tier's first rows
   EXPECT_EQ(given.size(), 5u);
-  EXPECT_EQ(result.left_out, 7u);
+  for (const auto& [key, value] : given) EXPECT_EQ(value, table.held.at(key)) << "key " << key;
 }
 
 TEST(WarmStart, A32BitModelsFileKeysAreFoundInTheirCanonicalForm) {
@@ -128,7 +144,7 @@ TEST(WarmStart, A32BitModelsFileKeysAreFoundInTheirCanonicalForm) {
   tier.insert(stored.data(), rows.data(), 3);
   std::map<std::int64_t, float> given;
   const hps::WarmStart result =
-      hps::warm_start_rows(tier, (dir / "t").string(), /*key64=*/false, 2, 16, [&](const std::int64_t* k, const float* r, std::size_t n) {
+      hps::warm_start_rows(tier, (dir / "t").string(), /*key64=*/false, 2, false, 16, [&](const std::int64_t* k, const float* r, std::size_t n) {
         for (std::size_t i = 0; i < n; ++i) given[k[i]] = r[i * kDim];
       });
   EXPECT_EQ(result.given, 2u);
@@ -152,7 +168,7 @@ TEST(WarmStart, AKeyTheFilesRepeatAmongTheMostFrequentIsGivenOnce) {
   tier.insert(keys.data(), tier_rows.data(), 10);
   std::map<std::int64_t, float> given;
   const hps::WarmStart result =
-      hps::warm_start_rows(tier, (dir / "t").string(), true, 3, 2, [&](const std::int64_t* k, const float* r, std::size_t n) {
+      hps::warm_start_rows(tier, (dir / "t").string(), true, 3, false, 2, [&](const std::int64_t* k, const float* r, std::size_t n) {
         for (std::size_t i = 0; i < n; ++i) EXPECT_TRUE(given.emplace(k[i], r[i * kDim]).second) << "key " << k[i] << " twice";
       });
   EXPECT_EQ(given, (std::map<std::int64_t, float>{{8, 1008.0f}, {9, 1009.0f}}));
