@@ -250,7 +250,8 @@ class LocalRedis {
   void wait_for(int port, const std::string& command, const std::string& expect, const std::string& password,
                 bool masters_pass = false) const {
     const std::string auth = password.empty() ? "" : " --no-auth-warning -a " + password;
-    for (int i = 0; i < 200; ++i) {
+    // Up to about 30 s: on a loaded 2-core machine a server's start has taken over 10 s.
+    for (int i = 0; i < 600; ++i) {
       const std::string reply = capture("redis-cli -p " + std::to_string(port) + auth + " " + command + " 2>&1");
       if (reply.find(expect) != std::string::npos) return;
       if (masters_pass && reply.find("role:master") != std::string::npos &&

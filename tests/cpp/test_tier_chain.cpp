@@ -256,3 +256,41 @@ TEST(TierChain, PersistentOnlyChainSeesDistinctKeys) {
 }
 
 #endif  // HPS_HAVE_ROCKSDB
+
+// A load of the table files that did not finish leaves part of the rows in RocksDB. A server that
+// loads the store reloads it; one that only reads it (read_only, or initialize_after_startup false)
+// used to serve the partial table, answering the rest with default rows: now it refuses.
+TEST(TierChain, ATableWhoseLoadDidNotFinishIsRefusedByAServerThatDoesNotLoadIt) {
+  if (!hps::rocksdb_available()) GTEST_SKIP() << "this build has no RocksDB";
+  TempDir dir;
+  const std::vector<std::int64_t> keys = {1, 2, 3};
+  const auto rows = hps_test::rows_for(keys, 4);
+  {
+    hps::TierFactory factory(all_tiers(dir / "db"));
+    const auto chain = factory.build("hps_et.m.t", 4, "m/t");
+    hps::BulkLoadable& loader = *chain.back().tier->bulk_loader();
+    ASSERT_TRUE(loader.begin_load("files v1"));
+    loader.bulk_insert(keys.data(), rows.data(), keys.size());
+    // No finish(): the writer was killed here.
+  }
+  for (const bool read_only : {true, false}) {
+    hps::Config config = all_tiers(dir / "db");
+    config.persistent_db.read_only = read_only;
+    config.persistent_db.initialize_after_startup = false;
+    hps::TierFactory factory(config);
+    try {
+      factory.build("hps_et.m.t", 4, "m/t");
+      ADD_FAILURE() << "a partial table was served (read_only " << read_only << ")";
+    } catch (const hps::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("holds part of its rows"), std::string::npos) << e.what();
+    }
+  }
+  // A server that loads the store starts the load again (the marker is not the files').
+  hps::TierFactory factory(all_tiers(dir / "db"));
+  const auto chain = factory.build("hps_et.m.t", 4, "m/t");
+  hps::BulkLoadable& loader = *chain.back().tier->bulk_loader();
+  EXPECT_TRUE(loader.begin_load("files v1"));
+  loader.bulk_insert(keys.data(), rows.data(), keys.size());
+  loader.finish("files v1");
+  EXPECT_FALSE(loader.begin_load("files v1"));  // current now
+}

@@ -79,3 +79,23 @@ def test_validate_accepts_what_loads(tmp_path, capsys):
     assert main(["validate", path]) == 0, capsys.readouterr().err
     with hps.HPS(path) as ps:
         assert ps.lookup("m", 0, t.keys[:3]).shape == (3, 4)
+
+
+def test_a_database_folder_this_process_cannot_write_is_refused_by_validate_and_load_alike(tmp_path):
+    # validate used to pass it (only the parent folder's existence was checked) and the load then
+    # failed with a StorageError from RocksDB. Root passes every permission check, so the commands
+    # run without the capability that lets it (setpriv), as a plain user would.
+    import os
+    import subprocess
+    import sys
+
+    t = make_table(tmp_path / "t", 50, 4)
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked").chmod(0o555)
+    path = _write(tmp_path, config_for([t], persistent=str(tmp_path / "locked" / "db")))
+    drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
+    prefix = drop if os.geteuid() == 0 else []
+    for command in (["validate", path, "--no-files"], ["lookup", path, "--model", "m", "--table", "0", "--keys", "1"]):
+        run = subprocess.run(prefix + [sys.executable, "-m", "hps", *command], capture_output=True, text=True)
+        assert run.returncode == 1, (command, run.stdout, run.stderr)
+        assert f"persistent_db.path: this process cannot write to '{tmp_path / 'locked'}'" in run.stderr, run.stderr

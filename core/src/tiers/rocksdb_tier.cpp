@@ -25,6 +25,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/env.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
@@ -35,7 +36,10 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -50,7 +54,7 @@ constexpr const char* kMetaFamily = "hps_meta";
 constexpr std::size_t kKeyBytes = 8;
 // About 1% false positives: a lookup of an absent key rarely reads a data block.
 constexpr double kBloomBitsPerKey = 10;
-// RocksDB rotates its info LOG on every open; keep a few, not the default thousand.
+// A read-only open rotates RocksDB's own info LOG (a writable one logs to TolerantInfoLog): keep a few.
 constexpr std::size_t kKeepInfoLogs = 4;
 
 static_assert(std::endian::native == std::endian::little,
@@ -88,8 +92,52 @@ void check_status(const rocksdb::Status& status, const std::string& what) {
 /// docs/sanitizers.md has the report and the stack.
 rocksdb::Status write_batch(rocksdb::DB& db, const rocksdb::WriteOptions& options, rocksdb::WriteBatch& writes) {
   [[maybe_unused]] const TsanIgnoreAccesses ignore;  // (an empty object outside TSan builds)
-  return db.Write(options, &writes);
+  rocksdb::Status status = db.Write(options, &writes);
+  if (!status.IsIOError()) return status;
+  // After an I/O error (a full disk) RocksDB refuses every later write until it is resumed, so
+  // writes kept failing once space was back: resume (it fails while the cause stays) and retry once.
+  const rocksdb::Status resumed = db.Resume();
+  if (resumed.ok()) return db.Write(options, &writes);
+  std::string resuming = resumed.ToString();
+  while (!resuming.empty() && (resuming.back() == ' ' || resuming.back() == ':')) resuming.pop_back();
+  return rocksdb::Status::IOError(status.getState() != nullptr ? status.getState() : status.ToString(),
+                                  "RocksDB takes no more writes until it recovers from this error (resuming: " +
+                                      resuming + "); restart the server once the cause is gone");
 }
+
+/// RocksDB's info log of a writable database, in its folder as RocksDB keeps it (the previous
+/// run's as LOG.old), but a line that cannot be written (a full disk) is dropped: Debian's
+/// librocksdb (assertions on) aborts the process when its own LOG writer is used after a failed write.
+class TolerantInfoLog final : public rocksdb::Logger {
+ public:
+  explicit TolerantInfoLog(const std::string& folder) {
+    std::error_code ignored;
+    std::filesystem::create_directories(folder, ignored);  // RocksDB would create it after this
+    std::filesystem::rename(folder + "/LOG", folder + "/LOG.old", ignored);
+    file_ = std::fopen((folder + "/LOG").c_str(), "w");  // null: nothing is logged
+  }
+  ~TolerantInfoLog() override {
+    if (file_ != nullptr) std::fclose(file_);
+  }
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    if (file_ == nullptr) return;
+    char stamp[32];
+    const std::time_t now = std::time(nullptr);
+    std::tm local{};
+    std::strftime(stamp, sizeof stamp, "%Y/%m/%d-%H:%M:%S ", localtime_r(&now, &local));
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::fputs(stamp, file_);
+    std::vfprintf(file_, format, ap);
+    std::fputc('\n', file_);
+    std::fflush(file_);
+    std::clearerr(file_);  // a failed write is forgotten, the next line tries again
+  }
+
+ private:
+  std::FILE* file_ = nullptr;
+  std::mutex mutex_;
+};
 
 /// Calls fn(begin, count) over [0, n) in consecutive chunks of at most `chunk` elements.
 template <typename Fn>
@@ -137,6 +185,7 @@ rocksdb::DBOptions database_options(const PersistentDbConfig& config) {
   options.create_if_missing = !config.read_only;
   options.create_missing_column_families = !config.read_only;
   options.keep_log_file_num = kKeepInfoLogs;
+  if (!config.read_only) options.info_log = std::make_shared<TolerantInfoLog>(config.path);
   // The write-ahead log stays on and is not flushed manually (manual_wal_flush = false): every
   // write hands its log record to the OS before it returns, so it survives the process being
   // killed. WriteOptions::sync stays false: surviving a power loss would cost an fsync per write.

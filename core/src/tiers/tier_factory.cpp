@@ -1,7 +1,12 @@
 #include "hps/tiers/tier_factory.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -21,6 +26,8 @@ namespace {
 
 constexpr const char* kVolatileName = "volatile_db";
 constexpr const char* kPersistentName = "persistent_db";
+/// A RocksDB table's load marker while it is loaded from files (before the files' signature).
+constexpr std::string_view kLoadInProgress = "hps-loading ";
 
 // One RocksDB table as a chain tier that can bulk-load. Clearing drops and recreates the column
 // family, which replaces RocksDB's table object, so lookups go through this wrapper (one extra
@@ -53,6 +60,14 @@ class RocksDbChainTier final : public Tier, public BulkLoadable {
   BulkLoadable* bulk_loader() override { return store_->read_only() ? nullptr : this; }
 
   std::optional<std::string> load_marker() const override { return store_->load_marker(tag_); }
+  bool begin_load(const std::string& marker) override {
+    if (load_marker() == marker) return false;
+    clear();
+    // Until finish(), a server that reads the store without loading it (read_only, or
+    // initialize_after_startup false) can tell this partial table from one never loaded.
+    store_->set_load_marker(tag_, std::string(kLoadInProgress) + marker);
+    return true;
+  }
   void clear() override {
     // If dropping fails the old table stays in use; once dropped, it refuses every call (NotFound).
     store_->drop_table(tag_);
@@ -102,6 +117,11 @@ void TierFactory::check(const Config& config) {
     HPS_EXPECTS(parent.empty() || fs::is_directory(parent, ignored), ConfigError, "persistent_db.path: the folder '",
                 parent.string(), "' that would hold the database '", p.path,
                 "' does not exist (hps creates the database folder, not its parents)");
+    const fs::path writable = fs::exists(path, ignored) ? path : parent;
+    HPS_EXPECTS(writable.empty() || ::access(writable.c_str(), W_OK | X_OK) == 0, ConfigError,
+                "persistent_db.path: this process cannot write to '", writable.string(), "' (",
+                std::strerror(errno), "), where the database '", p.path, "' is kept; set read_only for a "
+                "database it may only read");
   }
 }
 
@@ -157,6 +177,14 @@ std::vector<ChainTier> TierFactory::build(const std::string& tag, std::size_t di
     if (pcfg.read_only) {
       HPS_EXPECTS(rocksdb_->has_table(tag), ConfigError, "persistent_db.read_only is true but the database at ",
                   rocksdb_->path(), " holds no table '", tag, "' (", where, "); build it once without read_only");
+    }
+    if (!t.load_from_files) {
+      const std::optional<std::string> marker = rocksdb_->load_marker(tag);
+      HPS_EXPECTS(!marker || marker->rfind(kLoadInProgress, 0) != 0, ConfigError, "persistent_db: the table '", tag,
+                  "' in ", rocksdb_->path(), " (", where,
+                  ") holds part of its rows: a load of its table files is running in another server, or was "
+                  "interrupted; this server does not load it (read_only or initialize_after_startup false), so "
+                  "let a server that does finish the load first");
     }
     t.tier = std::make_shared<RocksDbChainTier>(rocksdb_, tag, dim);
     chain.push_back(std::move(t));
