@@ -164,7 +164,7 @@ class SourceSink final : public UpdateSink {
     return apply("update", model, table, n, [&](TableRef ref) {
       try {
         server_.update(ref, keys, dtype, n, rows);
-      } catch (const OutOfMemory&) {
+      } catch (const NoRoom&) {
         update_row_by_row(ref, model + "/" + table, keys, dtype, n, rows);
       }
     });
@@ -180,7 +180,7 @@ class SourceSink final : public UpdateSink {
     out.name = name_;
     out.received = received_.load(std::memory_order_relaxed);
     out.applied = applied_.load(std::memory_order_relaxed);
-    out.rows = rows_.load(std::memory_order_relaxed);
+    out.rows = rows_.load(std::memory_order_relaxed) - dropped_rows_.load(std::memory_order_relaxed);
     out.errors = errors_.load(std::memory_order_relaxed);
     std::lock_guard lock(error_mutex_);
     out.last_error = last_error_;
@@ -214,11 +214,12 @@ class SourceSink final : public UpdateSink {
     for (std::size_t i = 0; i < n; ++i) {
       try {
         server_.update(ref, key_bytes + i * key_dtype_size(dtype), dtype, 1, rows + i * dim);
-      } catch (const OutOfMemory& e) {
+      } catch (const NoRoom& e) {
         if (dropped++ == 0) why = e.what();
       }
     }
     if (dropped > 0) {
+      dropped_rows_.fetch_add(dropped, std::memory_order_relaxed);
       count_error("update of " + name + ": " + std::to_string(dropped) + " of " + std::to_string(n) +
                   " rows dropped: " + why);
     }
@@ -235,6 +236,7 @@ class SourceSink final : public UpdateSink {
   ParameterServer& server_;
   const std::string name_;
   std::atomic<std::uint64_t> received_{0}, applied_{0}, rows_{0}, errors_{0};
+  std::atomic<std::uint64_t> dropped_rows_{0};  // of rows_: refused by a table without room
   mutable std::mutex error_mutex_;
   std::string last_error_;
 };

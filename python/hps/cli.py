@@ -186,17 +186,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(f"hps validate: error: {where}: {error}", file=sys.stderr)
                 problems += 1
                 continue
-            try:  # the server's own check: can the tiers hold this many rows?
+            # The server's own checks: can a 32-bit model take every key (it checks before it replaces
+            # stored rows), can the tiers hold this many rows, and each hash map partition its share?
+            try:
+                _core.check_keys(folder, dim, config._core.key64)
                 _core.check_table_fits(config._core, info["rows"], where)
                 _core.check_table_keys_fit(config._core, folder, dim, where)
-            except hps.ConfigError as error:
-                print(f"hps validate: error: {error}", file=sys.stderr)
-                problems += 1
-                continue
-            try:  # and can a 32-bit model take every key? (the server checks before it replaces stored rows)
-                _core.check_keys(folder, dim, config._core.key64)
-            except hps.InvalidArgumentError as error:
-                print(f"hps validate: error: {where}: {error}", file=sys.stderr)
+            except hps.HpsError as error:
+                message = str(error)
+                print(f"hps validate: error: {message if where in message else f'{where}: {message}'}", file=sys.stderr)
                 problems += 1
                 continue
             total_rows += info["rows"]

@@ -112,7 +112,12 @@ TEST(WarmStart, MetaRanksTheKeysAndTheTierGivesTheirRows) {
 }
 
 TEST(WarmStart, MetaIsIgnoredWhenEveryRowFits) {
+  // The tier also holds a key the files lack (added by an update): only its own order gives it.
   Table table(30, /*with_meta=*/true, /*erased=*/{3}, [](std::int64_t k) { return -k; });
+  const std::int64_t added = 1000;
+  const auto row = row_of(5.0f);
+  table.tier->insert(&added, row.data(), 1);
+  table.held[added] = 5.0f;
   hps::WarmStart result;
   const auto given = given_rows(table, 30, &result);
   EXPECT_EQ(given, table.held);

@@ -223,8 +223,9 @@ def test_a_key_repeated_in_the_files_serves_its_last_row_from_a_partly_filled_ha
 
 FULL_DISK_CHILD = r"""
 import os, sys, numpy as np, hps
-config, folder = eval(sys.argv[1]), sys.argv[2]
+config, folder, expected_file = eval(sys.argv[1]), sys.argv[2], sys.argv[3]
 keys, rows = hps.read_sparse_model(config["models"][0]["sparse_files"][0])
+expected = rows.copy()  # what the updates that returned wrote
 ps = hps.HPS(config, progress=False)
 st = os.statvfs(folder)
 with open(os.path.join(folder, "filler"), "wb") as f:  # leave RocksDB about 200 KB
@@ -233,13 +234,16 @@ rng = np.random.default_rng(5)
 failures = []
 for i in range(400):  # updates until the disk is full, then more: a serving process keeps getting them
     idx = rng.choice(len(keys), 1000, replace=False)
+    new = rng.random((1000, 4), dtype=np.float32)
     try:
-        ps.update("m", 0, keys[idx], rng.random((1000, 4), dtype=np.float32))
+        ps.update("m", 0, keys[idx], new)
+        expected[idx] = new
     except hps.StorageError as e:
         failures.append(str(e))
         if len(failures) == 5:
             break
 ps.close()
+np.save(expected_file, expected)
 print(len(failures), failures[-1] if failures else "", flush=True)
 """
 
@@ -259,11 +263,16 @@ def test_a_full_disk_fails_updates_with_an_error_saying_what_to_do_and_never_abo
         for attempt in range(3):  # the abort came in about one run of three
             (small / "filler").unlink(missing_ok=True)
             shutil.rmtree(small / "db", ignore_errors=True)
-            child = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, repr(config), str(small)],
-                                   capture_output=True, text=True, timeout=120)
+            child = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, repr(config), str(small),
+                                    str(tmp_path / "expected.npy")], capture_output=True, text=True, timeout=120)
             assert child.returncode == 0, (attempt, child.returncode, child.stderr[-2000:])
             count, _, last = child.stdout.partition(" ")
             assert int(count) == 5, child.stdout
             assert "No space left on device" in last and "restart the server once the cause is gone" in last, last
+            # Space back, a new server: every update that returned is there, nothing else changed.
+            (small / "filler").unlink()
+            with hps.HPS(config) as ps:
+                np.testing.assert_array_equal(ps.lookup("m", 0, t.keys), np.load(tmp_path / "expected.npy"))
+                ps.update("m", 0, t.keys[:1], np.ones((1, 4), np.float32))  # it takes writes again
     finally:
         subprocess.run(["umount", str(small)], check=True)

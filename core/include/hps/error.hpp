@@ -56,6 +56,13 @@ class OutOfMemory : public Error {
   using Error::Error;
 };
 
+/// A tier that must not evict (it holds the only copy of its rows) has no room for new keys: the
+/// write was refused whole, and retrying it cannot succeed until rows are erased.
+class NoRoom : public OutOfMemory {
+ public:
+  using OutOfMemory::OutOfMemory;
+};
+
 namespace detail {
 template <typename... Parts>
 std::string concat(const Parts&... parts) {

@@ -664,7 +664,7 @@ void insert_whole_or_refuse(std::vector<std::unique_ptr<HashMapTier::Partition>>
     std::sort(added.begin(), added.end());
     const auto new_keys = static_cast<std::size_t>(std::unique(added.begin(), added.end()) - added.begin());
     const std::size_t held = partitions[p]->size();
-    HPS_EXPECTS(held + new_keys <= options.overflow_margin, OutOfMemory, "volatile_db: partition ", p, " of ",
+    HPS_EXPECTS(held + new_keys <= options.overflow_margin, NoRoom, "volatile_db: partition ", p, " of ",
                 partitions.size(), " would hold ", held + new_keys, " rows, more than overflow_margin ",
                 options.overflow_margin,
                 "; the hash map is the table's only tier (no persistent_db), so it cannot evict rows to make "

@@ -36,6 +36,7 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -44,6 +45,7 @@
 #include <map>
 #include <mutex>
 #include <shared_mutex>
+#include <thread>
 #include <unordered_set>
 
 namespace hps {
@@ -54,8 +56,8 @@ constexpr const char* kMetaFamily = "hps_meta";
 constexpr std::size_t kKeyBytes = 8;
 // About 1% false positives: a lookup of an absent key rarely reads a data block.
 constexpr double kBloomBitsPerKey = 10;
-// A read-only open rotates RocksDB's own info LOG (a writable one logs to TolerantInfoLog): keep a few.
-constexpr std::size_t kKeepInfoLogs = 4;
+// RocksDB's info LOG (TolerantInfoLog) is set aside as LOG.old once it passes this size.
+constexpr std::uintmax_t kMaxInfoLogBytes = std::uintmax_t{64} << 20;
 
 static_assert(std::endian::native == std::endian::little,
               "rows are stored as raw little-endian fp32 bytes; a big-endian port must swap them");
@@ -95,8 +97,13 @@ rocksdb::Status write_batch(rocksdb::DB& db, const rocksdb::WriteOptions& option
   rocksdb::Status status = db.Write(options, &writes);
   if (!status.IsIOError()) return status;
   // After an I/O error (a full disk) RocksDB refuses every later write until it is resumed, so
-  // writes kept failing once space was back: resume (it fails while the cause stays) and retry once.
-  const rocksdb::Status resumed = db.Resume();
+  // writes kept failing once space was back: resume (it fails while the cause stays; Busy while
+  // another thread or RocksDB itself resumes) and retry once.
+  rocksdb::Status resumed = db.Resume();
+  for (int wait = 0; wait < 5 && resumed.IsBusy(); ++wait) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    resumed = db.Resume();
+  }
   if (resumed.ok()) return db.Write(options, &writes);
   std::string resuming = resumed.ToString();
   while (!resuming.empty() && (resuming.back() == ' ' || resuming.back() == ':')) resuming.pop_back();
@@ -105,16 +112,19 @@ rocksdb::Status write_batch(rocksdb::DB& db, const rocksdb::WriteOptions& option
                                       resuming + "); restart the server once the cause is gone");
 }
 
-/// RocksDB's info log of a writable database, in its folder as RocksDB keeps it (the previous
-/// run's as LOG.old), but a line that cannot be written (a full disk) is dropped: Debian's
-/// librocksdb (assertions on) aborts the process when its own LOG writer is used after a failed write.
+/// RocksDB's info log, in the database folder as RocksDB keeps it, but a line that cannot be
+/// written (a full disk) is dropped: Debian's librocksdb (assertions on) aborts the process when its
+/// own LOG writer is used after a failed write. Appended to, never rotated while it may be another
+/// process's (a server refused by the database lock opens it too), except when over kMaxInfoLogBytes.
 class TolerantInfoLog final : public rocksdb::Logger {
  public:
   explicit TolerantInfoLog(const std::string& folder) {
     std::error_code ignored;
-    std::filesystem::create_directories(folder, ignored);  // RocksDB would create it after this
-    std::filesystem::rename(folder + "/LOG", folder + "/LOG.old", ignored);
-    file_ = std::fopen((folder + "/LOG").c_str(), "w");  // null: nothing is logged
+    const std::string path = folder + "/LOG";
+    if (std::filesystem::file_size(path, ignored) > kMaxInfoLogBytes && !ignored) {
+      std::filesystem::rename(path, path + ".old", ignored);
+    }
+    file_ = std::fopen(path.c_str(), "a");  // null (no such folder yet, or not writable): nothing is logged
   }
   ~TolerantInfoLog() override {
     if (file_ != nullptr) std::fclose(file_);
@@ -184,8 +194,11 @@ rocksdb::DBOptions database_options(const PersistentDbConfig& config) {
   options.IncreaseParallelism(static_cast<int>(std::clamp<std::size_t>(config.num_threads, 1, 256)));
   options.create_if_missing = !config.read_only;
   options.create_missing_column_families = !config.read_only;
-  options.keep_log_file_num = kKeepInfoLogs;
-  if (!config.read_only) options.info_log = std::make_shared<TolerantInfoLog>(config.path);
+  if (!config.read_only) {  // (a read-only open writes nothing in the folder, not even a LOG)
+    std::error_code ignored;
+    std::filesystem::create_directory(config.path, ignored);  // (RocksDB would, just after: not its parents)
+    options.info_log = std::make_shared<TolerantInfoLog>(config.path);
+  }
   // The write-ahead log stays on and is not flushed manually (manual_wal_flush = false): every
   // write hands its log record to the OS before it returns, so it survives the process being
   // killed. WriteOptions::sync stays false: surviving a power loss would cost an fsync per write.
@@ -217,6 +230,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
   bool has_table(const std::string& tag) const override;
   std::shared_ptr<Tier> open_table(const std::string& tag, std::size_t dim) override;
   void drop_table(const std::string& tag) override;
+  void drop_table_for_load(const std::string& tag, const std::string& marker) override;
   std::optional<std::string> load_marker(const std::string& tag) const override;
   void set_load_marker(const std::string& tag, const std::string& marker) override;
   void bulk_insert(const std::string& tag, const std::int64_t* keys, const float* rows, std::size_t n) override;
@@ -229,6 +243,8 @@ class RocksDbStoreImpl final : public RocksDbStore {
   void expect_writable(const std::string& what) const;
 
  private:
+  /// drop_table, the load marker removed (nullopt) or replaced.
+  void drop(const std::string& tag, const std::optional<std::string>& marker);
   void open_database();
   std::vector<std::string> families_to_open(const rocksdb::DBOptions& options) const;
   std::shared_ptr<rocksdb::ColumnFamilyHandle> adopt(rocksdb::ColumnFamilyHandle* handle);
@@ -652,16 +668,22 @@ std::shared_ptr<Tier> RocksDbStoreImpl::open_table(const std::string& tag, std::
   return std::make_shared<RocksDbTable>(std::move(self), find_or_create_table(tag, dim), dim);
 }
 
-void RocksDbStoreImpl::drop_table(const std::string& tag) {
+void RocksDbStoreImpl::drop_table(const std::string& tag) { drop(tag, std::nullopt); }
+
+void RocksDbStoreImpl::drop_table_for_load(const std::string& tag, const std::string& marker) { drop(tag, marker); }
+
+void RocksDbStoreImpl::drop(const std::string& tag, const std::optional<std::string>& marker) {
   expect_writable("drop_table('" + tag + "')");
   std::unique_lock lock(tables_mutex_);
   auto it = tables_.find(tag);
   if (it == tables_.end()) throw NotFound(missing_table_message(tag));
   RocksDbTableState& table = *it->second;
   std::unique_lock writers(table.write_mutex);  // let writes in flight finish first
-  // The marker goes first: a crash in between leaves rows without a marker, i.e. "not loaded".
+  // The marker goes first (removed, or replaced by a load's): a crash in between leaves rows
+  // without a marker, "not loaded", or marked as a load in progress.
   rocksdb::WriteBatch unmark;  // (every write goes through write_batch, see there)
-  check_status(unmark.Delete(meta_family_.get(), tag), "cannot remove the load marker of table '" + tag + "'");
+  check_status(marker ? unmark.Put(meta_family_.get(), tag, *marker) : unmark.Delete(meta_family_.get(), tag),
+               "cannot remove the load marker of table '" + tag + "'");
   check_status(write_batch(*db_, rocksdb::WriteOptions(), unmark),
                "cannot remove the load marker of table '" + tag + "'");
   check_status(db_->DropColumnFamily(table.handle.get()), "cannot drop RocksDB table '" + tag + "'");

@@ -62,10 +62,10 @@ class RocksDbChainTier final : public Tier, public BulkLoadable {
   std::optional<std::string> load_marker() const override { return store_->load_marker(tag_); }
   bool begin_load(const std::string& marker) override {
     if (load_marker() == marker) return false;
-    clear();
     // Until finish(), a server that reads the store without loading it (read_only, or
     // initialize_after_startup false) can tell this partial table from one never loaded.
-    store_->set_load_marker(tag_, std::string(kLoadInProgress) + marker);
+    store_->drop_table_for_load(tag_, std::string(kLoadInProgress) + marker);
+    table_ = store_->open_table(tag_, dim_);
     return true;
   }
   void clear() override {

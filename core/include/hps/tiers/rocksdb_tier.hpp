@@ -48,6 +48,9 @@ class RocksDbStore : public std::enable_shared_from_this<RocksDbStore> {
   virtual std::shared_ptr<Tier> open_table(const std::string& tag, std::size_t dim) = 0;
   /// Drops the table and everything in it (IOError in a read-only store).
   virtual void drop_table(const std::string& tag) = 0;
+  /// drop_table for a load: the table's load marker becomes `marker` (a load in progress) in the
+  /// same write that would remove it, so a crash at any point leaves the marker saying so.
+  virtual void drop_table_for_load(const std::string& tag, const std::string& marker) = 0;
 
   /// What the table was last loaded from (a signature of its table files), if recorded.
   virtual std::optional<std::string> load_marker(const std::string& tag) const = 0;
