@@ -265,8 +265,9 @@ TEST(TierChain, ATableWhoseLoadDidNotFinishIsRefusedByAServerThatDoesNotLoadIt) 
   TempDir dir;
   const std::vector<std::int64_t> keys = {1, 2, 3};
   const auto rows = hps_test::rows_for(keys, 4);
+  const hps::Config writer = all_tiers(dir / "db");  // (the factory keeps a reference to its config)
   {
-    hps::TierFactory factory(all_tiers(dir / "db"));
+    hps::TierFactory factory(writer);
     const auto chain = factory.build("hps_et.m.t", 4, "m/t");
     hps::BulkLoadable& loader = *chain.back().tier->bulk_loader();
     ASSERT_TRUE(loader.begin_load("files v1"));
@@ -286,7 +287,7 @@ TEST(TierChain, ATableWhoseLoadDidNotFinishIsRefusedByAServerThatDoesNotLoadIt) 
     }
   }
   // A server that loads the store starts the load again (the marker is not the files').
-  hps::TierFactory factory(all_tiers(dir / "db"));
+  hps::TierFactory factory(writer);
   const auto chain = factory.build("hps_et.m.t", 4, "m/t");
   hps::BulkLoadable& loader = *chain.back().tier->bulk_loader();
   EXPECT_TRUE(loader.begin_load("files v1"));
