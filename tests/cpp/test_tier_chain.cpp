@@ -11,6 +11,7 @@
 #include "hps/model_io.hpp"
 #include "hps/parameter_server.hpp"
 #include "hps/tiers/bulk_loadable.hpp"
+#include "hps/tiers/hash_map_tier.hpp"
 #include "hps/tiers/rocksdb_tier.hpp"  // rocksdb_available
 #include "hps/tiers/tier_factory.hpp"
 #include "temp_dir.hpp"
@@ -294,4 +295,32 @@ TEST(TierChain, ATableWhoseLoadDidNotFinishIsRefusedByAServerThatDoesNotLoadIt) 
   loader.bulk_insert(keys.data(), rows.data(), keys.size());
   loader.finish("files v1");
   EXPECT_FALSE(loader.begin_load("files v1"));  // current now
+}
+
+// Without a persistent tier, a bounded hash map must hold each partition's distinct keys. The check
+// counts keys with repeats first (no keys held in memory) and counts distinct keys only where that
+// goes over: a partition whose repeats alone pass its room still fits.
+TEST(TierChain, KeysATableRepeatsCountOnceAgainstAPartitionsRoom) {
+  TempDir dir;
+  std::vector<std::int64_t> keys;
+  for (std::int64_t k = 0; keys.size() < 800; ++k) {
+    if (hps::HashMapOptions::partition_of(k, 2) == 0) keys.push_back(k);
+  }
+  for (std::size_t i = 0; i < 400; ++i) keys.push_back(keys[i]);  // 1,200 rows, 800 distinct keys, partition 0
+  const std::vector<float> rows(keys.size(), 1.0f);
+  hps::write_sparse_model((dir / "t").string(), keys.data(), rows.data(), keys.size(), 1);
+  hps::Config config = all_tiers(dir / "db");
+  config.persistent_db.type = hps::PersistentDbType::kDisabled;
+  config.volatile_db.num_partitions = 2;
+  config.volatile_db.overflow_margin = 800;
+  EXPECT_NO_THROW(hps::check_table_keys_fit(config, (dir / "t").string(), 1, "m/t"));
+  config.volatile_db.overflow_margin = 799;
+  try {
+    hps::check_table_keys_fit(config, (dir / "t").string(), 1, "m/t");
+    ADD_FAILURE() << "800 distinct keys fit a partition of 799";
+  } catch (const hps::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("the table's 1200 rows put 800 distinct keys in partition 0"),
+              std::string::npos)
+        << e.what();
+  }
 }

@@ -69,7 +69,7 @@ def test_a_hash_map_that_is_the_only_tier_refuses_what_it_cannot_hold_and_loses_
     keys = np.arange(1, 4001, dtype=np.int64)
     rows = np.random.default_rng(3).standard_normal((4000, 4)).astype(np.float32)
     hps.write_sparse_model(tmp_path / "t", keys, rows)
-    message = (r"the table's 4000 keys put (\d+) in partition \d of the hash map's 4 \(keys spread by hash, not "
+    message = (r"the table's 4000 rows put (\d+) distinct keys in partition \d of the hash map's 4 \(keys spread by hash, not "
                r"evenly\), more than its overflow_margin 1000, and there is no persistent_db for the rest: raise "
                r"overflow_margin to at least \1")
     with pytest.raises(hps.ConfigError, match=message):
@@ -87,3 +87,4 @@ def test_a_hash_map_that_is_the_only_tier_refuses_what_it_cannot_hold_and_loses_
         np.testing.assert_array_equal(ps.lookup("m", 0, keys[:3000]), rows[:3000])
         np.testing.assert_array_equal(ps.lookup("m", 0, new_keys), np.full((2000, 4), -7.0, np.float32))
         assert ps.stats()[0]["tier_rows"]["volatile_db"] == 3000
+

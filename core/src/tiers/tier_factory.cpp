@@ -213,16 +213,35 @@ void check_table_keys_fit(const Config& config, const std::string& folder, std::
     return;  // a tier below holds the rest, or nothing bounds a partition
   }
   const SparseModelReader reader(folder, dim);
-  std::vector<std::int64_t> keys(reader.rows());
-  reader.read(0, reader.rows(), keys.data(), nullptr, nullptr);
-  canonicalize_keys(keys.data(), KeyDtype::kInt64, keys.size(), config.supportlonglong, keys.data(), folder + "/key");
-  std::sort(keys.begin(), keys.end());
-  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-  std::vector<std::size_t> per_partition(options.num_partitions, 0);
-  for (std::int64_t key : keys) ++per_partition[HashMapOptions::partition_of(key, options.num_partitions)];
+  const std::size_t partitions = options.num_partitions;
+  // Keys per partition, duplicates counted, a chunk of the key file at a time: an upper bound that
+  // settles almost every table without holding its keys. A partition over the margin by it is
+  // counted again without duplicates (its keys only, sorted).
+  auto for_each_key = [&](const auto& visit) {
+    constexpr std::size_t kChunk = std::size_t{1} << 20;
+    std::vector<std::int64_t> keys(std::min(kChunk, reader.rows()));
+    for (std::size_t first = 0; first < reader.rows(); first += kChunk) {
+      const std::size_t n = std::min(kChunk, reader.rows() - first);
+      reader.read(first, n, keys.data(), nullptr, nullptr);
+      canonicalize_keys(keys.data(), KeyDtype::kInt64, n, config.supportlonglong, keys.data(), folder + "/key");
+      for (std::size_t i = 0; i < n; ++i) visit(keys[i], HashMapOptions::partition_of(keys[i], partitions));
+    }
+  };
+  std::vector<std::size_t> per_partition(partitions, 0);
+  for_each_key([&](std::int64_t, std::size_t p) { ++per_partition[p]; });
+  for (std::size_t p = 0; p < partitions; ++p) {
+    if (per_partition[p] <= options.overflow_margin) continue;
+    std::vector<std::int64_t> own;
+    own.reserve(per_partition[p]);
+    for_each_key([&](std::int64_t key, std::size_t q) {
+      if (q == p) own.push_back(key);
+    });
+    std::sort(own.begin(), own.end());
+    per_partition[p] = static_cast<std::size_t>(std::unique(own.begin(), own.end()) - own.begin());
+  }
   const auto fullest = std::max_element(per_partition.begin(), per_partition.end());
-  HPS_EXPECTS(*fullest <= options.overflow_margin, ConfigError, where, ": the table's ", keys.size(),
-              " keys put ", *fullest, " in partition ", fullest - per_partition.begin(), " of the hash map's ",
+  HPS_EXPECTS(*fullest <= options.overflow_margin, ConfigError, where, ": the table's ", reader.rows(),
+              " rows put ", *fullest, " distinct keys in partition ", fullest - per_partition.begin(), " of the hash map's ",
               options.num_partitions, " (keys spread by hash, not evenly), more than its overflow_margin ",
               options.overflow_margin, ", and there is no persistent_db for the rest: raise overflow_margin to at "
               "least ", *fullest);
