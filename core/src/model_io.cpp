@@ -182,17 +182,23 @@ void SparseModelReader::for_each_chunk(std::size_t chunk_rows, const ChunkFn& fn
   }
 }
 
+void SparseModelReader::for_each_key_chunk(const KeyChunkFn& fn) const {
+  constexpr std::size_t kChunkKeys = std::size_t{1} << 20;
+  std::vector<std::int64_t> keys(std::min(kChunkKeys, info_.rows));
+  for (std::size_t first = 0; first < info_.rows; first += kChunkKeys) {
+    const std::size_t n = std::min(kChunkKeys, info_.rows - first);
+    read(first, n, keys.data(), nullptr, nullptr);
+    fn(keys.data(), first, n);
+  }
+}
+
 void check_sparse_model_keys(const std::string& folder, std::size_t dim, bool key64) {
   if (key64) return;
   const SparseModelReader reader(folder, dim);
-  constexpr std::size_t kChunkKeys = std::size_t{1} << 20;  // 8 MiB of keys at a time
-  std::vector<std::int64_t> keys(std::min(kChunkKeys, reader.rows()));
   const std::string file = reader.info().folder + "/key";
-  for (std::size_t first = 0; first < reader.rows(); first += kChunkKeys) {
-    const std::size_t n = std::min(kChunkKeys, reader.rows() - first);
-    reader.read(first, n, keys.data(), nullptr, nullptr);
-    check_int64_keys(keys.data(), n, key64, first, file);
-  }
+  reader.for_each_key_chunk([&](const std::int64_t* keys, std::size_t first, std::size_t n) {
+    check_int64_keys(keys, n, key64, first, file);
+  });
 }
 
 void write_sparse_model(const std::string& folder, const std::int64_t* keys, const float* rows, std::size_t n,

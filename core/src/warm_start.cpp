@@ -13,8 +13,6 @@ namespace hps {
 
 namespace {
 
-constexpr std::size_t kKeyChunk = std::size_t{1} << 20;  // file keys read at a time (8 MiB)
-
 /// File positions of the `capacity` rows with the largest meta values, in file order.
 std::vector<std::size_t> most_frequent_positions(const SparseModelReader& reader, std::size_t capacity) {
   std::vector<std::int64_t> meta(reader.rows());
@@ -33,14 +31,12 @@ std::size_t rows_of_most_frequent(Tier& source, const SparseModelReader& reader,
   const std::vector<std::size_t> chosen = most_frequent_positions(reader, capacity);
   const std::string key_file = reader.info().folder + "/key";
   // The chosen positions are in file order: one pass over the key file picks their keys.
-  std::vector<std::int64_t> keys, file_keys(std::min(kKeyChunk, reader.rows()));
+  std::vector<std::int64_t> keys;
   keys.reserve(chosen.size());
   std::size_t next = 0;
-  for (std::size_t first = 0; first < reader.rows() && next < chosen.size(); first += file_keys.size()) {
-    const std::size_t n = std::min(file_keys.size(), reader.rows() - first);
-    reader.read(first, n, file_keys.data(), nullptr, nullptr);
+  reader.for_each_key_chunk([&](const std::int64_t* file_keys, std::size_t first, std::size_t n) {
     for (; next < chosen.size() && chosen[next] < first + n; ++next) keys.push_back(file_keys[chosen[next] - first]);
-  }
+  });
   canonicalize_keys(keys.data(), KeyDtype::kInt64, keys.size(), key64, keys.data(), key_file);
   std::sort(keys.begin(), keys.end());  // a key the files repeat takes one slot
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());

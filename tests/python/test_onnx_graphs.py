@@ -301,13 +301,11 @@ def lookup_error_case(tmp_path, pause=False):
     return str(tmp_path / "m.onnx"), str(tmp_path / "ps32.json"), str(tmp_path / "W.npy")
 
 
-def test_lookup_errors_raise_from_run_and_the_process_lives(tmp_path):
-    """A key a 32-bit model cannot take, and a server clear_servers() forgot, raise their hps error
-    from the run methods (onnxruntime-extensions aborts the process when the op raises); the
-    session then runs good keys right."""
-    output = run_child("""
+# The child scripts' start: lookup_error_case's files from argv, the table W, good keys, and the
+# same keys with one a 32-bit model cannot take.
+LOOKUP_ERROR_KEYS = """
         import sys, threading
-        import numpy as np, onnxruntime as ort, pytest
+        import numpy as np
         import hps, hps.onnx
 
         model, config, table = sys.argv[1:]
@@ -315,6 +313,16 @@ def test_lookup_errors_raise_from_run_and_the_process_lives(tmp_path):
         good = np.random.default_rng(0).integers(0, 30, (4, 26))
         bad = good.copy()
         bad[1, 3] = 2**40
+"""
+
+
+def test_lookup_errors_raise_from_run_and_the_process_lives(tmp_path):
+    """A key a 32-bit model cannot take, and a server clear_servers() forgot, raise their hps error
+    from the run methods (onnxruntime-extensions aborts the process when the op raises); the
+    session then runs good keys right."""
+    output = run_child(LOOKUP_ERROR_KEYS + """
+        import onnxruntime as ort, pytest
+
         sess = hps.onnx.session(model, ps=config)
         assert isinstance(sess, ort.InferenceSession)
         with pytest.raises(hps.InvalidArgumentError, match="keys.* = 1099511627776 is not a 32-bit key"):
@@ -352,17 +360,9 @@ def test_lookup_errors_raise_from_run_and_the_process_lives(tmp_path):
 def test_lookup_error_reaches_the_run_whose_op_failed(tmp_path):
     """Two threads run one session: a whole run of good keys happens after the lookup of a run of
     bad keys failed, before that run ends. Only the bad run raises; the good run's rows are right."""
-    output = run_child("""
-        import sys, threading
-        import numpy as np
+    output = run_child(LOOKUP_ERROR_KEYS + """
         from onnxruntime_extensions import PyCustomOpDef, onnx_op
-        import hps, hps.onnx
 
-        model, config, table = sys.argv[1:]
-        W = np.load(table)
-        good = np.random.default_rng(0).integers(0, 30, (4, 26))
-        bad = good.copy()
-        bad[1, 3] = 2**40
         bad_lookup_done, good_run_done = threading.Event(), threading.Event()
 
         @onnx_op(op_type="Pause", inputs=[PyCustomOpDef.dt_float], outputs=[PyCustomOpDef.dt_float])

@@ -142,12 +142,19 @@ def test_swapped_float32_embeddings_on_the_cpu_give_the_same_bits(tmp_path):
                     assert torch.equal(got, expected), name
 
 
-def test_swapped_model_exports_and_loads(tmp_path):
+def swapped_recommender(tmp_path):
+    """The trained recommender with its embeddings swapped for hps lookups, its inputs, and what it
+    predicted before the swap."""
     model = trained_recommender()
     x = recommender_inputs()
     with torch.no_grad():
         before = model(*x)
     swap_embeddings(model, export_tables(model, tmp_path / "out", "rec"))
+    return model, x, before
+
+
+def test_swapped_model_exports_and_loads(tmp_path):
+    model, x, before = swapped_recommender(tmp_path)
     torch.export.save(torch.export.export(model, x), tmp_path / "rec.pt2")
     with torch.no_grad():
         after = torch.export.load(tmp_path / "rec.pt2").module()(*x)
@@ -299,11 +306,7 @@ def test_sparse_layer_is_torchscript_compatible(tmp_path, mode, padding_idx):
 
 
 def test_swapped_model_with_bags_is_torchscript_compatible(tmp_path):
-    model = trained_recommender()
-    x = recommender_inputs()
-    with torch.no_grad():
-        before = model(*x)
-    swap_embeddings(model, export_tables(model, tmp_path / "out", "rec"))
+    model, x, before = swapped_recommender(tmp_path)
     scripted = script(model)
     scripted.save(tmp_path / "rec.pt")
     with torch.no_grad():

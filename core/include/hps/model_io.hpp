@@ -54,6 +54,11 @@ class SparseModelReader {
   /// Calls fn over consecutive chunks of at most `chunk_rows` rows, in file order.
   void for_each_chunk(std::size_t chunk_rows, const ChunkFn& fn) const;
 
+  using KeyChunkFn = std::function<void(const std::int64_t* keys, std::size_t first, std::size_t n)>;
+  /// Calls fn over the key file alone, in file order, 2^20 keys (8 MiB) at a time; `first` is the
+  /// file position of keys[0].
+  void for_each_key_chunk(const KeyChunkFn& fn) const;
+
  private:
   SparseModelInfo info_;
   int key_fd_ = -1;

@@ -218,14 +218,12 @@ void check_table_keys_fit(const Config& config, const std::string& folder, std::
   // settles almost every table without holding its keys. A partition over the margin by it is
   // counted again without duplicates (its keys only, sorted).
   auto for_each_key = [&](const auto& visit) {
-    constexpr std::size_t kChunk = std::size_t{1} << 20;
-    std::vector<std::int64_t> keys(std::min(kChunk, reader.rows()));
-    for (std::size_t first = 0; first < reader.rows(); first += kChunk) {
-      const std::size_t n = std::min(kChunk, reader.rows() - first);
-      reader.read(first, n, keys.data(), nullptr, nullptr);
-      canonicalize_keys(keys.data(), KeyDtype::kInt64, n, config.supportlonglong, keys.data(), folder + "/key");
-      for (std::size_t i = 0; i < n; ++i) visit(keys[i], HashMapOptions::partition_of(keys[i], partitions));
-    }
+    std::vector<std::int64_t> keys;
+    reader.for_each_key_chunk([&](const std::int64_t* file_keys, std::size_t, std::size_t n) {
+      keys.resize(n);
+      canonicalize_keys(file_keys, KeyDtype::kInt64, n, config.supportlonglong, keys.data(), folder + "/key");
+      for (std::int64_t key : keys) visit(key, HashMapOptions::partition_of(key, partitions));
+    });
   };
   std::vector<std::size_t> per_partition(partitions, 0);
   for_each_key([&](std::int64_t, std::size_t p) { ++per_partition[p]; });
