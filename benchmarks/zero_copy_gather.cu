@@ -12,16 +12,24 @@
 // Shapes: kLanes lanes serve a record, each reading kVecBytes per load (4, 8 or 16), kKeys records
 // per group in flight (every load of all of them issued before any value is used). Protocols:
 //   plain     weak loads of the row only (no concurrency control: the bound of a gather);
-//   seqlock   the host-tier kernel's protocol: header, then key and row at addresses computed from
-//             it, then the header again at an address computed from them (three dependent round
-//             trips), relaxed loads at system scope;
+//   seqlock   the host-tier kernel's former protocol: header, then key and row at addresses computed
+//             from it, then the header again at an address computed from them (three dependent
+//             round trips), relaxed loads at system scope;
+//   sysplain  plain, with the system-scope loads of the other protocols (their cost alone);
+//   blob      checksum, with the record's bytes [0, 16 + 4D) cut into pieces dealt to the lanes in
+//             turn, so header and key ride with the row (no lane issues more than ceil(pieces /
+//             lanes) loads; the others give the first lane three);
+//   checksum  the host-tier kernel's protocol (core/src/detail/record_checksum.hpp): header, key and
+//             row requested together (one round trip), accepted when the header's checksum is the
+//             one of the key and row read (each lane sums its words' terms, the group adds them up);
 // Also: the same gathers from a 32 MiB window (address translation's reach), with 64 request sets
 // (no set repeats within the GPU's TLB reach), from cudaHostAlloc memory and from mmap'ed memory
 // registered with cudaHostRegister with and without transparent huge pages (the CPU-memory tier's way).
 // Build: scripts/gpu_kernels_bench.sh builds it (build/gpu-standalone/zero_copy_gather), or by hand:
-//   nvcc -std=c++20 -O3 -arch=sm_90 -o zero_copy_gather benchmarks/zero_copy_gather.cu
-// Usage: zero_copy_gather [--quick | --occupancy]   (--occupancy: at most 2, 4 and all resident
-//   blocks per SM, D = 64 and 128, 64 request sets)
+//   nvcc -std=c++20 -O3 -arch=sm_90 -Icore/src -o zero_copy_gather benchmarks/zero_copy_gather.cu
+// Usage: zero_copy_gather [--quick | --occupancy | --protocols]   (--occupancy: at most 2, 4 and
+//   all resident blocks per SM, D = 64 and 128, 64 request sets; --protocols: every protocol and
+//   blob shape, D = 16, 64 and 128, registered THP memory)
 #include <cuda_runtime_api.h>
 #include <sys/mman.h>
 
@@ -32,6 +40,8 @@
 #include <random>
 #include <string_view>
 #include <vector>
+
+#include "detail/record_checksum.hpp"
 
 #define CHECK(call)                                                                                     \
   do {                                                                                                  \
@@ -46,6 +56,9 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kRotation = 8;
+constexpr std::uint64_t kLive = 2;
+
+enum class Protocol { kPlain, kSysPlain, kSeqlock, kChecksum, kBlob };
 
 template <int kVecBytes>
 struct Vec;
@@ -95,13 +108,16 @@ __device__ __forceinline__ std::uint64_t load_sys_u64(const char* p) {
   return v;
 }
 
-template <int kDim, int kLanes, int kVecBytes, int kKeys, bool kSeqlock>
+template <int kDim, int kLanes, int kVecBytes, int kKeys, Protocol kProtocol>
 __global__ void __launch_bounds__(kThreads) gather(const std::uint64_t* records, std::uint64_t m, float* out,
                                                    std::uint32_t zero, unsigned long long* rejected) {
   constexpr int kRowBytes = 4 * kDim;
   constexpr int kChunks = kRowBytes / (kLanes * kVecBytes);
   static_assert(kChunks >= 1 && kChunks * kLanes * kVecBytes == kRowBytes, "shape must tile the row");
+  constexpr bool kSeqlock = kProtocol == Protocol::kSeqlock;
+  constexpr bool kSys = kProtocol != Protocol::kPlain;
   const unsigned lane = threadIdx.x % 32, rank = lane % kLanes;
+  const std::uint32_t group_mask = kLanes == 32 ? 0xFFFFFFFFu : ((1u << kLanes) - 1u) << (lane - rank);
   const std::uint64_t group = (blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x) / kLanes;
   const std::uint64_t groups = static_cast<std::uint64_t>(gridDim.x) * blockDim.x / kLanes;
   for (std::uint64_t base = group * kKeys; base < m; base += groups * kKeys) {
@@ -126,9 +142,12 @@ __global__ void __launch_bounds__(kThreads) gather(const std::uint64_t* records,
     for (int k = 0; k < kKeys; ++k) {
       const char* body = rec[k] + dep[k];
       if constexpr (kSeqlock) seen_key[k] = load_sys_u64(body + 8);
+      if constexpr (kProtocol == Protocol::kChecksum) {
+        if (rank == 0) before[k] = load_sys_u64(body), seen_key[k] = load_sys_u64(body + 8);
+      }
 #pragma unroll
       for (int c = 0; c < kChunks; ++c)
-        v[k][c] = load<kVecBytes, kSeqlock>(body + 16 + (static_cast<std::size_t>(c) * kLanes + rank) * kVecBytes);
+        v[k][c] = load<kVecBytes, kSys>(body + 16 + (static_cast<std::size_t>(c) * kLanes + rank) * kVecBytes);
     }
     bool ok[kKeys];
 #pragma unroll
@@ -145,6 +164,24 @@ __global__ void __launch_bounds__(kThreads) gather(const std::uint64_t* records,
 #pragma unroll
       for (int k = 0; k < kKeys; ++k) ok[k] = before[k] == after[k] && (before[k] & 1) == 0;
     }
+    if constexpr (kProtocol == Protocol::kChecksum) {
+#pragma unroll
+      for (int k = 0; k < kKeys; ++k) {
+        std::uint64_t sum = rank == 0 ? hps::record_checksum::key_terms(static_cast<std::int64_t>(seen_key[k])) : 0;
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) {
+          const std::uint32_t* words = &v[k][c].x;
+          const std::uint32_t first = (static_cast<std::uint32_t>(c) * kLanes + rank) * (kVecBytes / 4);
+#pragma unroll
+          for (int w = 0; w < kVecBytes / 4; ++w) sum += hps::record_checksum::term(first + w, words[w]);
+        }
+#pragma unroll
+        for (int offset = 1; offset < kLanes; offset *= 2) sum += __shfl_xor_sync(group_mask, sum, offset);
+        const bool whole = hps::record_checksum::header_bits(sum) == (before[k] & ~hps::record_checksum::kFlagBits) &&
+                           (before[k] & hps::record_checksum::kFlagBits) == kLive;
+        ok[k] = __shfl_sync(group_mask, whole, static_cast<int>(lane - rank));
+      }
+    }
 #pragma unroll
     for (int k = 0; k < kKeys; ++k) {
       if (base + k >= m) continue;
@@ -156,6 +193,61 @@ __global__ void __launch_bounds__(kThreads) gather(const std::uint64_t* records,
 #pragma unroll
       for (int c = 0; c < kChunks; ++c)
         *reinterpret_cast<Vec<kVecBytes>*>(dst + (static_cast<std::size_t>(c) * kLanes + rank) * kVecBytes) = v[k][c];
+    }
+  }
+}
+
+// The blob protocol (see the top): piece p of the record goes to lane p % kLanes.
+template <int kDim, int kLanes, int kVecBytes>
+__global__ void __launch_bounds__(kThreads) gather_blob(const std::uint64_t* records, std::uint64_t m, float* out,
+                                                        std::uint32_t, unsigned long long* rejected) {
+  const unsigned lane = threadIdx.x % 32, rank = lane % kLanes;
+  const std::uint32_t group_mask = kLanes == 32 ? 0xFFFFFFFFu : ((1u << kLanes) - 1u) << (lane - rank);
+  const std::uint64_t group = (blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x) / kLanes;
+  const std::uint64_t groups = static_cast<std::uint64_t>(gridDim.x) * blockDim.x / kLanes;
+  constexpr int kWords = kVecBytes / 4;
+  constexpr int kPieces = (16 + 4 * kDim) / kVecBytes;  // every piece all header/key or all row
+  constexpr int kPerLane = (kPieces + kLanes - 1) / kLanes;
+  for (std::uint64_t i = group; i < m; i += groups) {
+    const char* rec = reinterpret_cast<const char*>(records[i]);
+    Vec<kVecBytes> v[kPerLane];
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+      const int p = static_cast<int>(rank) + j * kLanes;
+      if (p < kPieces) v[j] = load<kVecBytes, true>(rec + static_cast<std::size_t>(p) * kVecBytes);
+    }
+    std::uint64_t sum = 0, header = 0;
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+      const int p = static_cast<int>(rank) + j * kLanes;
+      if (p >= kPieces) continue;
+      const std::uint32_t* words = &v[j].x;
+#pragma unroll
+      for (int w = 0; w < kWords; ++w) {
+        const int q = p * kWords + w;  // word of the record
+        if (q < 2) header |= static_cast<std::uint64_t>(words[w]) << (32 * q);
+        else if (q == 2) sum += hps::record_checksum::term(hps::record_checksum::kKeyLowIndex, words[w]);
+        else if (q == 3) sum += hps::record_checksum::term(hps::record_checksum::kKeyHighIndex, words[w]);
+        else sum += hps::record_checksum::term(static_cast<std::uint32_t>(q - 4), words[w]);
+      }
+    }
+#pragma unroll
+    for (int offset = 1; offset < kLanes; offset *= 2) {
+      sum += __shfl_xor_sync(group_mask, sum, offset);
+      header |= __shfl_xor_sync(group_mask, header, offset);
+    }
+    const bool ok = hps::record_checksum::header_bits(sum) == (header & ~hps::record_checksum::kFlagBits) &&
+                    (header & hps::record_checksum::kFlagBits) == kLive;
+    if (!ok) {
+      if (rank == 0) atomicAdd(rejected, 1ull);
+      continue;
+    }
+    char* dst = reinterpret_cast<char*>(out + i * kDim);
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+      const int p = static_cast<int>(rank) + j * kLanes;
+      if (p < kPieces && p * kVecBytes >= 16)
+        *reinterpret_cast<Vec<kVecBytes>*>(dst + static_cast<std::size_t>(p) * kVecBytes - 16) = v[j];
     }
   }
 }
@@ -172,10 +264,13 @@ struct Setup {
   int blocks_per_sm;  // cap on resident blocks per SM (0: the occupancy limit)
 };
 
-template <int kDim, int kLanes, int kVecBytes, int kKeys, bool kSeqlock>
+template <int kDim, int kLanes, int kVecBytes, int kKeys, Protocol kProtocol>
 void run(const Setup& s, const std::vector<std::uint64_t*>& requests, std::uint64_t m, const char* name) {
   const int rotation = static_cast<int>(requests.size());
-  auto kernel = gather<kDim, kLanes, kVecBytes, kKeys, kSeqlock>;
+  const auto kernel = [] {
+    if constexpr (kProtocol == Protocol::kBlob) return gather_blob<kDim, kLanes, kVecBytes>;
+    else return gather<kDim, kLanes, kVecBytes, kKeys, kProtocol>;
+  }();
   int per_sm = 0;
   CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
   const std::uint64_t groups_needed = (m + kKeys - 1) / kKeys;
@@ -249,7 +344,7 @@ const char* source_name(Source s) {
 
 /// Allocates the 2 GiB of records from `source`, then gathers from its first `span` bytes.
 template <int kDim>
-void suite(Setup s, Source source, std::size_t span, int rotation, bool quick) {
+void suite(Setup s, Source source, std::size_t span, int rotation, bool quick, bool protocols = false) {
   s.dim = kDim;
   s.record_bytes = 16 + 4 * kDim;  // a multiple of 16 for these dims
   const std::size_t bytes = std::size_t{2} << 30;
@@ -269,18 +364,19 @@ void suite(Setup s, Source source, std::size_t span, int rotation, bool quick) {
   s.device = reinterpret_cast<std::uint64_t>(dev);
   for (std::size_t r = 0; r < s.records; ++r) {
     char* rec = s.host + r * s.record_bytes;
-    const std::uint64_t header = (r << 2) | 2;  // live, not busy
     const std::int64_t key = static_cast<std::int64_t>(r);
-    std::copy_n(reinterpret_cast<const char*>(&header), 8, rec);
     std::copy_n(reinterpret_cast<const char*>(&key), 8, rec + 8);
     float* row = reinterpret_cast<float*>(rec + 16);
     for (int c = 0; c < kDim; ++c) row[c] = static_cast<float>(r % 10000 * 1000 + c);
+    // Live, not busy; the checksum of key and row (the seqlock reads only compare the word).
+    const std::uint64_t header = hps::record_checksum::of_record(key, row, kDim) | kLive;
+    std::copy_n(reinterpret_cast<const char*>(&header), 8, rec);
   }
   std::printf("-- D=%d, records from %s, gathered from the first %zu MiB, %d request sets in rotation\n", kDim,
               source_name(source), span >> 20, rotation);
   CHECK(cudaMalloc(&s.out, std::size_t{262144} * kDim * 4));
   std::mt19937_64 rng(kDim);
-  for (std::uint64_t m : {std::uint64_t{1800}, std::uint64_t{22000}}) {
+  for (std::uint64_t m : {std::uint64_t{128}, std::uint64_t{1800}, std::uint64_t{22000}}) {
     std::vector<std::uint64_t*> requests;
     std::uniform_int_distribution<std::size_t> pick(0, std::min(s.records, span / s.record_bytes) - 1);
     for (int r = 0; r < rotation; ++r) {
@@ -294,16 +390,28 @@ void suite(Setup s, Source source, std::size_t span, int rotation, bool quick) {
     constexpr int kRowBytes = 4 * kDim;
     // One 4-byte element per lane, one record per group (the shape of the host-tier kernel today).
     constexpr int kNarrowLanes = kDim < 32 ? kDim : 32;
-    run<kDim, kNarrowLanes, 4, 1, false>(s, requests, m, "plain");
-    run<kDim, kNarrowLanes, 4, 1, true>(s, requests, m, "seqlock");
+    run<kDim, kNarrowLanes, 4, 1, Protocol::kPlain>(s, requests, m, "plain");
+    run<kDim, kNarrowLanes, 4, 1, Protocol::kSeqlock>(s, requests, m, "seqlock");
+    run<kDim, kNarrowLanes, 4, 1, Protocol::kChecksum>(s, requests, m, "checksum");
     // 16-byte loads, one load per lane per record.
     constexpr int kWideLanes = kRowBytes / 16 < 32 ? kRowBytes / 16 : 32;
-    run<kDim, kWideLanes, 16, 1, false>(s, requests, m, "plain");
-    run<kDim, kWideLanes, 16, 1, true>(s, requests, m, "seqlock");
+    run<kDim, kWideLanes, 16, 1, Protocol::kPlain>(s, requests, m, "plain");
+    run<kDim, kWideLanes, 16, 1, Protocol::kSeqlock>(s, requests, m, "seqlock");
+    run<kDim, kWideLanes, 16, 1, Protocol::kChecksum>(s, requests, m, "checksum");
+    if (protocols) {
+      run<kDim, kNarrowLanes, 4, 1, Protocol::kSysPlain>(s, requests, m, "sysplain");
+      run<kDim, kWideLanes, 16, 1, Protocol::kSysPlain>(s, requests, m, "sysplain");
+      constexpr int kBlob8Lanes = (16 + kRowBytes) / 8 < 32 ? (16 + kRowBytes) / 8 : 32;
+      run<kDim, (kBlob8Lanes > 16 ? 32 : 16), 8, 1, Protocol::kBlob>(s, requests, m, "blob");
+      run<kDim, (kRowBytes >= 256 ? 32 : 8), 16, 1, Protocol::kBlob>(s, requests, m, "blob");
+      run<kDim, 32, 4, 1, Protocol::kBlob>(s, requests, m, "blob");
+    }
     if (!quick) {
-      run<kDim, kWideLanes, 16, 2, true>(s, requests, m, "seqlock");
+      run<kDim, kWideLanes, 16, 2, Protocol::kSeqlock>(s, requests, m, "seqlock");
+      run<kDim, kWideLanes, 16, 2, Protocol::kChecksum>(s, requests, m, "checksum");
       constexpr int kMidLanes = kRowBytes / 8 < 32 ? kRowBytes / 8 : 32;
-      run<kDim, kMidLanes, 8, 1, true>(s, requests, m, "seqlock");
+      run<kDim, kMidLanes, 8, 1, Protocol::kSeqlock>(s, requests, m, "seqlock");
+      run<kDim, kMidLanes, 8, 1, Protocol::kChecksum>(s, requests, m, "checksum");
     }
     for (auto* d : requests) CHECK(cudaFree(d));
   }
@@ -328,6 +436,14 @@ int main(int argc, char** argv) {
   s.roof = pinned_h2d_bandwidth();
   std::printf("roof: pinned host-to-device cudaMemcpyAsync of 256 MiB: %.1f GB/s; %d SMs\n", s.roof / 1e9, s.sms);
   const std::size_t all = std::size_t{2} << 30;
+  if (argc > 1 && std::string_view(argv[1]) == "--protocols") {
+    for (Source source : {Source::kHugePagesRegistered}) {
+      suite<16>(s, source, all, kRotation, true, true);
+      suite<64>(s, source, all, kRotation, true, true);
+      suite<128>(s, source, all, kRotation, true, true);
+    }
+    return 0;
+  }
   if (argc > 1 && std::string_view(argv[1]) == "--occupancy") {
     for (int cap : {2, 4, 0}) {
       s.blocks_per_sm = cap;

@@ -70,7 +70,7 @@ build() {
   # unpacked by gpu_kernels_ab.sh --prepare has no copy of it.)
   if [[ -f $ROOT/benchmarks/zero_copy_gather.cu ]]; then
     nvcc $GENCODE -std=c++20 -O3 -Xcompiler=-Wall,-Wextra --Werror=all-warnings -o "$BUILD/zero_copy_gather" \
-      "$ROOT/benchmarks/zero_copy_gather.cu" || return 1
+      -I"$ROOT/core/src" "$ROOT/benchmarks/zero_copy_gather.cu" || return 1
   fi
   log "built $BUILD/test_gpu_cache, $BUILD/gpu_cache_kernels and (where its source is) $BUILD/zero_copy_gather"
 }

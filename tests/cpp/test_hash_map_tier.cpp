@@ -141,7 +141,7 @@ std::size_t resident_bytes() {
 }
 }  // namespace
 
-// Raw bytes are key + row (72 at D = 16); a record adds its 8-byte seqlock header (for lock-free
+// Raw bytes are key + row (72 at D = 16); a record adds its 8-byte header (for lock-free
 // GPU readers, record_hooks.hpp), i.e. 1.11x, and the index about 13 bytes per row.
 TEST(HashMapTier, TenMillionRowsStayWithinOnePointThreeFiveOfRawBytes) {
   constexpr std::size_t kRows = 10'000'000, kDim = 16, kChunk = 100'000;

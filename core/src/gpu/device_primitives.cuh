@@ -108,11 +108,6 @@ __device__ __forceinline__ std::int64_t join_key(std::uint32_t low, std::uint32_
 
 // System scope: host memory read by the device over PCIe while host threads write it (the
 // CPU-memory tier's records, read by the host-tier kernels).
-__device__ __forceinline__ std::uint64_t load_acquire_sys_u64(const void* address) {
-  std::uint64_t v;
-  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(address) : "memory");
-  return v;
-}
 __device__ __forceinline__ std::uint64_t load_relaxed_sys_u64(const void* address) {
   std::uint64_t v;
   asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(address) : "memory");
@@ -140,7 +135,6 @@ __device__ __forceinline__ SysPiece<kBytes> load_relaxed_sys_piece(const void* a
   }
   return p;
 }
-__device__ __forceinline__ void fence_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
 
 // ---- hashing (the mixes themselves: detail/hashing.hpp) -------------------------------------------
 

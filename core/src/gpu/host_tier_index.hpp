@@ -7,7 +7,7 @@
 // under its partition locks (queued here, cheap) and calls flush() before each write call returns;
 // flush applies everything queued on the index's own stream and waits for it, so once a tier
 // write returns, no lookup started later finds the old mapping. A mapping that lags (the write
-// call has not returned yet) costs at most a retry: readers check the record's seqlock header and
+// call has not returned yet) costs at most a retry: readers check the record's header checksum and
 // key, and a dead or reused record means the key was removed during the lookup.
 //
 // Threads: records_added/removed from tier writers under partition locks (queue mutex); flush

@@ -1,27 +1,22 @@
 // Kernels of the host-tier index. Design and memory-ordering argument: docs/gpu_cache.md,
 // "Misses served from the CPU-memory tier".
 //
-// Readers of a host record (the seqlock of record_hooks.hpp, reader side, at system scope):
-//   h1 = ld.relaxed.sys header; key, row = ld.relaxed.sys at addresses computed from h1;
-//   h2 = ld.relaxed.sys header at an address computed from the key and row values
-// and the group of lanes reading one row accepts it only when every lane saw the same h1 and h2,
-// not busy, live, and the record's key is the wanted key. The header's counter grows by one per
-// write (62 bits: no wrap), so equal words mean no writer touched the record in between.
-// Ordering: each step's address depends, through a zero the kernel cannot see to be zero, on the
-// values of the step before, so a read is issued only once the reads it follows have returned
-// their data from host memory (the dynamic probe's argument, docs/gpu_cache.md). The same kernel
-// with kStrict uses ld.acquire.sys and fence.acq_rel.sys instead (HPS_TIER_STRICT_FENCES=1, for
-// measurement): the kernel took 1.16-1.4x as long with them on the H200 (benchmarks/RESULTS.md).
+// Readers of a host record (record_hooks.hpp, reader side, at system scope): the group's first lane
+// loads the header and the key, every lane its share of the row, all requested at once (one round
+// trip over PCIe; loads of mapped host memory are not ordered among themselves, so nothing may
+// depend on their order). The lanes add up the checksum terms of what they read
+// (detail/record_checksum.hpp); the group accepts the row when the header is not busy and holds
+// the checksum of the key and row read, and the key is the wanted one. A read that mixed two
+// states of the record fails the check (but for about 2^-62) and is retried.
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <numeric>
-#include <string_view>
 
 #include "gpu/cuda_check.hpp"
 #include "gpu/device_primitives.cuh"
 #include "gpu/host_tier_kernels.hpp"
+#include "detail/record_checksum.hpp"
 #include "gpu/probe_dispatch.cuh"
 #include "hps/tiers/record_hooks.hpp"
 
@@ -141,10 +136,9 @@ struct LaneShare {
 
 /// kLanes lanes read one row, each its LaneShare. Groups of a warp run different numbers of
 /// iterations, so every shuffle and ballot names the group's lanes only.
-template <int kLanes, int kPieceBytes, bool kStrict>
+template <int kLanes, int kPieceBytes>
 __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostTierView view, const bool half,
-                                                                     const TierSink sink, float* out,
-                                                                     const std::uint32_t zero) {
+                                                                     const TierSink sink, float* out) {
   using Share = LaneShare<kLanes, kPieceBytes>;
   const unsigned lane = threadIdx.x % 32;
   const unsigned rank = lane % kLanes;
@@ -171,19 +165,21 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
         break;
       }
       const char* rec = reinterpret_cast<const char*>(record);
-      const std::uint64_t before = kStrict ? load_acquire_sys_u64(rec) : load_relaxed_sys_u64(rec);
-      // Zero at run time; computed from the values read so far, it holds back the next reads.
-      std::uint32_t dependency = kStrict ? 0u : (static_cast<std::uint32_t>(before) & zero);
-      const char* body = rec + dependency;
-      const auto seen_key = static_cast<std::int64_t>(load_relaxed_sys_u64(body + view.key_offset));
-      dependency = static_cast<std::uint32_t>(seen_key);
-      const char* row = body + view.row_offset;
+      // One round trip: the first lane's header and key, every lane's pieces, all in flight at once.
+      std::uint64_t header = 0;
+      std::int64_t seen_key = 0;
+      if (rank == 0) {
+        header = load_relaxed_sys_u64(rec);
+        seen_key = static_cast<std::int64_t>(load_relaxed_sys_u64(rec + view.key_offset));
+      }
+      const char* row = rec + view.row_offset;
+      std::uint64_t sum = 0;
       // Writes a piece to the output (overwritten by a retry, the default or the host path unless the
-      // row is accepted); its words feed the dependency of the "after" read.
+      // row is accepted) and adds its words' checksum terms.
       const auto take = [&](const SysPiece<kPieceBytes>& piece, std::uint32_t c) {
 #pragma unroll
         for (int w = 0; w < Share::kWords; ++w) {
-          dependency ^= piece.w[w];
+          sum += record_checksum::term(c * Share::kWords + w, piece.w[w]);
           float v = __uint_as_float(piece.w[w]);
           if (half) v = round_to_half(v);
           dst[c * Share::kWords + w] = v;
@@ -199,17 +195,18 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
         take(a, c);
         if (second) take(b, c + kLanes);
       }
-      if constexpr (kStrict) fence_sys();
-      const std::uint64_t after = load_relaxed_sys_u64(rec + (kStrict ? 0u : (dependency & zero)));
-      const std::uint64_t lead = __shfl_sync(group_mask, before, group_base);
-      const bool stable = before == lead && after == lead && (lead & kRecordBusy) == 0;
-      const bool all_stable = (__ballot_sync(group_mask, stable) & group_mask) == group_mask;
-      const bool all_key = (__ballot_sync(group_mask, seen_key == key) & group_mask) == group_mask;
-      if (all_stable && (lead & kRecordLive) != 0 && all_key) {
+      if (rank == 0) sum += record_checksum::key_terms(seen_key);
+#pragma unroll
+      for (int offset = 1; offset < kLanes; offset *= 2) sum += __shfl_xor_sync(group_mask, sum, offset);
+      header = __shfl_sync(group_mask, header, group_base);
+      seen_key = __shfl_sync(group_mask, seen_key, group_base);
+      const bool whole = (header & kRecordBusy) == 0 &&
+                         record_checksum::header_bits(sum) == (header & ~record_checksum::kFlagBits);
+      if (whole && (header & kRecordLive) != 0 && seen_key == key) {
         outcome = Outcome::kFound;
         break;
       }
-      if (all_stable) {
+      if (whole) {
         // Dead, or reused by another key: this key was removed from the record after the index
         // was read, and its removal from the index is still on its way (the tier call that
         // removed it has not returned). Absent is a state the key held during this lookup.
@@ -252,17 +249,17 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
   }
 }
 
-template <bool kStrict, int kLanes, int kPieceBytes>
+template <int kLanes, int kPieceBytes>
 void launch_lookup(const HostTierView& view, bool half, const TierSink& sink, float* out, std::uint64_t max_misses,
                    int sm_count, cudaStream_t stream) {
-  const auto kernel = tier_lookup_kernel<kLanes, kPieceBytes, kStrict>;
+  const auto kernel = tier_lookup_kernel<kLanes, kPieceBytes>;
   // The miss count is on the device, so the grid is sized for every key missing; most blocks of a
   // call with few misses find nothing to do and exit. A few blocks per SM keep thousands of rows
   // in flight, more than PCIe's bandwidth-delay product (about 56 KB at 28 GB/s and 2 us); 2 or 8
   // blocks per SM measured the same at 26,624 and 262,144 keys (benchmarks/RESULTS.md).
   static const int per_sm = std::min(4, resident_blocks_per_sm(kernel, kLookupThreads));
   const unsigned blocks = grid_blocks(max_misses, kLookupThreads / kLanes, sm_count, per_sm);
-  kernel<<<blocks, kLookupThreads, 0, stream>>>(view, half, sink, out, 0u);
+  kernel<<<blocks, kLookupThreads, 0, stream>>>(view, half, sink, out);
   HPS_CUDA_CHECK_LAUNCH();
 }
 
@@ -282,15 +279,14 @@ std::uint32_t piece_bytes(const HostTierView& view) {
 /// per row, each lane reading its share with as few loads as the alignment allows. A random row of
 /// mapped host memory costs the GPU about as much per request as per byte (address translation:
 /// benchmarks/zero_copy_gather.cu), so fewer, wider loads serve more rows per second.
-template <bool kStrict>
 void launch_lookup_for_dim(const HostTierView& view, bool half, const TierSink& sink, float* out,
                            std::uint64_t max_misses, int sm_count, cudaStream_t stream) {
-  if (view.dim <= 8) return launch_lookup<kStrict, 8, 4>(view, half, sink, out, max_misses, sm_count, stream);
-  if (view.dim <= 16) return launch_lookup<kStrict, 16, 4>(view, half, sink, out, max_misses, sm_count, stream);
+  if (view.dim <= 8) return launch_lookup<8, 4>(view, half, sink, out, max_misses, sm_count, stream);
+  if (view.dim <= 16) return launch_lookup<16, 4>(view, half, sink, out, max_misses, sm_count, stream);
   switch (piece_bytes(view)) {
-    case 16: return launch_lookup<kStrict, 32, 16>(view, half, sink, out, max_misses, sm_count, stream);
-    case 8: return launch_lookup<kStrict, 32, 8>(view, half, sink, out, max_misses, sm_count, stream);
-    default: return launch_lookup<kStrict, 32, 4>(view, half, sink, out, max_misses, sm_count, stream);
+    case 16: return launch_lookup<32, 16>(view, half, sink, out, max_misses, sm_count, stream);
+    case 8: return launch_lookup<32, 8>(view, half, sink, out, max_misses, sm_count, stream);
+    default: return launch_lookup<32, 4>(view, half, sink, out, max_misses, sm_count, stream);
   }
 }
 
@@ -311,13 +307,7 @@ void launch_tier_apply(const HostTierView& view, const std::int64_t* keys, const
 void launch_tier_lookup(const HostTierView& view, bool half, const TierSink& sink, float* out, std::uint64_t max_misses,
                         int sm_count, cudaStream_t stream) {
   if (max_misses == 0) return;
-  // The strict form (fences) only for measurement: see the top of this file.
-  static const bool strict = [] {
-    const char* value = std::getenv("HPS_TIER_STRICT_FENCES");
-    return value != nullptr && std::string_view(value) == "1";
-  }();
-  const auto launch = strict ? launch_lookup_for_dim<true> : launch_lookup_for_dim<false>;
-  launch(view, half, sink, out, max_misses, sm_count, stream);
+  launch_lookup_for_dim(view, half, sink, out, max_misses, sm_count, stream);
 }
 
 }  // namespace hps::cuda

@@ -18,7 +18,7 @@ void launch_tier_apply(const HostTierView& view, const std::int64_t* keys, const
                        bool add, int sm_count, cudaStream_t stream);
 
 /// For each of the probe's misses (count on the device, at most `max_misses`): find the key in the
-/// index, read its record over PCIe under the record seqlock, write the row (rounded to half when
+/// index, read its record over PCIe in one round trip, checked by the header's checksum, write the row (rounded to half when
 /// `half`) to out[position], stage it for insertion; a key the index lacks gets the default row or
 /// is left to the host, as `sink.absent_is_default` says. No host synchronisation.
 void launch_tier_lookup(const HostTierView& view, bool half, const TierSink& sink, float* out, std::uint64_t max_misses,

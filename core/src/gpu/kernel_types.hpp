@@ -157,7 +157,7 @@ static_assert(sizeof(TierEntry) == 16);
 struct TierCounters {
   unsigned long long rows_served;      ///< positions answered with a row read from the host tier
   unsigned long long defaults_served;  ///< positions answered with the default row (key in no tier)
-  unsigned long long gave_up;          ///< positions whose record never read stable (left, or default without a host path)
+  unsigned long long gave_up;          ///< positions whose record never read whole (left, or default without a host path)
   unsigned long long failed_adds;      ///< index entries that found no room (the index is then incomplete)
 };
 

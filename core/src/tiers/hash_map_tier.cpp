@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 
 #include "detail/hashing.hpp"
+#include "detail/record_checksum.hpp"
 #include "hps/error.hpp"
 
 namespace hps {
@@ -273,9 +274,16 @@ class HashMapTier::Partition {
 
   // --- lock-free readers (caller holds the exclusive lock) ------------------------------------------
 
-  // Registers the stretches that hold records now, and from now on those that new records reach.
+  // Registers the stretches that hold records now, and from now on those that new records reach;
+  // every record made so far (free ones too: a reader may hold a stale address) gets its checksum.
   void set_registrar(std::shared_ptr<HostMemoryRegistrar> registrar) {
     registrar_ = std::move(registrar);
+    for (std::uint32_t record = 0; record < high_water_; ++record) {
+      char* rec = record_ptr(record);
+      const bool live = (header(rec).load(std::memory_order_relaxed) & kRecordLive) != 0;
+      begin_write(rec);
+      end_write(rec, live);
+    }
     for (std::size_t p = 0; p < pages_.size(); ++p) {
       const std::size_t records = std::min<std::size_t>(high_water_ - (p << page_shift_), std::size_t{1} << page_shift_);
       ensure_registered(p, records * record_bytes_);
@@ -340,11 +348,13 @@ class HashMapTier::Partition {
     return value;
   }
 
-  // The writer side of the record seqlock (record_hooks.hpp), Boehm's form: the busy store, a
-  // release fence, the data, a release store of the new header. On x86 these are plain stores in
-  // program order (TSO), which a PCIe reader observes in that order; the fences keep the compiler
-  // from moving the data writes across the header writes. Only writers holding the partition's
-  // exclusive lock call these, so the header has one writer at a time.
+  // The writer side of the record header (record_hooks.hpp): the busy store, a release fence, the
+  // data, a release store of the new header. The fences keep the compiler from moving the data
+  // writes across the header writes. Only writers holding the partition's exclusive lock call
+  // these, so the header has one writer at a time. Once a registrar makes the arena readable by
+  // the GPU, the new header holds the checksum of the record's key and row (the GPU's reads of
+  // mapped host memory are not ordered among themselves; the checksum lets it read header, key and
+  // row at once); before, no reader goes without the lock, and the header holds the flags alone.
   static std::atomic_ref<std::uint64_t> header(char* rec) {
     return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(rec));
   }
@@ -353,10 +363,15 @@ class HashMapTier::Partition {
     h.store(h.load(std::memory_order_relaxed) | kRecordBusy, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
   }
-  static void end_write(char* rec, bool live) {
+  void end_write(char* rec, bool live) const {
     auto h = header(rec);
-    const std::uint64_t counter = (h.load(std::memory_order_relaxed) & ~(kRecordBusy | kRecordLive)) + kRecordCounterStep;
-    h.store(counter | (live ? kRecordLive : 0), std::memory_order_release);
+    const std::uint64_t bits = registrar_ ? checksum_of(rec) : 0;
+    h.store(bits | (live ? kRecordLive : 0), std::memory_order_release);
+  }
+  std::uint64_t checksum_of(const char* rec) const {
+    std::int64_t key;
+    std::memcpy(&key, rec + kKeyOffset, 8);
+    return record_checksum::of_record(key, rec + row_offset_, static_cast<std::uint32_t>(dim_));
   }
 
   enum class Event { kAdded, kRemoved };

@@ -2,15 +2,15 @@
 //
 // Layout: keys hash to one of `num_partitions` partitions. A partition is an open-addressing index
 // of 8-byte slots (32-bit fingerprint, 32-bit record number) over a value arena: fixed-size
-// records {seqlock header, key, access metadata, row} in pages of about `allocation_rate` bytes
+// records {header, key, access metadata, row} in pages of about `allocation_rate` bytes
 // (layout: record_hooks.hpp). Pages are never moved, so the arena grows without copying and memory
 // stays near the raw key and row bytes (about 1.3x at D=16). Erased records go to a free list and
 // are reused.
 //
 // GPU visibility (optional, installed by the server's GPU layer): a HostMemoryRegistrar
 // page-locks the arena as it grows, and RecordListeners hear which record holds which key, so a
-// GPU can read rows straight from the arena without any lock (the header's seqlock tells it
-// whether what it read is whole and current). Without them the tier behaves as before.
+// GPU can read rows straight from the arena without any lock (the header's checksum tells it
+// whether what it read is whole). Without them the tier behaves as before.
 //
 // Threads: one reader-writer lock per partition; lookups of a batch take each partition's shared
 // lock once (keys are grouped by partition first), writers take it exclusively. Nothing is shared

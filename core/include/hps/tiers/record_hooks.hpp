@@ -3,17 +3,20 @@
 // host memory (core/src/gpu/host_tier_index.*). CUDA-free: the GPU layer implements them.
 //
 // Record layout (one per stored row, in arena pages that never move):
-//   [0, 8)    header: bit 0 busy, bit 1 live, bits 2-63 a counter bumped by every write
+//   [0, 8)    header: bit 0 busy, bit 1 live, bits 2-63 the checksum of key and row once a
+//             registrar is installed (zero before: no reader goes without the lock then)
 //   [8, 16)   int64 key
 //   [16, 24)  access metadata (evict_least_used / evict_oldest only: 4 bytes used, 8 taken so the
 //             row stays 8-byte aligned)
 //   [row_offset, row_offset + 4 * dim)  fp32 row
 //   rounded up to 8 bytes (so every header is 8-byte aligned).
-// Writers (under the partition's exclusive lock) run a seqlock on the header: header |= busy
-// (then a release fence), write key/row, header = (counter + 1) | live-or-not (release store).
-// A lock-free reader loads the header (acquire), the key and row, fences (acquire), loads the
-// header again, and accepts the row only when both loads are equal, not busy, live, and the key
-// is the one it wanted. Readers that hold the partition lock ignore the header.
+// Writers (under the partition's exclusive lock): header |= busy (then a release fence), write
+// key/row, header = checksum | live-or-not (release store); the checksum is
+// core/src/detail/record_checksum.hpp's, over the key and the row's 32-bit words. A lock-free
+// reader loads header, key and row in any order, and accepts the row only when the header is not
+// busy, is live, holds the checksum of the key and row it read, and the key is the one it wanted
+// (a read that mixed two states fails the check but for about 2^-62). Readers that hold the
+// partition lock ignore the header.
 //
 // Threads: see each interface. Ownership: the tier borrows listeners (remove them before they
 // die) and shares ownership of the registrar.
@@ -28,7 +31,6 @@ namespace hps HPS_EXPORT {
 
 constexpr std::uint64_t kRecordBusy = 1;
 constexpr std::uint64_t kRecordLive = 2;
-constexpr std::uint64_t kRecordCounterStep = 4;
 
 /// Where the parts of a record are, for readers outside the tier.
 struct RecordLayout {
