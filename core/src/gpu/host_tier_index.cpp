@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "gpu/host_tier_kernels.hpp"
+#include "hps/error.hpp"
 
 namespace hps::cuda {
 
@@ -78,7 +79,11 @@ HostTierIndex::HostTierIndex(int device, std::shared_ptr<HashMapTier> tier, bool
   view_.slots = slots;
   view_.counters = static_cast<TierCounters*>(counters_.get());
   view_.record_bytes = static_cast<std::uint32_t>(layout.record_bytes);
-  view_.key_offset = static_cast<std::uint32_t>(layout.key_offset);
+  // The miss kernel reads a record as 8-byte pieces from its start: the key at byte 8, and 4-byte
+  // words up to the row's end.
+  HPS_EXPECTS(layout.key_offset == 8 && layout.row_offset % 4 == 0 && layout.record_bytes % 8 == 0, InvalidArgument,
+              "host-tier index: unexpected record layout (key at " + std::to_string(layout.key_offset) + ", row at " +
+                  std::to_string(layout.row_offset) + ", " + std::to_string(layout.record_bytes) + " bytes per record)");
   view_.row_offset = static_cast<std::uint32_t>(layout.row_offset);
   view_.dim = static_cast<std::uint32_t>(layout.dim);
   view_.default_value = default_value;

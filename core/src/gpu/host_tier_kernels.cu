@@ -11,7 +11,6 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <numeric>
 
 #include "gpu/cuda_check.hpp"
 #include "gpu/device_primitives.cuh"
@@ -120,26 +119,37 @@ __global__ void tier_remove_kernel(const HostTierView view, const std::int64_t* 
 
 enum class Outcome { kFound, kAbsent, kLeft };
 
-/// The elements of a row that one lane of a group reads and writes: pieces of kPieceBytes (one load
-/// each) numbered c = rank, rank + kLanes, ...; piece c holds elements [c * kWords, c * kWords + kWords).
+/// How a group's lanes share a record: its words [0, row_offset / 4 + dim) (header, key, access
+/// metadata, row) in pieces of kPieceBytes, piece p read by lane p % kLanes. The header and key
+/// ride with the row's pieces, so no lane issues more than ceil(pieces / kLanes) loads: the loads of
+/// one thread to host memory are not all in flight at once (benchmarks/zero_copy_gather.cu).
 template <int kLanes, int kPieceBytes>
-struct LaneShare {
-  static constexpr int kWords = kPieceBytes / 4;
+struct RecordShare {
+  static constexpr std::uint32_t kWords = kPieceBytes / 4;
+  static constexpr std::uint32_t kKeyWord = 2;  // the key at byte 8 (record_hooks.hpp)
+  std::uint32_t row_word, end_word, pieces;
+  __device__ RecordShare(const HostTierView& view)
+      : row_word(view.row_offset / 4), end_word(view.row_offset / 4 + view.dim),
+        pieces((view.row_offset / 4 + view.dim + kWords - 1) / kWords) {}
+  /// Calls f(element) for each row element in the pieces of lane `rank`.
   template <typename F>
-  __device__ __forceinline__ static void for_each(std::uint32_t dim, unsigned rank, F&& f) {
-    for (std::uint32_t c = rank; c * kWords < dim; c += kLanes) {
+  __device__ __forceinline__ void for_each_element(unsigned rank, F&& f) const {
+    for (std::uint32_t p = rank; p < pieces; p += kLanes) {
 #pragma unroll
-      for (int w = 0; w < kWords; ++w) f(c * kWords + w);
+      for (std::uint32_t w = 0; w < kWords; ++w) {
+        const std::uint32_t q = p * kWords + w;
+        if (q >= row_word && q < end_word) f(q - row_word);
+      }
     }
   }
 };
 
-/// kLanes lanes read one row, each its LaneShare. Groups of a warp run different numbers of
+/// kLanes lanes read one record, each its RecordShare. Groups of a warp run different numbers of
 /// iterations, so every shuffle and ballot names the group's lanes only.
 template <int kLanes, int kPieceBytes>
 __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostTierView view, const bool half,
                                                                      const TierSink sink, float* out) {
-  using Share = LaneShare<kLanes, kPieceBytes>;
+  using Share = RecordShare<kLanes, kPieceBytes>;
   const unsigned lane = threadIdx.x % 32;
   const unsigned rank = lane % kLanes;
   const int group_base = static_cast<int>(lane - rank);
@@ -148,6 +158,7 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
   const std::uint64_t groups = static_cast<std::uint64_t>(gridDim.x) * blockDim.x / kLanes;
   const unsigned long long misses = sink.status->miss_count;  // the probe, earlier on this stream, is complete
   const std::uint32_t dim = view.dim;
+  const Share share(view);
   const int attempts = sink.absent_is_default ? kPatientAttempts : kAttempts;
 
   for (std::uint64_t i = group; i < misses; i += groups) {
@@ -165,44 +176,48 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
         break;
       }
       const char* rec = reinterpret_cast<const char*>(record);
-      // One round trip: the first lane's header and key, every lane's pieces, all in flight at once.
-      std::uint64_t header = 0;
-      std::int64_t seen_key = 0;
-      if (rank == 0) {
-        header = load_relaxed_sys_u64(rec);
-        seen_key = static_cast<std::int64_t>(load_relaxed_sys_u64(rec + view.key_offset));
-      }
-      const char* row = rec + view.row_offset;
-      std::uint64_t sum = 0;
-      // Writes a piece to the output (overwritten by a retry, the default or the host path unless the
-      // row is accepted) and adds its words' checksum terms.
-      const auto take = [&](const SysPiece<kPieceBytes>& piece, std::uint32_t c) {
+      // One round trip: every lane's pieces in flight at once, two at a time per lane.
+      std::uint64_t sum = 0, header = 0, seen_key = 0;
+      // Takes the words of piece p: header and key bits, the checksum terms of key and row, and the
+      // row's elements to the output (overwritten by a retry, the default or the host path unless
+      // the row is accepted). Access metadata and padding are not covered.
+      const auto take = [&](const SysPiece<kPieceBytes>& piece, std::uint32_t p) {
 #pragma unroll
-        for (int w = 0; w < Share::kWords; ++w) {
-          sum += record_checksum::term(c * Share::kWords + w, piece.w[w]);
-          float v = __uint_as_float(piece.w[w]);
-          if (half) v = round_to_half(v);
-          dst[c * Share::kWords + w] = v;
+        for (std::uint32_t w = 0; w < Share::kWords; ++w) {
+          const std::uint32_t q = p * Share::kWords + w;
+          const std::uint32_t word = piece.w[w];
+          if (q < Share::kKeyWord) {
+            header |= static_cast<std::uint64_t>(word) << (32 * q);
+          } else if (q < Share::kKeyWord + 2) {
+            const bool low = q == Share::kKeyWord;
+            seen_key |= static_cast<std::uint64_t>(word) << (low ? 0 : 32);
+            sum += record_checksum::term(low ? record_checksum::kKeyLowIndex : record_checksum::kKeyHighIndex, word);
+          } else if (q >= share.row_word && q < share.end_word) {
+            const std::uint32_t e = q - share.row_word;
+            sum += record_checksum::term(e, word);
+            float v = __uint_as_float(word);
+            if (half) v = round_to_half(v);
+            dst[e] = v;
+          }
         }
       };
-      // Two of a lane's pieces in flight before either is used (rows wider than a group's loads).
-      const std::uint32_t pieces = dim / Share::kWords;
-      for (std::uint32_t c = rank; c < pieces; c += 2 * kLanes) {
-        const bool second = c + kLanes < pieces;
-        const auto a = load_relaxed_sys_piece<kPieceBytes>(row + static_cast<std::size_t>(c) * kPieceBytes);
+      for (std::uint32_t p = rank; p < share.pieces; p += 2 * kLanes) {
+        const bool second = p + kLanes < share.pieces;
+        const auto a = load_relaxed_sys_piece<kPieceBytes>(rec + static_cast<std::size_t>(p) * kPieceBytes);
         SysPiece<kPieceBytes> b{};
-        if (second) b = load_relaxed_sys_piece<kPieceBytes>(row + static_cast<std::size_t>(c + kLanes) * kPieceBytes);
-        take(a, c);
-        if (second) take(b, c + kLanes);
+        if (second) b = load_relaxed_sys_piece<kPieceBytes>(rec + static_cast<std::size_t>(p + kLanes) * kPieceBytes);
+        take(a, p);
+        if (second) take(b, p + kLanes);
       }
-      if (rank == 0) sum += record_checksum::key_terms(seen_key);
 #pragma unroll
-      for (int offset = 1; offset < kLanes; offset *= 2) sum += __shfl_xor_sync(group_mask, sum, offset);
-      header = __shfl_sync(group_mask, header, group_base);
-      seen_key = __shfl_sync(group_mask, seen_key, group_base);
+      for (int offset = 1; offset < kLanes; offset *= 2) {
+        sum += __shfl_xor_sync(group_mask, sum, offset);
+        header |= __shfl_xor_sync(group_mask, header, offset);
+        seen_key |= __shfl_xor_sync(group_mask, seen_key, offset);
+      }
       const bool whole = (header & kRecordBusy) == 0 &&
                          record_checksum::header_bits(sum) == (header & ~record_checksum::kFlagBits);
-      if (whole && (header & kRecordLive) != 0 && seen_key == key) {
+      if (whole && (header & kRecordLive) != 0 && static_cast<std::int64_t>(seen_key) == key) {
         outcome = Outcome::kFound;
         break;
       }
@@ -224,7 +239,7 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
 
     if (outcome == Outcome::kAbsent) {
       const float v = half ? round_to_half(view.default_value) : view.default_value;
-      Share::for_each(dim, rank, [&](std::uint32_t e) { dst[e] = v; });
+      share.for_each_element(rank, [&](std::uint32_t e) { dst[e] = v; });
       if (rank == 0) atomicAdd(&view.counters->defaults_served, 1ull);
     } else if (outcome == Outcome::kLeft) {
       if (rank == 0) {
@@ -243,7 +258,7 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
       if (sink.insert_room > 0 && at < sink.insert_room) {
         if (rank == 0) sink.insert_keys[at] = key;
         float* staged = sink.insert_rows + at * dim;
-        Share::for_each(dim, rank, [&](std::uint32_t e) { staged[e] = dst[e]; });  // this lane's own writes
+        share.for_each_element(rank, [&](std::uint32_t e) { staged[e] = dst[e]; });  // this lane's own writes
       }
     }
   }
@@ -263,31 +278,27 @@ void launch_lookup(const HostTierView& view, bool half, const TierSink& sink, fl
   HPS_CUDA_CHECK_LAUNCH();
 }
 
-/// Bytes per load of a row: the widest of 16 and 8 that every row's address is aligned to (records
-/// start at page starts plus multiples of record_bytes) and that still gives each lane of a warp
-/// at least one load; 4 otherwise.
-std::uint32_t piece_bytes(const HostTierView& view) {
-  const std::uint32_t row_bytes = 4 * view.dim;
-  const std::uint32_t aligned = std::gcd(view.record_bytes, view.row_offset);
-  for (std::uint32_t piece : {16u, 8u}) {
-    if (aligned % piece == 0 && row_bytes % piece == 0 && row_bytes >= 32 * piece) return piece;
-  }
-  return 4;
-}
+/// Bytes per load: 16 where every record starts 16-byte aligned (records start at page starts plus
+/// multiples of record_bytes, which is a multiple of 8), else 8.
+std::uint32_t piece_bytes(const HostTierView& view) { return view.record_bytes % 16 == 0 ? 16 : 8; }
 
-/// Shapes: up to 16 elements, a group of 8 or 16 lanes with one element each; wider rows, a warp
-/// per row, each lane reading its share with as few loads as the alignment allows. A random row of
-/// mapped host memory costs the GPU about as much per request as per byte (address translation:
-/// benchmarks/zero_copy_gather.cu), so fewer, wider loads serve more rows per second.
+/// Shapes: the fewest lanes (8, 16 or 32) that give each piece of a record its own lane, at most
+/// 32 (wider records give each lane several). A random record of mapped host memory costs the GPU
+/// about as much per request as per byte (address translation: benchmarks/zero_copy_gather.cu), so
+/// fewer, wider loads serve more rows per second.
 void launch_lookup_for_dim(const HostTierView& view, bool half, const TierSink& sink, float* out,
                            std::uint64_t max_misses, int sm_count, cudaStream_t stream) {
-  if (view.dim <= 8) return launch_lookup<8, 4>(view, half, sink, out, max_misses, sm_count, stream);
-  if (view.dim <= 16) return launch_lookup<16, 4>(view, half, sink, out, max_misses, sm_count, stream);
-  switch (piece_bytes(view)) {
-    case 16: return launch_lookup<32, 16>(view, half, sink, out, max_misses, sm_count, stream);
-    case 8: return launch_lookup<32, 8>(view, half, sink, out, max_misses, sm_count, stream);
-    default: return launch_lookup<32, 4>(view, half, sink, out, max_misses, sm_count, stream);
+  const std::uint32_t piece = piece_bytes(view);
+  const std::uint32_t pieces = (view.row_offset + 4 * view.dim + piece - 1) / piece;
+  const int lanes = pieces <= 8 ? 8 : pieces <= 16 ? 16 : 32;
+  if (piece == 16) {
+    if (lanes == 8) return launch_lookup<8, 16>(view, half, sink, out, max_misses, sm_count, stream);
+    if (lanes == 16) return launch_lookup<16, 16>(view, half, sink, out, max_misses, sm_count, stream);
+    return launch_lookup<32, 16>(view, half, sink, out, max_misses, sm_count, stream);
   }
+  if (lanes == 8) return launch_lookup<8, 8>(view, half, sink, out, max_misses, sm_count, stream);
+  if (lanes == 16) return launch_lookup<16, 8>(view, half, sink, out, max_misses, sm_count, stream);
+  return launch_lookup<32, 8>(view, half, sink, out, max_misses, sm_count, stream);
 }
 
 }  // namespace

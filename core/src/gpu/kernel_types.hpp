@@ -166,7 +166,6 @@ struct HostTierView {
   std::uint64_t slots = 0;
   TierCounters* counters = nullptr;
   std::uint32_t record_bytes = 0;  ///< records start at page starts plus multiples of it (row alignment)
-  std::uint32_t key_offset = 8;
   std::uint32_t row_offset = 16;
   std::uint32_t dim = 0;
   float default_value = 0;
