@@ -1,10 +1,10 @@
 // Kernels of the host-tier index. Design and memory-ordering argument: docs/gpu_cache.md,
 // "Misses served from the CPU-memory tier".
 //
-// Readers of a host record (record_hooks.hpp, reader side, at system scope): the group's first lane
-// loads the header and the key, every lane its share of the row, all requested at once (one round
-// trip over PCIe; loads of mapped host memory are not ordered among themselves, so nothing may
-// depend on their order). The lanes add up the checksum terms of what they read
+// Readers of a host record (record_hooks.hpp, reader side, at system scope): the group's lanes
+// load the record's pieces, header and key included, all requested at once (one round trip over
+// PCIe; loads of mapped host memory are not ordered among themselves, so nothing may depend on
+// their order). The lanes add up the checksum terms of what they read
 // (detail/record_checksum.hpp); the group accepts the row when the header is not busy and holds
 // the checksum of the key and row read, and the key is the wanted one. A read that mixed two
 // states of the record fails the check (but for about 2^-62) and is retried.
@@ -12,10 +12,10 @@
 
 #include <algorithm>
 
+#include "detail/record_checksum.hpp"
 #include "gpu/cuda_check.hpp"
 #include "gpu/device_primitives.cuh"
 #include "gpu/host_tier_kernels.hpp"
-#include "detail/record_checksum.hpp"
 #include "gpu/probe_dispatch.cuh"
 #include "hps/tiers/record_hooks.hpp"
 
