@@ -251,6 +251,7 @@ TEST(ParameterServer, TableLargerThanTheVolatileTierWithoutPersistentIsAConfigEr
 
 TEST(ParameterServer, CheckTableFitsIsTheRuleTheServerLoadsBy) {
   hps::Config config;
+  config.volatile_db.type = hps::VolatileDbType::kRedisCluster;  // a hash map is checked by its keys (below)
   config.volatile_db.overflow_margin = 10;
   config.volatile_db.num_partitions = 2;
   EXPECT_NO_THROW(hps::check_table_fits(config, 20, "m/t"));
@@ -267,6 +268,34 @@ TEST(ParameterServer, CheckTableFitsIsTheRuleTheServerLoadsBy) {
   EXPECT_THROW(hps::check_table_fits(config, 1, "m/t"), hps::ConfigError);
   config.persistent_db.type = hps::PersistentDbType::kRocksDb;  // the rest lives there: anything fits
   EXPECT_NO_THROW(hps::check_table_fits(config, std::size_t{1} << 40, "m/t"));
+}
+
+// Without a persistent tier a bounded hash map must hold the table's distinct keys, not its rows: a
+// table whose rows repeat keys loads when its keys fit (it used to be refused by its row count), and
+// serves each key's last row.
+TEST(ParameterServer, AHashMapOnlyTableWhoseRowsRepeatKeysLoadsWhenItsKeysFit) {
+  TempDir dir;
+  constexpr std::size_t kDim = 2;
+  std::vector<std::int64_t> keys;
+  for (std::int64_t k = 0; k < 800; ++k) keys.push_back(k);
+  for (std::int64_t k = 0; k < 400; ++k) keys.push_back(k);  // 1,200 rows, 800 distinct keys
+  std::vector<float> values(keys.size() * kDim);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    values[i * kDim] = static_cast<float>(keys[i]);
+    values[i * kDim + 1] = static_cast<float>(i);  // the row's position: the last one must win
+  }
+  hps::write_sparse_model((dir / "t").string(), keys.data(), values.data(), keys.size(), kDim);
+  TableFixture t{(dir / "t").string(), kDim, {}};
+  for (std::size_t i = 0; i < keys.size(); ++i) t.rows[keys[i]] = {values[i * kDim], values[i * kDim + 1]};
+  auto config = make_config({t});
+  config.volatile_db.num_partitions = 1;
+  config.volatile_db.overflow_margin = 800;  // 800 rows of room: all the keys, not all the rows
+  hps::ParameterServer ps(config);
+  std::vector<std::int64_t> wanted(800);
+  for (std::int64_t k = 0; k < 800; ++k) wanted[static_cast<std::size_t>(k)] = k;
+  expect_rows(t, wanted, lookup(ps, "m", 0, wanted));
+  config.volatile_db.overflow_margin = 799;  // one key too many
+  EXPECT_THROW(hps::ParameterServer too_small(config), hps::ConfigError);
 }
 
 TEST(ParameterServer, ConcurrentLookupsAndUpdatesReturnWholeRows) {

@@ -57,8 +57,9 @@ struct ServerOptions {
 void check_config_loadable(const Config& config);
 
 /// Throws ConfigError, naming `where`, when a table of `rows` rows cannot be held by `config`'s
-/// tiers: without a persistent tier the volatile tier (hash map or Redis Cluster) must take every
-/// row. The server checks this while loading; `hps validate` checks it from the table files alone.
+/// tiers: without a persistent tier the volatile tier must take every row (a Redis Cluster tier
+/// by the row count; a hash map by its keys, in check_table_keys_fit). The server checks this while
+/// loading; `hps validate` checks it from the table files alone.
 void check_table_fits(const Config& config, std::size_t rows, const std::string& where);
 
 /// check_table_fits by the table's keys: without a persistent tier, a hash map with an
