@@ -14,7 +14,22 @@ from typing import Optional, Sequence
 
 from .errors import HpsError
 
-__all__ = ["UserError", "run_command"]
+__all__ = ["UserError", "int_at_least", "run_command"]
+
+
+def int_at_least(low: int):
+    """An argparse type: an integer of at least `low`, refused by argparse with the option's name."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        return value
+
+    return parse
 
 
 class UserError(Exception):

@@ -20,7 +20,7 @@ import numpy as np
 
 import hps
 from hps import _core, demo
-from hps._command import UserError, run_command
+from hps._command import UserError, int_at_least, run_command
 
 __all__ = ["main", "build_parser"]
 
@@ -45,23 +45,9 @@ def _load_server(path: str) -> "hps.HPS":
         return hps.HPS(path, progress=None)
 
 
-def _int_at_least(low: int):
-    """An argparse type: an integer of at least `low`, refused by argparse with the option's name."""
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
-        return value
-
-    return parse
-
-
-_positive = _int_at_least(1)
-_count = _int_at_least(0)
+_positive = int_at_least(1)
+_count = int_at_least(0)
 
 
 def _table_arg(text: str) -> Any:

@@ -34,6 +34,8 @@ from typing import Any, Optional, TextIO
 
 import numpy as np
 
+from ._command import int_at_least
+
 __all__ = ["run_demo", "zipf_ranks", "DemoTable", "add_arguments", "main"]
 
 NUM_TABLES = 26
@@ -277,9 +279,11 @@ DESCRIPTION = ("Writes 26 synthetic tables (Zipf-popular keys), a HugeCTR-style 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The demo's options, on `p` (the `hps demo` subcommand, or the parser of `python -m hps.demo`)."""
     p.add_argument("--dir", metavar="FOLDER", help="where to write (default: a new temporary folder)")
-    p.add_argument("--rows-total", type=int, default=3_000_000, metavar="N", help="rows in all (default 3000000)")
-    p.add_argument("--dim", type=int, default=16, metavar="D", help="floats per row (default 16)")
-    p.add_argument("--batches", type=int, default=200, metavar="N", help="batches to serve (default 200)")
+    p.add_argument("--rows-total", type=int_at_least(NUM_TABLES * MIN_TABLE_ROWS), default=3_000_000, metavar="N",
+                   help=f"rows in all (default 3000000, at least {NUM_TABLES * MIN_TABLE_ROWS}: {NUM_TABLES} tables "
+                        f"of {MIN_TABLE_ROWS} rows or more)")
+    p.add_argument("--dim", type=int_at_least(1), default=16, metavar="D", help="floats per row (default 16)")
+    p.add_argument("--batches", type=int_at_least(1), default=200, metavar="N", help="batches to serve (default 200)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--keep", action="store_true", help="keep the tables, config and RocksDB folder")
     p.set_defaults(func=_run_from_args, command="demo")

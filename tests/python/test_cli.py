@@ -551,8 +551,12 @@ def test_demo_is_deterministic_and_keep(run, tmp_path):
 
 
 def test_demo_bad_arguments(run):
-    status, _, err = run("demo", "--rows-total", "10")
-    assert status == 1 and "--rows-total must be at least" in one_error_line(err, "demo")
+    # Usage errors, as argparse reports them: exit 2, the option named, the usage above.
+    for argv, message in ((["--rows-total", "10"], "argument --rows-total: must be 416 or more, got 10"),
+                          (["--dim", "0"], "argument --dim: must be 1 or more, got 0"),
+                          (["--batches", "x"], "argument --batches: expected an integer, got 'x'")):
+        status, _, err = run("demo", *argv)
+        assert status == 2 and err.strip().splitlines()[-1] == f"hps demo: error: {message}", err
 
 
 # ---- module structure: no cli <-> demo import cycle -------------------------------------------------
@@ -579,4 +583,5 @@ def test_python_m_hps_demo_runs_the_same_command():
     done = subprocess.run([sys.executable, "-m", "hps.demo", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--rows-total" in done.stdout and done.stdout.startswith("usage: hps demo")
     done = subprocess.run([sys.executable, "-m", "hps.demo", "--rows-total", "10"], capture_output=True, text=True)
-    assert done.returncode == 1 and done.stderr.startswith("hps demo: error: --rows-total must be at least")
+    assert done.returncode == 2 and done.stderr.strip().endswith("hps demo: error: argument --rows-total: must be 416 or "
+                                                                   "more, got 10"), done.stderr
