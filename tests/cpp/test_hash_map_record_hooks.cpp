@@ -4,6 +4,7 @@
 // registrar stand in for the GPU layer; a reader thread plays the GPU's lock-free reader.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -355,6 +356,34 @@ TEST(HashMapRecordHooks, AWriteThatThrowsStillReportsWhatItStored) {
   EXPECT_EQ(listener.index.size(), tier.size());
   expect_index_matches_tier(tier, listener, keys);
   tier.remove_record_listener(&listener);
+}
+
+// Installing a registrar stamps and registers every partition, several at once: one that refuses
+// (pinned memory exhausted) fails the install with its error, whichever thread met it, and the rows
+// stay as they were.
+TEST(HashMapRecordHooks, ARegistrarThatRefusesFailsTheInstallWithItsError) {
+  class Refusing final : public hps::HostMemoryRegistrar {
+   public:
+    void register_range(void*, std::size_t) override { throw hps::OutOfMemory("no more pinned memory"); }
+    void unregister_range(void*, std::size_t) noexcept override {}
+  };
+  HashMapOptions options;
+  options.num_partitions = 8;
+  HashMapTier tier(4, options);
+  std::vector<std::int64_t> keys(4000);
+  std::vector<float> rows;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    keys[i] = static_cast<std::int64_t>(i);
+    const auto r = row_of(keys[i], 4, 1);
+    rows.insert(rows.end(), r.begin(), r.end());
+  }
+  tier.insert(keys.data(), rows.data(), keys.size());
+  EXPECT_THROW(tier.set_host_memory_registrar(std::make_shared<Refusing>()), hps::OutOfMemory);
+  std::vector<float> got(rows.size());
+  std::vector<std::uint8_t> found(keys.size());
+  tier.find(keys.data(), keys.size(), got.data(), found.data());
+  EXPECT_EQ(std::count(found.begin(), found.end(), 1), static_cast<long>(keys.size()));
+  EXPECT_EQ(got, rows);
 }
 
 // A reader without locks, as the GPU reads, and with its reads in the worst order for it: the row

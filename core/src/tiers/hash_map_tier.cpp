@@ -810,9 +810,28 @@ void HashMapTier::set_host_memory_registrar(std::shared_ptr<HostMemoryRegistrar>
   std::unique_lock guard(listeners_mutex_);
   HPS_EXPECTS(registrar_ == nullptr, InvalidArgument, "hash map tier: a host memory registrar is already installed");
   registrar_ = registrar;
-  for (const auto& part : partitions_) {
-    std::unique_lock lock(part->mutex);
-    part->set_registrar(registrar);
+  // Partitions in parallel: each stamps the checksum of every record it holds (two multiplies per 4
+  // bytes of row), which for a large table would take seconds on one core.
+  const std::size_t workers =
+      std::min<std::size_t>(partitions_.size(), std::max(1u, std::thread::hardware_concurrency()));
+  std::atomic<std::size_t> next{0};
+  std::vector<std::exception_ptr> failures(workers);
+  auto work = [&](std::size_t worker) {
+    try {
+      for (std::size_t p = next++; p < partitions_.size(); p = next++) {
+        std::unique_lock lock(partitions_[p]->mutex);
+        partitions_[p]->set_registrar(registrar);
+      }
+    } catch (...) {
+      failures[worker] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (std::size_t w = 1; w < workers; ++w) threads.emplace_back(work, w);
+  work(0);
+  for (auto& thread : threads) thread.join();
+  for (const auto& failure : failures) {
+    if (failure) std::rethrow_exception(failure);
   }
 }
 
