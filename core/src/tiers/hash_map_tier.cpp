@@ -16,6 +16,7 @@
 
 #include "detail/hashing.hpp"
 #include "detail/record_checksum.hpp"
+#include "detail/thread_pool.hpp"
 #include "hps/error.hpp"
 
 namespace hps {
@@ -812,27 +813,13 @@ void HashMapTier::set_host_memory_registrar(std::shared_ptr<HostMemoryRegistrar>
   registrar_ = registrar;
   // Partitions in parallel: each stamps the checksum of every record it holds (two multiplies per 4
   // bytes of row), which for a large table would take seconds on one core.
-  const std::size_t workers =
+  const std::size_t threads =
       std::min<std::size_t>(partitions_.size(), std::max(1u, std::thread::hardware_concurrency()));
-  std::atomic<std::size_t> next{0};
-  std::vector<std::exception_ptr> failures(workers);
-  auto work = [&](std::size_t worker) {
-    try {
-      for (std::size_t p = next++; p < partitions_.size(); p = next++) {
-        std::unique_lock lock(partitions_[p]->mutex);
-        partitions_[p]->set_registrar(registrar);
-      }
-    } catch (...) {
-      failures[worker] = std::current_exception();
-    }
-  };
-  std::vector<std::thread> threads;
-  for (std::size_t w = 1; w < workers; ++w) threads.emplace_back(work, w);
-  work(0);
-  for (auto& thread : threads) thread.join();
-  for (const auto& failure : failures) {
-    if (failure) std::rethrow_exception(failure);
-  }
+  ThreadPool pool(threads - 1);
+  pool.parallel_for(partitions_.size(), [&](std::size_t p) {
+    std::unique_lock lock(partitions_[p]->mutex);
+    partitions_[p]->set_registrar(registrar);
+  });
 }
 
 void HashMapTier::add_record_listener(RecordListener* listener) {
