@@ -818,7 +818,7 @@ const Fields<VolatileDbConfig>& volatile_db_fields() {
            "Redis, evict_oldest: a lookup refreshes the access time of the rows it finds (least "
            "recently used); false: rows age from when they were written."),
       bind("overflow_margin", &V::overflow_margin, integer(at_least(1)),
-           "Most rows one partition holds; an insert past it evicts rows first (a hash map without a "
+           "Most rows one partition holds; an insert past it evicts rows first (a volatile_db without a "
            "persistent_db holds the only copy of its rows: it refuses such a write instead). The "
            "default, 2^64 - 1, means no limit."),
       bind("overflow_policy", &V::overflow_policy, one_of(overflow_policies()),

@@ -202,7 +202,7 @@ class SourceSink final : public UpdateSink {
     }
     return false;
   }
-  // A table with no room for some new keys (a hash map without a persistent_db cannot evict)
+  // A table with no room for some new keys (a volatile_db without a persistent_db cannot evict)
   // would refuse the batch at every retry: apply it row by row instead, so the updates of keys it
   // holds land, and count the rows it has no room for as dropped.
   void update_row_by_row(TableRef ref, const std::string& name, const void* keys, KeyDtype dtype, std::size_t n,

@@ -405,6 +405,70 @@ INSTANTIATE_TEST_SUITE_P(Policies, RedisOverflow,
                          ::testing::Values(OverflowPolicy::kEvictRandom, OverflowPolicy::kEvictLeastUsed,
                                            OverflowPolicy::kEvictOldest));
 
+// A cluster holding a table's only copy (no persistent_db: evict_on_overflow false) refuses a write
+// it has no room for, whole, and keeps every row, as the hash map does; it used to evict rows
+// stored nowhere else.
+TEST(RedisTier, AnOnlyCopyTableRefusesAWriteItHasNoRoomForAndKeepsEveryRow) {
+  REQUIRE_REDIS();
+  constexpr std::size_t dim = 2;
+  auto config = redis_config(shared_cluster()->address());
+  config.num_partitions = 4;
+  config.overflow_margin = 30;
+  config.overflow_policy = OverflowPolicy::kEvictOldest;
+  config.max_batch_size = 8;  // several commands per partition: the count-then-write path
+  auto tier = hps::make_redis_cluster_tier(config, unique_tag("only"), dim, /*evict_on_overflow=*/false);
+  // One key per write (one command: checked and written by one script) until a partition is full.
+  std::vector<std::int64_t> held;
+  std::int64_t refused_key = -1;
+  for (std::int64_t k = 1; k < 1000; ++k) {
+    const auto row = rows_for({k}, dim);
+    try {
+      tier->insert(&k, row.data(), 1);
+    } catch (const hps::NoRoom& e) {
+      EXPECT_NE(std::string(e.what()).find("overflow_margin 30"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("nothing of this write was stored"), std::string::npos) << e.what();
+      refused_key = k;
+      break;
+    }
+    held.push_back(k);
+  }
+  ASSERT_GT(refused_key, 0);
+  ASSERT_LT(held.size(), 120u);  // stopped at the first full partition, short of 4 x 30
+  ASSERT_EQ(tier->size(), held.size());
+  EXPECT_EQ(found_of(*tier, {refused_key}), std::vector<std::uint8_t>{0});
+
+  // Updates of every held key (many commands over every partition) plus the refused key: refused
+  // whole, so no held row changes.
+  std::vector<std::int64_t> batch = held;
+  batch.push_back(refused_key);
+  const auto changed = rows_for(batch, dim, 7.0f);
+  try {
+    tier->insert(batch.data(), changed.data(), batch.size());
+    ADD_FAILURE() << "a write past overflow_margin was stored";
+  } catch (const hps::NoRoom& e) {
+    EXPECT_NE(std::string(e.what()).find("nothing of this write was stored"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(tier->size(), held.size());
+  EXPECT_EQ(tier->counters().evicted_rows, 0u);
+  std::vector<float> out(held.size() * dim);
+  std::vector<std::uint8_t> found(held.size());
+  ASSERT_EQ(tier->find(held.data(), held.size(), out.data(), found.data()), held.size());
+  EXPECT_EQ(out, rows_for(held, dim));
+
+  // Updates alone take no room: stored, even into the full partition.
+  batch.pop_back();
+  tier->insert(batch.data(), changed.data(), batch.size());
+  ASSERT_EQ(tier->find(held.data(), held.size(), out.data(), found.data()), held.size());
+  EXPECT_EQ(out, rows_for(held, dim, 7.0f));
+  EXPECT_EQ(tier->size(), held.size());
+
+  // Room made by erasing: the refused key fits.
+  EXPECT_EQ(tier->erase(held.data(), held.size()), held.size());
+  const auto row = rows_for({refused_key}, dim);
+  tier->insert(&refused_key, row.data(), 1);
+  EXPECT_EQ(found_of(*tier, {refused_key}), std::vector<std::uint8_t>{1});
+}
+
 TEST(RedisErrors, UnreachableSeeds) {
   REQUIRE_REDIS();
   const auto ports = hps_test::free_ports(2);
@@ -714,6 +778,16 @@ TEST(RedisTier, TheFactoryBuildsItAsVolatileDbWithItsLoaderAndCounters) {
                            "moved_redirects", "ask_redirects", "reconnects", "slot_map_refreshes"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
   }
+
+  // Without a persistent_db the cluster holds the only copy: the factory's tier refuses a write
+  // past overflow_margin instead of evicting (9 keys over 4 partitions: one gets at least 3).
+  config.volatile_db.overflow_margin = 2;
+  auto only_copy = hps::TierFactory(config).build(unique_tag("factory_only"), 4, "m/t");
+  std::vector<std::int64_t> nine(9);
+  std::iota(nine.begin(), nine.end(), 1);
+  const auto nine_rows = rows_for(nine, 4);
+  EXPECT_THROW(only_copy[0].tier->insert(nine.data(), nine_rows.data(), nine.size()), hps::NoRoom);
+  EXPECT_EQ(only_copy[0].tier->size(), 0u);
 
   // A Redis-only table larger than overflow_margin x num_partitions is refused, like the hash map's.
   config.volatile_db.overflow_margin = 10;

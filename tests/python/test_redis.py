@@ -246,6 +246,25 @@ def test_a_redis_only_table_larger_than_its_bound_is_refused(tmp_path, cluster):
         hps.HPS(config)
 
 
+def test_a_redis_only_table_refuses_an_update_it_has_no_room_for_and_loses_no_row(tmp_path, cluster):
+    # Without a persistent_db the cluster holds the only copy: an update past overflow_margin used
+    # to evict stored rows (to overflow_resolution_target of the margin) to make room.
+    t = make_table(tmp_path / "t", 300, 4, default=-7.0)
+    config = redis_config([t], cluster, overflow_margin=100)  # 5 partitions: 500 rows at most
+    model = config["models"][0]["model"]
+    with hps.HPS(config) as ps:
+        new_keys = np.arange(10**6, 10**6 + 400, dtype=np.int64)  # 700 rows: some partition runs out of room
+        with pytest.raises(hps.OutOfMemoryError, match="nothing of this write was stored"):
+            ps.update(model, 0, new_keys, np.ones((400, 4), np.float32))
+        np.testing.assert_array_equal(ps.lookup(model, 0, t.keys), t.rows)
+        np.testing.assert_array_equal(ps.lookup(model, 0, new_keys), np.full((400, 4), -7.0, np.float32))
+        (s,) = ps.stats()
+        assert s["tier_rows"]["volatile_db"] == 300
+        assert s["tier_counters"]["volatile_db"]["evicted_rows"] == 0
+        ps.update(model, 0, t.keys[:50], np.ones((50, 4), np.float32))  # updates take no room
+        np.testing.assert_array_equal(ps.lookup(model, 0, t.keys[:50]), np.ones((50, 4), np.float32))
+
+
 @pytest.mark.skipif(not hps.rocksdb_available(), reason="this build has no RocksDB tier")
 def test_a_read_only_store_is_the_source_of_its_marker(tmp_path, cluster):
     t = make_table(tmp_path / "t", 1000, 4)

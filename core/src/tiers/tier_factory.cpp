@@ -158,7 +158,7 @@ std::vector<ChainTier> TierFactory::build(const std::string& tag, std::size_t di
     ChainTier t;
     t.name = kVolatileName;
     t.name_index = 0;
-    t.tier = make_redis_cluster_tier(vcfg, tag, dim);
+    t.tier = make_redis_cluster_tier(vcfg, tag, dim, /*evict_on_overflow=*/rocksdb_ != nullptr);  // as the hash map's
     t.takes_promotions = vcfg.cache_missed_embeddings;
     t.probes_positions = false;  // a network round trip per batch: it sees distinct keys only
     t.fill_at_start = vcfg.initialize_after_startup || !rocksdb_;

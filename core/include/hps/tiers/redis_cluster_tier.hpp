@@ -99,8 +99,10 @@ bool redis_available();
 /// Connects to the cluster named by config.address (any reachable seed) and returns the tier of
 /// table `table_tag`. Throws BackendUnavailable when the build has no Redis support, no seed can
 /// be reached, the server is not in cluster mode or AUTH fails; ConfigError for settings this tier
-/// cannot honour (TLS: hiredis 0.14 has none).
+/// cannot honour (TLS: hiredis 0.14 has none). `evict_on_overflow` false: the cluster holds the
+/// table's only copy (no tier below it), so a write that would take a partition past
+/// overflow_margin is refused with NoRoom instead of evicting rows stored nowhere else.
 std::shared_ptr<RedisClusterTier> make_redis_cluster_tier(const VolatileDbConfig& config, const std::string& table_tag,
-                                                          std::size_t dim);
+                                                          std::size_t dim, bool evict_on_overflow = true);
 
 }  // namespace hps

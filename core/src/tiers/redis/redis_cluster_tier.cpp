@@ -89,6 +89,27 @@ end
 return {added, redis.call('HLEN', KEYS[1])}
 )lua";
 
+// For a tier that must not evict. ARGV[1] = the margin, then key/row pairs: writes them only if
+// KEYS[1] then holds at most the margin, else nothing. ARGV[1] = 'count', then keys: writes nothing.
+// Returns {1 written or 0 not, rows held, distinct keys of ARGV it does not hold yet}.
+const std::string kCountOnly = "count";
+constexpr const char* kWriteWithinMarginScript = R"lua(
+local count_only = ARGV[1] == 'count'
+local step = count_only and 1 or 2
+local seen = {}
+local new = 0
+for i = 2, #ARGV, step do
+  if not seen[ARGV[i]] then
+    seen[ARGV[i]] = true
+    if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then new = new + 1 end
+  end
+end
+local held = redis.call('HLEN', KEYS[1])
+if count_only or held + new > tonumber(ARGV[1]) then return {0, held, new} end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return {1, held, new}
+)lua";
+
 // Deletes the load lock only if it still holds this loader's token.
 constexpr const char* kUnlockScript = R"lua(
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -127,13 +148,14 @@ std::string count_text(std::size_t n, const char* what) { return std::to_string(
 
 class RedisClusterTierImpl final : public RedisClusterTier {
  public:
-  RedisClusterTierImpl(const VolatileDbConfig& config, std::string tag, std::size_t dim)
+  RedisClusterTierImpl(const VolatileDbConfig& config, std::string tag, std::size_t dim, bool evict_on_overflow)
       : dim_(dim),
         tag_(std::move(tag)),
         configured_partitions_(std::max<std::size_t>(1, config.num_partitions)),
         max_batch_(std::max<std::size_t>(1, config.max_batch_size)),
         lookup_batch_(std::min(max_batch_, std::max<std::size_t>(64, kLookupReplyBytes / (dim * sizeof(float) + 16)))),
         margin_(config.overflow_margin),
+        refuse_overflow_(!evict_on_overflow && config.overflow_margin != kNoLimit),
         policy_(config.overflow_policy),
         target_(static_cast<std::size_t>(
             std::llround(static_cast<double>(std::min<std::size_t>(config.overflow_margin, std::size_t{1} << 52)) *
@@ -152,7 +174,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     options.timeout = std::chrono::milliseconds(std::max<std::size_t>(1, config.operation_timeout_ms));
     client_ = ClusterClient::get(options);
 
-    keep_metadata_ = margin_ != kNoLimit && policy_ != OverflowPolicy::kEvictRandom;
+    keep_metadata_ = margin_ != kNoLimit && !refuse_overflow_ && policy_ != OverflowPolicy::kEvictRandom;
     touch_on_find_ = keep_metadata_ && (policy_ == OverflowPolicy::kEvictLeastUsed || config.refresh_time_after_fetch);
     marker_key_ = "hps{" + tag_ + "}m";
     lock_key_ = "hps{" + tag_ + "}l";
@@ -231,6 +253,10 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     if (n == 0) return;
     thread_local Grouping g;
     g.build(keys, n, layout_.partitions);
+    if (refuse_overflow_) {
+      insert_within_margin(keys, rows, n, g);
+      return;
+    }
     Batch batch;
     std::vector<std::pair<std::size_t, std::size_t>> lengths;  // (command, partition) of HLEN
     const std::string now = keep_metadata_ ? now_ms() : std::string();
@@ -641,6 +667,106 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     c.arg(kLockMs, std::strlen(kLockMs));
   }
 
+  // insert() of a tier that must not evict (the only copy of its rows): nothing is written when the
+  // batch would take a partition past the margin. The room is counted first on every partition the
+  // batch touches (distinct keys, one round trip), then each command writes only if its partition
+  // still has room, so a concurrent writer can at worst make this write stop part-way, never make a
+  // partition overflow; the error then says so.
+  void insert_within_margin(const std::int64_t* keys, const float* rows, std::size_t n, const Grouping& g) {
+    std::vector<std::vector<std::int64_t>> distinct(layout_.partitions);
+    std::size_t commands = 0;
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
+      auto& d = distinct[p];
+      for (std::size_t j = g.begin[p]; j < g.begin[p + 1]; ++j) d.push_back(keys[g.order[j]]);
+      std::sort(d.begin(), d.end());
+      d.erase(std::unique(d.begin(), d.end()), d.end());
+      commands += (g.begin[p + 1] - g.begin[p] + max_batch_ - 1) / max_batch_;
+    }
+    // One command is checked and written atomically by its script: no count needed.
+    if (commands > 1) {
+      Batch count;
+      std::vector<std::size_t> partition_of_command;
+      for (std::size_t p = 0; p < layout_.partitions; ++p) {
+        for (std::size_t first = 0; first < distinct[p].size(); first += max_batch_) {
+          const std::size_t last = std::min(first + max_batch_, distinct[p].size());
+          partition_of_command.push_back(p);
+          Command& c = add_room_script(count, p, kCountOnly);
+          for (std::size_t j = first; j < last; ++j) c.arg(&distinct[p][j], 8);
+        }
+      }
+      client_->run(count, RetryPolicy::kWrite);
+      throw_if_failed(count, n, "count the room for a write to");
+      std::vector<std::size_t> held(layout_.partitions, 0), added(layout_.partitions, 0);
+      for (std::size_t i = 0; i < count.size(); ++i) {
+        const std::size_t p = partition_of_command[i];
+        const redisReply* r = room_reply(count[i], p);
+        held[p] = static_cast<std::size_t>(r->element[1]->integer);
+        added[p] += static_cast<std::size_t>(r->element[2]->integer);
+      }
+      for (std::size_t p = 0; p < layout_.partitions; ++p) {
+        if (held[p] + added[p] > margin_) throw_no_room(p, held[p] + added[p], "nothing of this write was stored");
+      }
+    }
+    Batch batch;
+    std::vector<std::size_t> partition_of_command;
+    const std::string margin = std::to_string(margin_);
+    const std::size_t row_bytes = dim_ * sizeof(float);
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
+      for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += max_batch_) {
+        const std::size_t last = std::min(first + max_batch_, g.begin[p + 1]);
+        partition_of_command.push_back(p);
+        Command& c = add_room_script(batch, p, margin);
+        for (std::size_t j = first; j < last; ++j) {
+          const std::size_t i = g.order[j];
+          c.arg(&keys[i], 8);
+          c.arg(rows + i * dim_, row_bytes);
+        }
+      }
+    }
+    extend_load_lock(batch);
+    client_->run(batch, RetryPolicy::kWrite);
+    throw_if_failed(batch, n, "store");
+    std::size_t refused = 0, first_refused = 0;
+    for (std::size_t i = 0; i < partition_of_command.size(); ++i) {
+      if (room_reply(batch[i], partition_of_command[i])->element[0]->integer == 1) continue;
+      if (refused++ == 0) first_refused = i;
+    }
+    if (refused == 0) return;
+    const std::size_t p = partition_of_command[first_refused];
+    const redisReply* r = batch[first_refused].reply;
+    throw_no_room(p, static_cast<std::size_t>(r->element[1]->integer + r->element[2]->integer),
+                  commands == 1 ? std::string("nothing of this write was stored")
+                                : std::to_string(refused) + " of its " + std::to_string(commands) +
+                                      " commands were refused and stored nothing; the others were stored (another "
+                                      "writer took the room between the count and the write)");
+  }
+
+  // A call of kWriteWithinMarginScript on partition p (`first` outlives the batch); the caller adds
+  // the keys or key/row pairs.
+  Command& add_room_script(Batch& batch, std::size_t p, const std::string& first) {
+    Command& c = batch.add(slots_[p]);
+    c.arg("EVAL", 4);
+    c.arg(kWriteWithinMarginScript, std::strlen(kWriteWithinMarginScript));
+    c.arg("1", 1);
+    c.arg(value_keys_[p]);
+    c.arg(first);
+    return c;
+  }
+
+  const redisReply* room_reply(const Command& c, std::size_t p) const {
+    HPS_EXPECTS(c.reply->type == REDIS_REPLY_ARRAY && c.reply->elements == 3, IOError, "redis_cluster: table '",
+                tag_, "': unexpected reply from the room script on partition ", p, " (", c.node, ")");
+    return c.reply;
+  }
+
+  [[noreturn]] void throw_no_room(std::size_t p, std::size_t would_hold, const std::string& outcome) const {
+    HPS_FAIL(NoRoom, "redis_cluster: partition ", p, " of ", layout_.partitions, " of table '", tag_, "' (",
+             value_keys_[p], ") would hold ", would_hold, " rows, more than overflow_margin ", margin_,
+             "; the cluster holds the table's only copy (no persistent_db), so it cannot evict rows to make room: "
+             "raise overflow_margin (",
+             outcome, ")");
+  }
+
   void resolve_overflow(const std::vector<std::size_t>& partitions) {
     const std::string target = std::to_string(target_);
     const std::string budget = std::to_string(kEvictPerCall);
@@ -693,6 +819,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   std::size_t max_batch_;
   std::size_t lookup_batch_;  // keys per lookup HMGET: max_batch_, or fewer so a reply stays under kLookupReplyBytes
   std::size_t margin_;
+  bool refuse_overflow_;  // the only copy of its rows, with a finite margin: a write past it is refused
   OverflowPolicy policy_;
   std::size_t target_;
   bool keep_metadata_ = false;
@@ -714,8 +841,8 @@ class RedisClusterTierImpl final : public RedisClusterTier {
 bool redis_available() { return true; }
 
 std::shared_ptr<RedisClusterTier> make_redis_cluster_tier(const VolatileDbConfig& config, const std::string& table_tag,
-                                                          std::size_t dim) {
-  return std::make_shared<RedisClusterTierImpl>(config, table_tag, dim);
+                                                          std::size_t dim, bool evict_on_overflow) {
+  return std::make_shared<RedisClusterTierImpl>(config, table_tag, dim, evict_on_overflow);
 }
 
 }  // namespace hps
