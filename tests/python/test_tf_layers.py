@@ -80,10 +80,10 @@ def test_max_norm_equals_embedding_lookup(setup, max_norm):
 
 
 def test_max_norm_with_ids_of_unknown_rank(setup):
-    """Traced with an input signature of unknown rank, as tf.nn.embedding_lookup traces."""
+    """Traced with an input signature of unknown rank, as tf.nn.embedding_lookup traces; the first
+    call is the traced one (Keras cannot build a layer on a shape of unknown rank: nothing to build)."""
     path, (table, _) = setup
     layer = hps.tf.LookupLayer("m", 0, DIM, ps_config_file=path)
-    layer(ids_for((2,), tf.int64))  # built eagerly: Keras cannot build a layer on a shape of unknown rank
     spec = [tf.TensorSpec(None, tf.int64)]
     served = tf.function(lambda ids: layer(ids, max_norm=0.5), jit_compile=False, input_signature=spec)
     reference = tf.function(lambda ids: tf.nn.embedding_lookup(tf.constant(table.reference), ids, max_norm=0.5),

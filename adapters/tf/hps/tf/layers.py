@@ -71,6 +71,9 @@ class _ServedTableLayer(keras.layers.Layer):
         self.emb_vec_size = int(emb_vec_size)
         self.emb_vec_dtype = dtype
         self.global_batch_size = global_batch_size  # kept for HugeCTR's signature; batches may have any size
+        # Nothing to build (the rows live in the server), and Keras cannot build a layer for ids of
+        # unknown rank: built now, so a first call traced with such ids works.
+        self.built = True
 
     @property
     def ps(self) -> hps.HPS:
