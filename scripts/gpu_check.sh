@@ -7,8 +7,10 @@
 #   build    pip install . with CUDA (CMAKE_CUDA_ARCHITECTURES=$HPS_GPU_ARCH, default 90) and the C++ tests
 #   ctest    the C++ suites: the GPU ones (label gpu) and the rest
 #   pytest   the Python GPU cases (marker gpu) and the torch suites (whose CPU cases then meet this
-#            machine's torch); the rest run in CI (this machine has no RocksDB). test_gpu_kafka.py
-#            needs the Kafka pieces of scripts/stage_kafka_for_gpu.sh carried in .device/kafka
+#            machine's torch); the rest run in CI. test_gpu_kafka.py needs the Kafka pieces of
+#            scripts/stage_kafka_for_gpu.sh carried in .device/kafka; the cases over RocksDB or Redis
+#            need the storage pieces of scripts/stage_storage_for_gpu.sh carried in .device/storage
+#            (this machine has neither)
 #   kernels  the GPU cache micro-benchmark (benchmarks/gpu_cache_kernels.cu, standalone nvcc build)
 #   lookup   benchmarks/gpu_lookup.py (HPS_GPU_LOOKUP_ARGS)
 #   example  examples/dlrm_torch.py --device cuda
@@ -61,10 +63,26 @@ kafka_define=()
 [[ -f "$KAFKA_CARRIED/include/librdkafka/rdkafka.h" ]] && \
   kafka_define=(-C cmake.define.HPS_RDKAFKA_INCLUDE="$KAFKA_CARRIED/include")
 
+# The storage pieces scripts/stage_storage_for_gpu.sh stages (carried with the run): RocksDB and
+# hiredis to build against and load, redis-server for the tests' clusters. Without them the build
+# has neither tier and the tests that need them skip.
+STORAGE_CARRIED=${HPS_STORAGE_CARRIED:-$ROOT/.device/storage}
+storage_define=()
+if [[ -f "$STORAGE_CARRIED/lib/librocksdb.so.7.8" ]]; then
+  # Carried as files named by their sonames: the linker looks for the unversioned names.
+  ln -sf librocksdb.so.7.8 "$STORAGE_CARRIED/lib/librocksdb.so"
+  ln -sf libhiredis.so.0.14 "$STORAGE_CARRIED/lib/libhiredis.so"
+  export LD_LIBRARY_PATH="$STORAGE_CARRIED/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export PATH="$STORAGE_CARRIED/bin:$PATH"
+  storage_define=(-C cmake.define.CMAKE_PREFIX_PATH="$STORAGE_CARRIED")
+  log "storage pieces from $STORAGE_CARRIED: $(tr '\n' ' ' <"$STORAGE_CARRIED/MANIFEST")"
+fi
+
 if wants build; then
   run_stage build build.log "$PYTHON" -m pip install --no-build-isolation --no-deps -v \
     -C build-dir="$BUILD_DIR" -C cmake.define.HPS_BUILD_TESTS=ON -C cmake.define.HPS_WITH_CUDA=ON \
-    "${kafka_define[@]}" -C cmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCH" -C build.tool-args=-j16 . || exit 1
+    "${kafka_define[@]}" "${storage_define[@]}" -C cmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCH" \
+    -C build.tool-args=-j16 . || exit 1
   grep -h "hps [0-9.]*: building" "$OUT_DIR/build.log" | head -1
 fi
 
