@@ -15,6 +15,9 @@
 #   lookup   benchmarks/gpu_lookup.py (HPS_GPU_LOOKUP_ARGS)
 #   example  examples/dlrm_torch.py --device cuda
 #   dlrm     benchmarks/dlrm_torch.py (HPS_GPU_DLRM_ARGS)
+#   overhead (not in the default list) benchmarks/profile_call_overhead.py, the host side of a 2,048-key
+#            lookup phase by phase, at each D of HPS_GPU_OVERHEAD_DIMS (default "16 128") over
+#            HPS_GPU_OVERHEAD_ROWS rows (default 4000000)
 #   freshness  (not in the default list) benchmarks/update_freshness.py with the host tiers, then with
 #            --device cuda (HPS_GPU_FRESHNESS_ARGS, default --control --seconds 1 --rounds 16); needs
 #            the Kafka pieces of scripts/stage_kafka_for_gpu.sh carried in .device/kafka
@@ -113,6 +116,13 @@ fi
 if wants dlrm; then
   # shellcheck disable=SC2086
   run_stage dlrm dlrm.log "$PYTHON" benchmarks/dlrm_torch.py --plot-dir "$OUT_DIR" ${HPS_GPU_DLRM_ARGS:-}
+fi
+
+if wants overhead; then
+  for dim in ${HPS_GPU_OVERHEAD_DIMS:-16 128}; do
+    run_stage "overhead-d$dim" "overhead_d$dim.log" "$PYTHON" benchmarks/profile_call_overhead.py \
+      --rows "${HPS_GPU_OVERHEAD_ROWS:-4000000}" --dim "$dim"
+  done
 fi
 
 if wants freshness; then
