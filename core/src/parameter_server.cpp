@@ -449,8 +449,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     SparseModelReader reader(tc.sparse_file, tc.dim);
     table.rows = reader.rows();
     if (!store) {
-      check_table_fits(config, reader.rows(), where);
-      check_table_keys_fit(config, tc.sparse_file, tc.dim, where);  // before any row is stored
+      check_table_fits(config, tc.sparse_file, tc.dim, where);  // before any row is stored
     }
     std::vector<std::size_t> budgets;
     // A tier filled with part of the table takes the file's last rows, not its first: a key that

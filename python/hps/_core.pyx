@@ -105,18 +105,14 @@ def check_config_loadable(CoreConfig config):
     check_config_loadable_c(config.c)
 
 
-def check_table_fits(CoreConfig config, size_t rows, str where):
-    """Raises ConfigError when `config`'s tiers cannot hold a table of `rows` rows (the server's own check)."""
-    check_table_fits_c(config.c, rows, _bytes(where))
-
-
-def check_table_keys_fit(CoreConfig config, str folder, size_t dim, str where):
-    """Raises ConfigError when a hash map without a persistent_db cannot hold the folder's keys in
-    its partitions (the server's own check, reading the key file)."""
+def check_table_fits(CoreConfig config, str folder, size_t dim, str where):
+    """Raises ConfigError when `config`'s tiers cannot hold the table in `folder` (the server's own
+    check: without a persistent_db, a Redis tier by the row count, a hash map by each partition's
+    distinct keys, read from the key file)."""
     cdef string cfolder = _bytes(folder)
     cdef string cwhere = _bytes(where)
     with nogil:
-        check_table_keys_fit_c(config.c, cfolder, dim, cwhere)
+        check_table_fits_c(config.c, cfolder, dim, cwhere)
 
 
 def read_table(str folder, size_t dim, size_t first, size_t count, uintptr_t keys, uintptr_t rows, uintptr_t meta):

@@ -103,8 +103,7 @@ cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:
         pass
 
     void check_config_loadable_c "hps::check_config_loadable"(const Config& config) except +translate_exception
-    void check_table_fits_c "hps::check_table_fits"(const Config& config, size_t rows, const string& where) except +translate_exception
-    void check_table_keys_fit_c "hps::check_table_keys_fit"(const Config& config, const string& folder, size_t dim, const string& where) except +translate_exception
+    void check_table_fits_c "hps::check_table_fits"(const Config& config, const string& folder, size_t dim, const string& where) except +translate_exception
 
     cdef cppclass TableRef:
         size_t model

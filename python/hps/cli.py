@@ -176,8 +176,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             # stored rows), can the tiers hold this many rows, and each hash map partition its share?
             try:
                 _core.check_keys(folder, dim, config._core.key64)
-                _core.check_table_fits(config._core, info["rows"], where)
-                _core.check_table_keys_fit(config._core, folder, dim, where)
+                _core.check_table_fits(config._core, folder, dim, where)
             except hps.HpsError as error:
                 message = str(error)
                 print(f"hps validate: error: {message if where in message else f'{where}: {message}'}", file=sys.stderr)

@@ -250,24 +250,30 @@ TEST(ParameterServer, TableLargerThanTheVolatileTierWithoutPersistentIsAConfigEr
 }
 
 TEST(ParameterServer, CheckTableFitsIsTheRuleTheServerLoadsBy) {
+  TempDir dir;
+  make_table(dir / "t20", 20, 2);
+  make_table(dir / "t21", 21, 2);
+  const std::string t20 = (dir / "t20").string(), t21 = (dir / "t21").string();
   hps::Config config;
-  config.volatile_db.type = hps::VolatileDbType::kRedisCluster;  // a hash map is checked by its keys (below)
+  // A Redis tier by the row count (a hash map by its keys: test_tier_chain.cpp).
+  config.volatile_db.type = hps::VolatileDbType::kRedisCluster;
   config.volatile_db.overflow_margin = 10;
   config.volatile_db.num_partitions = 2;
-  EXPECT_NO_THROW(hps::check_table_fits(config, 20, "m/t"));
+  EXPECT_NO_THROW(hps::check_table_fits(config, t20, 2, "m/t"));
   try {
-    hps::check_table_fits(config, 21, "m/t");
+    hps::check_table_fits(config, t21, 2, "m/t");
     ADD_FAILURE() << "21 rows fit 2 partitions of 10";
   } catch (const hps::ConfigError& e) {
     EXPECT_STREQ(e.what(), "m/t: the table has 21 rows but volatile_db holds at most 20 (overflow_margin x "
                            "num_partitions) and there is no persistent_db for the rest");
   }
   config.volatile_db.overflow_margin = static_cast<std::size_t>(-1);  // the default: no bound, no overflow
-  EXPECT_NO_THROW(hps::check_table_fits(config, std::size_t{1} << 40, "m/t"));
+  EXPECT_NO_THROW(hps::check_table_fits(config, t21, 2, "m/t"));
   config.volatile_db.initial_cache_rate = 0.5;
-  EXPECT_THROW(hps::check_table_fits(config, 1, "m/t"), hps::ConfigError);
+  EXPECT_THROW(hps::check_table_fits(config, t20, 2, "m/t"), hps::ConfigError);
+  config.volatile_db.overflow_margin = 10;
   config.persistent_db.type = hps::PersistentDbType::kRocksDb;  // the rest lives there: anything fits
-  EXPECT_NO_THROW(hps::check_table_fits(config, std::size_t{1} << 40, "m/t"));
+  EXPECT_NO_THROW(hps::check_table_fits(config, t21, 2, "m/t"));
 }
 
 // Without a persistent tier a bounded hash map must hold the table's distinct keys, not its rows: a

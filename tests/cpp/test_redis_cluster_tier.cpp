@@ -17,7 +17,6 @@
 
 #include "detail/hashing.hpp"
 #include "hps/error.hpp"
-#include "hps/parameter_server.hpp"  // check_table_fits
 #include "hps/tiers/bulk_loadable.hpp"
 #include "hps/tiers/hash_map_tier.hpp"
 #include "hps/tiers/redis_cluster_tier.hpp"
@@ -788,9 +787,4 @@ TEST(RedisTier, TheFactoryBuildsItAsVolatileDbWithItsLoaderAndCounters) {
   const auto nine_rows = rows_for(nine, 4);
   EXPECT_THROW(only_copy[0].tier->insert(nine.data(), nine_rows.data(), nine.size()), hps::NoRoom);
   EXPECT_EQ(only_copy[0].tier->size(), 0u);
-
-  // A Redis-only table larger than overflow_margin x num_partitions is refused, like the hash map's.
-  config.volatile_db.overflow_margin = 10;
-  EXPECT_THROW(hps::check_table_fits(config, 41, "m/t"), hps::ConfigError);
-  EXPECT_NO_THROW(hps::check_table_fits(config, 40, "m/t"));
 }

@@ -313,10 +313,10 @@ TEST(TierChain, KeysATableRepeatsCountOnceAgainstAPartitionsRoom) {
   config.persistent_db.type = hps::PersistentDbType::kDisabled;
   config.volatile_db.num_partitions = 2;
   config.volatile_db.overflow_margin = 800;
-  EXPECT_NO_THROW(hps::check_table_keys_fit(config, (dir / "t").string(), 1, "m/t"));
+  EXPECT_NO_THROW(hps::check_table_fits(config, (dir / "t").string(), 1, "m/t"));
   config.volatile_db.overflow_margin = 799;
   try {
-    hps::check_table_keys_fit(config, (dir / "t").string(), 1, "m/t");
+    hps::check_table_fits(config, (dir / "t").string(), 1, "m/t");
     ADD_FAILURE() << "800 distinct keys fit a partition of 799";
   } catch (const hps::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("the table's 1200 rows put 800 distinct keys in partition 0"),

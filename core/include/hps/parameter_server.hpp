@@ -56,17 +56,14 @@ struct ServerOptions {
 /// opened. Throws ConfigError or BackendUnavailable. The server runs it first; `hps validate` too.
 void check_config_loadable(const Config& config);
 
-/// Throws ConfigError, naming `where`, when a table of `rows` rows cannot be held by `config`'s
-/// tiers: without a persistent tier the volatile tier must take every row (a Redis Cluster tier
-/// by the row count; a hash map by its keys, in check_table_keys_fit). The server checks this while
-/// loading; `hps validate` checks it from the table files alone.
-void check_table_fits(const Config& config, std::size_t rows, const std::string& where);
-
-/// check_table_fits by the table's keys: without a persistent tier, a hash map with an
-/// overflow_margin must hold each partition's share of the distinct keys, and keys do not spread
-/// evenly. Reads the folder's key file; throws ConfigError naming `where`, the partition and the
-/// margin needed. The server checks this before it loads such a table; `hps validate` too.
-void check_table_keys_fit(const Config& config, const std::string& folder, std::size_t dim, const std::string& where);
+/// Throws ConfigError, naming `where`, when the table in `folder` (rows of `dim` floats) cannot be
+/// held by `config`'s tiers. Only without a persistent tier is there anything to check: the
+/// volatile tier must then take every row (initial_cache_rate 1), a Redis Cluster tier by the row
+/// count (overflow_margin x num_partitions), a hash map by each partition's distinct keys (keys
+/// spread by hash, not evenly; rows that repeat a key take no room), which it reads from the key
+/// file; the error then names the partition and the margin needed. The server checks this before it
+/// stores any row of such a table; `hps validate` checks it from the table files alone.
+void check_table_fits(const Config& config, const std::string& folder, std::size_t dim, const std::string& where);
 
 /// Identifies one table of one model (indexes into the config's models and tables).
 struct TableRef {

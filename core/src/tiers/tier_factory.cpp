@@ -194,28 +194,21 @@ std::vector<ChainTier> TierFactory::build(const std::string& tag, std::size_t di
   return chain;
 }
 
-void check_table_fits(const Config& config, std::size_t rows, const std::string& where) {
-  const VolatileDbConfig& v = config.volatile_db;
-  if (config.persistent_db.type != PersistentDbType::kDisabled || v.type == VolatileDbType::kDisabled) return;
-  // The hash map and the Redis Cluster tier bound a table alike: overflow_margin rows per partition.
-  HPS_EXPECTS(v.initial_cache_rate >= 1.0, ConfigError,
-              "volatile_db.initial_cache_rate < 1 needs a persistent_db to hold the other rows (", where, ")");
-  // A hash map's room is checked by its keys (check_table_keys_fit): rows that repeat a key take
-  // no room, so the row count would refuse tables that fit.
-  if (v.type == VolatileDbType::kHashMap) return;
+namespace {
+
+// A Redis Cluster tier (which sees rows, not a key file's partitions) by the row count.
+void check_rows_fit(const VolatileDbConfig& v, std::size_t rows, const std::string& where) {
   const std::size_t capacity = HashMapOptions::from_config(v).capacity();
   HPS_EXPECTS(rows <= capacity, ConfigError, where, ": the table has ", rows, " rows but volatile_db holds at most ",
               capacity, " (overflow_margin x num_partitions) and there is no persistent_db for the rest");
 }
 
-void check_table_keys_fit(const Config& config, const std::string& folder, std::size_t dim, const std::string& where) {
-  const VolatileDbConfig& v = config.volatile_db;
-  const HashMapOptions options = HashMapOptions::from_config(v);
-  if (config.persistent_db.type != PersistentDbType::kDisabled || v.type != VolatileDbType::kHashMap ||
-      options.overflow_margin == HashMapOptions{}.overflow_margin) {
-    return;  // a tier below holds the rest, or nothing bounds a partition
-  }
-  const SparseModelReader reader(folder, dim);
+// A hash map by its distinct keys per partition: rows that repeat a key take no room, and keys do
+// not spread evenly.
+void check_keys_fit(const Config& config, const SparseModelReader& reader, const std::string& folder,
+                    const std::string& where) {
+  const HashMapOptions options = HashMapOptions::from_config(config.volatile_db);
+  if (options.overflow_margin == HashMapOptions{}.overflow_margin) return;  // nothing bounds a partition
   const std::size_t partitions = options.num_partitions;
   // Keys per partition, duplicates counted, a chunk of the key file at a time: an upper bound that
   // settles almost every table without holding its keys. A partition over the margin by it is
@@ -246,6 +239,21 @@ void check_table_keys_fit(const Config& config, const std::string& folder, std::
               options.num_partitions, " (keys spread by hash, not evenly), more than its overflow_margin ",
               options.overflow_margin, ", and there is no persistent_db for the rest: raise overflow_margin to at "
               "least ", *fullest);
+}
+
+}  // namespace
+
+void check_table_fits(const Config& config, const std::string& folder, std::size_t dim, const std::string& where) {
+  const VolatileDbConfig& v = config.volatile_db;
+  if (config.persistent_db.type != PersistentDbType::kDisabled || v.type == VolatileDbType::kDisabled) return;
+  HPS_EXPECTS(v.initial_cache_rate >= 1.0, ConfigError,
+              "volatile_db.initial_cache_rate < 1 needs a persistent_db to hold the other rows (", where, ")");
+  const SparseModelReader reader(folder, dim);
+  if (v.type == VolatileDbType::kHashMap) {
+    check_keys_fit(config, reader, folder, where);
+  } else {
+    check_rows_fit(v, reader.rows(), where);
+  }
 }
 
 }  // namespace hps
