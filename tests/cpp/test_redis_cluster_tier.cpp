@@ -301,6 +301,43 @@ TEST(RedisTier, AStoredTableIsReadWithThePartitionsItWasWrittenWith) {
   reader->clear();
 }
 
+// A table no server loads (a cache over a persistent_db, filled by promotions and updates) is read
+// under the layout of the first server that used it: a server with another num_partitions finds its
+// rows, and an update through either is what both read (each used its own layout before, so an
+// update through one left the other reading a stale copy).
+TEST(RedisTier, ATableNeverLoadedIsReadUnderTheLayoutOfItsFirstUser) {
+  REQUIRE_REDIS();
+  const std::string tag = unique_tag("unloaded");
+  auto config = redis_config(shared_cluster()->address());
+  config.num_partitions = 8;
+  auto first = hps::make_redis_cluster_tier(config, tag, 2);
+  std::vector<std::int64_t> keys(200);
+  std::iota(keys.begin(), keys.end(), 1);
+  const auto rows = rows_for(keys, 2);
+  first->insert(keys.data(), rows.data(), keys.size());
+  EXPECT_EQ(first->load_marker(), std::nullopt);  // a layout, no load
+
+  config.num_partitions = 3;
+  auto second = hps::make_redis_cluster_tier(config, tag, 2);
+  EXPECT_EQ(second->load_marker(), std::nullopt);
+  EXPECT_EQ(second->capacity(), first->capacity());
+  EXPECT_EQ(found_of(*second, keys), std::vector<std::uint8_t>(keys.size(), 1));
+  const auto newer = rows_for(keys, 2, 5.0f);
+  second->insert(keys.data(), newer.data(), keys.size());
+  std::vector<float> got(keys.size() * 2);
+  std::vector<std::uint8_t> found(keys.size());
+  EXPECT_EQ(first->find(keys.data(), keys.size(), got.data(), found.data()), keys.size());
+  EXPECT_EQ(got, newer);
+  EXPECT_EQ(first->size(), keys.size());
+
+  // A load still replaces the table, under the loader's layout.
+  EXPECT_TRUE(second->begin_load("files:1"));
+  second->insert(keys.data(), rows.data(), keys.size());
+  second->end_load("files:1");
+  EXPECT_EQ(second->load_marker(), std::optional<std::string>("files:1"));
+  second->clear();
+}
+
 // A table written before layouts were recorded (names `hps{<tag>/p<p>}v`, a marker without a layout
 // line) is still read, and replaced by the newest layout when other files are loaded. It is
 // written here with redis-cli: keys and rows whose bytes are printable.

@@ -9,7 +9,9 @@
 // with a finite overflow_margin) a sorted set `...t` on the same slot holds each row's access time
 // or count. `hps{<tag>}m` is the table's load marker; it records the partition count and layout
 // the table was written with, and a table already stored is read under those, whatever this
-// server's num_partitions (which applies when the table is written anew).
+// server's num_partitions (which applies when the table is written anew). A table never loaded
+// (a cache filled by promotions) gets a marker holding only the layout of the first server to use
+// it, so every server reads it under one layout (load_marker() still answers none).
 //
 // Faults: a lookup never returns a wrong row and never waits past `operation_timeout_ms`: keys whose
 // node failed or timed out are reported not found (they fall through) and counted. Writes retry

@@ -183,9 +183,14 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     // marker's node cannot answer now, this server's layout stands for the time being: begin_load
     // reads the marker again before any load, and a table this server does not load sits above a
     // store it falls through to while the names differ (a table without one is always loaded).
+    // A table without a marker records the layout of the first server to use it, with no load in
+    // it: a cache never loaded (filled by promotions over a persistent_db) is then read under one
+    // layout by every server, whatever their num_partitions (each used its own before, so an update
+    // through one left another's copy stale).
     std::optional<std::string> stored;
     try {
       stored = fetch_marker();
+      if (!stored) stored = record_layout(configured_layout());
     } catch (const IOError&) {
     }
     use_layout(stored ? parse_marker(*stored).first : configured_layout());
@@ -439,7 +444,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
 
   std::optional<std::string> load_marker() const override {
     auto stored = read_marker();
-    if (!stored) return std::nullopt;
+    if (!stored || stored->second.empty()) return std::nullopt;  // empty: a layout, no load
     return std::move(stored->second);
   }
 
@@ -603,6 +608,23 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   std::pair<redis::PartitionLayout, std::string> parse_marker(const std::string& stored) const {
     return redis::PartitionLayout::parse_stored(stored, configured_partitions_,
                                                 "redis_cluster: table '" + tag_ + "' (load marker " + marker_key_ + ")");
+  }
+
+  // Records `layout` with an empty marker (no load) unless the table has a marker by now; returns
+  // the marker stored then. Throws IOError when the marker's node cannot answer.
+  std::optional<std::string> record_layout(const redis::PartitionLayout& layout) {
+    const std::string stored = layout.stored_marker("");
+    Batch batch;
+    Command& set = batch.add(marker_slot_);
+    set.arg("SET", 3);
+    set.arg(marker_key_);
+    set.arg(stored);
+    set.arg("NX", 2);
+    client_->run(batch, RetryPolicy::kWrite);
+    HPS_EXPECTS(set.ok(), IOError, "redis_cluster: cannot record the layout of table '", tag_, "' (", marker_key_,
+                " on ", set.node, ", slot ", marker_slot_, "): ", set.what());
+    if (set.reply->type == REDIS_REPLY_STATUS) return stored;  // +OK: ours
+    return fetch_marker();  // another server's, set just before ours
   }
 
   // The stored load marker, split into the layout it records and the marker itself.
