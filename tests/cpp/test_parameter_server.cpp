@@ -9,6 +9,7 @@
 #include "hps/error.hpp"
 #include "hps/model_io.hpp"
 #include "hps/parameter_server.hpp"
+#include "hps/tiers/redis_cluster_tier.hpp"  // RedisClusterTier::partition_of
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -250,22 +251,38 @@ TEST(ParameterServer, TableLargerThanTheVolatileTierWithoutPersistentIsAConfigEr
 }
 
 TEST(ParameterServer, CheckTableFitsIsTheRuleTheServerLoadsBy) {
+  // A Redis tier, like a hash map, by the distinct keys of each partition (a hash map's own case:
+  // test_tier_chain.cpp). Keys 10 + 10 over 2 partitions, then one more in partition 0.
   TempDir dir;
-  make_table(dir / "t20", 20, 2);
-  make_table(dir / "t21", 21, 2);
+  std::vector<std::int64_t> keys;
+  std::size_t in_first = 0;
+  for (std::int64_t k = 0; keys.size() < 20; ++k) {
+    const bool first = hps::RedisClusterTier::partition_of(k, 2) == 0;
+    if (first ? in_first == 10 : keys.size() - in_first == 10) continue;
+    in_first += first;
+    keys.push_back(k);
+  }
+  const std::vector<float> rows(21 * 2, 1.0f);
+  hps::write_sparse_model((dir / "t20").string(), keys.data(), rows.data(), keys.size(), 2);
+  for (std::int64_t k = keys.back() + 1;; ++k) {
+    if (hps::RedisClusterTier::partition_of(k, 2) != 0) continue;
+    keys.push_back(k);
+    break;
+  }
+  hps::write_sparse_model((dir / "t21").string(), keys.data(), rows.data(), keys.size(), 2);
   const std::string t20 = (dir / "t20").string(), t21 = (dir / "t21").string();
   hps::Config config;
-  // A Redis tier by the row count (a hash map by its keys: test_tier_chain.cpp).
   config.volatile_db.type = hps::VolatileDbType::kRedisCluster;
   config.volatile_db.overflow_margin = 10;
   config.volatile_db.num_partitions = 2;
   EXPECT_NO_THROW(hps::check_table_fits(config, t20, 2, "m/t"));
   try {
     hps::check_table_fits(config, t21, 2, "m/t");
-    ADD_FAILURE() << "21 rows fit 2 partitions of 10";
+    ADD_FAILURE() << "11 keys fit a partition of 10";
   } catch (const hps::ConfigError& e) {
-    EXPECT_STREQ(e.what(), "m/t: the table has 21 rows but volatile_db holds at most 20 (overflow_margin x "
-                           "num_partitions) and there is no persistent_db for the rest");
+    EXPECT_STREQ(e.what(), "m/t: the table's 21 rows put 11 distinct keys in partition 0 of the Redis table's 2 (keys "
+                           "spread by hash, not evenly), more than its overflow_margin 10, and there is no "
+                           "persistent_db for the rest: raise overflow_margin to at least 11");
   }
   config.volatile_db.overflow_margin = static_cast<std::size_t>(-1);  // the default: no bound, no overflow
   EXPECT_NO_THROW(hps::check_table_fits(config, t21, 2, "m/t"));

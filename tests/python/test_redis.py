@@ -239,11 +239,16 @@ def test_servers_starting_together_load_a_table_once(tmp_path, cluster):
 
 
 def test_a_redis_only_table_larger_than_its_bound_is_refused(tmp_path, cluster):
-    # Like the hash map: without a persistent_db, overflow_margin x num_partitions must hold every row.
+    # Like the hash map: without a persistent_db, each partition must hold its share of the keys,
+    # checked before any row is stored (600 keys over 5 partitions of 100: one gets more than 100).
     t = make_table(tmp_path / "t", 600, 4)
-    config = redis_config([t], cluster, overflow_margin=100)  # 5 partitions: 500 rows
-    with pytest.raises(hps.ConfigError, match="holds at most 500"):
+    config = redis_config([t], cluster, overflow_margin=100)
+    with pytest.raises(hps.ConfigError, match=r"the table's 600 rows put \d+ distinct keys in partition \d of the "
+                                              r"Redis table's 5 .* overflow_margin 100"):
         hps.HPS(config)
+    model = config["models"][0]["model"]
+    stored = [cluster.cli(port, "--scan", "--pattern", f"*hps_et.{model}.*/p*v") for port in cluster.ports]
+    assert not "".join(stored).strip(), f"rows were stored before the refusal: {stored}"
 
 
 def test_a_redis_only_table_refuses_an_update_it_has_no_room_for_and_loses_no_row(tmp_path, cluster):

@@ -58,10 +58,10 @@ void check_config_loadable(const Config& config);
 
 /// Throws ConfigError, naming `where`, when the table in `folder` (rows of `dim` floats) cannot be
 /// held by `config`'s tiers. Only without a persistent tier is there anything to check: the
-/// volatile tier must then take every row (initial_cache_rate 1), a Redis Cluster tier by the row
-/// count (overflow_margin x num_partitions), a hash map by each partition's distinct keys (keys
-/// spread by hash, not evenly; rows that repeat a key take no room), which it reads from the key
-/// file; the error then names the partition and the margin needed. The server checks this before it
+/// volatile tier must then take every row (initial_cache_rate 1): a hash map or a Redis Cluster
+/// tier by each partition's distinct keys under its own partition function (keys spread by hash,
+/// not evenly; rows that repeat a key take no room), read from the key file; the error then names
+/// the partition and the margin needed. The server checks this before it
 /// stores any row of such a table; `hps validate` checks it from the table files alone.
 void check_table_fits(const Config& config, const std::string& folder, std::size_t dim, const std::string& where);
 

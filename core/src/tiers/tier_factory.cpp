@@ -196,16 +196,10 @@ std::vector<ChainTier> TierFactory::build(const std::string& tag, std::size_t di
 
 namespace {
 
-// A Redis Cluster tier (which sees rows, not a key file's partitions) by the row count.
-void check_rows_fit(const VolatileDbConfig& v, std::size_t rows, const std::string& where) {
-  const std::size_t capacity = HashMapOptions::from_config(v).capacity();
-  HPS_EXPECTS(rows <= capacity, ConfigError, where, ": the table has ", rows, " rows but volatile_db holds at most ",
-              capacity, " (overflow_margin x num_partitions) and there is no persistent_db for the rest");
-}
-
-// A hash map by its distinct keys per partition: rows that repeat a key take no room, and keys do
-// not spread evenly.
+// The volatile tier (`tier`, partitioned by `partition_of`) by its distinct keys per partition: rows
+// that repeat a key take no room, and keys do not spread evenly.
 void check_keys_fit(const Config& config, const SparseModelReader& reader, const std::string& folder,
+                    const char* tier, std::size_t (*partition_of)(std::int64_t, std::size_t),
                     const std::string& where) {
   const HashMapOptions options = HashMapOptions::from_config(config.volatile_db);
   if (options.overflow_margin == HashMapOptions{}.overflow_margin) return;  // nothing bounds a partition
@@ -218,7 +212,7 @@ void check_keys_fit(const Config& config, const SparseModelReader& reader, const
     reader.for_each_key_chunk([&](const std::int64_t* file_keys, std::size_t, std::size_t n) {
       keys.resize(n);
       canonicalize_keys(file_keys, KeyDtype::kInt64, n, config.supportlonglong, keys.data(), folder + "/key");
-      for (std::int64_t key : keys) visit(key, HashMapOptions::partition_of(key, partitions));
+      for (std::int64_t key : keys) visit(key, partition_of(key, partitions));
     });
   };
   std::vector<std::size_t> per_partition(partitions, 0);
@@ -235,7 +229,7 @@ void check_keys_fit(const Config& config, const SparseModelReader& reader, const
   }
   const auto fullest = std::max_element(per_partition.begin(), per_partition.end());
   HPS_EXPECTS(*fullest <= options.overflow_margin, ConfigError, where, ": the table's ", reader.rows(),
-              " rows put ", *fullest, " distinct keys in partition ", fullest - per_partition.begin(), " of the hash map's ",
+              " rows put ", *fullest, " distinct keys in partition ", fullest - per_partition.begin(), " of the ", tier, "'s ",
               options.num_partitions, " (keys spread by hash, not evenly), more than its overflow_margin ",
               options.overflow_margin, ", and there is no persistent_db for the rest: raise overflow_margin to at "
               "least ", *fullest);
@@ -250,9 +244,9 @@ void check_table_fits(const Config& config, const std::string& folder, std::size
               "volatile_db.initial_cache_rate < 1 needs a persistent_db to hold the other rows (", where, ")");
   const SparseModelReader reader(folder, dim);
   if (v.type == VolatileDbType::kHashMap) {
-    check_keys_fit(config, reader, folder, where);
-  } else {
-    check_rows_fit(v, reader.rows(), where);
+    check_keys_fit(config, reader, folder, "hash map", &HashMapOptions::partition_of, where);
+  } else {  // a table loaded into Redis is written under this server's num_partitions
+    check_keys_fit(config, reader, folder, "Redis table", &RedisClusterTier::partition_of, where);
   }
 }
 

@@ -67,6 +67,10 @@ struct RedisClusterCounters {
 class RedisClusterTier : public Tier, public BulkLoadable {
  public:
   BulkLoadable* bulk_loader() override { return this; }
+  /// The partition of `key` among `partitions`: a fixed 64-bit mix (splitmix64's finalizer) modulo
+  /// the count, so every process and every version of hps agrees where a key lives (changing it
+  /// would orphan stored rows).
+  static std::size_t partition_of(std::int64_t key, std::size_t partitions);
   /// One lookup call pipelines every node from one poll loop; split over threads it sent each node
   /// a command per partition per chunk (benchmarks/RESULTS.md: 1.6x the wall time at 2,048 keys).
   bool serves_whole_batches() const override { return true; }

@@ -40,12 +40,6 @@ constexpr std::size_t kLookupReplyBytes = redis::kPieceReplyBytes;
 // Rows one eviction script call removes at most: a script blocks its node while it runs.
 constexpr std::size_t kEvictPerCall = 8192;
 
-// The partition of a key: a fixed 64-bit mix (splitmix64's finalizer), so every process and every
-// version of hps agrees where a key lives. Changing it would orphan stored rows.
-std::size_t partition_of(std::int64_t key, std::size_t partitions) {
-  return static_cast<std::size_t>(splitmix64(key) % partitions);
-}
-
 std::string now_ms() {
   return std::to_string(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
@@ -134,7 +128,7 @@ struct Grouping {
     part.resize(n);
     begin.assign(partitions + 1, 0);
     for (std::size_t i = 0; i < n; ++i) {
-      part[i] = static_cast<std::uint32_t>(partition_of(keys[i], partitions));
+      part[i] = static_cast<std::uint32_t>(RedisClusterTier::partition_of(keys[i], partitions));
       ++begin[part[i] + 1];
     }
     for (std::size_t p = 0; p < partitions; ++p) begin[p + 1] += begin[p];
