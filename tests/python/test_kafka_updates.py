@@ -5,6 +5,7 @@ Every wait polls with a deadline (kafka_broker.wait_until); no sleep is an asser
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import pytest
 import hps
 from conftest import config_for, make_table
 from kafka_broker import Broker, Proxy, wait_until
+from redis_cluster import LocalRedis, redis_installed
 
 import confluent_kafka  # installed by scripts/setup.sh --test, like the broker: these tests always run
 import confluent_kafka.admin
@@ -335,14 +337,24 @@ def test_the_lag_after_a_restart_counts_from_the_committed_offsets(tmp_path, bro
             wait_until(lambda: source_stats(ps)["lag"] == 0, "the lag is 0 again")
 
 
-def test_updates_a_full_hash_map_cannot_hold_are_dropped_and_counted_not_retried_forever(tmp_path, broker):
-    # Without a persistent_db the hash map refuses new keys it has no room for. A batch mixing them
-    # with updates of held keys used to be retried forever, stalling every topic: now the held keys'
-    # updates land, the rest are counted as dropped, and the consumer goes on.
+@pytest.mark.parametrize("volatile", ["hash_map", "redis_cluster"])
+def test_updates_a_full_volatile_db_cannot_hold_are_dropped_and_counted_not_retried_forever(tmp_path, broker,
+                                                                                             volatile):
+    # Without a persistent_db the volatile_db refuses new keys it has no room for. A batch mixing
+    # them with updates of held keys used to be retried forever, stalling every topic (a Redis
+    # Cluster evicted held rows instead): now the held keys' updates land, the rest are counted as
+    # dropped, and the consumer goes on.
+    if volatile == "redis_cluster" and not (hps.redis_available() and redis_installed()):
+        pytest.skip("this build has no Redis Cluster tier, or redis-server is not installed")
     table = make_table(tmp_path / "t", 100, 4)
     config = kafka_config([table], broker.brokers, embedding_table_names=["emb"])
-    config["volatile_db"].update(num_partitions=1, overflow_margin=100)
-    with hps.UpdatePublisher(broker.brokers, "m", partitions=1) as publisher, hps.HPS(config) as ps:
+    with contextlib.ExitStack() as stack:
+        if volatile == "redis_cluster":
+            cluster = stack.enter_context(LocalRedis(masters=3, replicas=0, node_timeout_ms=5000))
+            config["volatile_db"] = {"type": "redis_cluster", "address": cluster.address}
+        config["volatile_db"].update(num_partitions=1, overflow_margin=100)
+        publisher = stack.enter_context(hps.UpdatePublisher(broker.brokers, "m", partitions=1))
+        ps = stack.enter_context(hps.HPS(config))
         held, new = table.keys[:10], np.arange(10**13, 10**13 + 5, dtype=np.int64)
         publisher.publish("emb", np.concatenate([held, new]), np.full((15, 4), 3.0))
         publisher.flush()
@@ -352,6 +364,7 @@ def test_updates_a_full_hash_map_cannot_hold_are_dropped_and_counted_not_retried
         assert stats["errors"] >= 1 and "5 of 15 rows dropped" in stats["last_error"], stats
         assert "overflow_margin" in stats["last_error"]
         np.testing.assert_array_equal(ps.lookup("m", 0, new), np.zeros((5, 4), np.float32))  # the default row
+        np.testing.assert_array_equal(ps.lookup("m", 0, table.keys[10:]), table.rows[10:])  # no row evicted
         publisher.publish("emb", held[:1], np.full((1, 4), 4.0))  # later messages still apply
         publisher.flush()
         wait_until(lambda: sees(ps, "m", "emb", held[:1], np.full((1, 4), 4.0)), "a later update is applied")
