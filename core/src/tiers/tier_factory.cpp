@@ -1,5 +1,6 @@
 #include "hps/tiers/tier_factory.hpp"
 
+#include <fcntl.h>  // AT_FDCWD, AT_EACCESS
 #include <unistd.h>
 
 #include <algorithm>
@@ -118,7 +119,8 @@ void TierFactory::check(const Config& config) {
                 parent.string(), "' that would hold the database '", p.path,
                 "' does not exist (hps creates the database folder, not its parents)");
     const fs::path writable = fs::exists(path, ignored) ? path : parent;
-    HPS_EXPECTS(writable.empty() || ::access(writable.c_str(), W_OK | X_OK) == 0, ConfigError,
+    // The effective ids (AT_EACCESS), which the process opens files with; access() checks the real ones.
+    HPS_EXPECTS(writable.empty() || ::faccessat(AT_FDCWD, writable.c_str(), W_OK | X_OK, AT_EACCESS) == 0, ConfigError,
                 "persistent_db.path: this process cannot write to '", writable.string(), "' (",
                 std::strerror(errno), "), where the database '", p.path, "' is kept; set read_only for a "
                 "database it may only read");
