@@ -505,6 +505,37 @@ TEST(RedisTier, AnOnlyCopyTableRefusesAWriteItHasNoRoomForAndKeepsEveryRow) {
   EXPECT_EQ(found_of(*tier, {refused_key}), std::vector<std::uint8_t>{1});
 }
 
+// A load into such a table (the server checked the files' keys per partition first) writes without
+// the room count, and a partition past the margin after all stops it, unrecorded.
+TEST(RedisTier, AnOnlyCopyTableLoadsWithoutTheRoomCountAndAnOverfullLoadStops) {
+  REQUIRE_REDIS();
+  auto config = redis_config(shared_cluster()->address());
+  config.num_partitions = 4;
+  config.overflow_margin = 60;
+  const std::string tag = unique_tag("only_load");
+  auto tier = hps::make_redis_cluster_tier(config, tag, 2, /*evict_on_overflow=*/false);
+  std::vector<std::int64_t> keys(100);  // about 25 a partition
+  std::iota(keys.begin(), keys.end(), 1);
+  ASSERT_TRUE(tier->begin_load("files:1"));
+  tier->bulk_insert(keys.data(), rows_for(keys, 2).data(), keys.size());
+  tier->end_load("files:1");
+  EXPECT_EQ(tier->size(), keys.size());
+  EXPECT_EQ(tier->counters().evicted_rows, 0u);
+
+  keys.resize(400);  // about 100 a partition
+  std::iota(keys.begin(), keys.end(), 1);
+  ASSERT_TRUE(tier->begin_load("files:2"));
+  try {
+    tier->bulk_insert(keys.data(), rows_for(keys, 2).data(), keys.size());
+    ADD_FAILURE() << "a load past overflow_margin went on";
+  } catch (const hps::NoRoom& e) {
+    EXPECT_NE(std::string(e.what()).find("the load stops here"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(tier->load_marker(), std::nullopt);  // cleared by begin_load, never recorded
+  EXPECT_EQ(tier->counters().evicted_rows, 0u);
+  tier->clear();
+}
+
 TEST(RedisErrors, UnreachableSeeds) {
   REQUIRE_REDIS();
   const auto ports = hps_test::free_ports(2);

@@ -248,11 +248,22 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     return hits;
   }
 
-  void insert(const std::int64_t* keys, const float* rows, std::size_t n) override {
+  void insert(const std::int64_t* keys, const float* rows, std::size_t n) override { store_rows(keys, rows, n, false); }
+
+  // A load's rows (begin_load .. end_load, this tier holding the load lock): the table was cleared,
+  // and the server's check_table_fits found room in every partition for the files' distinct keys,
+  // so a table that must not evict skips insert()'s room count (3x the load time); a partition
+  // found past the margin after all stops the load with NoRoom (the table then counts as not loaded).
+  void bulk_insert(const std::int64_t* keys, const float* rows, std::size_t n) override {
+    store_rows(keys, rows, n, holds_load_lock());
+  }
+
+  // insert(), or a load's bulk_insert (`loading`).
+  void store_rows(const std::int64_t* keys, const float* rows, std::size_t n, bool loading) {
     if (n == 0) return;
     thread_local Grouping g;
     g.build(keys, n, layout_.partitions);
-    if (refuse_overflow_) {
+    if (refuse_overflow_ && !loading) {
       insert_within_margin(keys, rows, n, g);
       return;
     }
@@ -286,7 +297,12 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     throw_if_failed(batch, n, "store");
     std::vector<std::size_t> overflowing;
     for (auto [command, p] : lengths) {
-      if (static_cast<std::size_t>(batch[command].reply->integer) > margin_) overflowing.push_back(p);
+      const auto held = static_cast<std::size_t>(batch[command].reply->integer);
+      if (held <= margin_) continue;
+      if (refuse_overflow_) {
+        throw_no_room(p, held, "its rows were stored, but the load stops here: the table counts as not loaded");
+      }
+      overflowing.push_back(p);
     }
     if (!overflowing.empty()) resolve_overflow(overflowing);
   }
@@ -671,6 +687,11 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     c.arg(lock_key_);
     c.arg(token);
     client_->run(batch, RetryPolicy::kWrite);
+  }
+
+  bool holds_load_lock() {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    return !load_token_.empty();
   }
 
   // While this tier loads, each write extends the load lock.
