@@ -233,9 +233,10 @@ class HashMapTier::Partition {
     if (existing != kNoRecord) {
       if (overwrite) {
         char* rec = record_ptr(existing - 1);
+        const std::uint64_t sum = checksum_bits(key, row);
         begin_write(rec);
         std::memcpy(rec + row_offset_, row, dim_ * 4);
-        end_write(rec, true);
+        end_write(rec, true, sum);
         if (options_.overflow_policy == OverflowPolicy::kEvictOldest) set_meta(existing - 1, now);
       }
       return false;
@@ -246,10 +247,11 @@ class HashMapTier::Partition {
     }
     const std::uint32_t record = allocate_record();
     char* rec = record_ptr(record);
+    const std::uint64_t sum = checksum_bits(key, row);
     begin_write(rec);  // a reused record may still be read by a lock-free reader with a stale address
     std::memcpy(rec + kKeyOffset, &key, 8);
     std::memcpy(rec + row_offset_, row, dim_ * 4);
-    end_write(rec, true);
+    end_write(rec, true, sum);
     if (meta_bytes_) set_meta(record, options_.overflow_policy == OverflowPolicy::kEvictOldest ? now : 0);
     link(hash, record + 1);
     ++size_;
@@ -264,8 +266,9 @@ class HashMapTier::Partition {
       if (slot.record == kNoRecord) return false;
       if (slot.hash == hash && record_key(slot.record - 1) == key) {
         char* rec = record_ptr(slot.record - 1);
+        const std::uint64_t sum = checksum_bits(key, rec + row_offset_);
         begin_write(rec);
-        end_write(rec, false);
+        end_write(rec, false, sum);
         unlink_at(s);
         note(Event::kRemoved, key, rec);
         return true;
@@ -282,8 +285,9 @@ class HashMapTier::Partition {
     for (std::uint32_t record = 0; record < high_water_; ++record) {
       char* rec = record_ptr(record);
       const bool live = (header(rec).load(std::memory_order_relaxed) & kRecordLive) != 0;
+      const std::uint64_t sum = checksum_bits(record_key(record), rec + row_offset_);
       begin_write(rec);
-      end_write(rec, live);
+      end_write(rec, live, sum);
     }
     for (std::size_t p = 0; p < pages_.size(); ++p) {
       const std::size_t records = std::min<std::size_t>(high_water_ - (p << page_shift_), std::size_t{1} << page_shift_);
@@ -364,15 +368,14 @@ class HashMapTier::Partition {
     h.store(h.load(std::memory_order_relaxed) | kRecordBusy, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
   }
-  void end_write(char* rec, bool live) const {
-    auto h = header(rec);
-    const std::uint64_t bits = registrar_ ? checksum_of(rec) : 0;
-    h.store(bits | (live ? kRecordLive : 0), std::memory_order_release);
+  // `sum`: checksum_bits() of what the record holds once written, computed by the caller before
+  // begin_write, so the record stays busy (and GPU readers retry) only while its bytes are copied.
+  static void end_write(char* rec, bool live, std::uint64_t sum) {
+    header(rec).store(sum | (live ? kRecordLive : 0), std::memory_order_release);
   }
-  std::uint64_t checksum_of(const char* rec) const {
-    std::int64_t key;
-    std::memcpy(&key, rec + kKeyOffset, 8);
-    return record_checksum::of_record(key, rec + row_offset_, static_cast<std::uint32_t>(dim_));
+  // The header's checksum bits for a record holding `key` and `row` (none before a registrar).
+  std::uint64_t checksum_bits(std::int64_t key, const void* row) const {
+    return registrar_ ? record_checksum::of_record(key, row, static_cast<std::uint32_t>(dim_)) : 0;
   }
 
   enum class Event { kAdded, kRemoved };
