@@ -493,18 +493,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     const std::string token = lock_token();
     for (;;) {
       if (holds(marker)) return false;
-      Batch batch;
-      Command& c = batch.add(marker_slot_);
-      c.arg("SET", 3);
-      c.arg(lock_key_);
-      c.arg(token);
-      c.arg("NX", 2);
-      c.arg("PX", 2);
-      c.arg(kLockMs, std::strlen(kLockMs));  // the literal, not a temporary std::string (arg keeps a pointer)
-      client_->run(batch, RetryPolicy::kWrite);
-      HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot take the load lock of table '", tag_, "' (", lock_key_,
-                  " on ", c.node, "): ", c.what());
-      if (c.reply->type == REDIS_REPLY_STATUS) break;  // +OK: ours
+      if (set_if_absent(lock_key_, token, kLockMs, "take the load lock of")) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));  // another server is loading it
     }
     {
@@ -624,17 +613,27 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   // the marker stored then. Throws IOError when the marker's node cannot answer.
   std::optional<std::string> record_layout(const redis::PartitionLayout& layout) {
     const std::string stored = layout.stored_marker("");
-    Batch batch;
-    Command& set = batch.add(marker_slot_);
-    set.arg("SET", 3);
-    set.arg(marker_key_);
-    set.arg(stored);
-    set.arg("NX", 2);
-    client_->run(batch, RetryPolicy::kWrite);
-    HPS_EXPECTS(set.ok(), IOError, "redis_cluster: cannot record the layout of table '", tag_, "' (", marker_key_,
-                " on ", set.node, ", slot ", marker_slot_, "): ", set.what());
-    if (set.reply->type == REDIS_REPLY_STATUS) return stored;  // +OK: ours
+    if (set_if_absent(marker_key_, stored, nullptr, "record the layout of")) return stored;
     return fetch_marker();  // another server's, set just before ours
+  }
+
+  // SET key value NX (PX expire_ms unless null) on the marker's slot, where the table's marker and
+  // lock live: whether this call set it. Throws IOError, saying it could not `what` the table.
+  bool set_if_absent(const std::string& key, const std::string& value, const char* expire_ms, const char* what) {
+    Batch batch;
+    Command& c = batch.add(marker_slot_);
+    c.arg("SET", 3);
+    c.arg(key);
+    c.arg(value);
+    c.arg("NX", 2);
+    if (expire_ms != nullptr) {
+      c.arg("PX", 2);
+      c.arg(expire_ms, std::strlen(expire_ms));  // a literal that outlives the call (arg keeps a pointer)
+    }
+    client_->run(batch, RetryPolicy::kWrite);
+    HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot ", what, " table '", tag_, "' (", key, " on ", c.node,
+                ", slot ", marker_slot_, "): ", c.what());
+    return c.reply->type == REDIS_REPLY_STATUS;  // +OK: ours
   }
 
   // The stored load marker, split into the layout it records and the marker itself.
@@ -710,40 +709,12 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   // still has room, so a concurrent writer can at worst make this write stop part-way, never make a
   // partition overflow; the error then says so.
   void insert_within_margin(const std::int64_t* keys, const float* rows, std::size_t n, const Grouping& g) {
-    std::vector<std::vector<std::int64_t>> distinct(layout_.partitions);
     std::size_t commands = 0;
     for (std::size_t p = 0; p < layout_.partitions; ++p) {
-      auto& d = distinct[p];
-      for (std::size_t j = g.begin[p]; j < g.begin[p + 1]; ++j) d.push_back(keys[g.order[j]]);
-      std::sort(d.begin(), d.end());
-      d.erase(std::unique(d.begin(), d.end()), d.end());
       commands += (g.begin[p + 1] - g.begin[p] + max_batch_ - 1) / max_batch_;
     }
     // One command is checked and written atomically by its script: no count needed.
-    if (commands > 1) {
-      Batch count;
-      std::vector<std::size_t> partition_of_command;
-      for (std::size_t p = 0; p < layout_.partitions; ++p) {
-        for (std::size_t first = 0; first < distinct[p].size(); first += max_batch_) {
-          const std::size_t last = std::min(first + max_batch_, distinct[p].size());
-          partition_of_command.push_back(p);
-          Command& c = add_room_script(count, p, kCountOnly);
-          for (std::size_t j = first; j < last; ++j) c.arg(&distinct[p][j], 8);
-        }
-      }
-      client_->run(count, RetryPolicy::kWrite);
-      throw_if_failed(count, n, "count the room for a write to");
-      std::vector<std::size_t> held(layout_.partitions, 0), added(layout_.partitions, 0);
-      for (std::size_t i = 0; i < count.size(); ++i) {
-        const std::size_t p = partition_of_command[i];
-        const redisReply* r = room_reply(count[i], p);
-        held[p] = static_cast<std::size_t>(r->element[1]->integer);
-        added[p] += static_cast<std::size_t>(r->element[2]->integer);
-      }
-      for (std::size_t p = 0; p < layout_.partitions; ++p) {
-        if (held[p] + added[p] > margin_) throw_no_room(p, held[p] + added[p], "nothing of this write was stored");
-      }
-    }
+    if (commands > 1) expect_room(keys, n, g);
     Batch batch;
     std::vector<std::size_t> partition_of_command;
     const std::string margin = std::to_string(margin_);
@@ -776,6 +747,38 @@ class RedisClusterTierImpl final : public RedisClusterTier {
                                 : std::to_string(refused) + " of its " + std::to_string(commands) +
                                       " commands were refused and stored nothing; the others were stored (another "
                                       "writer took the room between the count and the write)");
+  }
+
+  // The room count of insert_within_margin: throws NoRoom, before anything is written, when the
+  // batch's distinct new keys would take a partition past the margin.
+  void expect_room(const std::int64_t* keys, std::size_t n, const Grouping& g) {
+    std::vector<std::vector<std::int64_t>> distinct(layout_.partitions);
+    Batch count;
+    std::vector<std::size_t> partition_of_command;
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
+      auto& d = distinct[p];
+      for (std::size_t j = g.begin[p]; j < g.begin[p + 1]; ++j) d.push_back(keys[g.order[j]]);
+      std::sort(d.begin(), d.end());
+      d.erase(std::unique(d.begin(), d.end()), d.end());
+      for (std::size_t first = 0; first < d.size(); first += max_batch_) {
+        const std::size_t last = std::min(first + max_batch_, d.size());
+        partition_of_command.push_back(p);
+        Command& c = add_room_script(count, p, kCountOnly);
+        for (std::size_t j = first; j < last; ++j) c.arg(&d[j], 8);
+      }
+    }
+    client_->run(count, RetryPolicy::kWrite);
+    throw_if_failed(count, n, "count the room for a write to");
+    std::vector<std::size_t> held(layout_.partitions, 0), added(layout_.partitions, 0);
+    for (std::size_t i = 0; i < count.size(); ++i) {
+      const std::size_t p = partition_of_command[i];
+      const redisReply* r = room_reply(count[i], p);
+      held[p] = static_cast<std::size_t>(r->element[1]->integer);
+      added[p] += static_cast<std::size_t>(r->element[2]->integer);
+    }
+    for (std::size_t p = 0; p < layout_.partitions; ++p) {
+      if (held[p] + added[p] > margin_) throw_no_room(p, held[p] + added[p], "nothing of this write was stored");
+    }
   }
 
   // A call of kWriteWithinMarginScript on partition p (`first` outlives the batch); the caller adds
