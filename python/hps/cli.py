@@ -45,7 +45,6 @@ def _load_server(path: str) -> "hps.HPS":
         return hps.HPS(path, progress=None)
 
 
-
 _positive = int_at_least(1)
 _count = int_at_least(0)
 
@@ -173,7 +172,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 problems += 1
                 continue
             # The server's own checks: can a 32-bit model take every key (it checks before it replaces
-            # stored rows), can the tiers hold this many rows, and each hash map partition its share?
+            # stored rows), and can each partition of the volatile_db hold its share of the keys?
             try:
                 _core.check_keys(folder, dim, config._core.key64)
                 _core.check_table_fits(config._core, folder, dim, where)
