@@ -27,9 +27,12 @@
 // registered with cudaHostRegister with and without transparent huge pages (the CPU-memory tier's way).
 // Build: scripts/gpu_kernels_bench.sh builds it (build/gpu-standalone/zero_copy_gather), or by hand:
 //   nvcc -std=c++20 -O3 -arch=sm_90 -Icore/src -o zero_copy_gather benchmarks/zero_copy_gather.cu
-// Usage: zero_copy_gather [--quick | --occupancy | --protocols]   (--occupancy: at most 2, 4 and
+// Usage: zero_copy_gather [--quick | --occupancy | --protocols | --sources]   (--occupancy: at most 2, 4 and
 //   all resident blocks per SM, D = 64 and 128, 64 request sets; --protocols: every protocol and
-//   blob shape, D = 16, 64 and 128, registered THP memory)
+//   blob shape, D = 16, 64 and 128, registered THP memory; --sources: D = 16, 64 and 128 from
+//   registered THP memory, from the driver's virtual memory API on host memory (cuMemCreate with
+//   a HOST_NUMA location: the driver's page size) and from MAP_HUGETLB pages, 64 request sets)
+#include <cuda.h>
 #include <cuda_runtime_api.h>
 #include <sys/mman.h>
 
@@ -337,9 +340,68 @@ double pinned_h2d_bandwidth() {
   return 5.0 * bytes / (ms * 1e-3);
 }
 
-enum class Source { kHostAlloc, kHugePagesRegistered, kRegistered4k };
+enum class Source { kHostAlloc, kHugePagesRegistered, kRegistered4k, kHugetlbRegistered, kVmmHost };
 const char* source_name(Source s) {
-  return s == Source::kHostAlloc ? "cudaHostAlloc" : s == Source::kHugePagesRegistered ? "mmap+THP+cudaHostRegister" : "mmap(no THP)+cudaHostRegister";
+  switch (s) {
+    case Source::kHostAlloc: return "cudaHostAlloc";
+    case Source::kHugePagesRegistered: return "mmap+THP+cudaHostRegister";
+    case Source::kRegistered4k: return "mmap(no THP)+cudaHostRegister";
+    case Source::kHugetlbRegistered: return "mmap(MAP_HUGETLB 2 MiB)+cudaHostRegister";
+    case Source::kVmmHost: return "cuMemCreate(HOST_NUMA)+cuMemMap";
+  }
+  return "?";
+}
+
+/// A driver API function through the runtime (no link to libcuda: the runtime loads the driver).
+template <typename F>
+F driver_fn(const char* name) {
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult found{};
+  if (cudaGetDriverEntryPointByVersion(name, &fn, 12000, cudaEnableDefault, &found) != cudaSuccess ||
+      found != cudaDriverEntryPointSuccess) {
+    std::fprintf(stderr, "driver function %s not found\n", name);
+    std::exit(1);
+  }
+  return reinterpret_cast<F>(fn);
+}
+#define DRIVER(name) driver_fn<decltype(&name)>(#name)
+
+#define CU_CHECK(call)                                                      \
+  do {                                                                      \
+    const CUresult e = (call);                                              \
+    if (e != CUDA_SUCCESS) {                                                \
+      std::fprintf(stderr, "%s:%d %s: CUresult %d\n", __FILE__, __LINE__, #call, static_cast<int>(e)); \
+      return nullptr;                                                       \
+    }                                                                       \
+  } while (0)
+
+/// Host memory from the driver's virtual memory API (physical host memory of the VMM's
+/// granularity, mapped for the device and the CPU at one address), or nullptr where refused.
+char* vmm_host_alloc(std::size_t bytes, std::size_t* granularity_out) {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+  prop.location.id = 0;
+  std::size_t granularity = 0;
+  CU_CHECK(DRIVER(cuMemGetAllocationGranularity)(&granularity, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+  *granularity_out = granularity;
+  CUmemGenericAllocationHandle handle{};
+  CU_CHECK(DRIVER(cuMemCreate)(&handle, bytes, &prop, 0));
+  CUdeviceptr va = 0;
+  CU_CHECK(DRIVER(cuMemAddressReserve)(&va, bytes, granularity, 0, 0));
+  CU_CHECK(DRIVER(cuMemMap)(va, bytes, 0, handle, 0));
+  CUmemAccessDesc access[2]{};
+  int device = 0;
+  cudaGetDevice(&device);
+  access[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  access[0].location.id = device;
+  access[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  access[1].location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+  access[1].location.id = 0;
+  access[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  CU_CHECK(DRIVER(cuMemSetAccess)(va, bytes, access, 2));
+  DRIVER(cuMemRelease)(handle);  // the mapping keeps the memory
+  return reinterpret_cast<char*>(va);
 }
 
 /// Allocates the 2 GiB of records from `source`, then gathers from its first `span` bytes.
@@ -351,17 +413,35 @@ void suite(Setup s, Source source, std::size_t span, int rotation, bool quick, b
   s.records = bytes / s.record_bytes;
   if (source == Source::kHostAlloc) {
     CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.host), bytes, cudaHostAllocMapped));
+  } else if (source == Source::kVmmHost) {
+    std::size_t granularity = 0;
+    s.host = vmm_host_alloc(bytes, &granularity);
+    if (s.host == nullptr) {
+      std::printf("-- D=%d, %s: refused here\n", kDim, source_name(source));
+      return;
+    }
+    std::printf("-- VMM host granularity (recommended): %zu KiB\n", granularity >> 10);
   } else {
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) std::exit(2);
-    ::madvise(p, bytes, source == Source::kHugePagesRegistered ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    const bool hugetlb = source == Source::kHugetlbRegistered;
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | (hugetlb ? MAP_HUGETLB : 0),
+                     -1, 0);
+    if (p == MAP_FAILED) {
+      if (!hugetlb) std::exit(2);
+      std::printf("-- D=%d, %s: no huge pages reserved here (vm.nr_hugepages)\n", kDim, source_name(source));
+      return;
+    }
+    if (!hugetlb) ::madvise(p, bytes, source == Source::kHugePagesRegistered ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     std::fill_n(static_cast<char*>(p), bytes, 0);  // fault the pages in (huge where THP grants them)
     CHECK(cudaHostRegister(p, bytes, cudaHostRegisterMapped | cudaHostRegisterPortable));
     s.host = static_cast<char*>(p);
   }
-  void* dev = nullptr;
-  CHECK(cudaHostGetDevicePointer(&dev, s.host, 0));
-  s.device = reinterpret_cast<std::uint64_t>(dev);
+  if (source == Source::kVmmHost) {
+    s.device = reinterpret_cast<std::uint64_t>(s.host);
+  } else {
+    void* dev = nullptr;
+    CHECK(cudaHostGetDevicePointer(&dev, s.host, 0));
+    s.device = reinterpret_cast<std::uint64_t>(dev);
+  }
   for (std::size_t r = 0; r < s.records; ++r) {
     char* rec = s.host + r * s.record_bytes;
     const std::int64_t key = static_cast<std::int64_t>(r);
@@ -418,6 +498,9 @@ void suite(Setup s, Source source, std::size_t span, int rotation, bool quick, b
   CHECK(cudaFree(s.out));
   if (source == Source::kHostAlloc) {
     CHECK(cudaFreeHost(s.host));
+  } else if (source == Source::kVmmHost) {
+    DRIVER(cuMemUnmap)(reinterpret_cast<CUdeviceptr>(s.host), bytes);
+    DRIVER(cuMemAddressFree)(reinterpret_cast<CUdeviceptr>(s.host), bytes);
   } else {
     CHECK(cudaHostUnregister(s.host));
     ::munmap(s.host, bytes);
@@ -441,6 +524,16 @@ int main(int argc, char** argv) {
       suite<16>(s, source, all, kRotation, true, true);
       suite<64>(s, source, all, kRotation, true, true);
       suite<128>(s, source, all, kRotation, true, true);
+    }
+    return 0;
+  }
+  if (argc > 1 && std::string_view(argv[1]) == "--sources") {
+    // Does the page size of the GPU's mapping of host memory move the per-record cost? 64 request
+    // sets: no set repeats within the translation caches' reach.
+    for (Source source : {Source::kHugePagesRegistered, Source::kVmmHost, Source::kHugetlbRegistered}) {
+      suite<16>(s, source, all, 64, true);
+      suite<64>(s, source, all, 64, true);
+      suite<128>(s, source, all, 64, true);
     }
     return 0;
   }
