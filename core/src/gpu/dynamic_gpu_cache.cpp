@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "detail/key_dedup.hpp"
+#include "hps/gpu/cache_sizing.hpp"
 
 #include "gpu/dedup_kernels.hpp"
 #include "gpu/dynamic_probe_kernels.hpp"
@@ -29,28 +30,19 @@ constexpr std::size_t kSliceKeys = 2048;
 constexpr std::size_t kMaxInsertBytes = std::size_t{64} << 20;
 }  // namespace
 
-std::uint64_t DynamicGpuCache::sets_for(std::size_t capacity) {
-  // Slots for capacity / kTargetLoad rows (at least 2 sets: a key's two sets must differ), so that
-  // `capacity` keys fit without evictions (docs/gpu_cache.md), and always one slot more than the
-  // capacity, so a new key can be placed while the cache is one short of full.
-  const auto wanted = static_cast<std::uint64_t>(std::ceil(static_cast<double>(capacity) / kTargetLoad));
-  const std::uint64_t slots = std::max<std::uint64_t>(wanted, static_cast<std::uint64_t>(capacity) + 1);
-  return std::max<std::uint64_t>(2, (slots + kSlotsPerSet - 1) / kSlotsPerSet);
-}
-
 DynamicGpuCache::DynamicGpuCache(const GpuCacheOptions& options) : GpuCacheBase(options) {
   DeviceGuard guard(options_.device);
   HPS_EXPECTS(options_.capacity < (std::uint64_t{1} << 34), InvalidArgument, "dynamic GPU cache: capacity ",
               options_.capacity, " rows exceeds the limit of ", (std::uint64_t{1} << 34) - 1);
-  const std::uint64_t num_sets = sets_for(options_.capacity);
-  const std::uint64_t slots = num_sets * kSlotsPerSet;
-  const std::size_t elem = half() ? 2 : 4;
+  // The sizes `hps validate` plans with (hps/gpu/cache_sizing.hpp).
+  const DynamicGpuCacheSize size = dynamic_gpu_cache_size(options_.capacity, options_.dim, options_.dtype);
+  const std::uint64_t num_sets = size.sets;
   // Zero-filled: every slot starts empty (meta 0 = not occupied), every lock free.
-  meta_ = DeviceAllocation(slots * sizeof(std::uint32_t), writer_stream());
-  tags_ = DeviceAllocation(slots * sizeof(std::uint64_t), writer_stream());
-  rows_ = DeviceAllocation(slots * options_.dim * elem, writer_stream());
-  locks_ = DeviceAllocation((num_sets + 31) / 32 * sizeof(std::uint32_t), writer_stream());  // a bit per set
-  counters_ = DeviceAllocation(sizeof(DynamicCounters), writer_stream());
+  meta_ = DeviceAllocation(size.meta_bytes, writer_stream());
+  tags_ = DeviceAllocation(size.tag_bytes, writer_stream());
+  rows_ = DeviceAllocation(size.row_bytes, writer_stream());
+  locks_ = DeviceAllocation(size.lock_bytes, writer_stream());  // a bit per set
+  counters_ = DeviceAllocation(size.counter_bytes, writer_stream());
   table_bytes_ = meta_.bytes() + tags_.bytes() + rows_.bytes() + locks_.bytes() + counters_.bytes();
   view_.meta = static_cast<std::uint32_t*>(meta_.get());
   view_.tags = static_cast<std::uint64_t*>(tags_.get());

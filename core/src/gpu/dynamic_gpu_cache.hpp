@@ -37,8 +37,6 @@ class DynamicGpuCache final : public GpuCacheBase {
   /// Internal (tests, benchmarks): the writer counters (host wait on the writer stream).
   DynamicCounters counters() const;
   std::uint64_t slots() const { return view_.num_sets * kSlotsPerSet; }
-  /// Sets allocated for `capacity` keys.
-  static std::uint64_t sets_for(std::size_t capacity);
 
  protected:
   void enqueue_write(const WriteBatch& batch, WriteKind kind) override;

@@ -6,12 +6,12 @@
 #include <cstring>
 
 #include "gpu/host_tier_kernels.hpp"
+#include "hps/gpu/cache_sizing.hpp"
 #include "hps/error.hpp"
 
 namespace hps::cuda {
 
 namespace {
-constexpr double kIndexLoad = 0.7;      // entries per slot the index is sized for
 constexpr double kMaxIndexLoad = 0.85;  // beyond it adds are dropped (the index becomes incomplete)
 
 void warn_incomplete_once() {
@@ -22,11 +22,6 @@ void warn_incomplete_once() {
                "host (correct, slower). Raise host_tier_index_hbm_share or restart to size it anew.\n");
 }
 }  // namespace
-
-std::uint64_t HostTierIndex::slots_for(std::size_t rows, std::size_t capacity) {
-  const double wanted = std::min(static_cast<double>(capacity), 1.5 * static_cast<double>(rows) + 65536.0);
-  return std::max<std::uint64_t>(1024, static_cast<std::uint64_t>(std::ceil(wanted / kIndexLoad)));
-}
 
 std::unique_ptr<HostTierIndex> HostTierIndex::create(int device, std::shared_ptr<HashMapTier> tier, bool last_tier,
                                                      float default_value, double hbm_share, int sm_count,
@@ -43,7 +38,8 @@ std::unique_ptr<HostTierIndex> HostTierIndex::create(int device, std::shared_ptr
                "(cudaDevAttrCanUseHostPointerForRegisteredMem is 0)";
     return nullptr;
   }
-  const std::uint64_t slots = slots_for(tier->size(), tier->capacity());
+  // The entries `hps validate` plans with (hps/gpu/cache_sizing.hpp).
+  const std::uint64_t slots = host_tier_index_slots(tier->size(), tier->capacity());
   const std::size_t bytes = slots * sizeof(TierEntry);
   if (bytes > hbm_bytes) {
     *why_not = "the host-tier index of " + std::to_string(tier->size()) + " rows would take " + std::to_string(bytes) +

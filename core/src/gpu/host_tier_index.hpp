@@ -33,10 +33,6 @@ namespace hps::cuda {
 
 class HostTierIndex final : public RecordListener {
  public:
-  /// The entries a tier of `rows` rows (at most `capacity`, SIZE_MAX: unbounded) gets: room for
-  /// 1.5x the rows now plus 65,536 (or the capacity, if less), at load 0.7.
-  static std::uint64_t slots_for(std::size_t rows, std::size_t capacity);
-
   /// Builds the index of `tier` on `device` (current) and attaches it, or returns null and says
   /// why in *why_not: the device cannot use host pointers of registered memory, or the index would
   /// take more than `hbm_share` of the device's memory, or the allocation failed. The tier must already be registered

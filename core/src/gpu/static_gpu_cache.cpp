@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "gpu/static_lookup_kernels.hpp"
+#include "hps/gpu/cache_sizing.hpp"
 #include "gpu/static_write_kernels.hpp"
 
 namespace hps::cuda {
@@ -15,13 +16,13 @@ StaticGpuCache::StaticGpuCache(const GpuCacheOptions& options) : GpuCacheBase(op
               std::numeric_limits<std::uint32_t>::max() - 1);
   DeviceGuard guard(options_.device);
   // Two entries per table row at most: the index stays at most half full, so a lookup nearly
-  // always ends in its home bucket.
-  const std::uint64_t num_buckets = std::max<std::uint64_t>(options_.capacity, 8);
-  const std::size_t elem = half() ? 2 : 4;
-  entries_ = DeviceAllocation(num_buckets * kEntriesPerBucket * sizeof(IndexEntry), writer_stream());  // zero: all empty
-  rows_ = DeviceAllocation(options_.capacity * options_.dim * elem, writer_stream());
-  free_rows_ = DeviceAllocation(options_.capacity * sizeof(std::uint32_t), writer_stream());
-  counters_ = DeviceAllocation(sizeof(StaticCounters), writer_stream());
+  // always ends in its home bucket. The sizes `hps validate` plans with (hps/gpu/cache_sizing.hpp).
+  const StaticGpuCacheSize size = static_gpu_cache_size(options_.capacity, options_.dim, options_.dtype);
+  const std::uint64_t num_buckets = size.buckets;
+  entries_ = DeviceAllocation(size.entry_bytes, writer_stream());  // zero: all empty
+  rows_ = DeviceAllocation(size.row_bytes, writer_stream());
+  free_rows_ = DeviceAllocation(size.free_row_bytes, writer_stream());
+  counters_ = DeviceAllocation(size.counter_bytes, writer_stream());
   table_bytes_ = entries_.bytes() + rows_.bytes() + free_rows_.bytes() + counters_.bytes();
   view_.entries = static_cast<IndexEntry*>(entries_.get());
   view_.rows = rows_.get();
