@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "hps/error.hpp"
+#include "hps/gpu/cache_sizing.hpp"
 #include "hps/gpu/gpu_cache.hpp"
 #include "hps/model_io.hpp"
 #include "hps/tiers/bulk_loadable.hpp"
@@ -433,8 +434,8 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
       fills[i]->tier->insert(keys, rows, n);
     }
   };
-  auto budget_of = [](const ChainTier& tier, double rows) {
-    return std::min(tier.tier->capacity(), static_cast<std::size_t>(std::ceil(tier.fill_rate * rows)));
+  auto budget_of = [](const ChainTier& tier, std::size_t rows) {
+    return fill_rows(tier.tier->capacity(), tier.fill_rate, rows);
   };
   auto names_of = [](const std::vector<ChainTier*>& tiers, const std::vector<std::size_t>& budgets) {
     std::string names;
@@ -456,7 +457,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     // appears again later in the file then holds its last occurrence there, as in the store.
     std::vector<std::size_t> first_filled;
     for (ChainTier* tier : fills) {
-      budgets.push_back(budget_of(*tier, static_cast<double>(reader.rows())));
+      budgets.push_back(budget_of(*tier, reader.rows()));
       first_filled.push_back(reader.rows() - std::min(budgets.back(), reader.rows()));
       if (budgets.back()) tier->tier->reserve(budgets.back());
     }
@@ -497,7 +498,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
     std::vector<std::size_t> budgets;
     std::size_t most = 0;
     for (ChainTier* tier : fills) {
-      budgets.push_back(budget_of(*tier, static_cast<double>(stored)));
+      budgets.push_back(budget_of(*tier, stored));
       if (budgets.back()) tier->tier->reserve(budgets.back());
       most = std::max(most, budgets.back());
     }
@@ -587,9 +588,8 @@ void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfi
     options.dtype = tc.cache_dtype;
     options.default_value = tc.default_value;
     options.hit_rate_threshold = model.hit_rate_threshold;
-    options.capacity = is_static ? std::max<std::size_t>(static_rows, 1)
-                                 : std::max<std::size_t>(64, static_cast<std::size_t>(
-                                                                 std::ceil(model.gpucacheper * table.rows)));
+    options.capacity = gpu_cache_capacity(model.embedding_cache_type, model.gpucacheper,
+                                          is_static ? static_rows : table.rows);
     table.caches.push_back(GpuCache::create(options));
   }
   if (!is_static) attach_host_tier(table, model);

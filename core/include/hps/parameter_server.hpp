@@ -65,6 +65,15 @@ void check_config_loadable(const Config& config);
 /// stores any row of such a table; `hps validate` checks it from the table files alone.
 void check_table_fits(const Config& config, const std::string& folder, std::size_t dim, const std::string& where);
 
+/// Keys of the table in `folder` per partition of `config`'s volatile_db (hash map or Redis
+/// Cluster, under its own partition function), over the files' last `last_rows` rows (all of them
+/// when there are fewer). A repeated key counts each time, except in a partition whose count
+/// passes overflow_margin: that one is counted again with each key once, so min(count,
+/// overflow_margin) is exact there (elsewhere an upper bound when keys repeat). check_table_fits
+/// and `hps validate`'s memory plan count by it. Throws ConfigError when volatile_db is disabled.
+std::vector<std::size_t> volatile_keys_per_partition(const Config& config, const std::string& folder, std::size_t dim,
+                                                     std::size_t last_rows);
+
 /// Identifies one table of one model (indexes into the config's models and tables).
 struct TableRef {
   std::size_t model = 0;

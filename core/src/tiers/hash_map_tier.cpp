@@ -48,6 +48,14 @@ constexpr std::size_t kNotifyBatch = std::size_t{1} << 16;
 
 std::size_t round_up(std::size_t v, std::size_t to) { return (v + to - 1) / to * to; }
 
+// The index's growth rule, shared by the partitions and HashMapOptions::index_slots (the plan).
+std::size_t slots_to_reserve(std::size_t rows) {
+  return static_cast<std::size_t>(static_cast<double>(rows) / kMaxLoadFactor) + 1;
+}
+bool index_too_full(std::size_t rows, std::size_t slots) {
+  return static_cast<double>(rows) > kMaxLoadFactor * static_cast<double>(slots);
+}
+
 // One index slot. `hash` is the upper half of the key's 64-bit hash: it picks the home slot
 // (multiply-shift onto the slot count) and doubles as a fingerprint, so probing compares keys only
 // on a fingerprint match and rehashing never reads the records.
@@ -131,7 +139,7 @@ class HashMapTier::Partition {
         // them (host_tier_kernels.cu); with 4 * dim a multiple of 8 the record is no larger for it.
         meta_bytes_(options.overflow_policy == OverflowPolicy::kEvictRandom ? 0 : 8),
         row_offset_(kMetaOffset + meta_bytes_),
-        record_bytes_(round_up(row_offset_ + 4 * dim, 8)),
+        record_bytes_(options.record_bytes(dim)),
         rng_(seed) {
     // Pages hold a power-of-two number of records so a record number splits into page and offset
     // with a shift and a mask.
@@ -164,7 +172,7 @@ class HashMapTier::Partition {
   }
 
   void reserve(std::size_t rows) {
-    const auto wanted = static_cast<std::size_t>(static_cast<double>(rows) / kMaxLoadFactor) + 1;
+    const std::size_t wanted = slots_to_reserve(rows);
     if (wanted > slots_.size()) rehash(wanted);
     expect_large_ = expect_large_ || rows * record_bytes_ >= kLargePartitionBytes;
   }
@@ -242,9 +250,7 @@ class HashMapTier::Partition {
       return false;
     }
     if (size_ >= options_.overflow_margin) resolve_overflow();
-    if (static_cast<double>(size_ + 1) > kMaxLoadFactor * static_cast<double>(slots_.size())) {
-      rehash(slots_.size() * 2);
-    }
+    if (index_too_full(size_ + 1, slots_.size())) rehash(slots_.size() * 2);
     const std::uint32_t record = allocate_record();
     char* rec = record_ptr(record);
     const std::uint64_t sum = checksum_bits(key, row);
@@ -856,12 +862,46 @@ void HashMapTier::flush_listeners() {
 }
 
 void HashMapTier::reserve(std::size_t rows) {
-  // Keys spread evenly over partitions; 5% headroom absorbs the imbalance of a random split.
-  const std::size_t per_partition = rows / partitions_.size() + rows / partitions_.size() / 20 + 16;
+  const std::size_t per_partition = options_.reserved_per_partition(rows);
   for (const auto& part : partitions_) {
     std::unique_lock lock(part->mutex);
-    part->reserve(std::min(per_partition, options_.overflow_margin));
+    part->reserve(per_partition);
   }
+}
+
+std::size_t HashMapOptions::record_bytes(std::size_t dim) const {
+  const std::size_t meta_bytes = overflow_policy == OverflowPolicy::kEvictRandom ? 0 : 8;
+  return round_up(kMetaOffset + meta_bytes + 4 * dim, 8);
+}
+
+std::size_t HashMapOptions::reserved_per_partition(std::size_t rows) const {
+  // Keys spread evenly over partitions; 5% headroom absorbs the imbalance of a random split.
+  const std::size_t share = rows / num_partitions;
+  return std::min(share + share / 20 + 16, overflow_margin);
+}
+
+std::size_t HashMapOptions::index_slots(std::size_t reserved, std::size_t held) {
+  std::size_t slots = kMinIndexSlots;
+  if (reserved > 0) slots = std::max(slots, slots_to_reserve(reserved));
+  while (index_too_full(held, slots)) slots *= 2;
+  return slots;
+}
+
+HashMapFootprint hash_map_footprint(const HashMapOptions& options, std::size_t dim, std::size_t reserved,
+                                    const std::vector<std::size_t>& keys) {
+  HPS_EXPECTS(keys.size() == options.num_partitions, InvalidArgument, "hash map footprint: ", keys.size(),
+              " key counts for ", options.num_partitions, " partitions");
+  HashMapFootprint plan;
+  plan.record_bytes = options.record_bytes(dim);
+  const std::size_t per_partition = reserved > 0 ? options.reserved_per_partition(reserved) : 0;
+  for (std::size_t count : keys) {
+    const std::size_t held = std::min(count, options.overflow_margin);
+    plan.rows += held;
+    plan.index_slots += HashMapOptions::index_slots(per_partition, held);
+  }
+  plan.records_bytes = plan.rows * plan.record_bytes;
+  plan.index_bytes = plan.index_slots * 8;  // sizeof(Slot)
+  return plan;
 }
 
 void HashMapTier::for_each(std::size_t chunk_rows,

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <string_view>
@@ -15,7 +16,7 @@
 #include "hps/error.hpp"
 #include "hps/keys.hpp"
 #include "hps/model_io.hpp"
-#include "hps/parameter_server.hpp"  // check_table_fits, declared with the server that loads by it
+#include "hps/parameter_server.hpp"  // check_table_fits and volatile_keys_per_partition, declared with the server that loads by them
 #include "hps/tiers/bulk_loadable.hpp"
 #include "hps/tiers/hash_map_tier.hpp"
 #include "hps/tiers/redis_cluster_tier.hpp"
@@ -196,24 +197,35 @@ std::vector<ChainTier> TierFactory::build(const std::string& tag, std::size_t di
   return chain;
 }
 
+std::size_t fill_rows(std::size_t capacity, double fill_rate, std::size_t table_rows) {
+  return std::min(capacity, static_cast<std::size_t>(std::ceil(fill_rate * static_cast<double>(table_rows))));
+}
+
 namespace {
 
-// The volatile tier (`tier`, partitioned by `partition_of`) by its distinct keys per partition: rows
-// that repeat a key take no room, and keys do not spread evenly.
-void check_keys_fit(const Config& config, const SparseModelReader& reader, const std::string& folder,
-                    const char* tier, std::size_t (*partition_of)(std::int64_t, std::size_t),
-                    const std::string& where) {
+// The volatile tier's partition function: a table loaded into Redis is written under this
+// server's num_partitions, as the hash map is.
+using PartitionOf = std::size_t (*)(std::int64_t, std::size_t);
+PartitionOf volatile_partition_of(const VolatileDbConfig& v) {
+  return v.type == VolatileDbType::kHashMap ? &HashMapOptions::partition_of : &RedisClusterTier::partition_of;
+}
+
+std::vector<std::size_t> keys_per_partition(const Config& config, const SparseModelReader& reader,
+                                            const std::string& folder, std::size_t last_rows) {
   const HashMapOptions options = HashMapOptions::from_config(config.volatile_db);
-  if (options.overflow_margin == HashMapOptions{}.overflow_margin) return;  // nothing bounds a partition
   const std::size_t partitions = options.num_partitions;
+  const PartitionOf partition_of = volatile_partition_of(config.volatile_db);
+  const std::size_t first_row = reader.rows() - std::min(last_rows, reader.rows());
   // Keys per partition, duplicates counted, a chunk of the key file at a time: an upper bound that
   // settles almost every table without holding its keys. A partition over the margin by it is
   // counted again without duplicates (its keys only, sorted).
   auto for_each_key = [&](const auto& visit) {
     std::vector<std::int64_t> keys;
-    reader.for_each_key_chunk([&](const std::int64_t* file_keys, std::size_t, std::size_t n) {
-      keys.resize(n);
-      canonicalize_keys(file_keys, KeyDtype::kInt64, n, config.supportlonglong, keys.data(), folder + "/key");
+    reader.for_each_key_chunk([&](const std::int64_t* file_keys, std::size_t first, std::size_t n) {
+      const std::size_t skip = std::min(n, first_row - std::min(first_row, first));
+      keys.resize(n - skip);
+      canonicalize_keys(file_keys + skip, KeyDtype::kInt64, n - skip, config.supportlonglong, keys.data(),
+                        folder + "/key");
       for (std::int64_t key : keys) visit(key, partition_of(key, partitions));
     });
   };
@@ -229,15 +241,18 @@ void check_keys_fit(const Config& config, const SparseModelReader& reader, const
     std::sort(own.begin(), own.end());
     per_partition[p] = static_cast<std::size_t>(std::unique(own.begin(), own.end()) - own.begin());
   }
-  const auto fullest = std::max_element(per_partition.begin(), per_partition.end());
-  HPS_EXPECTS(*fullest <= options.overflow_margin, ConfigError, where, ": the table's ", reader.rows(),
-              " rows put ", *fullest, " distinct keys in partition ", fullest - per_partition.begin(), " of the ", tier, "'s ",
-              options.num_partitions, " (keys spread by hash, not evenly), more than its overflow_margin ",
-              options.overflow_margin, ", and there is no persistent_db for the rest: raise overflow_margin to at "
-              "least ", *fullest);
+  return per_partition;
 }
 
 }  // namespace
+
+std::vector<std::size_t> volatile_keys_per_partition(const Config& config, const std::string& folder, std::size_t dim,
+                                                     std::size_t last_rows) {
+  HPS_EXPECTS(config.volatile_db.type != VolatileDbType::kDisabled, ConfigError,
+              "volatile_db is disabled: it has no partitions to count keys for (", folder, ")");
+  const SparseModelReader reader(folder, dim);
+  return keys_per_partition(config, reader, folder, last_rows);
+}
 
 void check_table_fits(const Config& config, const std::string& folder, std::size_t dim, const std::string& where) {
   const VolatileDbConfig& v = config.volatile_db;
@@ -245,11 +260,17 @@ void check_table_fits(const Config& config, const std::string& folder, std::size
   HPS_EXPECTS(v.initial_cache_rate >= 1.0, ConfigError,
               "volatile_db.initial_cache_rate < 1 needs a persistent_db to hold the other rows (", where, ")");
   const SparseModelReader reader(folder, dim);
-  if (v.type == VolatileDbType::kHashMap) {
-    check_keys_fit(config, reader, folder, "hash map", &HashMapOptions::partition_of, where);
-  } else {  // a table loaded into Redis is written under this server's num_partitions
-    check_keys_fit(config, reader, folder, "Redis table", &RedisClusterTier::partition_of, where);
-  }
+  const HashMapOptions options = HashMapOptions::from_config(v);
+  if (options.overflow_margin == HashMapOptions{}.overflow_margin) return;  // nothing bounds a partition
+  // By each partition's distinct keys: rows that repeat a key take no room, and keys do not spread evenly.
+  const std::vector<std::size_t> per_partition = keys_per_partition(config, reader, folder, reader.rows());
+  const auto fullest = std::max_element(per_partition.begin(), per_partition.end());
+  const char* tier = v.type == VolatileDbType::kHashMap ? "hash map" : "Redis table";
+  HPS_EXPECTS(*fullest <= options.overflow_margin, ConfigError, where, ": the table's ", reader.rows(),
+              " rows put ", *fullest, " distinct keys in partition ", fullest - per_partition.begin(), " of the ", tier, "'s ",
+              options.num_partitions, " (keys spread by hash, not evenly), more than its overflow_margin ",
+              options.overflow_margin, ", and there is no persistent_db for the rest: raise overflow_margin to at "
+              "least ", *fullest);
 }
 
 }  // namespace hps

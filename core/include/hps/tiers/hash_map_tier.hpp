@@ -53,7 +53,35 @@ struct HashMapOptions {
   std::size_t capacity() const;
   /// The partition of `key` among `partitions` (keys spread by hash, not evenly).
   static std::size_t partition_of(std::int64_t key, std::size_t partitions);
+
+  /// Bytes of one record of a `dim`-value row (record_hooks.hpp): header 8, key 8, access
+  /// metadata 8 (evict_least_used / evict_oldest only), the fp32 row, rounded up to 8.
+  std::size_t record_bytes(std::size_t dim) const;
+  /// Rows HashMapTier::reserve(rows) sizes each partition's index for: an even share plus 5% and
+  /// 16, at most overflow_margin.
+  std::size_t reserved_per_partition(std::size_t rows) const;
+  /// Index slots (8 bytes each) of a partition reserved for `reserved` rows (0: never reserved)
+  /// once it holds `held` rows without erasures: the index starts at 16 slots, or reserved / 0.8
+  /// + 1, and doubles whenever a row would take it past load 0.8.
+  static std::size_t index_slots(std::size_t reserved, std::size_t held);
 };
+
+/// What a hash map tier takes once loaded, as HashMapTier::memory_bytes() counts it, less the
+/// small bookkeeping (free list, page table, the tier object).
+struct HashMapFootprint {
+  std::size_t rows = 0;           ///< rows held, all partitions
+  std::size_t record_bytes = 0;   ///< bytes per record
+  std::size_t records_bytes = 0;  ///< rows x record_bytes
+  std::size_t index_slots = 0;    ///< all partitions
+  std::size_t index_bytes = 0;    ///< index_slots x 8
+  std::size_t total() const { return records_bytes + index_bytes; }
+};
+
+/// The footprint of a tier of `options` for `dim`-value rows after reserve(`reserved`) (0: no
+/// reserve) when partition p comes to hold min(keys[p], overflow_margin) rows. `keys` has one
+/// count per partition (volatile_keys_per_partition); throws InvalidArgument otherwise.
+HashMapFootprint hash_map_footprint(const HashMapOptions& options, std::size_t dim, std::size_t reserved,
+                                    const std::vector<std::size_t>& keys);
 
 class HashMapTier final : public Tier {
  public:

@@ -57,6 +57,10 @@ struct ChainTier {
   std::string source_marker;
 };
 
+/// Rows a tier filled at start takes of a table of `table_rows` rows: `fill_rate` of them, rounded
+/// up, at most the tier's `capacity` (the file's last rows; the server loads by it).
+std::size_t fill_rows(std::size_t capacity, double fill_rate, std::size_t table_rows);
+
 class TierFactory {
  public:
   /// Checks that this build has every configured backend and opens the shared ones.
