@@ -1,4 +1,4 @@
-// GpuCache::create and cuda_device_count for builds with CUDA.
+// GpuCache::create, cuda_device_count and cuda_device_memory_bytes for builds with CUDA.
 #include <cuda_runtime_api.h>
 
 #include <cmath>
@@ -17,6 +17,15 @@ int cuda_device_count() {
     return 0;
   }
   return count;
+}
+
+std::size_t cuda_device_memory_bytes(int device) {
+  const int devices = cuda_device_count();
+  HPS_EXPECTS(device >= 0 && device < devices, InvalidArgument, "CUDA device ", device, " does not exist (", devices,
+              " CUDA device(s) visible)");
+  cudaDeviceProp properties{};
+  HPS_CUDA_CHECK(cudaGetDeviceProperties(&properties, device));
+  return properties.totalGlobalMem;
 }
 
 std::unique_ptr<GpuCache> GpuCache::create(const GpuCacheOptions& options) {

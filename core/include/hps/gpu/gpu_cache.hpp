@@ -38,6 +38,10 @@ namespace hps HPS_EXPORT {
 /// Number of CUDA devices usable here (0 in builds without CUDA or on machines without a GPU).
 int cuda_device_count();
 
+/// Total memory of CUDA device `device`, in bytes (what `hps validate` sets a memory plan
+/// against). Throws InvalidArgument for a device that does not exist (always, without CUDA).
+std::size_t cuda_device_memory_bytes(int device);
+
 class HashMapTier;
 
 /// Page-locks and maps `tier`'s record arena for every device (cudaHostRegister, portable and

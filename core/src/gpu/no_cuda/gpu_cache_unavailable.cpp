@@ -6,6 +6,10 @@ namespace hps {
 
 int cuda_device_count() { return 0; }
 
+std::size_t cuda_device_memory_bytes(int device) {
+  HPS_FAIL(InvalidArgument, "CUDA device ", device, " does not exist (this build of hps has no CUDA support)");
+}
+
 void make_gpu_visible(HashMapTier& /*tier*/) {
   HPS_FAIL(BackendUnavailable, "this build of hps has no CUDA support: no GPU can read the CPU-memory tier");
 }
