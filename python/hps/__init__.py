@@ -21,6 +21,7 @@ from .errors import (
     OutOfMemoryError,
     StorageError,
 )
+from .memory_plan import machine_memory, memory_plan
 from .model_files import inspect_sparse_model, read_sparse_model, write_model_config, write_sparse_model
 from .publisher import UpdatePublisher
 from .server import HPS
@@ -65,6 +66,8 @@ __all__ = [
     "write_sparse_model",
     "read_sparse_model",
     "inspect_sparse_model",
+    "memory_plan",
+    "machine_memory",
     "cuda_device_count",
     "rocksdb_available",
     "redis_available",

@@ -115,6 +115,73 @@ def check_table_fits(CoreConfig config, str folder, size_t dim, str where):
         check_table_fits_c(config.c, cfolder, dim, cwhere)
 
 
+# ---- memory plan: the core's sizing formulas (hps.memory_plan composes them) ----------------------
+
+
+def volatile_keys_per_partition(CoreConfig config, str folder, size_t dim, size_t last_rows):
+    """Keys of the table per volatile_db partition over the files' last `last_rows` rows (repeats
+    counted, except in a partition over overflow_margin, counted again with each key once)."""
+    cdef string cfolder = _bytes(folder)
+    cdef vector[size_t] counts
+    with nogil:
+        counts = volatile_keys_per_partition_c(config.c, cfolder, dim, last_rows)
+    return list(counts)
+
+
+def hash_map_options(CoreConfig config):
+    """The hash map tier's partitions, overflow_margin and capacity under `config`."""
+    cdef HashMapOptions options = HashMapOptions.from_config(config.c.volatile_db)
+    return {"partitions": options.num_partitions, "overflow_margin": options.overflow_margin,
+            "capacity": options.capacity()}
+
+
+def hash_map_record_bytes(CoreConfig config, size_t dim):
+    return HashMapOptions.from_config(config.c.volatile_db).record_bytes(dim)
+
+
+def hash_map_index_slots(size_t reserved, size_t held):
+    return HashMapOptions.index_slots(reserved, held)
+
+
+def hash_map_footprint(CoreConfig config, size_t dim, size_t reserved, list keys):
+    """Bytes of a hash map tier after reserve(`reserved`) holding min(keys[p], overflow_margin) rows in partition p."""
+    cdef vector[size_t] counts = keys
+    cdef HashMapOptions options = HashMapOptions.from_config(config.c.volatile_db)
+    cdef HashMapFootprint plan = hash_map_footprint_c(options, dim, reserved, counts)
+    return {"rows": plan.rows, "record_bytes": plan.record_bytes, "records_bytes": plan.records_bytes,
+            "index_slots": plan.index_slots, "index_bytes": plan.index_bytes, "bytes": plan.total()}
+
+
+def fill_rows(size_t capacity, double fill_rate, size_t table_rows):
+    return fill_rows_c(capacity, fill_rate, table_rows)
+
+
+def gpu_cache_capacity(bint is_static, double gpucacheper, size_t table_rows):
+    return gpu_cache_capacity_c(EmbeddingCacheType.kStatic if is_static else EmbeddingCacheType.kDynamic,
+                                gpucacheper, table_rows)
+
+
+def dynamic_gpu_cache_size(size_t capacity, size_t dim, bint fp16):
+    cdef DynamicGpuCacheSize size = dynamic_gpu_cache_size_c(capacity, dim, CacheDtype.kFloat16 if fp16 else CacheDtype.kFloat32)
+    return {"sets": size.sets, "slots": size.slots, "meta_bytes": size.meta_bytes, "tag_bytes": size.tag_bytes,
+            "row_bytes": size.row_bytes, "lock_bytes": size.lock_bytes, "counter_bytes": size.counter_bytes,
+            "bytes": size.total()}
+
+
+def static_gpu_cache_size(size_t capacity, size_t dim, bint fp16):
+    cdef StaticGpuCacheSize size = static_gpu_cache_size_c(capacity, dim, CacheDtype.kFloat16 if fp16 else CacheDtype.kFloat32)
+    return {"buckets": size.buckets, "entry_bytes": size.entry_bytes, "row_bytes": size.row_bytes,
+            "free_row_bytes": size.free_row_bytes, "counter_bytes": size.counter_bytes, "bytes": size.total()}
+
+
+def host_tier_index_size(size_t rows, size_t capacity):
+    return {"slots": host_tier_index_slots(rows, capacity), "bytes": host_tier_index_bytes(rows, capacity)}
+
+
+def device_memory_bytes(int device):
+    return cuda_device_memory_bytes(device)
+
+
 def read_table(str folder, size_t dim, size_t first, size_t count, uintptr_t keys, uintptr_t rows, uintptr_t meta):
     cdef string cfolder = _bytes(folder)
     cdef unique_ptr[SparseModelReader] reader

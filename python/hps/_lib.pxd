@@ -31,8 +31,21 @@ cdef extern from "hps/config.hpp" namespace "hps" nogil:
         bool gpucache
         vector[int] deployed_device_list
 
+    cpdef enum class EmbeddingCacheType(int):
+        kDynamic
+        kStatic
+
+    cpdef enum class CacheDtype(int):
+        kFloat32
+        kFloat16
+
+    # Opaque: the hash map reads it through HashMapOptions.from_config.
+    cdef cppclass VolatileDbConfig:
+        pass
+
     cdef cppclass Config:
         bool supportlonglong
+        VolatileDbConfig volatile_db
         vector[ModelConfig] models
         string base_dir
         vector[string] warnings
@@ -85,6 +98,59 @@ cdef extern from "hps/build_info.hpp" namespace "hps" nogil:
 
 cdef extern from "hps/gpu/gpu_cache.hpp" namespace "hps" nogil:
     int cuda_device_count() except +translate_exception
+    size_t cuda_device_memory_bytes(int device) except +translate_exception
+
+cdef extern from "hps/gpu/cache_sizing.hpp" namespace "hps" nogil:
+    size_t gpu_cache_capacity_c "hps::gpu_cache_capacity"(EmbeddingCacheType type, double gpucacheper, size_t table_rows)
+
+    cdef cppclass DynamicGpuCacheSize:
+        uint64_t sets
+        uint64_t slots
+        size_t meta_bytes
+        size_t tag_bytes
+        size_t row_bytes
+        size_t lock_bytes
+        size_t counter_bytes
+        size_t total()
+
+    cdef cppclass StaticGpuCacheSize:
+        uint64_t buckets
+        size_t entry_bytes
+        size_t row_bytes
+        size_t free_row_bytes
+        size_t counter_bytes
+        size_t total()
+
+    DynamicGpuCacheSize dynamic_gpu_cache_size_c "hps::dynamic_gpu_cache_size"(size_t capacity, size_t dim, CacheDtype dtype)
+    StaticGpuCacheSize static_gpu_cache_size_c "hps::static_gpu_cache_size"(size_t capacity, size_t dim, CacheDtype dtype)
+    uint64_t host_tier_index_slots(size_t rows, size_t capacity)
+    size_t host_tier_index_bytes(size_t rows, size_t capacity)
+
+cdef extern from "hps/tiers/hash_map_tier.hpp" namespace "hps" nogil:
+    cdef cppclass HashMapOptions:
+        size_t num_partitions
+        size_t overflow_margin
+        @staticmethod
+        HashMapOptions from_config(const VolatileDbConfig& config)
+        size_t capacity()
+        size_t record_bytes(size_t dim)
+        size_t reserved_per_partition(size_t rows)
+        @staticmethod
+        size_t index_slots(size_t reserved, size_t held)
+
+    cdef cppclass HashMapFootprint:
+        size_t rows
+        size_t record_bytes
+        size_t records_bytes
+        size_t index_slots
+        size_t index_bytes
+        size_t total()
+
+    HashMapFootprint hash_map_footprint_c "hps::hash_map_footprint"(const HashMapOptions& options, size_t dim, size_t reserved,
+                                        const vector[size_t]& keys) except +translate_exception
+
+cdef extern from "hps/tiers/tier_factory.hpp" namespace "hps" nogil:
+    size_t fill_rows_c "hps::fill_rows"(size_t capacity, double fill_rate, size_t table_rows)
 
 cdef extern from "hps/tiers/rocksdb_tier.hpp" namespace "hps" nogil:
     bool rocksdb_available()
@@ -104,6 +170,8 @@ cdef extern from "hps/parameter_server.hpp" namespace "hps" nogil:
 
     void check_config_loadable_c "hps::check_config_loadable"(const Config& config) except +translate_exception
     void check_table_fits_c "hps::check_table_fits"(const Config& config, const string& folder, size_t dim, const string& where) except +translate_exception
+    vector[size_t] volatile_keys_per_partition_c "hps::volatile_keys_per_partition"(const Config& config, const string& folder, size_t dim,
+                                               size_t last_rows) except +translate_exception
 
     cdef cppclass TableRef:
         size_t model
