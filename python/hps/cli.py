@@ -189,8 +189,58 @@ def cmd_validate(args: argparse.Namespace) -> int:
         _print_table(["table", "rows", "dim", "meta", "size", "folder"], lines, left=(0, 5))
     if problems:
         raise UserError(f"{problems} of {n_tables} table folders have problems (see above)")
+    try:
+        _print_memory_plan(hps.memory_plan(config), hps.machine_memory())
+    except (hps.HpsError, OSError) as error:
+        raise UserError(f"{args.config}: memory plan: {error}") from None
     print(f"OK: {len(models)} models, {n_tables} tables, {total_rows:,} rows")
     return 0
+
+
+def _both(count: int) -> str:
+    return f"{count:,} B" if count < 1024 else f"{count:,} B ({_bytes(count)})"
+
+
+def _print_memory_plan(plan: dict, machine: dict) -> None:
+    """The plan of hps.memory_plan as a table and totals; warnings (stderr) where it exceeds this machine."""
+    lines = []
+    for table in plan["tables"]:
+        host = table["volatile_db"]
+        if host is None:
+            host_cells = ["-"] * 5
+        elif host["backend"] != "hash_map":
+            host_cells = [host["backend"], "-", "-", "-", "0"]
+        else:
+            rows = f"{'<=' if host['grows_by_promotion'] else ''}{host['rows']:,}"
+            host_cells = [rows, host["record_bytes"], f"{host['records_bytes']:,}", f"{host['index_bytes']:,}",
+                          f"{host['bytes']:,}"]
+        gpu = table["gpu"]
+        if gpu is None:
+            gpu_cells = ["-"] * 6
+        else:
+            gpu_cells = [f"{gpu['type']} {gpu['dtype']}", f"{gpu['capacity']:,}", f"{gpu['cache_bytes']:,}",
+                         f"{gpu['host_tier_index_bytes']:,}", f"{gpu['bytes_per_device']:,}",
+                         ",".join(str(d) for d in gpu["devices"])]
+        lines.append([f"{table['model']}/{table['table']}"] + host_cells + gpu_cells)
+    print("memory plan (bytes; a server loading these table files):")
+    _print_table(["table", "host rows", "B/row", "records", "index", "host", "gpu cache", "capacity", "cache",
+                  "tier index", "per device", "devices"], lines, left=(0, 6, 11))
+    host, available = plan["host_bytes"], machine["host_available"]
+    have = f"MemAvailable {_both(available)}" if available is not None else "MemAvailable unknown here"
+    print(f"host: {_both(host)} for the hash map (records and index); {have}")
+    if available is not None and host > available:
+        print(f"warning: memory plan: the hash map needs {_both(host)} of host memory, more than MemAvailable "
+              f"{_both(available)}", file=sys.stderr)
+    gpus = machine["gpus"]
+    for device, need in sorted(plan["gpu_bytes"].items()):
+        if device in gpus:
+            have = f"device memory {_both(gpus[device])}"
+            if need > gpus[device]:
+                print(f"warning: memory plan: GPU {device} needs {_both(need)}, more than its {_both(gpus[device])}",
+                      file=sys.stderr)
+        else:
+            have = "no GPU here" if not gpus else f"no device {device} here ({len(gpus)} visible)"
+        print(f"GPU {device}: {_both(need)} for caches and host-tier indexes; {have}")
 
 
 # ---- schema -------------------------------------------------------------------------------------
