@@ -579,7 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "Parses CONFIG (HugeCTR's JSON format) with the same parser the server uses, prints its warnings, "
                 "then checks that every table folder has 'key' and 'emb_vector' files of matching sizes (not "
                 "when the server reads no table file: a read-only persistent_db, or one with "
-                "initialize_after_startup false).")
+                "initialize_after_startup false), and prints a memory plan: each table's host (hash map) and per-GPU "
+                "bytes, and their totals next to MemAvailable and each GPU's memory.")
     p.add_argument("config", metavar="CONFIG", help="the JSON config file")
     p.add_argument("--no-files", action="store_true", help="check the config only, not the table folders")
     p.set_defaults(func=cmd_validate)
