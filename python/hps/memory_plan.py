@@ -59,7 +59,7 @@ def _hash_map_plan(config: Config, settings: dict, folder: str, dim: int, rows: 
                 rows_at_start=at_start["rows"], grows_by_promotion=grows)
 
 
-def _gpu_plan(model: dict, settings: dict, t: int, dim: int, rows: int, hash_map: Optional[dict]) -> dict:
+def _gpu_plan(model: dict, t: int, dim: int, rows: int, hash_map: Optional[dict]) -> dict:
     is_static = model["embedding_cache_type"] == "static"
     fp16 = model["embedding_cache_dtype"][t] == "float16"
     # The server counts the files' rows, repeated keys included (build_gpu_caches).
@@ -105,7 +105,7 @@ def memory_plan(config: ConfigLike) -> dict[str, Any]:
             elif volatile_type == "redis_cluster":
                 volatile = {"backend": "redis_cluster", "bytes": 0}
             hash_map = volatile if volatile_type == "hash_map" else None
-            gpu = _gpu_plan(model, settings, t, dim, rows, hash_map) if model["gpucache"] else None
+            gpu = _gpu_plan(model, t, dim, rows, hash_map) if model["gpucache"] else None
             if gpu:
                 for device in gpu["devices"]:
                     gpu_bytes[device] = gpu_bytes.get(device, 0) + gpu["bytes_per_device"]
