@@ -1,0 +1,130 @@
+// The host-tier index's probe lengths while keys come and go: a host model of the rules of
+// core/src/gpu/host_tier_kernels.cu (linear probing; an add takes the first tombstone of its key's
+// probe, else the empty slot that ends it; a removal leaves a tombstone; the sweep empties each
+// tombstone that no live entry's probe passes), run sequentially on the CPU.
+//
+// The index starts at 0.7 live entries per slot (the load it is sized for). Each step removes a
+// random live key and adds a new one, as a hash map at its capacity does when it evicts for a new
+// key. Printed after every half index size of steps: the empty and tombstone shares of the slots
+// and the mean probe length of a key that is absent (slots read until an empty one, at most all).
+// With --sweep, every live key is looked up after each sweep (exit status 1 if one is lost).
+//
+// Build and run (no GPU needed):
+//   g++ -std=c++20 -O2 -o /tmp/tier_index_churn benchmarks/tier_index_churn.cpp
+//   /tmp/tier_index_churn            # without sweeps
+//   /tmp/tier_index_churn --sweep    # a sweep after removals of 1/16 of the slots (as host_tier_index.cpp)
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace {
+
+enum : std::uint8_t { kEmpty, kLive, kTombstone };
+
+struct Index {
+  explicit Index(std::uint64_t n) : state(n, kEmpty), key(n), slots(n) {}
+  std::vector<std::uint8_t> state;
+  std::vector<std::uint64_t> key;
+  std::uint64_t slots;
+
+  std::uint64_t home(std::uint64_t k) const {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return static_cast<std::uint64_t>((static_cast<unsigned __int128>(k) * slots) >> 64);
+  }
+  std::uint64_t next(std::uint64_t s) const { return s + 1 == slots ? 0 : s + 1; }
+
+  void add(std::uint64_t k) {
+    std::uint64_t s = home(k), tombstone = slots;
+    for (std::uint64_t probes = 0; probes < slots && state[s] != kEmpty; ++probes, s = next(s)) {
+      if (state[s] == kTombstone && tombstone == slots) tombstone = s;
+    }
+    if (tombstone != slots) s = tombstone;
+    state[s] = kLive;
+    key[s] = k;
+  }
+  void remove(std::uint64_t k) {
+    std::uint64_t s = home(k);
+    for (std::uint64_t probes = 0; probes < slots && state[s] != kEmpty; ++probes, s = next(s)) {
+      if (state[s] == kLive && key[s] == k) {
+        state[s] = kTombstone;
+        return;
+      }
+    }
+  }
+  // The sweep kernel's rule, tombstone by tombstone (its walk length cap left out).
+  void sweep() {
+    for (std::uint64_t t = 0; t < slots; ++t) {
+      if (state[t] != kTombstone) continue;
+      bool passed = false;
+      std::uint64_t j = next(t);
+      for (std::uint64_t distance = 1; distance < slots && state[j] != kEmpty && !passed; ++distance, j = next(j)) {
+        if (state[j] != kLive) continue;
+        const std::uint64_t h = home(key[j]);
+        passed = (j >= h ? j - h : j + slots - h) >= distance;
+      }
+      if (!passed) state[t] = kEmpty;
+    }
+  }
+  bool finds(std::uint64_t k) const {
+    std::uint64_t s = home(k);
+    for (std::uint64_t probes = 0; probes < slots && state[s] != kEmpty; ++probes, s = next(s)) {
+      if (state[s] == kLive && key[s] == k) return true;
+    }
+    return false;
+  }
+  double absent_probe(std::mt19937_64& rng) const {
+    double total = 0;
+    for (int i = 0; i < 20000; ++i) {
+      std::uint64_t s = home(rng()), probes = 1;
+      for (; probes < slots && state[s] != kEmpty; ++probes) s = next(s);
+      total += static_cast<double>(probes);
+    }
+    return total / 20000;
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool sweeps = argc > 1 && std::strcmp(argv[1], "--sweep") == 0;
+  const std::uint64_t slots = std::uint64_t{1} << 16;
+  Index index(slots);
+  std::mt19937_64 rng(1);
+  std::vector<std::uint64_t> live;
+  for (std::uint64_t i = 0; i < slots * 7 / 10; ++i) {
+    live.push_back(rng());
+    index.add(live.back());
+  }
+  std::printf("# tier_index_churn: %llu slots, 0.7 live per slot, %s\n", static_cast<unsigned long long>(slots),
+              sweeps ? "a sweep after removals of 1/16 of the slots" : "no sweeps");
+  std::uint64_t removed_since_sweep = 0;
+  for (int half = 0; half <= 20; ++half) {
+    std::uint64_t empty = 0, tombstones = 0;
+    for (auto s : index.state) {
+      empty += s == kEmpty;
+      tombstones += s == kTombstone;
+    }
+    std::printf("steps %4.1f x slots: empty %.3f  tombstones %.3f  absent-key probe %8.1f slots\n", half * 0.5,
+                static_cast<double>(empty) / slots, static_cast<double>(tombstones) / slots, index.absent_probe(rng));
+    for (std::uint64_t step = 0; step < slots / 2; ++step) {
+      const std::size_t victim = rng() % live.size();
+      index.remove(live[victim]);
+      live[victim] = rng();
+      index.add(live[victim]);
+      if (sweeps && ++removed_since_sweep >= slots / 16) {
+        index.sweep();
+        removed_since_sweep = 0;
+        for (std::uint64_t k : live) {  // the sweep's rule lost no key
+          if (!index.finds(k)) {
+            std::printf("FAILED: key %llu is no longer found after a sweep\n", static_cast<unsigned long long>(k));
+            return 1;
+          }
+        }
+      }
+    }
+  }
+}
