@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "gpu/host_tier_kernels.hpp"
 #include "hps/gpu/cache_sizing.hpp"
@@ -13,6 +14,13 @@ namespace hps::cuda {
 
 namespace {
 constexpr double kMaxIndexLoad = 0.85;  // beyond it adds are dropped (the index becomes incomplete)
+// A sweep (launch_tier_sweep) after this share of the slots were removed since the last one. Without
+// sweeps, a tier whose keys come and go (evictions, Kafka's new keys) turns the index's empty slots
+// into tombstones until every probe runs round the whole index: at 0.7 live entries per slot, a
+// probe for an absent key took 6 slots fresh, 82 after removals of one index size and all of them
+// after 4.5; with a sweep every 1/16 it holds at about 40 (benchmarks/tier_index_churn.cpp, a host
+// model of these kernels' rules).
+constexpr double kSweepAfterRemovedShare = 1.0 / 16;
 
 void warn_incomplete_once() {
   static std::atomic<bool> warned{false};
@@ -160,6 +168,11 @@ void HostTierIndex::flush() {
     launch_tier_apply(view_, keys_device + run.begin, records_device + run.begin, run.end - run.begin, run.added,
                       sm_count_, stream);
     live_estimate_ = run.added ? live_estimate_ + count : std::max<std::int64_t>(0, live_estimate_ - count);
+    if (!run.added) removed_since_sweep_ += static_cast<std::uint64_t>(count);
+  }
+  if (static_cast<double>(removed_since_sweep_) >= kSweepAfterRemovedShare * static_cast<double>(view_.slots)) {
+    launch_tier_sweep(view_, sm_count_, stream);
+    removed_since_sweep_ = 0;
   }
   TierCounters counters{};
   HPS_CUDA_CHECK(cudaMemcpyAsync(&counters, view_.counters, sizeof(counters), cudaMemcpyDeviceToHost, stream));
@@ -170,6 +183,27 @@ void HostTierIndex::flush() {
     dropped = true;
   }
   if (dropped) warn_incomplete_once();
+}
+
+HostTierIndex::Census HostTierIndex::census() const {
+  std::lock_guard apply(apply_mutex_);
+  DeviceGuard guard(device_);
+  std::vector<TierEntry> entries(view_.slots);
+  HPS_CUDA_CHECK(cudaMemcpyAsync(entries.data(), view_.entries, entries.size() * sizeof(TierEntry),
+                                 cudaMemcpyDeviceToHost, stream_.get()));
+  // Host wait (diagnostics only): on the index's own stream, after its last apply.
+  HPS_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  Census census;
+  for (const TierEntry& e : entries) {
+    if (e.record == kTierEmpty) {
+      ++census.empty;
+    } else if (e.record == kTierTombstone) {
+      ++census.tombstones;
+    } else if (e.record >= kTierFirstAddress) {
+      ++census.live;
+    }
+  }
+  return census;
 }
 
 TierCounters HostTierIndex::counters() const {

@@ -8,10 +8,12 @@
 // flush applies everything queued on the index's own stream and waits for it, so once a tier
 // write returns, no lookup started later finds the old mapping. A mapping that lags (the write
 // call has not returned yet) costs at most a retry: readers check the record's header checksum and
-// key, and a dead or reused record means the key was removed during the lookup.
+// key, and a dead or reused record means the key was removed during the lookup. Removals leave
+// tombstones; after removals of 1/16 of the slots, a flush also sweeps away those that no probe
+// passes (launch_tier_sweep), so a tier whose keys come and go keeps short probes.
 //
 // Threads: records_added/removed from tier writers under partition locks (queue mutex); flush
-// from any thread (one at a time applies, the others wait for it, so every caller returns after
+// and census from any thread (one at a time applies, the others wait for it, so every caller returns after
 // its own notifications are applied); view() and the counters from lookups at any time.
 // Ownership: shares the tier (the records it points into live as long as the tier does) and
 // removes itself from the tier's listeners before it is destroyed.
@@ -55,6 +57,12 @@ class HostTierIndex final : public RecordListener {
   std::size_t device_bytes() const { return entries_.bytes() + counters_.bytes() + staging_device_.bytes(); }
   /// Device counters (host wait on the index's own stream only).
   TierCounters counters() const;
+  /// The entries by state, counted on the host from a copy of the whole index (diagnostics and
+  /// tests: it waits for the index's stream and copies every entry).
+  struct Census {
+    std::uint64_t empty = 0, tombstones = 0, live = 0;
+  };
+  Census census() const;
 
  private:
   HostTierIndex(int device, std::shared_ptr<HashMapTier> tier, bool last_tier, std::uint64_t slots,
@@ -76,13 +84,14 @@ class HostTierIndex final : public RecordListener {
   std::atomic<bool> complete_{true};
   std::atomic<bool> attached_{false};
   std::int64_t live_estimate_ = 0;  // adds - removes applied (apply_mutex_)
+  std::uint64_t removed_since_sweep_ = 0;  // entries removed since the last sweep (apply_mutex_)
 
   std::mutex queue_mutex_;  // guards the pending_* vectors
   std::vector<Run> runs_;
   std::vector<std::int64_t> pending_keys_;
   std::vector<std::uint64_t> pending_records_;
 
-  std::mutex apply_mutex_;  // one flush applies at a time; guards the staging buffers
+  mutable std::mutex apply_mutex_;  // one flush applies at a time; guards the staging buffers
   PinnedBuffer staging_host_;
   StreamBuffer staging_device_;
 };

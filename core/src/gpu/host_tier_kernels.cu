@@ -117,6 +117,44 @@ __global__ void tier_remove_kernel(const HostTierView view, const std::int64_t* 
   }
 }
 
+// One thread per tombstone t: walks on from t to the run's next empty slot. A live entry on the way
+// whose home lies at or before t (its distance from home reaches back to t) probes through t: t
+// stays. None: t becomes empty. Threads of one run may empty tombstones beside each other at once;
+// a walk that meets a tombstone emptied meanwhile stops there, which is right, since an entry
+// beyond that one whose probe passed t would have passed it too.
+constexpr std::uint64_t kLongestSweepWalk = 1 << 12;
+
+__global__ void tier_sweep_kernel(const HostTierView view) {
+  unsigned long long swept = 0;
+  const std::uint64_t slots = view.slots;
+  for (std::uint64_t t = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; t < slots;
+       t += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
+    if (load_entry(view.entries + t).record != kTierTombstone) continue;
+    bool passed = false;
+    std::uint64_t j = t + 1 == slots ? 0 : t + 1;
+    for (std::uint64_t distance = 1; !passed; ++distance) {
+      if (distance == slots || distance > kLongestSweepWalk) {
+        passed = true;  // keep t: a run this long is left as it is
+        break;
+      }
+      const TierEntry e = load_entry(view.entries + j);
+      if (e.record == kTierEmpty) break;
+      if (e.record == kTierClaimed) {
+        passed = true;  // no adder runs beside a sweep; keep t if one ever did
+      } else if (e.record >= kTierFirstAddress) {
+        const std::uint64_t home = home_of(e.key, slots);
+        const std::uint64_t from_home = j >= home ? j - home : j + slots - home;
+        passed = from_home >= distance;
+      }
+      j = j + 1 == slots ? 0 : j + 1;
+    }
+    if (passed) continue;
+    auto* word = reinterpret_cast<unsigned long long*>(&view.entries[t].record);
+    swept += atomicCAS(word, kTierTombstone, kTierEmpty) == kTierTombstone ? 1 : 0;
+  }
+  if (swept != 0) atomicAdd(&view.counters->swept, swept);
+}
+
 enum class Outcome { kFound, kAbsent, kLeft };
 
 /// How a group's lanes share a record: its words [0, row_offset / 4 + dim) (header, key, access
@@ -312,6 +350,12 @@ void launch_tier_apply(const HostTierView& view, const std::int64_t* keys, const
   } else {
     tier_remove_kernel<<<blocks, kApplyThreads, 0, stream>>>(view, keys, records, n);
   }
+  HPS_CUDA_CHECK_LAUNCH();
+}
+
+void launch_tier_sweep(const HostTierView& view, int sm_count, cudaStream_t stream) {
+  const unsigned blocks = grid_blocks(view.slots, kApplyThreads, sm_count, 8);
+  tier_sweep_kernel<<<blocks, kApplyThreads, 0, stream>>>(view);
   HPS_CUDA_CHECK_LAUNCH();
 }
 

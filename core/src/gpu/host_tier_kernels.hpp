@@ -17,6 +17,13 @@ namespace hps::cuda {
 void launch_tier_apply(const HostTierView& view, const std::int64_t* keys, const std::uint64_t* records, std::size_t n,
                        bool add, int sm_count, cudaStream_t stream);
 
+/// Empties every tombstone that no live entry's probe passes (kernel_types.hpp's invariant), so
+/// removals and adds of new keys cannot fill the index with tombstones until every probe runs
+/// round it. Safe beside lookups (a probe that would have gone on past such a tombstone finds no
+/// key beyond it), not beside applies: enqueue it on the applies' stream. Adds the count to
+/// counters->swept.
+void launch_tier_sweep(const HostTierView& view, int sm_count, cudaStream_t stream);
+
 /// For each of the probe's misses (count on the device, at most `max_misses`): find the key in the
 /// index, read its record over PCIe in one round trip, checked by the header's checksum, write the row (rounded to half when
 /// `half`) to out[position], stage it for insertion; a key the index lacks gets the default row or

@@ -141,6 +141,9 @@ struct StaticTableView {
 // keys of the hash-map tier to their records in page-locked, mapped host memory (host_tier_index.hpp).
 // `record` values below kTierFirstAddress are states: empty (ends a probe), claimed (an adder is
 // writing the entry), tombstone (removed; probes go on, adders may reuse it).
+// Invariant: no slot between a live entry's home and the entry is empty. Adders keep it (they take
+// the first tombstone or empty slot from the home), removals keep it (they leave tombstones), and
+// so does the sweep, which empties only the tombstones that no live entry's probe passes.
 
 constexpr std::uint64_t kTierEmpty = 0;
 constexpr std::uint64_t kTierClaimed = 1;
@@ -159,6 +162,7 @@ struct TierCounters {
   unsigned long long defaults_served;  ///< positions answered with the default row (key in no tier)
   unsigned long long gave_up;          ///< positions whose record never read whole (left, or default without a host path)
   unsigned long long failed_adds;      ///< index entries that found no room (the index is then incomplete)
+  unsigned long long swept;            ///< tombstones the sweeps emptied
 };
 
 struct HostTierView {

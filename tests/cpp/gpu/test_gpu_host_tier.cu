@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gpu/host_tier_index.hpp"
 #include "hps/error.hpp"
 #include "hps/gpu/gpu_cache.hpp"
 #include "hps/keys.hpp"
@@ -244,6 +245,72 @@ TEST(GpuHostTier, ZipfLookupsMatchTheCpuTierBitForBit) {
       }
     }
   }
+}
+
+// Keys that come and go (a hash map at its capacity evicting for new keys, ten index sizes of
+// them) leave tombstones in the index. Its sweeps keep a share of the slots empty, so probes stay
+// short (without them the empty slots ran out: docs/gpu_cache.md); the index holds exactly the
+// tier's keys, and lookups over every key ever stored return the CPU tier's rows bit for bit.
+TEST(GpuHostTier, IndexKeepsEmptySlotsWhileKeysComeAndGo) {
+  SKIP_WITHOUT_GPU();
+  constexpr std::size_t kDim = 16;
+  HashMapOptions options;
+  options.num_partitions = 4;
+  options.overflow_margin = 5000;  // 20,000 rows at most
+  options.allocation_rate = std::size_t{1} << 20;
+  auto tier = std::make_shared<HashMapTier>(kDim, options);
+  std::vector<std::int64_t> ever = distinct_keys(20000, false, 31);
+  {
+    const auto rows = rows_of(ever, kDim);
+    tier->insert(ever.data(), rows.data(), ever.size());
+  }
+  hps::make_gpu_visible(*tier);
+  int sm_count = 0;
+  cuda_ok(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, 0), "sm count");
+  std::string why;
+  auto index = hps::cuda::HostTierIndex::create(0, tier, true, kDefault, 0.1, sm_count, &why);
+  ASSERT_NE(index, nullptr) << why;
+  GpuCacheOptions o;
+  o.dim = kDim;
+  o.capacity = 4000;
+  o.default_value = kDefault;
+  o.hit_rate_threshold = 1.0;
+  auto cache = GpuCache::create(o);
+  hps::HostTierLink link;
+  link.tier = tier;
+  link.last_tier = true;
+  link.hbm_share = 0.1;
+  ASSERT_TRUE(cache->attach_host_tier(link, &why)) << why;
+
+  const std::uint64_t slots = index->view().slots;
+  const auto fresh = index->census();
+  EXPECT_EQ(fresh.live, tier->size());
+  std::uint64_t fewest_empty = fresh.empty;
+  for (std::uint64_t round = 0; ever.size() < 20000 + 10 * slots; ++round) {
+    const auto keys = distinct_keys(2000, false, 1000 + round);
+    const auto rows = rows_of(keys, kDim);
+    tier->insert(keys.data(), rows.data(), keys.size());
+    ever.insert(ever.end(), keys.begin(), keys.end());
+    if (round % 16 == 15) fewest_empty = std::min(fewest_empty, index->census().empty);
+  }
+  const auto census = index->census();
+  fewest_empty = std::min(fewest_empty, census.empty);
+  EXPECT_EQ(census.live, tier->size()) << "the index holds exactly the tier's keys";
+  EXPECT_GT(index->counters().swept, 0u);
+  EXPECT_GE(static_cast<double>(fewest_empty), 0.03 * static_cast<double>(slots))
+      << "empty slots ran out: " << fewest_empty << " of " << slots << " (tombstones " << census.tombstones << ")";
+
+  KeyStream zipf(ever, 1.05, 17);
+  CountingResolver resolver{tier.get()};
+  TestStream stream;
+  for (int call = 0; call < 6; ++call) {
+    const auto keys = zipf.draw(26624);
+    GpuLookupResult r;
+    const auto rows = run_lookup(*cache, keys, KeyDtype::kInt64, true, stream.get(), resolver.get(), &r);
+    ASSERT_TRUE(same_bits(rows, reference(*tier, keys, false), keys, kDim)) << "call " << call;
+  }
+  EXPECT_EQ(resolver.calls.load(), 0u);
+  EXPECT_GT(cache->defaults_served(), 0u) << "the evicted keys are in no tier";
 }
 
 // The miss kernel reads a record in pieces of 16 or 8 bytes by its alignment (records with access
