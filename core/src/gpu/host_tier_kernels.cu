@@ -34,6 +34,11 @@ __device__ __forceinline__ std::uint64_t home_of(std::int64_t key, std::uint64_t
   return reduce_hash(rehash(murmur3_fmix64(key) ^ 0x5851F42D4C957F2DULL), slots);
 }
 
+/// The slot after s (linear probing wraps round the index).
+__device__ __forceinline__ std::uint64_t next_slot(std::uint64_t s, std::uint64_t slots) {
+  return s + 1 == slots ? 0 : s + 1;
+}
+
 __device__ __forceinline__ TierEntry load_entry(const TierEntry* entry) {
   const uint4 v = load_relaxed_v4(entry);
   return TierEntry{join_key(v.x, v.y), (static_cast<std::uint64_t>(v.w) << 32) | v.z};
@@ -47,7 +52,7 @@ __device__ std::uint64_t find_record(const HostTierView& view, std::int64_t key)
     const TierEntry e = load_entry(view.entries + s);
     if (e.record == kTierEmpty) return 0;
     if (e.record >= kTierFirstAddress && e.key == key) return e.record;
-    s = s + 1 == view.slots ? 0 : s + 1;
+    s = next_slot(s, view.slots);
   }
   return 0;
 }
@@ -77,7 +82,7 @@ __global__ void tier_add_kernel(const HostTierView view, const std::int64_t* key
           overwritten = true;
           break;
         }
-        s = s + 1 == view.slots ? 0 : s + 1;
+        s = next_slot(s, view.slots);
       }
       if (overwritten) {
         done = true;
@@ -112,7 +117,7 @@ __global__ void tier_remove_kernel(const HostTierView view, const std::int64_t* 
         atomicCAS(reinterpret_cast<unsigned long long*>(&view.entries[s].record), records[i], kTierTombstone);
         break;
       }
-      s = s + 1 == view.slots ? 0 : s + 1;
+      s = next_slot(s, view.slots);
     }
   }
 }
@@ -131,7 +136,7 @@ __global__ void tier_sweep_kernel(const HostTierView view) {
        t += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
     if (load_entry(view.entries + t).record != kTierTombstone) continue;
     bool passed = false;
-    std::uint64_t j = t + 1 == slots ? 0 : t + 1;
+    std::uint64_t j = next_slot(t, slots);
     for (std::uint64_t distance = 1; !passed; ++distance) {
       if (distance == slots || distance > kLongestSweepWalk) {
         passed = true;  // keep t: a run this long is left as it is
@@ -146,7 +151,7 @@ __global__ void tier_sweep_kernel(const HostTierView view) {
         const std::uint64_t from_home = j >= home ? j - home : j + slots - home;
         passed = from_home >= distance;
       }
-      j = j + 1 == slots ? 0 : j + 1;
+      j = next_slot(j, slots);
     }
     if (passed) continue;
     auto* word = reinterpret_cast<unsigned long long*>(&view.entries[t].record);
