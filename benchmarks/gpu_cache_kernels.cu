@@ -16,9 +16,14 @@
 // 20% and 5% of the keys (insertions synchronous), 6 warm-up and 6 measured calls; the same keys
 // go one by one through an exact LRU cache of the same capacity on the host.
 //
-// Usage: gpu_cache_kernels [--quick] [--sweep] [--no-hit-rates]
-//   --quick  only B = 26,624 and 1,048,576;  --sweep  also the kernel-shape variants at B = 1M
-//   (lanes per key x row chunks per lane, "strict" fence-ordered seqlock reads).
+// The dynamic all-hit cells are also timed as the probe kernel alone ("dynamic probe kernel": launched
+// back to back, timed with events, as the static calls are): the call without its host side.
+//
+// Usage: gpu_cache_kernels [--quick] [--sweep] [--no-hit-rates] [--dims 64,128] [--sizes 262144,1048576]
+//   --quick  only B = 26,624 and 1,048,576;  --sweep  also the kernel-shape variants at the largest B
+//   (lanes per key x row chunks per lane, "strict" fence-ordered seqlock reads; the dynamic ones
+//   on the probe kernel alone, each checked to return the default shape's rows);
+//   --dims, --sizes  only these row sizes and batch sizes (comma-separated), e.g. for a profiler run.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -26,10 +31,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <list>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -128,9 +135,10 @@ std::vector<std::unique_ptr<Device>> make_batches(const std::vector<std::int64_t
 /// Kernel shapes compared by --sweep for fp32 rows of `dim`: the default, the default with
 /// fence-ordered reads, and the other splits of the same registers
 /// (twice the lanes with half the chunks per lane, and the reverse).
-std::vector<std::pair<std::string, hps::cuda::ProbeShape>> shape_variants(std::size_t dim) {
+std::vector<std::pair<std::string, hps::cuda::ProbeShape>> shape_variants(std::size_t dim, bool dynamic) {
   alignas(16) static float aligned = 0;
-  const auto d = hps::cuda::resolve_probe_shape(static_cast<std::uint32_t>(dim), 4, &aligned, {});
+  const auto d = dynamic ? hps::cuda::resolve_dynamic_probe_shape(static_cast<std::uint32_t>(dim), 4, &aligned, {})
+                         : hps::cuda::resolve_probe_shape(static_cast<std::uint32_t>(dim), 4, &aligned, {});
   auto name = [](int lanes, int chunks) { return std::to_string(lanes) + " lanes x " + std::to_string(chunks) + " chunks"; };
   std::vector<std::pair<std::string, hps::cuda::ProbeShape>> shapes = {
       {name(d.lanes, d.chunks) + " (default)", {d.lanes, d.chunks, 1, false}},
@@ -229,7 +237,7 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
       });
       report("static", b, dim, t, bandwidth);
       if (sweep && b == max_batch) {
-        for (const auto& [label, shape] : shape_variants(dim)) {
+        for (const auto& [label, shape] : shape_variants(dim, false)) {
           base->set_probe_shape(shape);
           const double tk = time_on_stream(stream, b, [&](int r) {
             cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), hps::StreamView::cuda(stream), no_resolve, {});
@@ -293,15 +301,41 @@ void run_dim(std::size_t dim, const std::vector<std::size_t>& batches, bool swee
       });
       report("dynamic (incl. 1 host sync)", b, dim, t, bandwidth);
       if (misses != 0) std::printf("  WARNING: %zu misses in an all-hit run\n", misses);
-      if (sweep && b == max_batch) {
-        for (const auto& [label, shape] : shape_variants(dim)) {
-          base->set_probe_shape(shape);
-          const double tk = time_on_host(b, [&](int r) {
-            cache->lookup(key_batches[r]->ptr, hps::KeyDtype::kInt64, true, b, out.as<float>(), hps::StreamView::cuda(stream), no_resolve, {});
-          });
-          report("dynamic " + label, b, dim, tk, bandwidth);
+      {  // the probe kernel alone, back to back: the call without its host side
+        Device status(2 * sizeof(hps::cuda::LookupStatus));
+        Device miss_keys(b * sizeof(std::int64_t)), miss_positions(b * sizeof(std::uint32_t));
+        HPS_CUDA_CHECK(cudaMemsetAsync(status.ptr, 0, 2 * sizeof(hps::cuda::LookupStatus), stream));
+        auto* s = status.as<hps::cuda::LookupStatus>();
+        int call = 0;
+        auto probe = [&](int r) {
+          const int at = call++ % 2;  // the two status entries alternate: each call zeroes the next one's
+          const hps::cuda::MissSink sink{s + at, s + 1 - at, miss_keys.as<std::int64_t>(),
+                                         miss_positions.as<std::uint32_t>(), nullptr};
+          dynamic->enqueue_probe(key_batches[r]->as<std::int64_t>(), b, out.as<float>(), sink, stream);
+        };
+        report("dynamic probe kernel", b, dim, time_on_stream(stream, b, probe), bandwidth);
+        if (sweep && b == max_batch) {
+          // Each shape must return the default's rows: batch 0's output, bit for bit.
+          auto output_of_batch0 = [&] {
+            HPS_CUDA_CHECK(cudaMemsetAsync(out.ptr, 0xFF, b * dim * sizeof(float), stream));
+            probe(0);
+            std::vector<float> host(b * dim);
+            HPS_CUDA_CHECK(cudaMemcpyAsync(host.data(), out.ptr, host.size() * sizeof(float), cudaMemcpyDeviceToHost,
+                                           stream));
+            HPS_CUDA_CHECK(cudaStreamSynchronize(stream));
+            return host;
+          };
+          const std::vector<float> expected = output_of_batch0();
+          for (const auto& [label, shape] : shape_variants(dim, true)) {
+            base->set_probe_shape(shape);
+            const std::vector<float> got = output_of_batch0();
+            if (std::memcmp(got.data(), expected.data(), got.size() * sizeof(float)) != 0) {
+              std::printf("  MISMATCH: dynamic probe %s returned other rows than the default\n", label.c_str());
+            }
+            report("dynamic probe " + label, b, dim, time_on_stream(stream, b, probe), bandwidth);
+          }
+          base->set_probe_shape({});
         }
-        base->set_probe_shape({});
       }
     }
     // Miss path: 1% of each batch is unknown everywhere (resolved on the host, not inserted).
@@ -393,12 +427,44 @@ void hit_rates(cudaStream_t stream) {
 
 }  // namespace
 
+/// "64,128" -> {64, 128}; throws on anything else.
+std::vector<std::size_t> parse_list(const char* flag, const char* text) {
+  std::vector<std::size_t> values;
+  for (const char* at = text; *at != '\0';) {
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(at, &end, 10);
+    if (end == at || v == 0 || (*end != ',' && *end != '\0'))
+      throw std::invalid_argument(std::string(flag) + ": expected positive integers separated by commas, found '" +
+                                  text + "'");
+    values.push_back(static_cast<std::size_t>(v));
+    at = *end == ',' ? end + 1 : end;
+  }
+  return values;
+}
+
 int main(int argc, char** argv) {
   bool quick = false, sweep = false, rates = true;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
-    if (std::strcmp(argv[i], "--sweep") == 0) sweep = true;
-    if (std::strcmp(argv[i], "--no-hit-rates") == 0) rates = false;
+  std::vector<std::size_t> dims{16, 64, 128}, sizes;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const bool has_value = i + 1 < argc;
+      if (std::strcmp(argv[i], "--quick") == 0) {
+        quick = true;
+      } else if (std::strcmp(argv[i], "--sweep") == 0) {
+        sweep = true;
+      } else if (std::strcmp(argv[i], "--no-hit-rates") == 0) {
+        rates = false;
+      } else if (std::strcmp(argv[i], "--dims") == 0 && has_value) {
+        dims = parse_list("--dims", argv[++i]);
+      } else if (std::strcmp(argv[i], "--sizes") == 0 && has_value) {
+        sizes = parse_list("--sizes", argv[++i]);
+      } else {
+        throw std::invalid_argument(std::string("unknown argument or missing value: ") + argv[i]);
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gpu_cache_kernels: %s\n", e.what());
+    return 2;
   }
   try {
     if (hps::cuda_device_count() == 0) {
@@ -413,8 +479,10 @@ int main(int argc, char** argv) {
     std::printf("device: %s, %d SMs, L2 %d MiB; D2D copy bandwidth (read+write): %.0f GB/s\n", prop.name,
                 prop.multiProcessorCount, prop.l2CacheSize >> 20, bandwidth / 1e9);
     const std::vector<std::size_t> batches =
-        quick ? std::vector<std::size_t>{26624, 1048576} : std::vector<std::size_t>{2048, 26624, 262144, 1048576};
-    for (const std::size_t dim : {std::size_t{16}, std::size_t{64}, std::size_t{128}}) {
+        !sizes.empty() ? sizes
+        : quick        ? std::vector<std::size_t>{26624, 1048576}
+                       : std::vector<std::size_t>{2048, 26624, 262144, 1048576};
+    for (const std::size_t dim : dims) {
       run_dim(dim, batches, sweep, bandwidth, stream);
     }
     if (rates) hit_rates(stream);

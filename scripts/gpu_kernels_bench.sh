@@ -51,7 +51,7 @@ build() {
     gtest_dir=$(find_gtest) || return 1
   fi
   # hash_map_tier.cpp: the dynamic cache can attach to a GPU-visible CPU-memory tier (host_tier_index).
-  local sources=("$ROOT"/core/src/gpu/*.cu "$ROOT"/core/src/gpu/*.cpp "$ROOT/core/src/keys.cpp"
+  local sources=("$ROOT"/core/src/gpu/*.cu "$ROOT"/core/src/gpu/*.cpp "$ROOT"/core/src/gpu/sizing/*.cpp "$ROOT/core/src/keys.cpp"
                  "$ROOT/core/src/tiers/hash_map_tier.cpp"
                  "$ROOT/tests/cpp/gpu/test_gpu_cache.cu" "$ROOT/benchmarks/gpu_cache_kernels.cu")
   log "compiling ${#sources[@]} files for sm_{${ARCHS// /,}} with $JOBS jobs"

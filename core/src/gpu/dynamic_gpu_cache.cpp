@@ -152,6 +152,14 @@ GpuLookupResult DynamicGpuCache::lookup(const void* keys, KeyDtype dtype, bool k
   return result;
 }
 
+void DynamicGpuCache::enqueue_probe(const std::int64_t* keys, std::size_t n, float* out, const MissSink& sink,
+                                    cudaStream_t stream) {
+  DeviceGuard device(options_.device);
+  const std::uint32_t epoch = epoch_.fetch_add(1, std::memory_order_relaxed) + 1;
+  launch_dynamic_probe(view_, half(), KeyInput{keys, KeyDtype::kInt64, true}, n, out, epoch, sink, probe_shape_,
+                       sm_count_, stream);
+}
+
 std::size_t DynamicGpuCache::insert_room(std::size_t n) const {
   const std::size_t by_bytes = std::max<std::size_t>(1024, kMaxInsertBytes / (options_.dim * sizeof(float)));
   return std::min({n, static_cast<std::size_t>(view_.capacity), by_bytes});

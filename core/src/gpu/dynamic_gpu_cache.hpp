@@ -37,6 +37,9 @@ class DynamicGpuCache final : public GpuCacheBase {
   /// Internal (tests, benchmarks): the writer counters (host wait on the writer stream).
   DynamicCounters counters() const;
   std::uint64_t slots() const { return view_.num_sets * kSlotsPerSet; }
+  /// Internal (kernel benchmark): enqueues the probe kernel alone for n int64 keys of a 64-bit
+  /// model, misses to `sink`, on `stream`: the lookup's device work without its host side.
+  void enqueue_probe(const std::int64_t* keys, std::size_t n, float* out, const MissSink& sink, cudaStream_t stream);
 
  protected:
   void enqueue_write(const WriteBatch& batch, WriteKind kind) override;

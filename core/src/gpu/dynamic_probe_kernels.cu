@@ -364,7 +364,7 @@ void launch_dynamic_probe(const DynamicTableView& table, bool half, const KeyInp
                           std::uint32_t epoch, const MissSink& sink, ProbeShape shape, int sm_count,
                           cudaStream_t stream) {
   if (n == 0) return;
-  const ResolvedShape resolved = resolve_probe_shape(table.dim, half ? 2 : 4, out, shape);
+  const ResolvedShape resolved = resolve_dynamic_probe_shape(table.dim, half ? 2 : 4, out, shape);
   dispatch_probe_shape<DynamicProbeLauncher>(half, resolved, table, input, n, out, epoch, sink, sm_count, stream);
 }
 
