@@ -9,7 +9,12 @@ cache, the dynamic cache all-hit and the dynamic cache at 20% on Zipf keys, prin
     torch.profiler's CUPTI trace) and the kernels it ran (count and device microseconds);
   - the Python frames of the call (cProfile), to separate the binding's cost from the core's.
 
+Each case's timed calls run inside an NVTX range named after it ("torch", "static", "dyn-hit",
+"dyn-20"), so a kernel profiler can pick one case's kernels (ncu --nvtx --nvtx-include "dyn-20/";
+with --no-trace, which leaves out the torch.profiler pass: both need CUPTI).
+
 Usage (GPU machine): python benchmarks/profile_call_overhead.py [--rows 400000] [--dim 16] [--calls 200]
+      [--no-trace]
 """
 
 from __future__ import annotations
@@ -88,6 +93,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=2048)
     p.add_argument("--calls", type=int, default=200)
     p.add_argument("--zipf", type=float, default=1.05)
+    p.add_argument("--no-trace", action="store_true",
+                   help="leave out the torch.profiler and cProfile passes (for runs under ncu)")
     args = p.parse_args()
     device = torch.device("cuda", 0)
     rng = np.random.default_rng(0)
@@ -130,12 +137,17 @@ def main() -> None:
               f"torch {torch.__version__}; {args.rows:,} rows, D={args.dim}, B={args.batch}, {args.calls} calls")
         print(f"{'case':>8} | {'enqueue us':>10} {'synced us':>10}")
         for name, (fn, batches) in cases.items():
+            torch.cuda.nvtx.range_push(name.rstrip("%"))
             enqueue = timed(fn, batches(args.calls), False)
             served = _rows_served(ps)
             synced = timed(fn, batches(args.calls), True)
+            torch.cuda.nvtx.range_pop()
             extra = (f"   {(_rows_served(ps) - served) / args.calls:,.0f} rows read from the CPU tier per call"
                      if name == "dyn-20%" else "")
             print(f"{name:>8} | {enqueue:>10.1f} {synced:>10.1f}{extra}")
+        if args.no_trace:
+            ps.close()
+            return
         for name, (fn, batches) in cases.items():
             api, kernels = trace(fn, batches(50))
             print(f"\n## {name}: per call, CUDA runtime/driver API (count, host us) and kernels (count, device us)")
