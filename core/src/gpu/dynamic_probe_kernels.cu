@@ -23,7 +23,8 @@
 // Rows wider than kLanes x kChunks chunks read the rest with fences in either mode.
 // A hit refreshes the slot's LRU stamp when it is older than this lookup (so rows a lookup hits
 // are never older than the misses it inserts; a hot key's repeats in one call mostly see the
-// first store and skip theirs).
+// first store and skip theirs), while the cache evicts; a cache that has not evicted for a while
+// keeps coarser recency and so spares most stamp writes (stamp_needs_refresh).
 // Misses are appended, warp-aggregated, to the sink's compacted key/position lists.
 #include <cuda_fp16.h>
 
@@ -54,11 +55,27 @@ constexpr std::uint32_t kFullMask = 0xFFFFFFFFu;
 /// call's misses outnumber a few percent of the cache: the call's own insertions, stamped with its
 /// epoch, evicted the hot rows it had just hit without refreshing. docs/gpu_cache.md.)
 constexpr std::uint32_t kStampRefreshAge = 1;
+/// Recency only decides which key an insertion evicts. Within this many lookups of the latest
+/// eviction, hits keep it exact (kStampRefreshAge); otherwise (a cache that holds every key it is
+/// given, or has not had to evict for a while) a hit rewrites a stamp only once it is
+/// kQuietRefreshAge lookups old. Each hit's stamp write costs a 32-byte DRAM write-back of its tag
+/// sector: 4-9 points of the HBM bound in all-hit lookups (docs/gpu_cache.md). Stamps then stay
+/// within 8,192 lookups of the clock, far from the 16-bit stamp's wrap, so the first evictions after
+/// a quiet spell still choose among candidates by recency, at that coarser grain.
+constexpr std::uint32_t kRecencyWindow = 1u << 14;
+constexpr std::uint32_t kQuietRefreshAge = 1u << 13;
+
+/// Whether lookups at `epoch` keep exact recency: an eviction happened within kRecencyWindow
+/// lookups (DynamicCounters::last_eviction; read once per thread, a slightly old value is fine).
+__device__ __forceinline__ bool exact_recency(const DynamicCounters* counters, std::uint32_t epoch) {
+  const std::uint64_t last = load_relaxed_u64(&counters->last_eviction);
+  return last != 0 && epoch - static_cast<std::uint32_t>(last) < kRecencyWindow;
+}
 
 /// Whether a hit should rewrite the slot's stamp (a stamp newer than `epoch`, from a later
 /// lookup, is left alone).
-__device__ __forceinline__ bool stamp_is_stale(std::uint32_t epoch, std::uint16_t stamp) {
-  return stamp_age(epoch, stamp) >= kStampRefreshAge;
+__device__ __forceinline__ bool stamp_needs_refresh(std::uint32_t epoch, std::uint16_t stamp, bool exact) {
+  return stamp_age(epoch, stamp) >= (exact ? kStampRefreshAge : kQuietRefreshAge);
 }
 
 __device__ __forceinline__ bool is_candidate(std::uint32_t meta, std::uint32_t digest) {
@@ -140,7 +157,7 @@ __device__ __forceinline__ void append_misses(const MissSink& sink, bool miss, s
 template <typename T, bool kVector, int kLanes>
 __device__ bool probe_remaining_candidates(const DynamicTableView& table, std::uint64_t hash, std::uint32_t first,
                                            std::uint32_t second, std::uint32_t candidates, float* dst, unsigned rank,
-                                           std::uint32_t group_mask, std::uint32_t epoch) {
+                                           std::uint32_t group_mask, std::uint32_t epoch, bool exact) {
   using Chunk = RowChunk<T, kVector>;
   const std::uint32_t chunks = table.dim / Chunk::kElems;
   const T* rows = static_cast<const T*>(table.rows);
@@ -163,7 +180,7 @@ __device__ bool probe_remaining_candidates(const DynamicTableView& table, std::u
     fence_gpu();
     const bool unchanged = load_relaxed_u32(table.meta + slot) == before;
     const bool hit = (__ballot_sync(group_mask, unchanged) & group_mask) == group_mask;
-    if (hit && rank == 0 && stamp_is_stale(epoch, tag_stamp(tag))) {
+    if (hit && rank == 0 && stamp_needs_refresh(epoch, tag_stamp(tag), exact)) {
       store_relaxed_u16(stamp_address(table.tags + slot), lru_stamp(epoch));
     }
     return hit;  // a key occupies one slot (two only during a move, both whole: either answers)
@@ -188,6 +205,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
   const std::uint32_t group_mask = kLanes == 32 ? kFullMask : ((1u << kLanes) - 1u) << (group * kLanes);
 
   if (blockIdx.x == 0 && threadIdx.x == 0) *sink.next = LookupStatus{0, kNoInvalidKey};
+  const bool exact = exact_recency(table.counters, epoch);
 
   const std::uint32_t dim = table.dim;
   const std::uint32_t chunks = dim / Chunk::kElems;
@@ -327,14 +345,14 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
           const std::uint32_t c = rank + static_cast<std::uint32_t>(j * kLanes);
           if (c < chunks) Chunk::to_output(dst, c, data[k][j]);
         }
-        if (rank == 0 && stamp_is_stale(epoch, tag_stamp(tag[k]))) {
+        if (rank == 0 && stamp_needs_refresh(epoch, tag_stamp(tag[k]), exact)) {
           const std::uint64_t slot = candidate_slot(set[k], other[k], __ffs(static_cast<int>(candidates[k])) - 1);
           store_relaxed_u16(stamp_address(table.tags + slot), lru_stamp(epoch));
         }
       } else if (slow) {
         found = probe_remaining_candidates<T, kVector, kLanes>(table, hash[k], set[k], other[k],
                                                                candidates[k] & (candidates[k] - 1u), dst, rank,
-                                                               group_mask, epoch);
+                                                               group_mask, epoch, exact);
       }
       append_misses(sink, pos[k] != kDeadPosition && !found && rank == 0, murmur3_fmix64_inverse(hash[k]), pos[k],
                     lane);

@@ -251,6 +251,12 @@ __device__ __forceinline__ int least_recent_lane(bool occupied, std::uint16_t st
   return best_lane(score, lane);
 }
 
+/// Records that a new key replaced another at lookup epoch `epoch`: lookups keep exact recency
+/// from here on, for a while (kRecencyWindow). Concurrent writers store nearly the same value.
+__device__ __forceinline__ void note_eviction(DynamicCounters* counters, std::uint32_t epoch) {
+  store_relaxed_u64(&counters->last_eviction, (std::uint64_t{1} << 32) | epoch);
+}
+
 template <typename T, bool kVector>
 __global__ void __launch_bounds__(kWriteBlockThreads)
     dynamic_write_kernel(const DynamicTableView table, const WriteBatch batch, const WriteKind kind,
@@ -343,6 +349,7 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
             if (lane == 0) {
               atomicAdd(&counters->occupied, ~0ull);  // an eviction keeps the count
               atomicAdd(&counters->overflowed, 1ull);
+              note_eviction(counters, epoch);
             }
             reserved = false;
           }
@@ -350,6 +357,7 @@ __global__ void __launch_bounds__(kWriteBlockThreads)
           // At the capacity: the new key replaces the least recently used of its 16 slots.
           target = least_recent_lane(occupied, stamp, epoch, lane);
           if (target < 0 && lane == 0) atomicAdd(&counters->dropped, 1ull);
+          if (target >= 0 && lane == 0) note_eviction(counters, epoch);
         }
       }
 

@@ -992,6 +992,47 @@ TEST(GpuCache, DynamicHitRateIsNearExactLru) {
   EXPECT_NEAR(gpu_rate, lru_rate, 0.03);
 }
 
+/// Recency only decides evictions: a cache that has not evicted rewrites a hit's stamp only once
+/// it is 8,192 lookups old (dynamic_probe_kernels.cu, kQuietRefreshAge), sparing the stamp writes.
+/// The first evictions after such a quiet spell must still spare the keys hit lately over keys not
+/// hit since they were inserted. (With no stamp rewritten at all, hot and cold keys would look
+/// equally old and about a quarter of the evictions would take hot keys.)
+TEST(GpuCache, DynamicEvictionsAfterAQuietSpellSpareTheKeysHitLately) {
+  SKIP_WITHOUT_GPU();
+  const std::size_t dim = 8, capacity = 4096, hot_keys = 1024, per_call = 256;
+  const int calls = 9000;  // past kQuietRefreshAge lookups since the insertion
+  const auto keys = distinct_random_keys(capacity + hot_keys, 31);
+  const std::vector<std::int64_t> held(keys.begin(), keys.begin() + capacity);
+  const std::vector<std::int64_t> hot(held.begin(), held.begin() + hot_keys);
+  const std::vector<std::int64_t> fresh(keys.begin() + capacity, keys.end());
+  HostTier tier(dim, -0.5f);
+  fill_tier(tier, keys);
+  auto cache = GpuCache::create(dynamic_options(dim, capacity));
+  TestStream stream;
+  cache->insert(held.data(), rows_for(held, dim, 1).data(), held.size());  // exactly the capacity: no eviction
+
+  DeviceBytes d_hot(hot_keys * sizeof(std::int64_t)), d_out(per_call * dim * sizeof(float));
+  cuda_ok(cudaMemcpyAsync(d_hot.get(), hot.data(), hot_keys * sizeof(std::int64_t), cudaMemcpyHostToDevice,
+                          stream.get()), "keys");
+  std::size_t missed = 0;
+  for (int call = 0; call < calls; ++call) {
+    const std::int64_t* slice = d_hot.as<std::int64_t>() + (call % (hot_keys / per_call)) * per_call;
+    missed += cache->lookup(slice, KeyDtype::kInt64, true, per_call, d_out.as<float>(),
+                            hps::StreamView::cuda(stream.get()), tier.resolver(), {})
+                  .missed_positions;
+  }
+  ASSERT_EQ(missed, 0u) << "the cache holds every key it was given";
+
+  // A quarter of the capacity in new keys: as many evictions, which must all take cold keys.
+  cache->insert(fresh.data(), rows_for(fresh, dim, 1).data(), fresh.size());
+  const auto hot_run = plain_lookup(*cache, hot, stream.get());
+  EXPECT_EQ(hot_run.result.missed_positions, 0u) << "hot keys evicted: " << hot_run.resolved.size();
+  EXPECT_TRUE(same_bits(hot_run.rows, expected_rows(hot, dim, 1, false)));
+  const auto fresh_run = plain_lookup(*cache, fresh, stream.get());
+  EXPECT_EQ(fresh_run.result.missed_positions, 0u);
+  EXPECT_EQ(cache->size(), capacity);
+}
+
 /// Several host threads, each with its own stream, look up while another thread runs update() in
 /// a loop on the same keys. Every row returned must be one version in full. With `churn`, the
 /// writer also erases an eighth of the keys and inserts them again after each update, so (in a
