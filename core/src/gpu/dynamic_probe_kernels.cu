@@ -55,21 +55,23 @@ constexpr std::uint32_t kFullMask = 0xFFFFFFFFu;
 /// call's misses outnumber a few percent of the cache: the call's own insertions, stamped with its
 /// epoch, evicted the hot rows it had just hit without refreshing. docs/gpu_cache.md.)
 constexpr std::uint32_t kStampRefreshAge = 1;
-/// Recency only decides which key an insertion evicts. Within this many lookups of the latest
-/// eviction, hits keep it exact (kStampRefreshAge); otherwise (a cache that holds every key it is
-/// given, or has not had to evict for a while) a hit rewrites a stamp only once it is
-/// kQuietRefreshAge lookups old. Each hit's stamp write costs a 32-byte DRAM write-back of its tag
+/// Recency only decides which key an insertion evicts. While the cache is not full, and within
+/// this many lookups of the latest eviction, hits keep it exact (kStampRefreshAge); a full cache
+/// that has not had to evict for that long (one that holds every key it is given) rewrites a
+/// hit's stamp only once it is kQuietRefreshAge lookups old. Each hit's stamp write costs a 32-byte DRAM write-back of its tag
 /// sector: 4-9 points of the HBM bound in all-hit lookups (docs/gpu_cache.md). Stamps then stay
 /// within 8,192 lookups of the clock, far from the 16-bit stamp's wrap, so the first evictions after
 /// a quiet spell still choose among candidates by recency, at that coarser grain.
 constexpr std::uint32_t kRecencyWindow = 1u << 14;
 constexpr std::uint32_t kQuietRefreshAge = 1u << 13;
 
-/// Whether lookups at `epoch` keep exact recency: an eviction happened within kRecencyWindow
-/// lookups (DynamicCounters::last_eviction; read once per thread, a slightly old value is fine).
-__device__ __forceinline__ bool exact_recency(const DynamicCounters* counters, std::uint32_t epoch) {
-  const std::uint64_t last = load_relaxed_u64(&counters->last_eviction);
-  return last != 0 && epoch - static_cast<std::uint32_t>(last) < kRecencyWindow;
+/// Whether lookups at `epoch` keep exact recency: the cache is still filling (its first evictions
+/// must find the recency of the keys it holds), or it evicted within kRecencyWindow lookups.
+/// Read once per thread; a slightly old value is fine.
+__device__ __forceinline__ bool exact_recency(const DynamicTableView& table, std::uint32_t epoch) {
+  const std::uint64_t last = load_relaxed_u64(&table.counters->last_eviction);
+  if (last != 0 && epoch - static_cast<std::uint32_t>(last) < kRecencyWindow) return true;
+  return load_relaxed_u64(&table.counters->occupied) < table.capacity;
 }
 
 /// Whether a hit should rewrite the slot's stamp (a stamp newer than `epoch`, from a later
@@ -205,7 +207,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm<T, kLanes, kChu
   const std::uint32_t group_mask = kLanes == 32 ? kFullMask : ((1u << kLanes) - 1u) << (group * kLanes);
 
   if (blockIdx.x == 0 && threadIdx.x == 0) *sink.next = LookupStatus{0, kNoInvalidKey};
-  const bool exact = exact_recency(table.counters, epoch);
+  const bool exact = exact_recency(table, epoch);
 
   const std::uint32_t dim = table.dim;
   const std::uint32_t chunks = dim / Chunk::kElems;

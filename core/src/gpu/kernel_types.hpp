@@ -90,7 +90,7 @@ struct DynamicCounters {
   unsigned long long overflowed;  ///< new keys that evicted below the capacity: both sets full, no move found
   unsigned long long dropped;     ///< new keys not stored: at capacity and both sets empty (tiny caches)
   /// (1 << 32) | the lookup epoch of the latest eviction (a new key replacing another); 0: none yet.
-  /// Hits keep exact recency only within kRecencyWindow lookups of an eviction (dynamic_probe_kernels.cu).
+  /// A full cache keeps exact recency only within kRecencyWindow lookups of one (dynamic_probe_kernels.cu).
   unsigned long long last_eviction;
 };
 

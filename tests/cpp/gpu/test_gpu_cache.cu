@@ -992,16 +992,17 @@ TEST(GpuCache, DynamicHitRateIsNearExactLru) {
   EXPECT_NEAR(gpu_rate, lru_rate, 0.03);
 }
 
-/// Recency only decides evictions: a cache that has not evicted rewrites a hit's stamp only once
-/// it is 8,192 lookups old (dynamic_probe_kernels.cu, kQuietRefreshAge), sparing the stamp writes.
-/// The first evictions after such a quiet spell must still spare the keys hit lately over keys not
-/// hit since they were inserted. (With no stamp rewritten at all, hot and cold keys would look
-/// equally old and about a quarter of the evictions would take hot keys.)
+/// Recency only decides evictions: a full cache that has not evicted rewrites a hit's stamp only
+/// once it is 8,192 lookups old (dynamic_probe_kernels.cu, kQuietRefreshAge), sparing the stamp
+/// writes. The first evictions after such a quiet spell must still spare the keys hit lately over
+/// keys not hit since they were inserted. (With no stamp rewritten at all, hot and cold keys would
+/// look equally old and about a quarter of the evictions would take hot keys.) The new keys are
+/// few (1/16 of the capacity), so that no pair of sets runs out of cold keys.
 TEST(GpuCache, DynamicEvictionsAfterAQuietSpellSpareTheKeysHitLately) {
   SKIP_WITHOUT_GPU();
-  const std::size_t dim = 8, capacity = 4096, hot_keys = 1024, per_call = 256;
+  const std::size_t dim = 8, capacity = 4096, hot_keys = 1024, per_call = 256, fresh_keys = capacity / 16;
   const int calls = 9000;  // past kQuietRefreshAge lookups since the insertion
-  const auto keys = distinct_random_keys(capacity + hot_keys, 31);
+  const auto keys = distinct_random_keys(capacity + fresh_keys, 31);
   const std::vector<std::int64_t> held(keys.begin(), keys.begin() + capacity);
   const std::vector<std::int64_t> hot(held.begin(), held.begin() + hot_keys);
   const std::vector<std::int64_t> fresh(keys.begin() + capacity, keys.end());
@@ -1023,7 +1024,7 @@ TEST(GpuCache, DynamicEvictionsAfterAQuietSpellSpareTheKeysHitLately) {
   }
   ASSERT_EQ(missed, 0u) << "the cache holds every key it was given";
 
-  // A quarter of the capacity in new keys: as many evictions, which must all take cold keys.
+  // New keys: as many evictions, which must all take cold keys.
   cache->insert(fresh.data(), rows_for(fresh, dim, 1).data(), fresh.size());
   const auto hot_run = plain_lookup(*cache, hot, stream.get());
   EXPECT_EQ(hot_run.result.missed_positions, 0u) << "hot keys evicted: " << hot_run.resolved.size();
