@@ -23,8 +23,8 @@
 // Rows wider than kLanes x kChunks chunks read the rest with fences in either mode.
 // A hit refreshes the slot's LRU stamp when it is older than this lookup (so rows a lookup hits
 // are never older than the misses it inserts; a hot key's repeats in one call mostly see the
-// first store and skip theirs), while the cache evicts; a cache that has not evicted for a while
-// keeps coarser recency and so spares most stamp writes (stamp_needs_refresh).
+// first store and skip theirs), while the cache fills or evicts; a full cache that has not evicted
+// for a while keeps coarser recency and so spares most stamp writes (stamp_needs_refresh).
 // Misses are appended, warp-aggregated, to the sink's compacted key/position lists.
 #include <cuda_fp16.h>
 
@@ -58,10 +58,11 @@ constexpr std::uint32_t kStampRefreshAge = 1;
 /// Recency only decides which key an insertion evicts. While the cache is not full, and within
 /// this many lookups of the latest eviction, hits keep it exact (kStampRefreshAge); a full cache
 /// that has not had to evict for that long (one that holds every key it is given) rewrites a
-/// hit's stamp only once it is kQuietRefreshAge lookups old. Each hit's stamp write costs a 32-byte DRAM write-back of its tag
-/// sector: 4-9 points of the HBM bound in all-hit lookups (docs/gpu_cache.md). Stamps then stay
-/// within 8,192 lookups of the clock, far from the 16-bit stamp's wrap, so the first evictions after
-/// a quiet spell still choose among candidates by recency, at that coarser grain.
+/// hit's stamp only once it is kQuietRefreshAge lookups old. Why: each stamp write costs its tag
+/// sector's 32-byte write-back to DRAM, 4-9 points of the HBM bound in all-hit lookups
+/// (docs/gpu_cache.md). In a quiet cache stamps stay within 8,192 lookups of the clock, far from
+/// the 16-bit stamp's wrap, so the first evictions after a quiet spell still choose among the
+/// candidates by recency, at that coarser grain.
 constexpr std::uint32_t kRecencyWindow = 1u << 14;
 constexpr std::uint32_t kQuietRefreshAge = 1u << 13;
 
