@@ -6,6 +6,7 @@
 #include <numeric>
 #include <vector>
 
+#include "hps/error.hpp"
 #include "hps/keys.hpp"
 #include "hps/model_io.hpp"
 
@@ -25,9 +26,8 @@ std::vector<std::size_t> most_frequent_positions(const SparseModelReader& reader
   return order;
 }
 
-/// The tier's rows of the files' most frequent keys (each once); keys the tier no longer holds are left out.
-std::size_t rows_of_most_frequent(Tier& source, const SparseModelReader& reader, bool key64, std::size_t capacity,
-                                  std::size_t chunk_rows, const WarmRowSink& take) {
+/// The files' most frequent keys, canonical, each once, sorted.
+std::vector<std::int64_t> most_frequent_keys(const SparseModelReader& reader, bool key64, std::size_t capacity) {
   const std::vector<std::size_t> chosen = most_frequent_positions(reader, capacity);
   const std::string key_file = reader.info().folder + "/key";
   // The chosen positions are in file order: one pass over the key file picks their keys.
@@ -40,7 +40,11 @@ std::size_t rows_of_most_frequent(Tier& source, const SparseModelReader& reader,
   canonicalize_keys(keys.data(), KeyDtype::kInt64, keys.size(), key64, keys.data(), key_file);
   std::sort(keys.begin(), keys.end());  // a key the files repeat takes one slot
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  return keys;
+}
 
+/// The tier's rows of `keys` (sorted, distinct); keys the tier no longer holds are left out.
+std::size_t rows_of(Tier& source, std::vector<std::int64_t>& keys, std::size_t chunk_rows, const WarmRowSink& take) {
   const std::size_t dim = source.dim();
   std::vector<float> rows(chunk_rows * dim);
   std::vector<std::uint8_t> found(chunk_rows);
@@ -72,9 +76,21 @@ WarmStart warm_start_rows(Tier& source, const std::string& sparse_file, bool key
   std::error_code ignored;
   if (!whole_table && capacity > 0 && !sparse_file.empty() &&
       std::filesystem::exists(std::filesystem::path(sparse_file) / "meta", ignored)) {
-    const SparseModelReader reader(sparse_file, source.dim());
-    if (reader.rows() > capacity) {
-      result.given = rows_of_most_frequent(source, reader, key64, capacity, chunk_rows, take);
+    // The files only rank keys: files that cannot be read (a server that does not load them, e.g.
+    // over a read-only store, may point at a stale or damaged folder) leave the tier's own order,
+    // and the caller is told why. The rows still come from the tier, whose errors are not caught.
+    std::vector<std::int64_t> ranked;
+    bool rank = false;
+    try {
+      const SparseModelReader reader(sparse_file, source.dim());
+      rank = reader.rows() > capacity;
+      if (rank) ranked = most_frequent_keys(reader, key64, capacity);
+    } catch (const Error& e) {
+      result.unranked_because = e.what();
+      rank = false;
+    }
+    if (rank) {
+      result.given = rows_of(source, ranked, chunk_rows, take);
       return result;
     }
   }

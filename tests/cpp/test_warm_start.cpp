@@ -134,6 +134,26 @@ TEST(WarmStart, AbsentTableFilesLeaveTheTiersOrder) {
   for (const auto& [key, value] : given) EXPECT_EQ(value, table.held.at(key)) << "key " << key;
 }
 
+TEST(WarmStart, FilesThatCannotBeReadLeaveTheTiersOrderAndSayWhy) {
+  // A server that does not load the files (over a read-only store) may point at a damaged folder:
+  // a meta file shorter than the key file. The files only rank keys, so the tier's first rows come
+  // instead, and the reason names the file; before, the warm start threw and the server did not start.
+  Table table(50, /*with_meta=*/true, /*erased=*/{}, [](std::int64_t k) { return k; });
+  const auto meta_file = table.dir / "t" / "meta";
+  fs::resize_file(meta_file, 24);
+  hps::WarmStart result;
+  const auto given = given_rows(table, 10, &result);
+  EXPECT_EQ(given.size(), 10u);
+  for (const auto& [key, value] : given) EXPECT_EQ(value, table.held.at(key)) << "key " << key;
+  EXPECT_NE(result.unranked_because.find(meta_file.string()), std::string::npos) << result.unranked_because;
+  EXPECT_NE(result.unranked_because.find("found 24 bytes"), std::string::npos) << result.unranked_because;
+  // A readable meta ranks, and says nothing.
+  Table good(50, /*with_meta=*/true, /*erased=*/{}, [](std::int64_t k) { return k; });
+  const auto ranked = given_rows(good, 10, &result);
+  EXPECT_EQ(ranked.begin()->first, 40);
+  EXPECT_TRUE(result.unranked_because.empty());
+}
+
 TEST(WarmStart, A32BitModelsFileKeysAreFoundInTheirCanonicalForm) {
   // The file holds key -1, which a 32-bit model stores as 4294967295.
   TempDir dir;
