@@ -62,12 +62,12 @@ def hash_map_bytes(keys, dim, partitions, margin, ranked, reserved_rows):
 
 def dynamic_cache_bytes(rows, gpucacheper, dim, value_bytes):
     """8 slots per set for capacity / 0.96 keys (and one spare slot), at least 2 sets; per slot a
-    32-bit meta word, a 64-bit tag and a row; a lock bit per set in 32-bit words; 32 bytes of counters."""
+    32-bit meta word, a 64-bit tag and a row; a lock bit per set in 32-bit words; 40 bytes of counters."""
     capacity = max(64, math.ceil(gpucacheper * rows))
     slots = max(math.ceil(capacity / 0.96), capacity + 1)
     sets = max(2, -(-slots // 8))
     slots = sets * 8
-    return capacity, slots * 4 + slots * 8 + slots * dim * value_bytes + -(-sets // 32) * 4 + 32
+    return capacity, slots * 4 + slots * 8 + slots * dim * value_bytes + -(-sets // 32) * 4 + 40
 
 
 def static_cache_bytes(rows, dim, value_bytes):
