@@ -605,8 +605,9 @@ void ParameterServer::Impl::build_gpu_caches(TableState& table, const ModelConfi
         for (auto& cache : table.caches) cache->insert(keys, rows, n);
       });
   if (!warm.unranked_because.empty()) {
-    std::fprintf(stderr, "hps: warning: %s/%s: the GPU cache starts with %s's first rows, not the most frequent keys: "
-                 "%s\n", table.model.c_str(), table.name.c_str(), source.name.c_str(), warm.unranked_because.c_str());
+    std::fprintf(stderr, "hps: warning: %s/%s: the GPU cache is warmed in the order of %s, not by the table files' "
+                 "key frequencies: %s\n", table.model.c_str(), table.name.c_str(), source.name.c_str(),
+                 warm.unranked_because.c_str());
   }
   // A static cache answers every key it lacks with the default row, so it must hold them all (more
   // rows than counted: another server added keys to a shared tier meanwhile).
