@@ -33,15 +33,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <list>
 #include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "exact_lru.hpp"
 #include "gpu/cuda_check.hpp"
 #include "gpu/device_primitives.cuh"
 #include "gpu/dynamic_gpu_cache.hpp"
@@ -391,31 +390,15 @@ void hit_rates(cudaStream_t stream) {
         std::fill(r, r + n * dim, 0.5f);
         std::fill(found, found + n, std::uint8_t{1});
       };
-      std::list<std::int64_t> order;
-      std::unordered_map<std::int64_t, std::list<std::int64_t>::iterator> where;
-      where.reserve(capacity * 2);
+      ExactLru lru(capacity);
       std::size_t hits = 0, lru_hits = 0, measured = 0;
       for (std::size_t c = 0; c < calls.size(); ++c) {
         HPS_CUDA_CHECK(cudaMemcpyAsync(d_keys.ptr, calls[c].data(), batch * sizeof(std::int64_t), cudaMemcpyHostToDevice,
                               stream));
         const auto result =
             cache->lookup(d_keys.ptr, hps::KeyDtype::kInt64, true, batch, d_out.as<float>(), hps::StreamView::cuda(stream), resolve, {});
-        std::size_t lru = 0;
-        for (const auto k : calls[c]) {
-          const auto it = where.find(k);
-          if (it != where.end()) {
-            order.splice(order.begin(), order, it->second);
-            ++lru;
-            continue;
-          }
-          order.push_front(k);
-          where[k] = order.begin();
-          if (order.size() > capacity) {
-            where.erase(order.back());
-            order.pop_back();
-          }
-        }
-        if (c >= 6) hits += result.hits, lru_hits += lru, measured += batch;
+        const std::size_t lru_call = lru.access(calls[c]);
+        if (c >= 6) hits += result.hits, lru_hits += lru_call, measured += batch;
       }
       std::printf("hit rate B=%8zu capacity %4.0f%%: dynamic %.4f, exact LRU %.4f\n", batch, 100 * fraction,
                   static_cast<double>(hits) / static_cast<double>(measured),

@@ -60,11 +60,13 @@ constexpr std::uint32_t kStampRefreshAge = 1;
 /// that has not had to evict for that long (one that holds every key it is given) rewrites a
 /// hit's stamp only once it is kQuietRefreshAge lookups old. Why: each stamp write costs its tag
 /// sector's 32-byte write-back to DRAM, 4-9 points of the HBM bound in all-hit lookups
-/// (docs/gpu_cache.md). In a quiet cache stamps stay within 8,192 lookups of the clock, far from
+/// (docs/gpu_cache.md). In a quiet cache stamps stay within 2,048 lookups of the clock, far from
 /// the 16-bit stamp's wrap, so the first evictions after a quiet spell still choose among the
-/// candidates by recency, at that coarser grain.
+/// candidates by recency, at that coarser grain. (A host model, benchmarks/recency_model.cpp: in a
+/// Zipf spell, 2,048 writes 4% of exact recency's stamps and costs 0.09 points of hit rate over the
+/// 400 calls after it; 8,192 wrote 1% and cost 0.58.)
 constexpr std::uint32_t kRecencyWindow = 1u << 14;
-constexpr std::uint32_t kQuietRefreshAge = 1u << 13;
+constexpr std::uint32_t kQuietRefreshAge = 1u << 11;
 
 /// Whether lookups at `epoch` keep exact recency: the cache is still filling (its first evictions
 /// must find the recency of the keys it holds), or it evicted within kRecencyWindow lookups.

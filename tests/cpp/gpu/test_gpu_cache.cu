@@ -993,7 +993,7 @@ TEST(GpuCache, DynamicHitRateIsNearExactLru) {
 }
 
 /// Recency only decides evictions: a full cache that has not evicted rewrites a hit's stamp only
-/// once it is 8,192 lookups old (dynamic_probe_kernels.cu, kQuietRefreshAge), sparing the stamp
+/// once it is 2,048 lookups old (dynamic_probe_kernels.cu, kQuietRefreshAge), sparing the stamp
 /// writes. The first evictions after such a quiet spell must still spare the keys hit lately over
 /// keys not hit since they were inserted. (With no stamp rewritten at all, hot and cold keys would
 /// look equally old and about a quarter of the evictions would take hot keys.) The new keys are
