@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "hps/error.hpp"
@@ -79,18 +80,15 @@ WarmStart warm_start_rows(Tier& source, const std::string& sparse_file, bool key
     // The files only rank keys: files that cannot be read (a server that does not load them, e.g.
     // over a read-only store, may point at a stale or damaged folder) leave the tier's own order,
     // and the caller is told why. The rows still come from the tier, whose errors are not caught.
-    std::vector<std::int64_t> ranked;
-    bool rank = false;
+    std::optional<std::vector<std::int64_t>> ranked;  // none: every row fits, or the files failed
     try {
       const SparseModelReader reader(sparse_file, source.dim());
-      rank = reader.rows() > capacity;
-      if (rank) ranked = most_frequent_keys(reader, key64, capacity);
+      if (reader.rows() > capacity) ranked = most_frequent_keys(reader, key64, capacity);
     } catch (const Error& e) {
       result.unranked_because = e.what();
-      rank = false;
     }
-    if (rank) {
-      result.given = rows_of(source, ranked, chunk_rows, take);
+    if (ranked) {
+      result.given = rows_of(source, *ranked, chunk_rows, take);
       return result;
     }
   }

@@ -77,9 +77,7 @@ GpuLookupResult DynamicGpuCache::lookup(const void* keys, KeyDtype dtype, bool k
   const auto [status, next_status, eager_keys] = s.next_status();
   const MissSink sink{status, next_status, s.miss_keys.as<std::int64_t>(), s.miss_positions.as<std::uint32_t>(),
                       eager_keys};
-  const std::uint32_t epoch = epoch_.fetch_add(1, std::memory_order_relaxed) + 1;
-
-  launch_dynamic_probe(view_, half(), KeyInput{keys, dtype, key64}, n, out, epoch, sink, probe_shape_, sm_count_, stream);
+  launch_probe(KeyInput{keys, dtype, key64}, n, out, sink, stream);
 
   // Misses served from the CPU-memory tier on the device (docs/gpu_cache.md): the second kernel
   // reads the probe's miss count on the device, so nothing waits for it here.
@@ -152,12 +150,16 @@ GpuLookupResult DynamicGpuCache::lookup(const void* keys, KeyDtype dtype, bool k
   return result;
 }
 
+void DynamicGpuCache::launch_probe(const KeyInput& input, std::size_t n, float* out, const MissSink& sink,
+                                   cudaStream_t stream) {
+  const std::uint32_t epoch = epoch_.fetch_add(1, std::memory_order_relaxed) + 1;  // this lookup's LRU time
+  launch_dynamic_probe(view_, half(), input, n, out, epoch, sink, probe_shape_, sm_count_, stream);
+}
+
 void DynamicGpuCache::enqueue_probe(const std::int64_t* keys, std::size_t n, float* out, const MissSink& sink,
                                     cudaStream_t stream) {
   DeviceGuard device(options_.device);
-  const std::uint32_t epoch = epoch_.fetch_add(1, std::memory_order_relaxed) + 1;
-  launch_dynamic_probe(view_, half(), KeyInput{keys, KeyDtype::kInt64, true}, n, out, epoch, sink, probe_shape_,
-                       sm_count_, stream);
+  launch_probe(KeyInput{keys, KeyDtype::kInt64, true}, n, out, sink, stream);
 }
 
 std::size_t DynamicGpuCache::insert_room(std::size_t n) const {

@@ -64,6 +64,8 @@ class DynamicGpuCache final : public GpuCacheBase {
                               const MissResolver& resolve, const InsertGuard& guard, GpuLookupResult& result);
   /// Rows the host-tier kernel may stage for insertion in a call of n keys.
   std::size_t insert_room(std::size_t n) const;
+  /// Enqueues the probe kernel as a new lookup (advances the LRU clock), misses to `sink`.
+  void launch_probe(const KeyInput& input, std::size_t n, float* out, const MissSink& sink, cudaStream_t stream);
   /// Inserts the rows the host-tier kernel staged (count on the device at `count`), guarded, on
   /// the writer stream after the caller's stream reaches this point: no host wait. True when it
   /// enqueued them, having recorded `s.done` on `stream` (false: room 0, or the guard refused).
