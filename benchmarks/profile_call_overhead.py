@@ -13,8 +13,12 @@ Each case's timed calls run inside an NVTX range named after it ("torch", "stati
 "dyn-20"), so a kernel profiler can pick one case's kernels (ncu --nvtx --nvtx-include "dyn-20/";
 with --no-trace, which leaves out the torch.profiler pass: both need CUPTI).
 
+With --churn R, the 20% case's table first goes through R rounds that each replace a quarter of its
+keys with new ones (erase, then update with new keys), as a CPU-memory tier whose keys come and go
+(evictions, Kafka) does: its host-tier index then holds tombstones and longer probes than a fresh one.
+
 Usage (GPU machine): python benchmarks/profile_call_overhead.py [--rows 400000] [--dim 16] [--calls 200]
-      [--no-trace]
+      [--churn 0] [--no-trace]
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=2048)
     p.add_argument("--calls", type=int, default=200)
     p.add_argument("--zipf", type=float, default=1.05)
+    p.add_argument("--churn", type=int, default=0, help="rounds replacing a quarter of the 20%% case's keys")
     p.add_argument("--no-trace", action="store_true",
                    help="leave out the torch.profiler and cProfile passes (for runs under ncu)")
     args = p.parse_args()
@@ -112,11 +117,20 @@ def main() -> None:
                                  model("dyn_20", gpucacheper=0.2)]}, progress=False)
         dense = torch.from_numpy(values).to(device)
         scatter = rng.permutation(args.rows)
+        # dyn_20's keys: position i of the table holds present[i] (new keys replace churned ones).
+        present, next_key = np.arange(args.rows, dtype=np.int64), args.rows
+        for _ in range(args.churn):
+            replaced = rng.choice(args.rows, args.rows // 4, replace=False)
+            ps.erase("dyn_20", 0, present[replaced])
+            present[replaced] = np.arange(next_key, next_key + len(replaced), dtype=np.int64)
+            next_key += len(replaced)
+            ps.update("dyn_20", 0, present[replaced], values[replaced])
+        scatter_20 = present[scatter]
 
         def zipf_batches(n: int) -> list:
             # Fresh draws for every pass: a batch drawn again would find its misses inserted by the
             # pass before, and the 20% case would time hits only.
-            return [torch.from_numpy(zipf_positions(rng, args.rows, args.batch, args.zipf, scatter)).to(device)
+            return [torch.from_numpy(zipf_positions(rng, args.rows, args.batch, args.zipf, scatter_20)).to(device)
                     for _ in range(n)]
 
         zipf = zipf_batches(args.calls)
@@ -134,7 +148,8 @@ def main() -> None:
                  "dyn-hit": (lambda b: ps.lookup("dyn_all", 0, b), lambda n: hot[:n]),
                  "dyn-20%": (lambda b: ps.lookup("dyn_20", 0, b), zipf_batches)}
         print(f"# profile_call_overhead: {torch.cuda.get_device_name(device)}, hps {hps.__version__}, "
-              f"torch {torch.__version__}; {args.rows:,} rows, D={args.dim}, B={args.batch}, {args.calls} calls")
+              f"torch {torch.__version__}; {args.rows:,} rows, D={args.dim}, B={args.batch}, {args.calls} calls; "
+              f"{args.churn} churn rounds")
         print(f"{'case':>8} | {'enqueue us':>10} {'synced us':>10}")
         for name, (fn, batches) in cases.items():
             torch.cuda.nvtx.range_push(name.rstrip("%"))

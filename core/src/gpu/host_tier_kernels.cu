@@ -44,15 +44,36 @@ __device__ __forceinline__ TierEntry load_entry(const TierEntry* entry) {
   return TierEntry{join_key(v.x, v.y), (static_cast<std::uint64_t>(v.w) << 32) | v.z};
 }
 
-/// The record address of `key`, or 0. An entry read torn (an adder rewriting it) can only name a
+/// Entries a group reads per probe step: one 128-byte line of 16-byte entries (or the group's width).
+template <int kLanes>
+constexpr unsigned kProbeWindow = kLanes < 8 ? kLanes : 8;
+
+/// The record address of `key`, or 0, found by the group together: lane r of the group reads entry
+/// home + step + r, so a probe of L slots takes L / kProbeWindow dependent reads instead of L (under
+/// churn an absent key's probe runs to tens of slots: benchmarks/tier_index_churn.cpp). The answer is
+/// the first entry in probe order that is empty (absent) or holds the key, as a walk one entry at a
+/// time would give from the same values. An entry read torn (an adder rewriting it) can only name a
 /// record whose key the reader checks; a claimed entry is skipped (its add is still in progress).
-__device__ std::uint64_t find_record(const HostTierView& view, std::int64_t key) {
-  std::uint64_t s = home_of(key, view.slots);
-  for (std::uint64_t probes = 0; probes < view.slots; ++probes) {
-    const TierEntry e = load_entry(view.entries + s);
-    if (e.record == kTierEmpty) return 0;
-    if (e.record >= kTierFirstAddress && e.key == key) return e.record;
-    s = next_slot(s, view.slots);
+/// Group-uniform: every lane of the group calls it and gets the same answer.
+template <int kLanes>
+__device__ std::uint64_t find_record(const HostTierView& view, std::int64_t key, unsigned rank,
+                                     std::uint32_t group_mask) {
+  constexpr unsigned kWindow = kProbeWindow<kLanes>;
+  const std::uint64_t slots = view.slots;
+  const std::uint64_t home = home_of(key, slots);
+  for (std::uint64_t step = 0; step < slots; step += kWindow) {
+    bool ends = false;
+    std::uint64_t record = 0;
+    if (rank < kWindow && step + rank < slots) {
+      std::uint64_t s = home + step + rank;  // < 2 x slots
+      if (s >= slots) s -= slots;
+      const TierEntry e = load_entry(view.entries + s);
+      const bool holds_key = e.record >= kTierFirstAddress && e.key == key;
+      ends = holds_key || e.record == kTierEmpty;
+      record = holds_key ? e.record : 0;
+    }
+    const std::uint32_t ending = __ballot_sync(group_mask, ends) & group_mask;
+    if (ending != 0) return __shfl_sync(group_mask, record, __ffs(ending) - 1);
   }
   return 0;
 }
@@ -210,10 +231,8 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
     float* dst = out + static_cast<std::uint64_t>(pos) * dim;
     Outcome outcome = Outcome::kLeft;
     for (int attempt = 0; attempt < attempts; ++attempt) {
-      // The group's first lane probes; all lanes then read the same record (group-uniform).
-      std::uint64_t record = 0;
-      if (rank == 0) record = find_record(view, key);
-      record = __shfl_sync(group_mask, record, group_base);
+      // The group probes the index together; all lanes then read the same record (group-uniform).
+      const std::uint64_t record = find_record<kLanes>(view, key, rank, group_mask);
       if (record == 0) {
         outcome = Outcome::kAbsent;
         break;
