@@ -36,15 +36,48 @@ ScratchPool::Lease::~Lease() {
   if (scratch_) pool_->give_back(std::move(scratch_));
 }
 
+namespace {
+/// Whether the insertion that last read `s` has landed. A host query, never a wait.
+bool insertion_landed(LookupScratch& s) {
+  if (!s.insert_pending) return true;
+  const cudaError_t state = cudaEventQuery(s.insert_done.get());
+  if (state == cudaErrorNotReady) {
+    // Not an error, but some runtimes also leave it as the thread's last error: clear exactly that.
+    if (cudaPeekAtLastError() == cudaErrorNotReady) (void)cudaGetLastError();
+    return false;
+  }
+  HPS_CUDA_CHECK(state);
+  s.insert_pending = false;
+  return true;
+}
+}  // namespace
+
 ScratchPool::Lease ScratchPool::acquire(cudaStream_t stream) {
   std::unique_ptr<LookupScratch> scratch;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!idle_.empty()) {
-      auto same = std::find_if(idle_.begin(), idle_.end(), [&](const auto& s) { return s->stream == stream; });
-      if (same == idle_.end()) same = idle_.end() - 1;
-      scratch = std::move(*same);
-      idle_.erase(same);
+    // Preference: this stream's scratch whose insertion landed; any whose insertion landed; a new
+    // one while fewer than kScratchesBeforeWaiting exist; this stream's (or any), its insertion
+    // awaited on the device below. Back-to-back calls on one stream thus alternate between two
+    // scratches instead of each waiting for the insertion of the call before it.
+    auto same = idle_.end(), landed = idle_.end();
+    for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+      const bool mine = (*it)->stream == stream;
+      if (mine && same == idle_.end()) same = it;
+      if ((mine || landed == idle_.end()) && insertion_landed(**it)) {
+        landed = it;
+        if (mine) break;
+      }
+    }
+    auto pick = landed;
+    if (pick == idle_.end() && !idle_.empty() && created_ >= kScratchesBeforeWaiting) {
+      pick = same != idle_.end() ? same : idle_.end() - 1;
+    }
+    if (pick != idle_.end()) {
+      scratch = std::move(*pick);
+      idle_.erase(pick);
+    } else {
+      ++created_;
     }
   }
   if (!scratch) return Lease(this, std::make_unique<LookupScratch>(stream));
@@ -74,6 +107,7 @@ void ScratchPool::clear() noexcept {
     if (scratch->insert_pending) (void)cudaEventSynchronize(scratch->insert_done.get());
   }
   idle_.clear();
+  created_ = 0;
 }
 
 std::size_t ScratchPool::device_bytes() const {

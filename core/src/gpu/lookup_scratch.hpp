@@ -2,7 +2,10 @@
 //
 // A lookup leases one LookupScratch for its whole duration, so concurrent lookups (any threads,
 // any streams) never share buffers. Buffers are sized by the call and grow geometrically; they
-// are reused by later calls. The pool prefers a scratch last used on the caller's stream.
+// are reused by later calls. The pool prefers a scratch last used on the caller's stream whose
+// insertion has landed, and makes another (up to kScratchesBeforeWaiting in all) rather than have a
+// call wait on the device for the insertion of the call before it: the insertion runs on the
+// writer stream once the call's rows are ready, so back-to-back calls would queue behind it.
 //
 // Reuse across streams and with the writer stream is ordered by events, never by host waits:
 //  - `done` is recorded on the caller's stream at the end of a miss path (its last device work);
@@ -95,8 +98,12 @@ class ScratchPool {
  private:
   void give_back(std::unique_ptr<LookupScratch> scratch);
 
+  /// Scratches made before a call waits for an insertion instead of making another.
+  static constexpr std::size_t kScratchesBeforeWaiting = 4;
+
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<LookupScratch>> idle_;
+  std::size_t created_ = 0;  ///< scratches made since the last clear(), idle or leased
 };
 
 }  // namespace hps::cuda
