@@ -527,7 +527,7 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
 
 void ParameterServer::Impl::attach_host_tier(TableState& table, const ModelConfig& model) {
   if (!model.gpu_visible_host_tier) return;
-  if (const char* env = std::getenv("HPS_GPU_VISIBLE_HOST_TIER"); env != nullptr && std::string(env) == "0") return;
+  if (gpu_visible_host_tier_switched_off()) return;
   auto hash_map = std::dynamic_pointer_cast<HashMapTier>(table.chain.front().tier);
   if (!hash_map) return;  // a Redis Cluster volatile_db (or none): not in this process's memory
   auto warn = [&](const std::string& why) {

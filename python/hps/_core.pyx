@@ -178,6 +178,11 @@ def host_tier_index_size(size_t rows, size_t capacity):
     return {"slots": host_tier_index_slots(rows, capacity), "bytes": host_tier_index_bytes(rows, capacity)}
 
 
+def gpu_visible_host_tier_switched_off():
+    """Whether HPS_GPU_VISIBLE_HOST_TIER=0 switches the GPU-visible CPU-memory tier off (the server's rule)."""
+    return gpu_visible_host_tier_switched_off_c()
+
+
 def device_memory_bytes(int device):
     return cuda_device_memory_bytes(device)
 

@@ -125,6 +125,7 @@ cdef extern from "hps/gpu/cache_sizing.hpp" namespace "hps" nogil:
     StaticGpuCacheSize static_gpu_cache_size_c "hps::static_gpu_cache_size"(size_t capacity, size_t dim, CacheDtype dtype)
     uint64_t host_tier_index_slots(size_t rows, size_t capacity)
     size_t host_tier_index_bytes(size_t rows, size_t capacity)
+    bint gpu_visible_host_tier_switched_off_c "hps::gpu_visible_host_tier_switched_off"()
 
 cdef extern from "hps/tiers/hash_map_tier.hpp" namespace "hps" nogil:
     cdef cppclass HashMapOptions:

@@ -16,7 +16,6 @@ counted once only in a partition over its overflow_margin, elsewhere each time (
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any, Optional
 
@@ -69,7 +68,7 @@ def _gpu_plan(model: dict, t: int, dim: int, rows: int, hash_map: Optional[dict]
     # (attach_host_tier), when it fits in host_tier_index_hbm_share of the device's memory.
     index = None
     if (not is_static and model["gpu_visible_host_tier"] and hash_map is not None
-            and os.environ.get("HPS_GPU_VISIBLE_HOST_TIER") != "0"):
+            and not _core.gpu_visible_host_tier_switched_off()):
         index = _core.host_tier_index_size(hash_map["rows_at_start"], hash_map["capacity"])
     index_bytes = index["bytes"] if index else 0
     return {"type": "static" if is_static else "dynamic", "dtype": "float16" if fp16 else "float32",

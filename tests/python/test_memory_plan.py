@@ -138,6 +138,20 @@ def test_plan_of_a_hash_map_and_dynamic_caches(tables):
     assert plan["gpu_bytes"] == {0: gpu_total, 1: gpu_total}
 
 
+def test_switching_the_gpu_visible_tier_off_drops_its_index_from_the_plan(tables, monkeypatch):
+    """HPS_GPU_VISIBLE_HOST_TIER=0 keeps the server on the host path: the plan counts no index then."""
+    path = write(tables["dir"] / "ps.json", tables["config"])
+    monkeypatch.setenv("HPS_GPU_VISIBLE_HOST_TIER", "0")
+    off = hps.memory_plan(quiet_config(path))
+    monkeypatch.setenv("HPS_GPU_VISIBLE_HOST_TIER", "1")
+    on = hps.memory_plan(quiet_config(path))
+    for table_off, table_on in zip(off["tables"], on["tables"]):
+        rows = len(tables["keys"][table_on["table"]])
+        assert table_on["gpu"]["host_tier_index_bytes"] == host_tier_index_bytes(rows, 3 * 1200) > 0
+        assert (table_off["gpu"]["host_tier_index_slots"], table_off["gpu"]["host_tier_index_bytes"]) == (0, 0)
+        assert table_off["gpu"]["bytes_per_device"] == table_on["gpu"]["cache_bytes"]
+
+
 def test_plan_matches_the_loaded_hash_map(tables):
     """The server's hash map, loaded from the files, takes the plan's bytes plus its bookkeeping (the
     tier object, page tables): within 1% + 1 KiB."""

@@ -53,5 +53,8 @@ StaticGpuCacheSize static_gpu_cache_size(std::size_t capacity, std::size_t dim, 
 std::uint64_t host_tier_index_slots(std::size_t rows, std::size_t capacity);
 /// Its bytes on each device: 16 per entry.
 std::size_t host_tier_index_bytes(std::size_t rows, std::size_t capacity);
+/// Whether HPS_GPU_VISIBLE_HOST_TIER=0 in the environment switches the GPU-visible CPU-memory tier
+/// off for this process: the server keeps the host path and the memory plan counts no index.
+bool gpu_visible_host_tier_switched_off();
 
 }  // namespace hps

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 
 #include "gpu/kernel_types.hpp"
 
@@ -55,6 +57,11 @@ std::uint64_t host_tier_index_slots(std::size_t rows, std::size_t capacity) {
 
 std::size_t host_tier_index_bytes(std::size_t rows, std::size_t capacity) {
   return host_tier_index_slots(rows, capacity) * sizeof(cuda::TierEntry);
+}
+
+bool gpu_visible_host_tier_switched_off() {
+  const char* value = std::getenv("HPS_GPU_VISIBLE_HOST_TIER");
+  return value != nullptr && std::string_view(value) == "0";
 }
 
 }  // namespace hps
