@@ -6,13 +6,16 @@
 // The index starts at 0.7 live entries per slot (the load it is sized for). Each step removes a
 // random live key and adds a new one, as a hash map at its capacity does when it evicts for a new
 // key. Printed after every half index size of steps: the empty and tombstone shares of the slots
-// and the mean probe length of a key that is absent (slots read until an empty one, at most all).
+// and the mean probe length of a key that is absent (slots read until an empty one, at most all), the
+// mean and longest probe of the live keys, each also in steps of the miss kernel's group probe (8
+// entries a step, read at once).
 // With --sweep, every live key is looked up after each sweep (exit status 1 if one is lost).
 //
 // Build and run (no GPU needed):
 //   g++ -std=c++20 -O2 -o /tmp/tier_index_churn benchmarks/tier_index_churn.cpp
 //   /tmp/tier_index_churn            # without sweeps
 //   /tmp/tier_index_churn --sweep    # a sweep after removals of 1/16 of the slots (as host_tier_index.cpp)
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -76,14 +79,33 @@ struct Index {
     }
     return false;
   }
-  double absent_probe(std::mt19937_64& rng) const {
-    double total = 0;
+  /// Slots a lookup reads: mean over 20,000 absent keys, and mean and largest over the live keys,
+  /// each also in dependent reads of the miss kernel's group probe (8 entries a step).
+  struct Probes {
+    double absent, absent_steps, present, present_steps;
+    std::uint64_t longest;
+  };
+  Probes probes(std::mt19937_64& rng, const std::vector<std::uint64_t>& live) const {
+    constexpr std::uint64_t kWindow = 8;
+    Probes p{};
     for (int i = 0; i < 20000; ++i) {
-      std::uint64_t s = home(rng()), probes = 1;
-      for (; probes < slots && state[s] != kEmpty; ++probes) s = next(s);
-      total += static_cast<double>(probes);
+      std::uint64_t s = home(rng()), length = 1;
+      for (; length < slots && state[s] != kEmpty; ++length) s = next(s);
+      p.absent += static_cast<double>(length);
+      p.absent_steps += static_cast<double>((length + kWindow - 1) / kWindow);
     }
-    return total / 20000;
+    p.absent /= 20000;
+    p.absent_steps /= 20000;
+    for (std::uint64_t k : live) {
+      std::uint64_t s = home(k), length = 1;
+      for (; length < slots && !(state[s] == kLive && key[s] == k); ++length) s = next(s);
+      p.present += static_cast<double>(length);
+      p.present_steps += static_cast<double>((length + kWindow - 1) / kWindow);
+      p.longest = std::max(p.longest, length);
+    }
+    p.present /= static_cast<double>(live.size());
+    p.present_steps /= static_cast<double>(live.size());
+    return p;
   }
 };
 
@@ -108,8 +130,12 @@ int main(int argc, char** argv) {
       empty += s == kEmpty;
       tombstones += s == kTombstone;
     }
-    std::printf("steps %4.1f x slots: empty %.3f  tombstones %.3f  absent-key probe %8.1f slots\n", half * 0.5,
-                static_cast<double>(empty) / slots, static_cast<double>(tombstones) / slots, index.absent_probe(rng));
+    const Index::Probes p = index.probes(rng, live);
+    std::printf("steps %4.1f x slots: empty %.3f  tombstones %.3f  absent-key probe %8.1f slots (%7.1f steps of 8);"
+                " live keys %5.2f slots (%4.2f steps), longest %5llu (%4llu steps)\n",
+                half * 0.5, static_cast<double>(empty) / slots, static_cast<double>(tombstones) / slots, p.absent,
+                p.absent_steps, p.present, p.present_steps, static_cast<unsigned long long>(p.longest),
+                static_cast<unsigned long long>((p.longest + 7) / 8));
     for (std::uint64_t step = 0; step < slots / 2; ++step) {
       const std::size_t victim = rng() % live.size();
       index.remove(live[victim]);
