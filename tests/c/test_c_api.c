@@ -1,8 +1,8 @@
 /* The C ABI from plain C11: servers, sharing, lookups, updates, erasure, metrics and errors.
  *
  * Usage: test_c_api <scratch folder>. Writes HugeCTR's table folder format itself (raw int64 `key`,
- * raw float32 `emb_vector`), so nothing but libhps_core and this file is involved. Exit status 0
- * when every check passed; each failed check prints one line.
+ * raw float32 `emb_vector`), so nothing but libhps_core, this file and c_checks.h is involved. Exit
+ * status 0 when every check passed; each failed check prints one line.
  */
 #include <hps/c_api.h>
 
@@ -13,26 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int failures = 0;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                              \
-    }                                                                          \
-  } while (0)
-
-/* A call that must succeed; on failure prints its status and message. */
-#define OK(call)                                                                                  \
-  do {                                                                                            \
-    hps_status_t st_ = (call);                                                                    \
-    if (st_ != HPS_OK) {                                                                          \
-      fprintf(stderr, "%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call, hps_status_name(st_), \
-              hps_last_error());                                                                  \
-      ++failures;                                                                                 \
-    }                                                                                             \
-  } while (0)
+#include "c_checks.h"
 
 /* A call that must fail with `code` and a message containing `needle`. */
 #define FAILS(call, code, needle)                                                                      \

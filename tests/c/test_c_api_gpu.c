@@ -12,25 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int failures = 0;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                              \
-    }                                                                          \
-  } while (0)
-
-#define OK(call)                                                                                  \
-  do {                                                                                            \
-    hps_status_t st_ = (call);                                                                    \
-    if (st_ != HPS_OK) {                                                                          \
-      fprintf(stderr, "%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call, hps_status_name(st_), \
-              hps_last_error());                                                                  \
-      ++failures;                                                                                 \
-    }                                                                                             \
-  } while (0)
+#include "c_checks.h"
 
 #define CUDA(call)                                                                                     \
   do {                                                                                                 \
