@@ -1,5 +1,6 @@
 // An exact LRU cache of keys, the reference the GPU cache's hit rates are compared with
-// (gpu_cache_kernels.cu, recency_model.cpp). Host only; not thread-safe; owns its keys.
+// (gpu_cache_kernels.cu, recency_model.cpp, tests/cpp/gpu/test_gpu_cache.cu). Host only; not
+// thread-safe; owns its keys.
 #pragma once
 
 #include <cstddef>

@@ -44,7 +44,8 @@ std::vector<std::int64_t> most_frequent_keys(const SparseModelReader& reader, bo
   return keys;
 }
 
-/// The tier's rows of `keys` (sorted, distinct); keys the tier no longer holds are left out.
+/// The tier's rows of `keys` (sorted, distinct; compacted in place chunk by chunk to the keys found);
+/// keys the tier no longer holds are left out.
 std::size_t rows_of(Tier& source, std::vector<std::int64_t>& keys, std::size_t chunk_rows, const WarmRowSink& take) {
   const std::size_t dim = source.dim();
   std::vector<float> rows(chunk_rows * dim);

@@ -1,7 +1,5 @@
 #include "gpu/lookup_scratch.hpp"
 
-#include <algorithm>
-
 namespace hps::cuda {
 
 namespace {

@@ -12,7 +12,6 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -26,6 +25,7 @@
 #include "detail/hashing.hpp"
 #include "hps/keys.hpp"
 #include "key_stream.hpp"
+#include "../../../benchmarks/exact_lru.hpp"  // the LRU reference gpu_cache_kernels and recency_model use too
 
 namespace {
 
@@ -953,31 +953,14 @@ TEST(GpuCache, DynamicHitRateIsNearExactLru) {
   TestStream stream;
   KeyStream keys(universe, 1.05, 2024);
 
-  // Exact LRU: most recent at the front.
-  std::list<std::int64_t> order;
-  std::unordered_map<std::int64_t, std::list<std::int64_t>::iterator> where;
-  auto lru_access = [&](std::int64_t k) {
-    const auto it = where.find(k);
-    if (it != where.end()) {
-      order.splice(order.begin(), order, it->second);
-      return true;
-    }
-    order.push_front(k);
-    where[k] = order.begin();
-    if (order.size() > capacity) {
-      where.erase(order.back());
-      order.pop_back();
-    }
-    return false;
-  };
+  ExactLru reference(capacity);
 
   std::size_t gpu_hits = 0, lru_hits = 0, measured = 0;
   for (int call = 0; call < warm_calls + measured_calls; ++call) {
     const auto b = keys.draw(batch);
     const auto run = lookup(*cache, tier, b, KeyDtype::kInt64, true, stream.get());
     ASSERT_TRUE(rows_match(tier, b, run.rows, false)) << "call " << call;
-    std::size_t lru = 0;
-    for (const auto k : b) lru += lru_access(k) ? 1 : 0;
+    const std::size_t lru = reference.access(b);
     if (call >= warm_calls) {
       gpu_hits += run.result.hits;
       lru_hits += lru;
