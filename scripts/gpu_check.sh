@@ -17,7 +17,10 @@
 #   dlrm     benchmarks/dlrm_torch.py (HPS_GPU_DLRM_ARGS)
 #   overhead (not in the default list) benchmarks/profile_call_overhead.py, the host side of a 2,048-key
 #            lookup phase by phase, at each D of HPS_GPU_OVERHEAD_DIMS (default "16 128") over
-#            HPS_GPU_OVERHEAD_ROWS rows (default 4000000)
+#            HPS_GPU_OVERHEAD_ROWS rows (default 4000000), HPS_GPU_OVERHEAD_BATCH keys a call (default 2048)
+#   ncu      (not in the default list) Nsight Compute over the same script's calls with misses (cache at
+#            20%): the probe, the host-tier kernel and the insertion each replayed alone (a kernel's own
+#            time, without the next call's kernels beside it), at the same D, rows and batch
 #   freshness  (not in the default list) benchmarks/update_freshness.py with the host tiers, then with
 #            --device cuda (HPS_GPU_FRESHNESS_ARGS, default --control --seconds 1 --rounds 16); needs
 #            the Kafka pieces of scripts/stage_kafka_for_gpu.sh carried in .device/kafka
@@ -118,10 +121,23 @@ if wants dlrm; then
   run_stage dlrm dlrm.log "$PYTHON" benchmarks/dlrm_torch.py --plot-dir "$OUT_DIR" ${HPS_GPU_DLRM_ARGS:-}
 fi
 
+overhead_args=(--rows "${HPS_GPU_OVERHEAD_ROWS:-4000000}" --batch "${HPS_GPU_OVERHEAD_BATCH:-2048}")
 if wants overhead; then
   for dim in ${HPS_GPU_OVERHEAD_DIMS:-16 128}; do
     run_stage "overhead-d$dim" "overhead_d$dim.log" "$PYTHON" benchmarks/profile_call_overhead.py \
-      --rows "${HPS_GPU_OVERHEAD_ROWS:-4000000}" --dim "$dim"
+      "${overhead_args[@]}" --dim "$dim"
+  done
+fi
+
+if wants ncu; then
+  # --clock-control none: the device tool's METHOD.md (leave the clocks alone); the NVTX range picks
+  # the 20% case's calls; 30 launches skipped for the warm-up's.
+  for dim in ${HPS_GPU_OVERHEAD_DIMS:-16 128}; do
+    run_stage "ncu-d$dim" "ncu_d$dim.log" ncu --clock-control none --target-processes all --nvtx \
+      --nvtx-include "dyn-20/" -k regex:"dynamic_probe|tier_lookup|dynamic_write" --launch-skip 30 \
+      --launch-count 6 --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
+      "$PYTHON" benchmarks/profile_call_overhead.py "${overhead_args[@]}" --dim "$dim" --calls 30 --no-trace
+    grep -E "^  void|Duration" "$OUT_DIR/ncu_d$dim.log" | sed -E 's/\(hps::cuda::[^)]*\)|\(Dynamic[^)]*\)|\(HostTier[^)]*\)//'
   done
 fi
 
