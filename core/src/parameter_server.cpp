@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <numeric>
 #include <optional>
@@ -26,6 +27,7 @@
 #include "detail/thread_pool.hpp"
 #include "warm_start.hpp"
 #if defined(HPS_HAVE_KAFKA)
+#include "hps/updates/kafka_wire.hpp"
 #include "updates/kafka_source.hpp"
 #endif
 
@@ -132,6 +134,12 @@ struct TableState {
   std::size_t durable = kNone;          // index of the store of record in `chain`, kNone without one
   const ChainTier* read_only = nullptr;  // a tier that refuses writes, if any
   bool promotes = false;                // some tier takes promotions from one below it
+  // A tier other servers share (Redis Cluster), which keeps how far their update sources applied
+  // the table's topic (BulkLoadable::applied_offsets); null when the chain has none.
+  BulkLoadable* shared_progress = nullptr;
+  // Where that tier's writers had got to when this server found it current at start, without a
+  // store of its own: the update source starts there (empty: at the topic's beginning).
+  std::map<std::int32_t, std::int64_t> shared_start;
 
   std::vector<int> devices;                     // deployed_device_list
   std::vector<std::unique_ptr<GpuCache>> caches;  // one per device, empty without GPU caches
@@ -325,7 +333,25 @@ ParameterServer::ParameterServer(Config config, LoadObserver* observer, ServerOp
     const bool durable = std::any_of(impl_->models.begin(), impl_->models.end(), [](const ModelState& m) {
       return std::any_of(m.tables.begin(), m.tables.end(), [](const auto& t) { return t->durable != kNone; });
     });
-    add_update_source(kafka::make_kafka_source(kafka::kafka_source_options(cfg, durable)));
+    kafka::KafkaSourceOptions options = kafka::kafka_source_options(cfg, durable);
+    // Tables in a tier other servers share: start where their writers got to (a server without a
+    // durable tier would otherwise replay each topic from its beginning, writing older rows over
+    // newer ones in the shared tier), and record how far this one gets.
+    std::unordered_map<std::string, BulkLoadable*> progress;
+    for (const ModelState& m : impl_->models) {
+      for (const auto& t : m.tables) {
+        if (!t->shared_progress || !options.topics.count(kafka::topic_name(t->model, t->name))) continue;
+        const std::string topic = kafka::topic_name(t->model, t->name);
+        progress[topic] = t->shared_progress;
+        if (!t->shared_start.empty()) options.shared_start[topic] = t->shared_start;
+      }
+    }
+    if (!progress.empty()) {
+      options.record_applied = [progress](const std::string& topic, const std::map<std::int32_t, std::int64_t>& next) {
+        if (const auto it = progress.find(topic); it != progress.end()) it->second->record_applied_offsets(next);
+      };
+    }
+    add_update_source(kafka::make_kafka_source(std::move(options)));
   }
 #endif
 }
@@ -422,7 +448,12 @@ void ParameterServer::Impl::load_table(TableState& table, const ModelConfig& mod
                                                                                        : signature();
       }
       if (!store) check_keys_before_emptying(fill_loader, fill_marker);  // loaded from the files
-      if (!fill_loader->begin_load(fill_marker)) continue;  // current
+      table.shared_progress = fill_loader;
+      if (!fill_loader->begin_load(fill_marker)) {  // current
+        // Read before the GPU caches warm from it: updates applied after this point come again.
+        if (!store) table.shared_start = fill_loader->applied_offsets();
+        continue;
+      }
     }
     fills.push_back(&tier);
     fill_loaders.push_back(fill_loader);

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -335,6 +336,107 @@ def test_the_lag_after_a_restart_counts_from_the_committed_offsets(tmp_path, bro
             publisher.flush()
             wait_until(lambda: sees(ps, "m", "emb", keys[:1], np.full((1, 4), 99.0)), "the new update is applied")
             wait_until(lambda: source_stats(ps)["lag"] == 0, "the lag is 0 again")
+
+
+needs_redis = pytest.mark.skipif(not (hps.redis_available() and redis_installed()),
+                                 reason="this build has no Redis Cluster tier, or redis-server is not installed")
+
+
+@contextlib.contextmanager
+def first_server_on_shared_redis(broker, table, keys, updates: int):
+    """A Redis Cluster holding `table` for servers without a persistent_db, and a first server that
+    applied `updates` updates of `keys` (update i sets every value to i) and recorded how far it got.
+    Yields (config, publisher, first)."""
+    config = kafka_config([table], broker.brokers, embedding_table_names=["emb"])
+    with LocalRedis(masters=3, replicas=0, node_timeout_ms=5000) as cluster, \
+            hps.UpdatePublisher(broker.brokers, "m", partitions=2) as publisher:
+        config["volatile_db"] = {"type": "redis_cluster", "address": cluster.address}
+        with hps.HPS(config) as first:
+            for i in range(updates):
+                publisher.publish("emb", keys, np.full((keys.size, 4), float(i)))
+            publisher.flush()
+            newest = np.full((keys.size, 4), float(updates - 1))
+            wait_until(lambda: sees(first, "m", "emb", keys, newest), "the first server applies the updates")
+            first.drain_update_sources()  # the apply that served them has recorded its offsets too
+            yield config, publisher, first
+
+
+def other_server(config, group: str, **model_keys) -> dict:
+    """The config of another server (as on another host: its own group; the same config would be the
+    same server in this process)."""
+    other = json.loads(json.dumps(config))
+    other["update_source"]["group_id"] = group
+    other["models"][0].update(model_keys)
+    return other
+
+
+@needs_redis
+def test_a_server_joining_a_current_shared_redis_table_starts_where_its_writers_got_to(tmp_path, broker):
+    # Servers without a persistent_db sharing one Redis Cluster table. The second finds the table
+    # current (it does not reload it) and used to replay each topic from its beginning into it,
+    # writing older rows over newer ones that the first server then served. Now it starts each
+    # partition where the first had applied it (recorded beside the table's load marker).
+    table = make_table(tmp_path / "t", 200, 4)
+    keys = table.keys[:20]
+    newest = np.full((20, 4), 29.0, np.float32)
+    with first_server_on_shared_redis(broker, table, keys, 30) as (config, publisher, first):
+        older_seen, done = [], threading.Event()
+
+        def watch_first():  # what the first server serves while the second starts
+            while not done.is_set():
+                rows = first.lookup("m", "emb", keys)
+                older_seen.extend(np.unique(rows[rows != 29.0]).tolist())
+
+        watcher = threading.Thread(target=watch_first)
+        watcher.start()
+        try:
+            with hps.HPS(other_server(config, "hps.test.second")) as second:
+                wait_until(lambda: source_stats(second)["lag"] == 0, "the second server is caught up")
+                assert source_stats(second)["received"] == 0, source_stats(second)  # nothing replayed
+                assert sees(second, "m", "emb", keys, newest)
+                done.set()
+                watcher.join()
+                assert older_seen == [], f"the first server served older rows: {sorted(set(older_seen))}"
+                # Both go on applying what comes next.
+                publisher.publish("emb", keys[:5], np.full((5, 4), 30.0))
+                publisher.flush()
+                for ps in (first, second):
+                    wait_until(lambda ps=ps: sees(ps, "m", "emb", keys[:5], np.full((5, 4), 30.0)),
+                               "a later update is applied by both servers")
+                assert source_stats(second)["received"] >= 1
+        finally:
+            done.set()
+            watcher.join()
+
+
+@needs_redis
+def test_a_shared_redis_table_reloaded_from_new_files_forgets_where_its_writers_got_to(tmp_path, broker):
+    # The offsets recorded in a shared table describe the updates applied to that load. A server
+    # with new table files reloads the table (here one without an update source); a server that
+    # then joins must replay the topic over the new rows: had it started where the old load's
+    # writers got to, the keys they updated before the reload would be missing. The server still
+    # running on the old load goes on writing updates, but records nothing over the new load.
+    old_files = make_table(tmp_path / "old", 200, 4, seed=1)
+    new_files = make_table(tmp_path / "new", 200, 4, seed=2)
+    keys = old_files.keys[:20]
+    with first_server_on_shared_redis(broker, old_files, keys, 10) as (config, publisher, first):
+        reloaded = other_server(config, "hps.test.reloader", sparse_files=[new_files.folder])
+        del reloaded["update_source"]
+        with hps.HPS(reloaded) as reloader:
+            assert not sees(reloader, "m", "emb", keys, np.full((20, 4), 9.0))  # the new load has no updates
+            publisher.publish("emb", keys[:5], np.full((5, 4), 10.0))
+            publisher.flush()
+            wait_until(lambda: sees(first, "m", "emb", keys[:5], np.full((5, 4), 10.0)),
+                       "the first server applies a later update")
+            first.drain_update_sources()  # and tried to record it
+            with hps.HPS(other_server(config, "hps.test.joining", sparse_files=[new_files.folder])) as third:
+                wait_until(lambda: source_stats(third)["lag"] == 0, "the joining server is caught up")
+                assert source_stats(third)["received"] == 22, source_stats(third)  # the whole topic
+                assert sees(third, "m", "emb", keys[5:], np.full((15, 4), 9.0))
+                assert sees(third, "m", "emb", keys[:5], np.full((5, 4), 10.0))
+                untouched = ~np.isin(new_files.keys, keys)  # the new files' rows no update touched
+                np.testing.assert_array_equal(third.lookup("m", "emb", new_files.keys[untouched]),
+                                              new_files.rows[untouched])
 
 
 @pytest.mark.parametrize("volatile", ["hash_map", "redis_cluster"])

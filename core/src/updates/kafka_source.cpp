@@ -306,7 +306,7 @@ class KafkaUpdateSource final : public UpdateSource {
         if (assigned_.count(key)) continue;
         assigned_.insert(key);
         rd_kafka_topic_partition_t* tp = k.rd_kafka_topic_partition_list_add(add, name.c_str(), key.second);
-        tp->offset = options_.resume_from_committed ? RD_KAFKA_OFFSET_STORED : RD_KAFKA_OFFSET_BEGINNING;
+        tp->offset = options_.resume_from_committed ? RD_KAFKA_OFFSET_STORED : start_offset(key);
       }
     }
     k.rd_kafka_metadata_destroy(md);
@@ -319,6 +319,29 @@ class KafkaUpdateSource final : public UpdateSource {
     }
     k.rd_kafka_topic_partition_list_destroy(add);
     return found == options_.topics.size();
+  }
+
+  // Where a partition starts when the server keeps no durable tier: where the servers sharing its
+  // table's tier got to, when this server found that tier current; else its beginning.
+  std::int64_t start_offset(const PartitionKey& key) const {
+    const auto topic = options_.shared_start.find(key.first);
+    if (topic == options_.shared_start.end()) return RD_KAFKA_OFFSET_BEGINNING;
+    const auto partition = topic->second.find(key.second);
+    return partition == topic->second.end() ? RD_KAFKA_OFFSET_BEGINNING : partition->second;
+  }
+
+  // Tells the sharing tiers how far this server applied each topic (after the rows are in them).
+  void record_applied() {
+    if (!options_.record_applied) return;
+    std::map<std::string, std::map<std::int32_t, std::int64_t>> by_topic;
+    for (const auto& [key, offset] : next_offset_) by_topic[key.first][key.second] = offset;
+    for (const auto& [topic, next] : by_topic) {
+      try {
+        options_.record_applied(topic, next);
+      } catch (const std::exception& e) {
+        report("cannot record the offsets applied from " + topic + " in its shared tier: " + e.what());
+      }
+    }
   }
 
   // A topic `hps_et.<followed model>.<x>` where the model has no table x: reported once.
@@ -417,6 +440,7 @@ class KafkaUpdateSource final : public UpdateSource {
     }
     pending_pairs_ = 0;
     pending_messages_ = 0;
+    record_applied();
     for (auto& [key, offset] : next_offset_) applied_offset_[key] = offset;
     next_offset_.clear();
     commit();
@@ -462,7 +486,8 @@ class KafkaUpdateSource final : public UpdateSource {
 
   // Messages in the broker not applied yet, over the assigned partitions whose end and start are
   // known: a partition this process applied nothing from counts from where it resumed (the
-  // group's committed offset), or from its first message when it reads from the beginning.
+  // group's committed offset, or where the servers sharing its table's tier got to), or from its
+  // first message when it reads from the beginning.
   void update_lag() {
     learn_resume_offsets();
     std::int64_t total = 0;
@@ -476,6 +501,8 @@ class KafkaUpdateSource final : public UpdateSource {
       std::int64_t from = std::max<int64_t>(low, 0);
       if (const auto applied = applied_offset_.find(key); applied != applied_offset_.end()) {
         from = applied->second;
+      } else if (const std::int64_t start = start_offset(key); !options_.resume_from_committed && start >= 0) {
+        from = std::max(from, start);
       } else if (options_.resume_from_committed) {
         const auto resumed = resumed_from_.find(key);
         if (resumed == resumed_from_.end()) continue;  // not known yet

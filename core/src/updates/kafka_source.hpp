@@ -23,6 +23,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -46,6 +48,15 @@ struct KafkaSourceOptions {
   bool resume_from_committed = true;                     ///< false: start every partition at its beginning
   std::unordered_map<std::string, TopicTarget> topics;  ///< by topic name
   std::vector<std::string> models;                       ///< the followed models (for unknown-table reports)
+  /// Topic -> partition -> the offset to start at instead of the beginning (resume_from_committed
+  /// false): how far the servers sharing the topic's table in a shared tier had applied it when this
+  /// server found that tier current (BulkLoadable::applied_offsets). Partitions not named start at
+  /// their beginning.
+  std::unordered_map<std::string, std::map<std::int32_t, std::int64_t>> shared_start;
+  /// Called on the consumer thread after each apply with the offsets applied to a topic (partition ->
+  /// next offset), so servers sharing a tier can start where this one got to; what it throws is
+  /// reported as an error of the source, never fatal. Null: nothing is recorded.
+  std::function<void(const std::string& topic, const std::map<std::int32_t, std::int64_t>& next)> record_applied;
 };
 
 /// The options a server with `config` runs its consumer with: the followed topics, key width,

@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -49,6 +50,17 @@ class BulkLoadable {
   /// begin_load took): a crash before this returns leaves the tier "not loaded", never "loaded"
   /// with rows missing.
   virtual void finish(const std::string& marker) = 0;
+
+  /// Partition of the table's update topic -> the next offset to read: how far the update sources
+  /// of the servers sharing this tier have applied the topic into it since its last load (the
+  /// furthest any of them got). A server that finds the tier current at start (begin_load false)
+  /// and keeps no store of its own begins there instead of replaying the topic over rows that are
+  /// newer (docs/kafka.md). Empty where nothing was recorded, and for a tier no other server
+  /// writes (the default). clear() forgets them with the rows.
+  virtual std::map<std::int32_t, std::int64_t> applied_offsets() const { return {}; }
+  /// Records that an update source applied the topic's partitions up to (not including) these
+  /// offsets; a recorded offset only moves forward. The default keeps nothing.
+  virtual void record_applied_offsets(const std::map<std::int32_t, std::int64_t>& /*next*/) {}
 };
 
 }  // namespace hps

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -112,6 +113,18 @@ return 0
 
 constexpr const char* kLockMs = "60000";
 
+// Raises recorded offsets (KEYS[1]) while the table holds the load (marker, KEYS[2]) they were applied
+// to (ARGV[1]): a server still running on a load another server has since replaced records nothing.
+// Then ARGV holds partition/offset pairs; a field only moves forward.
+constexpr const char* kRecordOffsetsScript = R"lua(
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if not held or tonumber(held) < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 0
+)lua";
+
 // Counts one use of each key that has metadata (never creates metadata for absent rows).
 constexpr const char* kTouchCountScript = R"lua(
 for i = 1, #ARGV do redis.call('ZADD', KEYS[1], 'XX', 'INCR', 1, ARGV[i]) end
@@ -172,6 +185,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     touch_on_find_ = keep_metadata_ && (policy_ == OverflowPolicy::kEvictLeastUsed || config.refresh_time_after_fetch);
     marker_key_ = "hps{" + tag_ + "}m";
     lock_key_ = "hps{" + tag_ + "}l";
+    offsets_key_ = "hps{" + tag_ + "}o";
     marker_slot_ = redis::key_slot(marker_key_);
     // A table already in the cluster is read under the layout it was written with. Where the
     // marker's node cannot answer now, this server's layout stands for the time being: begin_load
@@ -476,6 +490,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     Command& m = batch.add(marker_slot_);
     m.arg("UNLINK", 6);
     m.arg(marker_key_);
+    m.arg(offsets_key_);  // the update offsets applied into the rows about to go
     client_->run(batch, RetryPolicy::kWrite);
     throw_if_failed(batch, 0, "clear");
     Batch rows;
@@ -505,6 +520,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     if (stored) use_layout(stored->first);
     if (stored && stored->second == marker) {  // finished by another server just before we took the lock
       release_load_lock();
+      note_load(marker);
       return false;
     }
     // Written anew under this server's num_partitions and the newest layout.
@@ -516,6 +532,55 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   void end_load(const std::string& marker) override {
     set_load_marker(marker);
     release_load_lock();
+    note_load(marker);
+  }
+
+  std::map<std::int32_t, std::int64_t> applied_offsets() const override {
+    Batch batch;
+    Command& c = batch.add(marker_slot_);
+    c.arg("HGETALL", 7);
+    c.arg(offsets_key_);
+    client_->run(batch, RetryPolicy::kWrite);
+    HPS_EXPECTS(c.ok() && c.reply->type == REDIS_REPLY_ARRAY, IOError, "redis_cluster: cannot read the update offsets "
+                "applied into table '", tag_, "' (", offsets_key_, " on ", c.node, ", slot ", marker_slot_, "): ", c.what());
+    std::map<std::int32_t, std::int64_t> out;
+    for (std::size_t j = 0; j + 1 < c.reply->elements; j += 2) {
+      const std::string partition(c.reply->element[j]->str, c.reply->element[j]->len);
+      const std::string offset(c.reply->element[j + 1]->str, c.reply->element[j + 1]->len);
+      try {
+        out[static_cast<std::int32_t>(std::stol(partition))] = std::stoll(offset);
+      } catch (const std::exception&) {  // not written by hps: ignored, as rows of another dim are
+      }
+    }
+    return out;
+  }
+
+  void record_applied_offsets(const std::map<std::int32_t, std::int64_t>& next) override {
+    if (next.empty()) return;
+    std::vector<std::string> text;  // the command borrows its arguments until run() returns
+    text.reserve(2 * next.size());
+    for (const auto& [partition, offset] : next) {
+      text.push_back(std::to_string(partition));
+      text.push_back(std::to_string(offset));
+    }
+    std::string marker;
+    {
+      std::lock_guard<std::mutex> lock(load_mu_);
+      marker = progress_marker_;
+    }
+    if (marker.empty()) return;  // no load of this server's to record against
+    Batch batch;
+    Command& c = batch.add(marker_slot_);
+    c.arg("EVAL", 4);
+    c.arg(kRecordOffsetsScript, std::strlen(kRecordOffsetsScript));
+    c.arg("2", 1);
+    c.arg(offsets_key_);
+    c.arg(marker_key_);
+    c.arg(marker);
+    for (const std::string& t : text) c.arg(t);
+    client_->run(batch, RetryPolicy::kWrite);
+    HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot record the update offsets applied into table '", tag_, "' (",
+                offsets_key_, " on ", c.node, ", slot ", marker_slot_, "): ", c.what());
   }
 
   ~RedisClusterTierImpl() override {
@@ -649,7 +714,14 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     auto stored = read_marker();
     if (!stored || stored->second != marker) return false;
     use_layout(stored->first);
+    note_load(marker);
     return true;
+  }
+
+  // The load this server serves (found current, or its own): offsets are recorded against it.
+  void note_load(const std::string& marker) {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    progress_marker_ = layout_.stored_marker(marker);
   }
 
   redis::PartitionLayout configured_layout() const {
@@ -870,6 +942,8 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   std::vector<std::uint16_t> slots_;
   std::string marker_key_;
   std::string lock_key_;  // on the marker's slot
+  std::string offsets_key_;  // on the marker's slot: partition -> next offset applied (applied_offsets)
+  std::string progress_marker_;  // the stored marker of the load this server serves; guarded by load_mu_
   std::uint16_t marker_slot_ = 0;
   std::mutex load_mu_;
   std::string load_token_;  // non-empty while this tier holds the load lock
