@@ -8,9 +8,11 @@
 // through Tier::bulk_loader() (null by default), so the server's load code names no backend.
 //
 // Threads: loading runs on one thread of this process before the tier serves its lookups; the
-// methods need not be safe against concurrent use within the process. A tier whose rows other
-// processes share (Redis Cluster) makes begin_load..finish exclusive across them with a lock (see
-// begin_load). Ownership: the loader belongs to its tier; pointers passed in are borrowed.
+// methods need not be safe against concurrent use within the process, except
+// record_applied_offsets(), which an update source's thread calls while the tier serves. A tier
+// whose rows other processes share (Redis Cluster) makes begin_load..finish exclusive across them
+// with a lock (see begin_load). Ownership: the loader belongs to its tier; pointers passed in are
+// borrowed.
 #pragma once
 
 #include "hps/export.hpp"
