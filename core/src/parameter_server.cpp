@@ -183,6 +183,18 @@ class SourceSink final : public UpdateSink {
     return apply("erase", model, table, n, [&](TableRef ref) { server_.erase(ref, keys, dtype, n); });
   }
   void error(const std::string& message) noexcept override { count_error(message); }
+  bool drop_cached(const std::string& model, const std::string& table, const void* keys, KeyDtype dtype,
+                   std::size_t n) noexcept override {
+    try {
+      server_.drop_cached(server_.find_table(model, table), keys, dtype, n);
+      return true;
+    } catch (const std::exception& e) {
+      count_error("dropping the cached rows of " + model + "/" + table + ": " + e.what());
+    } catch (...) {
+      count_error("dropping the cached rows of " + model + "/" + table + ": unknown exception");
+    }
+    return false;
+  }
 
   UpdateSourceStats stats() const {
     UpdateSourceStats out;
@@ -350,6 +362,14 @@ ParameterServer::ParameterServer(Config config, LoadObserver* observer, ServerOp
       options.record_applied = [progress](const std::string& topic, const std::map<std::int32_t, std::int64_t>& next) {
         if (const auto it = progress.find(topic); it != progress.end()) it->second->record_applied_offsets(next);
       };
+      // Without a durable tier of its own, the shared tier and the GPU caches are all this server
+      // keeps: it need not write what another server has written already (and newer rows since).
+      if (!durable) {
+        options.shared_frontier = [progress](const std::string& topic) -> std::map<std::int32_t, std::int64_t> {
+          const auto it = progress.find(topic);
+          return it == progress.end() ? std::map<std::int32_t, std::int64_t>{} : it->second->applied_offsets();
+        };
+      }
     }
     add_update_source(kafka::make_kafka_source(std::move(options)));
   }
@@ -943,6 +963,14 @@ std::size_t ParameterServer::erase(TableRef ref, const void* keys, KeyDtype dtyp
   const auto count = static_cast<std::size_t>(std::count(held.begin(), held.end(), 1));
   table.metrics.erased_keys.fetch_add(count, std::memory_order_relaxed);
   return count;
+}
+
+void ParameterServer::drop_cached(TableRef ref, const void* keys, KeyDtype dtype, std::size_t n) {
+  TableState& table = impl_->table(ref);
+  if (n == 0 || table.caches.empty()) return;
+  const CanonicalKeys canonical(keys, dtype, n, key64());
+  MutationScope scope(table.epoch, table.promotions);  // a lookup's insertion of a row it read before refuses
+  for (auto& cache : table.caches) cache->erase(canonical.data(), n);
 }
 
 void ParameterServer::refresh(const std::string& model) {

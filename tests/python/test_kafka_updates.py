@@ -346,7 +346,7 @@ needs_redis = pytest.mark.skipif(not (hps.redis_available() and redis_installed(
 def first_server_on_shared_redis(broker, table, keys, updates: int):
     """A Redis Cluster holding `table` for servers without a persistent_db, and a first server that
     applied `updates` updates of `keys` (update i sets every value to i) and recorded how far it got.
-    Yields (config, publisher, first)."""
+    Yields (cluster, config, publisher, first)."""
     config = kafka_config([table], broker.brokers, embedding_table_names=["emb"])
     with LocalRedis(masters=3, replicas=0, node_timeout_ms=5000) as cluster, \
             hps.UpdatePublisher(broker.brokers, "m", partitions=2) as publisher:
@@ -358,7 +358,7 @@ def first_server_on_shared_redis(broker, table, keys, updates: int):
             newest = np.full((keys.size, 4), float(updates - 1))
             wait_until(lambda: sees(first, "m", "emb", keys, newest), "the first server applies the updates")
             first.drain_update_sources()  # the apply that served them has recorded its offsets too
-            yield config, publisher, first
+            yield cluster, config, publisher, first
 
 
 def other_server(config, group: str, **model_keys) -> dict:
@@ -379,7 +379,7 @@ def test_a_server_joining_a_current_shared_redis_table_starts_where_its_writers_
     table = make_table(tmp_path / "t", 200, 4)
     keys = table.keys[:20]
     newest = np.full((20, 4), 29.0, np.float32)
-    with first_server_on_shared_redis(broker, table, keys, 30) as (config, publisher, first):
+    with first_server_on_shared_redis(broker, table, keys, 30) as (_, config, publisher, first):
         older_seen, done = [], threading.Event()
 
         def watch_first():  # what the first server serves while the second starts
@@ -397,13 +397,13 @@ def test_a_server_joining_a_current_shared_redis_table_starts_where_its_writers_
                 done.set()
                 watcher.join()
                 assert older_seen == [], f"the first server served older rows: {sorted(set(older_seen))}"
-                # Both go on applying what comes next.
+                # Both serve what comes next (the one behind drops it from its caches, if any).
                 publisher.publish("emb", keys[:5], np.full((5, 4), 30.0))
                 publisher.flush()
                 for ps in (first, second):
                     wait_until(lambda ps=ps: sees(ps, "m", "emb", keys[:5], np.full((5, 4), 30.0)),
                                "a later update is applied by both servers")
-                assert source_stats(second)["received"] >= 1
+                wait_until(lambda: source_stats(second)["received"] >= 1, "the second server receives it too")
         finally:
             done.set()
             watcher.join()
@@ -419,7 +419,7 @@ def test_a_shared_redis_table_reloaded_from_new_files_forgets_where_its_writers_
     old_files = make_table(tmp_path / "old", 200, 4, seed=1)
     new_files = make_table(tmp_path / "new", 200, 4, seed=2)
     keys = old_files.keys[:20]
-    with first_server_on_shared_redis(broker, old_files, keys, 10) as (config, publisher, first):
+    with first_server_on_shared_redis(broker, old_files, keys, 10) as (_, config, publisher, first):
         reloaded = other_server(config, "hps.test.reloader", sparse_files=[new_files.folder])
         del reloaded["update_source"]
         with hps.HPS(reloaded) as reloader:
@@ -437,6 +437,39 @@ def test_a_shared_redis_table_reloaded_from_new_files_forgets_where_its_writers_
                 untouched = ~np.isin(new_files.keys, keys)  # the new files' rows no update touched
                 np.testing.assert_array_equal(third.lookup("m", "emb", new_files.keys[untouched]),
                                               new_files.rows[untouched])
+
+
+@needs_redis
+def test_a_consumer_behind_another_leaves_the_newer_rows_of_a_shared_redis_table(tmp_path, broker):
+    # A consumer behind another (here behind the record a server ahead of it would have made, made by
+    # the test) does not write the messages the other applied already over the newer rows it wrote
+    # since: it drops those keys from its own GPU caches and applies what comes after, as before.
+    table = make_table(tmp_path / "t", 200, 4)
+    keys = table.keys[:20]
+    with first_server_on_shared_redis(broker, table, keys, 10) as (cluster, config, publisher, first):
+        ahead = json.loads(json.dumps(config))
+        del ahead["update_source"]
+        with hps.HPS(ahead) as writer:  # the newer rows of the server ahead
+            writer.update("m", "emb", keys, np.full((20, 4), 100.0))
+        record = "hps{hps_et.m.emb}o"  # docs/redis.md: partition -> the next offset applied
+        port = cluster.ports[0]
+        applied = cluster.cli(port, "-c", "HGETALL", record).split()
+        assert applied == ["0", "10", "1", "10"] or applied == ["1", "10", "0", "10"], applied
+        for partition in ("0", "1"):  # the server ahead applied 5 more messages of each partition
+            cluster.cli(port, "-c", "HSET", record, partition, "15")
+        rows = source_stats(first)["rows"]
+        for i in range(10, 15):
+            publisher.publish("emb", keys, np.full((20, 4), float(i)))
+        publisher.flush()
+        wait_until(lambda: source_stats(first)["received"] == 30, "the first server receives them")
+        first.drain_update_sources()
+        assert sees(first, "m", "emb", keys, np.full((20, 4), 100.0))  # not older rows over newer
+        assert source_stats(first)["rows"] == rows, source_stats(first)
+        # Beyond the record: applied as before.
+        publisher.publish("emb", keys, np.full((20, 4), 15.0))
+        publisher.flush()
+        wait_until(lambda: sees(first, "m", "emb", keys, np.full((20, 4), 15.0)), "a later update is applied")
+        assert source_stats(first)["rows"] == rows + 20
 
 
 @pytest.mark.parametrize("volatile", ["hash_map", "redis_cluster"])

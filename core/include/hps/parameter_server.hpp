@@ -130,6 +130,11 @@ class ParameterServer {
   /// some tier held.
   std::size_t erase(TableRef table, const void* keys, KeyDtype dtype, std::size_t n);
 
+  /// Removes keys from the table's GPU caches only: the next lookup of each reads it from the host
+  /// tiers, which keep it (an update source that finds a shared tier already holds newer rows than
+  /// the ones it is catching up on drops its own cached copies instead of writing them).
+  void drop_cached(TableRef table, const void* keys, KeyDtype dtype, std::size_t n);
+
   /// Re-reads the rows of cached keys of the model's GPU caches from the host tiers.
   void refresh(const std::string& model);
 

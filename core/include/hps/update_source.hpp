@@ -58,6 +58,14 @@ class UpdateSink {
                      std::size_t n) noexcept = 0;
   /// Counts an error the source met on its own (a malformed message, a lost connection).
   virtual void error(const std::string& message) noexcept = 0;
+  /// Rows the source skips because a tier other servers share already took them (and maybe newer
+  /// ones since): drops the keys from this server's GPU caches only, so its lookups read the
+  /// shared tier's rows. Returns false (counting an error) when it could not. The default does
+  /// nothing (a sink without caches).
+  virtual bool drop_cached(const std::string& /*model*/, const std::string& /*table*/, const void* /*keys*/,
+                           KeyDtype /*dtype*/, std::size_t /*n*/) noexcept {
+    return true;
+  }
 };
 
 class UpdateSource {

@@ -89,6 +89,8 @@ struct Batch {
   const TopicTarget* target = nullptr;
   std::vector<std::int64_t> keys;
   std::vector<float> rows;
+  std::vector<std::int32_t> partitions;  // of each row's message
+  std::vector<std::int64_t> offsets;     // of each row's message
 };
 
 using PartitionKey = std::pair<std::string, std::int32_t>;
@@ -330,6 +332,48 @@ class KafkaUpdateSource final : public UpdateSource {
     return partition == topic->second.end() ? RD_KAFKA_OFFSET_BEGINNING : partition->second;
   }
 
+  // Rows of messages that a server sharing the topic's tier has applied already (below the offsets
+  // it recorded there) are not written again: a consumer behind another would write them over the
+  // newer rows the other wrote since. This server drops them from its own GPU caches instead, so
+  // its lookups read the shared tier. Another server may still move on while this batch applies:
+  // the window left is one apply.
+  void skip_rows_applied_elsewhere(const std::string& topic, Batch& batch) {
+    if (!options_.shared_frontier || batch.keys.empty() || batch.target == nullptr) return;
+    std::map<std::int32_t, std::int64_t> frontier;
+    try {
+      frontier = options_.shared_frontier(topic);
+    } catch (const std::exception& e) {
+      report("cannot read the offsets applied from " + topic + " in its shared tier (applying every row): " + e.what());
+      return;
+    }
+    if (frontier.empty()) return;
+    const std::size_t dim = batch.target->dim;
+    std::vector<std::int64_t> skipped;
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < batch.keys.size(); ++i) {
+      const auto at = frontier.find(batch.partitions[i]);
+      if (at != frontier.end() && batch.offsets[i] < at->second) {
+        skipped.push_back(batch.keys[i]);
+        continue;
+      }
+      if (kept != i) {
+        batch.keys[kept] = batch.keys[i];
+        std::copy_n(batch.rows.begin() + static_cast<std::ptrdiff_t>(i * dim), dim,
+                    batch.rows.begin() + static_cast<std::ptrdiff_t>(kept * dim));
+        batch.partitions[kept] = batch.partitions[i];
+        batch.offsets[kept] = batch.offsets[i];
+      }
+      ++kept;
+    }
+    if (skipped.empty()) return;
+    batch.keys.resize(kept);
+    batch.rows.resize(kept * dim);
+    batch.partitions.resize(kept);
+    batch.offsets.resize(kept);
+    // A failure is counted by the sink; the rows are in the shared tier either way.
+    sink_->drop_cached(batch.target->model, batch.target->table, skipped.data(), KeyDtype::kInt64, skipped.size());
+  }
+
   // Tells the sharing tiers how far this server applied each topic (after the rows are in them).
   void record_applied() {
     if (!options_.record_applied) return;
@@ -403,6 +447,8 @@ class KafkaUpdateSource final : public UpdateSource {
     const std::size_t first = batch.keys.size();
     batch.keys.resize(first + view.pairs);
     batch.rows.resize((first + view.pairs) * target.dim);
+    batch.partitions.resize(first + view.pairs, m.partition);
+    batch.offsets.resize(first + view.pairs, m.offset);
     for (std::size_t i = 0; i < view.pairs; ++i) {
       batch.keys[first + i] = view.key(i);
       view.copy_value(i, batch.rows.data() + (first + i) * target.dim);
@@ -418,6 +464,7 @@ class KafkaUpdateSource final : public UpdateSource {
   void flush() {
     const std::size_t chunk = options_.config.max_batch_size;
     for (auto& [topic, batch] : batches_) {
+      skip_rows_applied_elsewhere(topic, batch);
       const std::size_t n = batch.keys.size();
       const std::size_t dim = batch.target ? batch.target->dim : 0;
       for (std::size_t first = 0; first < n; first += chunk) {
@@ -437,6 +484,8 @@ class KafkaUpdateSource final : public UpdateSource {
       }
       batch.keys.clear();
       batch.rows.clear();
+      batch.partitions.clear();
+      batch.offsets.clear();
     }
     pending_pairs_ = 0;
     pending_messages_ = 0;

@@ -57,6 +57,11 @@ struct KafkaSourceOptions {
   /// next offset), so servers sharing a tier can start where this one got to; what it throws is
   /// reported as an error of the source, never fatal. Null: nothing is recorded.
   std::function<void(const std::string& topic, const std::map<std::int32_t, std::int64_t>& next)> record_applied;
+  /// Called on the consumer thread before each apply: how far the servers sharing the topic's tier
+  /// have applied it now (partition -> next offset; empty: nothing known). Rows of messages below
+  /// are not written again (UpdateSink::drop_cached instead). Null: every row is applied, as a
+  /// server with a durable tier of its own needs.
+  std::function<std::map<std::int32_t, std::int64_t>(const std::string& topic)> shared_frontier;
 };
 
 /// The options a server with `config` runs its consumer with: the followed topics, key width,
