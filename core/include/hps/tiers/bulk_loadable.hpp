@@ -8,11 +8,11 @@
 // through Tier::bulk_loader() (null by default), so the server's load code names no backend.
 //
 // Threads: loading runs on one thread of this process before the tier serves its lookups; the
-// methods need not be safe against concurrent use within the process, except
-// record_applied_offsets(), which an update source's thread calls while the tier serves. A tier
-// whose rows other processes share (Redis Cluster) makes begin_load..finish exclusive across them
-// with a lock (see begin_load). Ownership: the loader belongs to its tier; pointers passed in are
-// borrowed.
+// methods need not be safe against concurrent use within the process, except applied_offsets()
+// and record_applied_offsets(), which an update source's thread calls while the tier serves. A
+// tier whose rows other processes share (Redis Cluster) makes begin_load..finish exclusive across
+// them with a lock (see begin_load). Ownership: the loader belongs to its tier; pointers passed in
+// are borrowed.
 #pragma once
 
 #include "hps/export.hpp"
@@ -57,8 +57,9 @@ class BulkLoadable {
   /// of the servers sharing this tier have applied the topic into it since its last load (the
   /// furthest any of them got). A server that finds the tier current at start (begin_load false)
   /// and keeps no store of its own begins there instead of replaying the topic over rows that are
-  /// newer (docs/kafka.md). Empty where nothing was recorded, and for a tier no other server
-  /// writes (the default). clear() forgets them with the rows.
+  /// newer, and before each apply leaves out the messages below it (docs/kafka.md). Empty where
+  /// nothing was recorded, and for a tier no other server writes (the default). clear() forgets
+  /// them with the rows.
   virtual std::map<std::int32_t, std::int64_t> applied_offsets() const { return {}; }
   /// Records that an update source applied the topic's partitions up to (not including) these
   /// offsets; a recorded offset only moves forward. The default keeps nothing.
