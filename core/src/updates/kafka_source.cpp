@@ -31,6 +31,10 @@ using std::chrono::milliseconds;
 
 // Longest single wait inside the consumer loop: bounds how long stop() and drain() wait.
 constexpr milliseconds kSlice{20};
+// How often the record shared with other servers (KafkaSourceOptions::record_applied, shared_frontier)
+// is written and read at most: each is a round trip to the shared tier, which per apply cost 1.6x
+// the apply time of small batches (benchmarks/kafka_redis_apply.py). A drain writes and reads at once.
+constexpr milliseconds kSharedRecordInterval{50};
 // Longest wait for cluster metadata, and the period of looking for followed topics not created yet.
 constexpr int kMetadataTimeoutMs = 1000;
 constexpr milliseconds kMissingTopicPeriod{1000};
@@ -94,6 +98,12 @@ struct Batch {
 };
 
 using PartitionKey = std::pair<std::string, std::int32_t>;
+
+/// How far the servers sharing a topic's tier had applied it (partition -> next offset), when read.
+struct Frontier {
+  std::map<std::int32_t, std::int64_t> next;
+  Clock::time_point read_at{};
+};
 
 class KafkaUpdateSource final : public UpdateSource {
  public:
@@ -262,7 +272,9 @@ class KafkaUpdateSource final : public UpdateSource {
         oldest_pending = Clock::time_point::max();
         update_lag();
       }
+      record_applied(/*now=*/drain_ticket > drained_);
       if (drain_ticket > drained_) {
+        refresh_frontiers();  // what the next apply leaves out is as of the drain
         drained_ = drain_ticket;
         std::lock_guard lock(mutex_);
         drain_done_ = drain_ticket;
@@ -335,17 +347,13 @@ class KafkaUpdateSource final : public UpdateSource {
   // Rows of messages that a server sharing the topic's tier has applied already (below the offsets
   // it recorded there) are not written again: a consumer behind another would write them over the
   // newer rows the other wrote since. This server drops them from its own GPU caches instead, so
-  // its lookups read the shared tier. Another server may still move on while this batch applies:
-  // the window left is one apply.
+  // its lookups read the shared tier. The record is read at most every kSharedRecordInterval, and
+  // another server may move on while this batch applies: that much is left to the old behaviour.
   void skip_rows_applied_elsewhere(const std::string& topic, Batch& batch) {
     if (!options_.shared_frontier || batch.keys.empty() || batch.target == nullptr) return;
-    std::map<std::int32_t, std::int64_t> frontier;
-    try {
-      frontier = options_.shared_frontier(topic);
-    } catch (const std::exception& e) {
-      report("cannot read the offsets applied from " + topic + " in its shared tier (applying every row): " + e.what());
-      return;
-    }
+    Frontier& shared = frontiers_[topic];
+    if (Clock::now() - shared.read_at >= kSharedRecordInterval) read_frontier(topic, shared);
+    const std::map<std::int32_t, std::int64_t>& frontier = shared.next;
     if (frontier.empty()) return;
     const std::size_t dim = batch.target->dim;
     std::vector<std::int64_t> skipped;
@@ -374,17 +382,35 @@ class KafkaUpdateSource final : public UpdateSource {
     sink_->drop_cached(batch.target->model, batch.target->table, skipped.data(), KeyDtype::kInt64, skipped.size());
   }
 
-  // Tells the sharing tiers how far this server applied each topic (after the rows are in them).
-  void record_applied() {
-    if (!options_.record_applied) return;
-    std::map<std::string, std::map<std::int32_t, std::int64_t>> by_topic;
-    for (const auto& [key, offset] : next_offset_) by_topic[key.first][key.second] = offset;
-    for (const auto& [topic, next] : by_topic) {
+  // Tells the sharing tiers how far this server applied each topic (after the rows are in them): at
+  // most every kSharedRecordInterval, or `now` (a drain). A server joining meanwhile applies the
+  // messages since the last record again (the same rows, in order).
+  void record_applied(bool now) {
+    if (!options_.record_applied || unrecorded_.empty()) return;
+    if (!now && Clock::now() < record_at_) return;
+    record_at_ = Clock::now() + kSharedRecordInterval;
+    for (const auto& [topic, next] : unrecorded_) {
       try {
         options_.record_applied(topic, next);
       } catch (const std::exception& e) {
         report("cannot record the offsets applied from " + topic + " in its shared tier: " + e.what());
       }
+    }
+    unrecorded_.clear();
+  }
+
+  // Reads again how far the servers sharing each topic's tier got (for skip_rows_applied_elsewhere).
+  void refresh_frontiers() {
+    for (auto& [topic, frontier] : frontiers_) read_frontier(topic, frontier);
+  }
+
+  void read_frontier(const std::string& topic, Frontier& frontier) {
+    frontier.read_at = Clock::now();
+    try {
+      frontier.next = options_.shared_frontier(topic);
+    } catch (const std::exception& e) {
+      report("cannot read the offsets applied from " + topic + " in its shared tier (applying every row): " + e.what());
+      frontier.next.clear();
     }
   }
 
@@ -489,7 +515,8 @@ class KafkaUpdateSource final : public UpdateSource {
     }
     pending_pairs_ = 0;
     pending_messages_ = 0;
-    record_applied();
+    for (const auto& [key, offset] : next_offset_) unrecorded_[key.first][key.second] = offset;
+    record_applied(/*now=*/false);
     for (auto& [key, offset] : next_offset_) applied_offset_[key] = offset;
     next_offset_.clear();
     commit();
@@ -617,6 +644,11 @@ class KafkaUpdateSource final : public UpdateSource {
   std::map<std::string, Batch> batches_;
   std::size_t pending_pairs_ = 0, pending_messages_ = 0;
   std::map<PartitionKey, std::int64_t> next_offset_;       // consumed, not applied yet
+  // The record shared with the servers sharing a topic's tier: offsets applied and not recorded
+  // yet, the next time to record, and the record as last read (by topic).
+  std::map<std::string, std::map<std::int32_t, std::int64_t>> unrecorded_;
+  Clock::time_point record_at_{};
+  std::map<std::string, Frontier> frontiers_;
   std::map<PartitionKey, std::int64_t> applied_offset_;    // applied: next offset to read
   std::map<PartitionKey, std::int64_t> committed_offset_;  // last commit issued
   std::map<PartitionKey, std::int64_t> resumed_from_;      // the group's offset at start (< 0: none)
