@@ -14,6 +14,7 @@
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "hps/error.hpp"
 #include "hps/gpu/cache_sizing.hpp"
@@ -185,15 +186,8 @@ class SourceSink final : public UpdateSink {
   void error(const std::string& message) noexcept override { count_error(message); }
   bool drop_cached(const std::string& model, const std::string& table, const void* keys, KeyDtype dtype,
                    std::size_t n) noexcept override {
-    try {
-      server_.drop_cached(server_.find_table(model, table), keys, dtype, n);
-      return true;
-    } catch (const std::exception& e) {
-      count_error("dropping the cached rows of " + model + "/" + table + ": " + e.what());
-    } catch (...) {
-      count_error("dropping the cached rows of " + model + "/" + table + ": unknown exception");
-    }
-    return false;
+    return guarded("dropping the cached rows", model, table,
+                   [&](TableRef ref) { server_.drop_cached(ref, keys, dtype, n); });
   }
 
   UpdateSourceStats stats() const {
@@ -211,10 +205,16 @@ class SourceSink final : public UpdateSink {
  private:
   template <typename Fn>
   bool apply(const char* what, const std::string& model, const std::string& table, std::size_t n, Fn&& fn) noexcept {
+    if (!guarded(what, model, table, std::forward<Fn>(fn))) return false;
+    applied_.fetch_add(1, std::memory_order_relaxed);
+    rows_.fetch_add(n, std::memory_order_relaxed);
+    return true;
+  }
+  // Runs fn on the table; an exception is counted as an error of the source, never thrown.
+  template <typename Fn>
+  bool guarded(const char* what, const std::string& model, const std::string& table, Fn&& fn) noexcept {
     try {
       fn(server_.find_table(model, table));
-      applied_.fetch_add(1, std::memory_order_relaxed);
-      rows_.fetch_add(n, std::memory_order_relaxed);
       return true;
     } catch (const std::exception& e) {
       count_error(std::string(what) + " of " + model + "/" + table + ": " + e.what());
@@ -352,15 +352,16 @@ ParameterServer::ParameterServer(Config config, LoadObserver* observer, ServerOp
     std::unordered_map<std::string, BulkLoadable*> progress;
     for (const ModelState& m : impl_->models) {
       for (const auto& t : m.tables) {
-        if (!t->shared_progress || !options.topics.count(kafka::topic_name(t->model, t->name))) continue;
         const std::string topic = kafka::topic_name(t->model, t->name);
+        if (!t->shared_progress || !options.topics.count(topic)) continue;
         progress[topic] = t->shared_progress;
         if (!t->shared_start.empty()) options.shared_start[topic] = t->shared_start;
       }
     }
     if (!progress.empty()) {
       options.record_applied = [progress](const std::string& topic, const std::map<std::int32_t, std::int64_t>& next) {
-        if (const auto it = progress.find(topic); it != progress.end()) it->second->record_applied_offsets(next);
+        const auto it = progress.find(topic);
+        return it == progress.end() ? std::map<std::int32_t, std::int64_t>{} : it->second->record_applied_offsets(next);
       };
       // Without a durable tier of its own, the shared tier and the GPU caches are all this server
       // keeps: it need not write what another server has written already (and newer rows since).

@@ -391,7 +391,8 @@ class KafkaUpdateSource final : public UpdateSource {
     record_at_ = Clock::now() + kSharedRecordInterval;
     for (const auto& [topic, next] : unrecorded_) {
       try {
-        options_.record_applied(topic, next);
+        std::map<std::int32_t, std::int64_t> record = options_.record_applied(topic, next);
+        if (options_.shared_frontier) frontiers_[topic] = Frontier{std::move(record), Clock::now()};  // a fresh read
       } catch (const std::exception& e) {
         report("cannot record the offsets applied from " + topic + " in its shared tier: " + e.what());
       }
@@ -515,8 +516,10 @@ class KafkaUpdateSource final : public UpdateSource {
     }
     pending_pairs_ = 0;
     pending_messages_ = 0;
-    for (const auto& [key, offset] : next_offset_) unrecorded_[key.first][key.second] = offset;
-    record_applied(/*now=*/false);
+    if (options_.record_applied) {
+      for (const auto& [key, offset] : next_offset_) unrecorded_[key.first][key.second] = offset;
+      record_applied(/*now=*/false);
+    }
     for (auto& [key, offset] : next_offset_) applied_offset_[key] = offset;
     next_offset_.clear();
     commit();

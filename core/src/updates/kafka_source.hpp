@@ -55,9 +55,12 @@ struct KafkaSourceOptions {
   std::unordered_map<std::string, std::map<std::int32_t, std::int64_t>> shared_start;
   /// Called on the consumer thread with the offsets applied to a topic (partition -> next offset),
   /// after applies, at most every 50 ms and when a drain is answered, so servers sharing a tier can
-  /// start where this one got to; what it throws is reported as an error of the source, never
+  /// start where this one got to. Returns the record as it then stands (as shared_frontier would:
+  /// it serves as a fresh read of it). What it throws is reported as an error of the source, never
   /// fatal. Null: nothing is recorded.
-  std::function<void(const std::string& topic, const std::map<std::int32_t, std::int64_t>& next)> record_applied;
+  std::function<std::map<std::int32_t, std::int64_t>(const std::string& topic,
+                                                     const std::map<std::int32_t, std::int64_t>& next)>
+      record_applied;
   /// Called on the consumer thread before an apply, at most every 50 ms, and when a drain is
   /// answered: how far the servers sharing the topic's tier have applied it (partition -> next
   /// offset; empty: nothing known). Rows of messages below are not written again

@@ -62,8 +62,13 @@ class BulkLoadable {
   /// them with the rows.
   virtual std::map<std::int32_t, std::int64_t> applied_offsets() const { return {}; }
   /// Records that an update source applied the topic's partitions up to (not including) these
-  /// offsets; a recorded offset only moves forward. The default keeps nothing.
-  virtual void record_applied_offsets(const std::map<std::int32_t, std::int64_t>& /*next*/) {}
+  /// offsets; a recorded offset only moves forward. Returns the record as it then stands (what
+  /// applied_offsets() would, in the same round trip; empty when the tier no longer holds the load
+  /// this server serves). The default keeps nothing.
+  virtual std::map<std::int32_t, std::int64_t> record_applied_offsets(
+      const std::map<std::int32_t, std::int64_t>& /*next*/) {
+    return {};
+  }
 };
 
 }  // namespace hps

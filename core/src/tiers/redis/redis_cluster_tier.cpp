@@ -115,15 +115,31 @@ constexpr const char* kLockMs = "60000";
 
 // Raises recorded offsets (KEYS[1]) while the table holds the load (marker, KEYS[2]) they were applied
 // to (ARGV[1]): a server still running on a load another server has since replaced records nothing.
-// Then ARGV holds partition/offset pairs; a field only moves forward.
+// Then ARGV holds partition/offset pairs; a field only moves forward. Returns the record (HGETALL),
+// or nothing for a replaced load.
 constexpr const char* kRecordOffsetsScript = R"lua(
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {} end
 for i = 2, #ARGV, 2 do
   local held = redis.call('HGET', KEYS[1], ARGV[i])
   if not held or tonumber(held) < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
-return 0
+return redis.call('HGETALL', KEYS[1])
 )lua";
+
+// The offsets record of an HGETALL reply (partition / offset pairs as decimal text); fields not
+// written by hps are ignored, as rows of another dim are.
+std::map<std::int32_t, std::int64_t> parse_offsets(const redisReply* reply) {
+  std::map<std::int32_t, std::int64_t> out;
+  for (std::size_t j = 0; j + 1 < reply->elements; j += 2) {
+    const std::string partition(reply->element[j]->str, reply->element[j]->len);
+    const std::string offset(reply->element[j + 1]->str, reply->element[j + 1]->len);
+    try {
+      out[static_cast<std::int32_t>(std::stol(partition))] = std::stoll(offset);
+    } catch (const std::exception&) {
+    }
+  }
+  return out;
+}
 
 // Counts one use of each key that has metadata (never creates metadata for absent rows).
 constexpr const char* kTouchCountScript = R"lua(
@@ -543,20 +559,11 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     client_->run(batch, RetryPolicy::kWrite);
     HPS_EXPECTS(c.ok() && c.reply->type == REDIS_REPLY_ARRAY, IOError, "redis_cluster: cannot read the update offsets "
                 "applied into table '", tag_, "' (", offsets_key_, " on ", c.node, ", slot ", marker_slot_, "): ", c.what());
-    std::map<std::int32_t, std::int64_t> out;
-    for (std::size_t j = 0; j + 1 < c.reply->elements; j += 2) {
-      const std::string partition(c.reply->element[j]->str, c.reply->element[j]->len);
-      const std::string offset(c.reply->element[j + 1]->str, c.reply->element[j + 1]->len);
-      try {
-        out[static_cast<std::int32_t>(std::stol(partition))] = std::stoll(offset);
-      } catch (const std::exception&) {  // not written by hps: ignored, as rows of another dim are
-      }
-    }
-    return out;
+    return parse_offsets(c.reply);
   }
 
-  void record_applied_offsets(const std::map<std::int32_t, std::int64_t>& next) override {
-    if (next.empty()) return;
+  std::map<std::int32_t, std::int64_t> record_applied_offsets(const std::map<std::int32_t, std::int64_t>& next) override {
+    if (next.empty()) return applied_offsets();
     std::vector<std::string> text;  // the command borrows its arguments until run() returns
     text.reserve(2 * next.size());
     for (const auto& [partition, offset] : next) {
@@ -568,7 +575,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
       std::lock_guard<std::mutex> lock(load_mu_);
       marker = progress_marker_;
     }
-    if (marker.empty()) return;  // no load of this server's to record against
+    if (marker.empty()) return {};  // no load of this server's to record against
     Batch batch;
     Command& c = batch.add(marker_slot_);
     c.arg("EVAL", 4);
@@ -579,8 +586,10 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     c.arg(marker);
     for (const std::string& t : text) c.arg(t);
     client_->run(batch, RetryPolicy::kWrite);
-    HPS_EXPECTS(c.ok(), IOError, "redis_cluster: cannot record the update offsets applied into table '", tag_, "' (",
-                offsets_key_, " on ", c.node, ", slot ", marker_slot_, "): ", c.what());
+    HPS_EXPECTS(c.ok() && c.reply->type == REDIS_REPLY_ARRAY, IOError, "redis_cluster: cannot record the update "
+                "offsets applied into table '", tag_, "' (", offsets_key_, " on ", c.node, ", slot ", marker_slot_, "): ",
+                c.what());
+    return parse_offsets(c.reply);
   }
 
   ~RedisClusterTierImpl() override {
