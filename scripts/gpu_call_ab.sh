@@ -40,7 +40,7 @@ overhead="benchmarks/profile_call_overhead.py --rows 4000000 --calls 200 --no-tr
 BENCH=${HPS_GPU_AB_BENCH:-"$overhead --dim 128 --batch 26624; $overhead --dim 64 --batch 26624"}
 JOBS=$(( ($(nproc) + 1) / 2 ))
 export PYTHONUNBUFFERED=1 HPS_PROGRESS=0
-mkdir -p "$OUT_DIR"
+mkdir -p "$OUT_DIR" && OUT_DIR=$(cd "$OUT_DIR" && pwd)  # absolute: each side runs from its own tree
 
 build_tree() {  # build_tree TREE SIDE: the package into $OUT_DIR/site-SIDE, its build (and tests) in build-SIDE
   python3 -m pip install --no-build-isolation --no-deps --upgrade --target "$OUT_DIR/site-$2" \
