@@ -22,25 +22,19 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-if [[ ${1:-} == --prepare ]]; then
-  rev=${2:?usage: scripts/gpu_call_ab.sh --prepare REV}
-  dest="$ROOT/build/ab-call/$rev"
-  rm -rf "$dest" && mkdir -p "$dest"
-  git -C "$ROOT" archive "$rev" | tar -x -C "$dest" || exit 1
-  echo "$dest (carry build/ab-call/$rev)"
-  exit 0
-fi
+# shellcheck source=scripts/ab_common.sh
+source "$ROOT/scripts/ab_common.sh"
+[[ ${1:-} == --prepare ]] && ab_prepare gpu_call_ab.sh ab-call "${2:-}"
 
 OLD=$(cd "${1:?usage: scripts/gpu_call_ab.sh build/ab-call/REV [ROUNDS] [OUT_DIR]}" && pwd) || exit 1
 ROUNDS=${2:-2}
-OUT_DIR=${3:-${OUT:-$ROOT/build/gpu-call-ab}}
+OUT_DIR=$(ab_out_dir "${3:-${OUT:-$ROOT/build/gpu-call-ab}}") || exit 1
 ARCH=${HPS_GPU_ARCH:-90}
 TESTS=${HPS_GPU_AB_TESTS-"GpuHostTier|GpuCache"}
 overhead="benchmarks/profile_call_overhead.py --rows 4000000 --calls 200 --no-trace"
 BENCH=${HPS_GPU_AB_BENCH:-"$overhead --dim 128 --batch 26624; $overhead --dim 64 --batch 26624"}
 JOBS=$(( ($(nproc) + 1) / 2 ))
 export PYTHONUNBUFFERED=1 HPS_PROGRESS=0
-mkdir -p "$OUT_DIR" && OUT_DIR=$(cd "$OUT_DIR" && pwd)  # absolute: each side runs from its own tree
 
 build_tree() {  # build_tree TREE SIDE: the package into $OUT_DIR/site-SIDE, its build (and tests) in build-SIDE
   python3 -m pip install --no-build-isolation --no-deps --upgrade --target "$OUT_DIR/site-$2" \

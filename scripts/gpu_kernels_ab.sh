@@ -17,21 +17,15 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-if [[ ${1:-} == --prepare ]]; then
-  rev=${2:?usage: scripts/gpu_kernels_ab.sh --prepare REV}
-  dest="$ROOT/build/ab/$rev"
-  rm -rf "$dest" && mkdir -p "$dest"
-  git -C "$ROOT" archive "$rev" core scripts tests/cpp/gpu benchmarks/gpu_cache_kernels.cu | tar -x -C "$dest" || exit 1
-  echo "$dest (carry build/ab/$rev)"
-  exit 0
-fi
+# shellcheck source=scripts/ab_common.sh
+source "$ROOT/scripts/ab_common.sh"
+[[ ${1:-} == --prepare ]] && ab_prepare gpu_kernels_ab.sh ab "${2:-}" core scripts tests/cpp/gpu benchmarks/gpu_cache_kernels.cu
 
 OLD=$(cd "${1:?usage: scripts/gpu_kernels_ab.sh build/ab/REV [ROUNDS] [OUT_DIR]}" && pwd) || exit 1
 ROUNDS=${2:-2}
-OUT_DIR=${3:-${OUT:-$ROOT/build/gpu-ab}}
+OUT_DIR=$(ab_out_dir "${3:-${OUT:-$ROOT/build/gpu-ab}}") || exit 1
 ARGS=${HPS_GPU_AB_ARGS:-"--quick --no-hit-rates"}
 JOBS=$(( ($(nproc) + 1) / 2 ))
-mkdir -p "$OUT_DIR"
 
 build_tree() {  # build_tree TREE NAME
   (cd "$1" && HPS_GPU_ARCHS=${HPS_GPU_ARCHS:-90} HPS_GPU_JOBS=$JOBS HPS_GPU_BUILD_DIR="$OUT_DIR/build-$2" \

@@ -126,6 +126,16 @@ end
 return redis.call('HGETALL', KEYS[1])
 )lua";
 
+// Adds an EVAL of `script` on `slot` taking `key_count` keys (as text); the caller adds the keys,
+// then the script's arguments.
+Command& add_eval(Batch& batch, std::uint16_t slot, const char* script, const char* key_count) {
+  Command& c = batch.add(slot);
+  c.arg("EVAL", 4);
+  c.arg(script, std::strlen(script));
+  c.arg(key_count, std::strlen(key_count));
+  return c;
+}
+
 // The offsets record of an HGETALL reply (partition / offset pairs as decimal text); fields not
 // written by hps are ignored, as rows of another dim are.
 std::map<std::int32_t, std::int64_t> parse_offsets(const redisReply* reply) {
@@ -351,10 +361,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
       for (std::size_t first = g.begin[p]; first < g.begin[p + 1]; first += max_batch_) {
         const std::size_t last = std::min(first + max_batch_, g.begin[p + 1]);
         commands.emplace_back(batch.size(), p);
-        Command& c = batch.add(slots_[p]);
-        c.arg("EVAL", 4);
-        c.arg(kInsertIfAbsentScript, std::strlen(kInsertIfAbsentScript));
-        c.arg("2", 1);
+        Command& c = add_eval(batch, slots_[p], kInsertIfAbsentScript, "2");
         c.arg(value_keys_[p]);
         c.arg(meta_keys_[p]);
         c.arg(mode, 1);
@@ -564,23 +571,20 @@ class RedisClusterTierImpl final : public RedisClusterTier {
 
   std::map<std::int32_t, std::int64_t> record_applied_offsets(const std::map<std::int32_t, std::int64_t>& next) override {
     if (next.empty()) return applied_offsets();
-    std::vector<std::string> text;  // the command borrows its arguments until run() returns
-    text.reserve(2 * next.size());
-    for (const auto& [partition, offset] : next) {
-      text.push_back(std::to_string(partition));
-      text.push_back(std::to_string(offset));
-    }
     std::string marker;
     {
       std::lock_guard<std::mutex> lock(load_mu_);
       marker = progress_marker_;
     }
     if (marker.empty()) return {};  // no load of this server's to record against
+    std::vector<std::string> text;  // the command borrows its arguments until run() returns
+    text.reserve(2 * next.size());
+    for (const auto& [partition, offset] : next) {
+      text.push_back(std::to_string(partition));
+      text.push_back(std::to_string(offset));
+    }
     Batch batch;
-    Command& c = batch.add(marker_slot_);
-    c.arg("EVAL", 4);
-    c.arg(kRecordOffsetsScript, std::strlen(kRecordOffsetsScript));
-    c.arg("2", 1);
+    Command& c = add_eval(batch, marker_slot_, kRecordOffsetsScript, "2");
     c.arg(offsets_key_);
     c.arg(marker_key_);
     c.arg(marker);
@@ -620,8 +624,8 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   // Access metadata for the keys a lookup asked for (only keys that have metadata change).
   void add_touch(Batch& batch, std::size_t p, const std::int64_t* keys, const std::size_t* order, std::size_t count,
                  const std::string& now) {
-    Command& c = batch.add(slots_[p]);
     if (policy_ == OverflowPolicy::kEvictOldest) {
+      Command& c = batch.add(slots_[p]);
       c.arg("ZADD", 4);
       c.arg(meta_keys_[p]);
       c.arg("XX", 2);
@@ -631,9 +635,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
         c.arg(&keys[order[j]], 8);
       }
     } else {
-      c.arg("EVAL", 4);
-      c.arg(kTouchCountScript, std::strlen(kTouchCountScript));
-      c.arg("1", 1);
+      Command& c = add_eval(batch, slots_[p], kTouchCountScript, "1");
       c.arg(meta_keys_[p]);
       for (std::size_t j = 0; j < count; ++j) c.arg(&keys[order[j]], 8);
     }
@@ -760,10 +762,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     }
     if (token.empty()) return;
     Batch batch;
-    Command& c = batch.add(marker_slot_);
-    c.arg("EVAL", 4);
-    c.arg(kUnlockScript, std::strlen(kUnlockScript));
-    c.arg("1", 1);
+    Command& c = add_eval(batch, marker_slot_, kUnlockScript, "1");
     c.arg(lock_key_);
     c.arg(token);
     client_->run(batch, RetryPolicy::kWrite);
@@ -865,10 +864,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
   // A call of kWriteWithinMarginScript on partition p (`first` outlives the batch); the caller adds
   // the keys or key/row pairs.
   Command& add_room_script(Batch& batch, std::size_t p, const std::string& first) {
-    Command& c = batch.add(slots_[p]);
-    c.arg("EVAL", 4);
-    c.arg(kWriteWithinMarginScript, std::strlen(kWriteWithinMarginScript));
-    c.arg("1", 1);
+    Command& c = add_eval(batch, slots_[p], kWriteWithinMarginScript, "1");
     c.arg(value_keys_[p]);
     c.arg(first);
     return c;
@@ -895,10 +891,7 @@ class RedisClusterTierImpl final : public RedisClusterTier {
     while (!todo.empty()) {
       Batch batch;
       for (std::size_t p : todo) {
-        Command& c = batch.add(slots_[p]);
-        c.arg("EVAL", 4);
-        c.arg(kEvictScript, std::strlen(kEvictScript));
-        c.arg("2", 1);
+        Command& c = add_eval(batch, slots_[p], kEvictScript, "2");
         c.arg(value_keys_[p]);
         c.arg(meta_keys_[p]);
         c.arg(target);
