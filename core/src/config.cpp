@@ -1036,8 +1036,10 @@ const Fields<ModelConfig>& model_fields() {
            "the host path. The environment variable HPS_GPU_VISIBLE_HOST_TIER=0 also turns it off."),
       bind("host_tier_index_hbm_share", &M::host_tier_index_hbm_share, number(interval(0, true, 1, false)),
            "Most of each GPU's memory that one table's index of the CPU-memory hash map may take "
-           "(16 bytes per entry, about 34 bytes per row). A table whose index would not fit serves "
-           "its misses through the host, with a warning."),
+           "(16 bytes per entry, about 34 bytes per row; as the table grows the index grows, its "
+           "generations together within this share). A table whose index would not fit serves "
+           "its misses through the host, with a warning; one that outgrows it serves the keys "
+           "added beyond it through the host, with a warning."),
       bind("cache_refresh_percentage_per_iteration", &M::cache_refresh_percentage_per_iteration,
            number(interval(0, false, 1, false)),
            "Share of the dynamic GPU cache that one refresh step re-reads from the tiers below."),

@@ -65,7 +65,8 @@ def _gpu_plan(model: dict, t: int, dim: int, rows: int, hash_map: Optional[dict]
     capacity = _core.gpu_cache_capacity(is_static, model["gpucacheper"], rows)
     cache = (_core.static_gpu_cache_size if is_static else _core.dynamic_gpu_cache_size)(capacity, dim, fp16)
     # A dynamic cache indexes a GPU-visible hash map on the device, sized by its rows after the load
-    # (attach_host_tier), when it fits in host_tier_index_hbm_share of the device's memory.
+    # (attach_host_tier), when it fits in host_tier_index_hbm_share of the device's memory. Planned at
+    # that size: the index grows later only as updates add keys, within the same share.
     index = None
     if (not is_static and model["gpu_visible_host_tier"] and hash_map is not None
             and not _core.gpu_visible_host_tier_switched_off()):

@@ -98,6 +98,18 @@ __device__ __forceinline__ void store_relaxed_u64(void* address, std::uint64_t v
   asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(address), "l"(v) : "memory");
 }
 
+/// A pointer published by one kernel for kernels of other streams: what the publisher wrote before
+/// its release store is visible after an acquire load that sees it.
+__device__ __forceinline__ std::uint64_t load_acquire_u64(const void* address) {
+  std::uint64_t v;
+  asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(address) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ void store_release_u64(void* address, std::uint64_t v) {
+  asm volatile("st.release.gpu.global.u64 [%0], %1;" ::"l"(address), "l"(v) : "memory");
+}
+
 /// Orders every earlier memory access of this thread before every later one, at GPU scope: the
 /// seqlock's fence between the row accesses and the version word.
 __device__ __forceinline__ void fence_gpu() { asm volatile("fence.acq_rel.gpu;" ::: "memory"); }

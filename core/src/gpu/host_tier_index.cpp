@@ -13,7 +13,7 @@
 namespace hps::cuda {
 
 namespace {
-constexpr double kMaxIndexLoad = 0.85;  // beyond it adds are dropped (the index becomes incomplete)
+constexpr double kMaxIndexLoad = 0.85;  // beyond it the index grows (or, where it may not, adds are dropped)
 // A sweep (launch_tier_sweep) after this share of the slots were removed since the last one. Without
 // sweeps, a tier whose keys come and go (evictions, Kafka's new keys) turns the index's empty slots
 // into tombstones until every probe runs round the whole index: at 0.7 live entries per slot, a
@@ -27,7 +27,7 @@ void warn_incomplete_once() {
   if (warned.exchange(true)) return;
   std::fprintf(stderr,
                "hps: warning: a host-tier index on the GPU is full; keys it cannot hold are served through the "
-               "host (correct, slower). Raise host_tier_index_hbm_share or restart to size it anew.\n");
+               "host (correct, slower). Raise host_tier_index_hbm_share so that it can grow.\n");
 }
 }  // namespace
 
@@ -57,7 +57,7 @@ std::unique_ptr<HostTierIndex> HostTierIndex::create(int device, std::shared_ptr
   }
   std::unique_ptr<HostTierIndex> index;
   try {
-    index.reset(new HostTierIndex(device, std::move(tier), last_tier, slots, default_value, sm_count));
+    index.reset(new HostTierIndex(device, std::move(tier), last_tier, slots, hbm_bytes, default_value, sm_count));
   } catch (const OutOfMemory& e) {
     *why_not = std::string("the host-tier index could not be allocated: ") + e.what();
     return nullptr;
@@ -74,13 +74,16 @@ std::unique_ptr<HostTierIndex> HostTierIndex::create(int device, std::shared_ptr
 }
 
 HostTierIndex::HostTierIndex(int device, std::shared_ptr<HashMapTier> tier, bool last_tier, std::uint64_t slots,
-                             float default_value, int sm_count)
-    : device_(device), tier_(std::move(tier)), last_tier_(last_tier), sm_count_(sm_count) {
-  entries_ = DeviceAllocation(slots * sizeof(TierEntry), stream_.get());  // zeroed: every entry empty
+                             std::size_t hbm_budget, float default_value, int sm_count)
+    : device_(device), tier_(std::move(tier)), last_tier_(last_tier), sm_count_(sm_count), hbm_budget_(hbm_budget) {
   counters_ = DeviceAllocation(sizeof(TierCounters), stream_.get());
+  current_word_ = DeviceAllocation(sizeof(TierTable*), stream_.get());
+  generations_.push_back(allocate_generation(slots));
+  launch_tier_publish(static_cast<TierTable*>(generations_.back().descriptor.get()), current(),
+                      static_cast<const TierTable**>(current_word_.get()), stream_.get());
+  count_device_bytes();
   const RecordLayout layout = tier_->record_layout();
-  view_.entries = static_cast<TierEntry*>(entries_.get());
-  view_.slots = slots;
+  view_.current = static_cast<const TierTable* const*>(current_word_.get());
   view_.counters = static_cast<TierCounters*>(counters_.get());
   view_.record_bytes = static_cast<std::uint32_t>(layout.record_bytes);
   // The miss kernel reads a record as 8-byte pieces from its start: the key at byte 8, and 4-byte
@@ -93,6 +96,48 @@ HostTierIndex::HostTierIndex(int device, std::shared_ptr<HashMapTier> tier, bool
   view_.default_value = default_value;
   // Host wait (construction only): the zeroed index must be visible to lookups on any stream.
   HPS_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+}
+
+HostTierIndex::Generation HostTierIndex::allocate_generation(std::uint64_t slots) {
+  Generation generation;
+  generation.entries = DeviceAllocation(slots * sizeof(TierEntry), stream_.get());  // zeroed: every entry empty
+  generation.descriptor = DeviceAllocation(sizeof(TierTable), stream_.get());
+  generation.table = TierTable{static_cast<TierEntry*>(generation.entries.get()), slots};
+  return generation;
+}
+
+void HostTierIndex::count_device_bytes() {
+  std::size_t bytes = counters_.bytes() + current_word_.bytes() + staging_device_.bytes();
+  for (const Generation& g : generations_) bytes += g.entries.bytes() + g.descriptor.bytes();
+  device_bytes_.store(bytes, std::memory_order_relaxed);
+  slots_.store(current().slots, std::memory_order_relaxed);
+  generations_count_.store(generations_.size(), std::memory_order_relaxed);
+}
+
+bool HostTierIndex::make_room(std::int64_t adds) {
+  const TierTable from = current();
+  const auto limit = static_cast<std::int64_t>(kMaxIndexLoad * static_cast<double>(from.slots));
+  if (live_estimate_ + adds <= limit) return true;
+  const std::uint64_t slots = host_tier_index_grown_slots(from.slots, static_cast<std::size_t>(live_estimate_ + adds));
+  std::size_t entry_bytes = slots * sizeof(TierEntry);
+  for (const Generation& g : generations_) entry_bytes += g.entries.bytes();
+  if (entry_bytes > hbm_budget_) return false;
+  Generation next;
+  try {
+    next = allocate_generation(slots);
+  } catch (const OutOfMemory&) {
+    return false;
+  }
+  // On the applies' stream, after every earlier apply: the copy holds the index as the tier left
+  // it before this run. Published at once (lookups may use it before the run's adds land, as they
+  // may use the current generation before an apply lands: the tier call has not returned yet).
+  launch_tier_rehash(from, next.table, view_.counters, sm_count_, stream_.get());
+  launch_tier_publish(static_cast<TierTable*>(next.descriptor.get()), next.table,
+                      static_cast<const TierTable**>(current_word_.get()), stream_.get());
+  generations_.push_back(std::move(next));
+  removed_since_sweep_ = 0;  // the new generation has no tombstones
+  count_device_bytes();
+  return true;
 }
 
 HostTierIndex::~HostTierIndex() {
@@ -155,23 +200,23 @@ void HostTierIndex::flush() {
                                  stream));
   const auto* keys_device = staging_device_.as<std::int64_t>();
   const auto* records_device = reinterpret_cast<const std::uint64_t*>(staging_device_.as<char>() + key_bytes);
-  const auto max_live = static_cast<std::int64_t>(kMaxIndexLoad * static_cast<double>(view_.slots));
+  count_device_bytes();  // the staging buffer may have grown
   bool dropped = false;
   for (const Run& run : runs) {
     const auto count = static_cast<std::int64_t>(run.end - run.begin);
-    if (run.added && live_estimate_ + count > max_live) {
+    if (run.added && !make_room(count)) {
       // Full: this run's keys are not indexed, so "absent from the index" no longer proves absence.
       complete_.store(false, std::memory_order_release);
       dropped = true;
       continue;
     }
-    launch_tier_apply(view_, keys_device + run.begin, records_device + run.begin, run.end - run.begin, run.added,
-                      sm_count_, stream);
+    launch_tier_apply(current(), view_.counters, keys_device + run.begin, records_device + run.begin,
+                      run.end - run.begin, run.added, sm_count_, stream);
     live_estimate_ = run.added ? live_estimate_ + count : std::max<std::int64_t>(0, live_estimate_ - count);
     if (!run.added) removed_since_sweep_ += static_cast<std::uint64_t>(count);
   }
-  if (static_cast<double>(removed_since_sweep_) >= kSweepAfterRemovedShare * static_cast<double>(view_.slots)) {
-    launch_tier_sweep(view_, sm_count_, stream);
+  if (static_cast<double>(removed_since_sweep_) >= kSweepAfterRemovedShare * static_cast<double>(current().slots)) {
+    launch_tier_sweep(current(), view_.counters, sm_count_, stream);
     removed_since_sweep_ = 0;
   }
   TierCounters counters{};
@@ -188,8 +233,8 @@ void HostTierIndex::flush() {
 HostTierIndex::Census HostTierIndex::census() const {
   std::lock_guard apply(apply_mutex_);
   DeviceGuard guard(device_);
-  std::vector<TierEntry> entries(view_.slots);
-  HPS_CUDA_CHECK(cudaMemcpyAsync(entries.data(), view_.entries, entries.size() * sizeof(TierEntry),
+  std::vector<TierEntry> entries(current().slots);
+  HPS_CUDA_CHECK(cudaMemcpyAsync(entries.data(), current().entries, entries.size() * sizeof(TierEntry),
                                  cudaMemcpyDeviceToHost, stream_.get()));
   // Host wait (diagnostics only): on the index's own stream, after its last apply.
   HPS_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));

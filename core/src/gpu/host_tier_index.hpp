@@ -12,6 +12,15 @@
 // tombstones; after removals of 1/16 of the slots, a flush also sweeps away those that no probe
 // passes (launch_tier_sweep), so a tier whose keys come and go keeps short probes.
 //
+// Growth: a flush whose adds would fill the index past its load limit first builds a larger
+// generation beside the current one (launch_tier_rehash copies every live entry), applies its adds
+// there and publishes it in the view's current word, which the miss kernel reads when it runs; a
+// lookup that read the older generation asks the current one again before it calls a key absent
+// (host_tier_kernels.cu). Older generations are kept until the index is destroyed, since a lookup
+// on another stream may still read them; all generations together stay within the HBM share. If a
+// larger generation does not fit, the adds are dropped and the index becomes incomplete (keys it
+// lacks go to the host path, with a warning), as an index that may not grow.
+//
 // Threads: records_added/removed from tier writers under partition locks (queue mutex); flush
 // and census from any thread (one at a time applies, the others wait for it, so every caller returns after
 // its own notifications are applied); view() and the counters from lookups at any time.
@@ -37,7 +46,8 @@ class HostTierIndex final : public RecordListener {
  public:
   /// Builds the index of `tier` on `device` (current) and attaches it, or returns null and says
   /// why in *why_not: the device cannot use host pointers of registered memory, or the index would
-  /// take more than `hbm_share` of the device's memory, or the allocation failed. The tier must already be registered
+  /// take more than `hbm_share` of the device's memory (its generations together, as it grows), or
+  /// the allocation failed. The tier must already be registered
   /// (make_gpu_visible).
   static std::unique_ptr<HostTierIndex> create(int device, std::shared_ptr<HashMapTier> tier, bool last_tier,
                                                float default_value, double hbm_share, int sm_count,
@@ -54,11 +64,15 @@ class HostTierIndex final : public RecordListener {
   /// A key absent from the index is in no tier: the hash map is the table's last tier and no
   /// notification was ever dropped for want of room.
   bool absent_means_default() const { return last_tier_ && complete_.load(std::memory_order_acquire); }
-  std::size_t device_bytes() const { return entries_.bytes() + counters_.bytes() + staging_device_.bytes(); }
+  /// Every generation, the counters and the staging buffer.
+  std::size_t device_bytes() const { return device_bytes_.load(std::memory_order_relaxed); }
+  /// Entries of the current generation, and the generations built (1 until the index first grows).
+  std::uint64_t slots() const { return slots_.load(std::memory_order_relaxed); }
+  std::size_t generations() const { return generations_count_.load(std::memory_order_relaxed); }
   /// Device counters (host wait on the index's own stream only).
   TierCounters counters() const;
-  /// The entries by state, counted on the host from a copy of the whole index (diagnostics and
-  /// tests: it waits for the index's stream and copies every entry).
+  /// The current generation's entries by state, counted on the host from a copy of them
+  /// (diagnostics and tests: it waits for the index's stream and copies every entry).
   struct Census {
     std::uint64_t empty = 0, tombstones = 0, live = 0;
   };
@@ -66,8 +80,21 @@ class HostTierIndex final : public RecordListener {
 
  private:
   HostTierIndex(int device, std::shared_ptr<HashMapTier> tier, bool last_tier, std::uint64_t slots,
-                float default_value, int sm_count);
+                std::size_t hbm_budget, float default_value, int sm_count);
   void queue(bool added, const std::int64_t* keys, const void* const* records, std::size_t n);
+
+  /// One generation of entries and its descriptor (HBM).
+  struct Generation {
+    DeviceAllocation entries, descriptor;
+    TierTable table;
+  };
+  /// Allocates a generation of `slots` empty entries, or throws OutOfMemory.
+  Generation allocate_generation(std::uint64_t slots);
+  /// Makes room for `adds` more keys (apply_mutex_ held): builds and publishes a larger generation
+  /// when they would pass the load limit. False: there is no room and none could be made.
+  bool make_room(std::int64_t adds);
+  const TierTable& current() const { return generations_.back().table; }
+  void count_device_bytes();
 
   struct Run {
     bool added;
@@ -78,9 +105,14 @@ class HostTierIndex final : public RecordListener {
   std::shared_ptr<HashMapTier> tier_;
   bool last_tier_;
   int sm_count_;
+  std::size_t hbm_budget_;  // bytes all generations together may take (host_tier_index_hbm_share)
   Stream stream_;
-  DeviceAllocation entries_, counters_;
+  DeviceAllocation counters_, current_word_;
+  std::vector<Generation> generations_;  // the last is current (apply_mutex_; only flush adds one)
   HostTierView view_;
+  std::atomic<std::size_t> device_bytes_{0};
+  std::atomic<std::uint64_t> slots_{0};
+  std::atomic<std::size_t> generations_count_{0};
   std::atomic<bool> complete_{true};
   std::atomic<bool> attached_{false};
   std::int64_t live_estimate_ = 0;  // adds - removes applied (apply_mutex_)

@@ -56,10 +56,10 @@ constexpr unsigned kProbeWindow = kLanes < 8 ? kLanes : 8;
 /// record whose key the reader checks; a claimed entry is skipped (its add is still in progress).
 /// Group-uniform: every lane of the group calls it and gets the same answer.
 template <int kLanes>
-__device__ std::uint64_t find_record(const HostTierView& view, std::int64_t key, unsigned rank,
+__device__ std::uint64_t find_record(const TierTable& table, std::int64_t key, unsigned rank,
                                      std::uint32_t group_mask) {
   constexpr unsigned kWindow = kProbeWindow<kLanes>;
-  const std::uint64_t slots = view.slots;
+  const std::uint64_t slots = table.slots;
   const std::uint64_t home = home_of(key, slots);
   for (std::uint64_t step = 0; step < slots; step += kWindow) {
     bool ends = false;
@@ -67,7 +67,7 @@ __device__ std::uint64_t find_record(const HostTierView& view, std::int64_t key,
     if (rank < kWindow && step + rank < slots) {
       std::uint64_t s = home + step + rank;  // < 2 x slots
       if (s >= slots) s -= slots;
-      const TierEntry e = load_entry(view.entries + s);
+      const TierEntry e = load_entry(table.entries + s);
       const bool holds_key = e.record >= kTierFirstAddress && e.key == key;
       ends = holds_key || e.record == kTierEmpty;
       record = holds_key ? e.record : 0;
@@ -78,67 +78,109 @@ __device__ std::uint64_t find_record(const HostTierView& view, std::int64_t key,
   return 0;
 }
 
-__global__ void tier_add_kernel(const HostTierView view, const std::int64_t* keys, const std::uint64_t* records,
-                                std::uint64_t n) {
-  for (std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
-    const std::int64_t key = keys[i];
-    const std::uint64_t record = records[i];
-    bool done = false;
-    for (int attempt = 0; attempt < 64 && !done; ++attempt) {
-      std::uint64_t s = home_of(key, view.slots);
-      std::uint64_t target = ~0ull, expected = kTierEmpty, first_tombstone = ~0ull;
-      bool overwritten = false;
-      for (std::uint64_t probes = 0; probes < view.slots; ++probes) {
-        const TierEntry e = load_entry(view.entries + s);
-        if (e.record == kTierEmpty) {
-          target = s;
-          break;
-        }
-        if (e.record == kTierTombstone) {
-          if (first_tombstone == ~0ull) first_tombstone = s;
-        } else if (e.record >= kTierFirstAddress && e.key == key) {
-          // The key is there already (its removal did not match): point it at the new record.
-          atomicExch(reinterpret_cast<unsigned long long*>(&view.entries[s].record), record);
-          overwritten = true;
-          break;
-        }
-        s = next_slot(s, view.slots);
-      }
-      if (overwritten) {
-        done = true;
+/// Points `key` at `record` in `table`: the key's own entry if it has one (its removal did not
+/// match), else the first tombstone or empty entry of its probe, claimed with a CAS. False: full.
+__device__ bool add_entry(const TierTable& table, std::int64_t key, std::uint64_t record) {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    std::uint64_t s = home_of(key, table.slots);
+    std::uint64_t target = ~0ull, expected = kTierEmpty, first_tombstone = ~0ull;
+    for (std::uint64_t probes = 0; probes < table.slots; ++probes) {
+      const TierEntry e = load_entry(table.entries + s);
+      if (e.record == kTierEmpty) {
+        target = s;
         break;
       }
-      // Reuse the first tombstone of the chain (the key is in none of its entries: the scan
-      // reached an empty entry, or went all round).
-      if (first_tombstone != ~0ull) target = first_tombstone, expected = kTierTombstone;
-      if (target == ~0ull) break;  // full
-      auto* word = reinterpret_cast<unsigned long long*>(&view.entries[target].record);
-      if (atomicCAS(word, expected, kTierClaimed) != expected) continue;  // another adder took it: rescan
-      store_relaxed_u64(&view.entries[target].key, static_cast<std::uint64_t>(key));
-      __threadfence();  // the key before the address: a reader that sees the address sees the key
-      store_relaxed_u64(&view.entries[target].record, record);
-      done = true;
+      if (e.record == kTierTombstone) {
+        if (first_tombstone == ~0ull) first_tombstone = s;
+      } else if (e.record >= kTierFirstAddress && e.key == key) {
+        // The key is there already (its removal did not match): point it at the new record.
+        atomicExch(reinterpret_cast<unsigned long long*>(&table.entries[s].record), record);
+        return true;
+      }
+      s = next_slot(s, table.slots);
     }
-    if (!done) atomicAdd(&view.counters->failed_adds, 1ull);
+    // Reuse the first tombstone of the chain (the key is in none of its entries: the scan
+    // reached an empty entry, or went all round).
+    if (first_tombstone != ~0ull) target = first_tombstone, expected = kTierTombstone;
+    if (target == ~0ull) return false;  // full
+    auto* word = reinterpret_cast<unsigned long long*>(&table.entries[target].record);
+    if (atomicCAS(word, expected, kTierClaimed) != expected) continue;  // another adder took it: rescan
+    store_relaxed_u64(&table.entries[target].key, static_cast<std::uint64_t>(key));
+    __threadfence();  // the key before the address: a reader that sees the address sees the key
+    store_relaxed_u64(&table.entries[target].record, record);
+    return true;
+  }
+  return false;
+}
+
+__global__ void tier_add_kernel(const TierTable table, TierCounters* counters, const std::int64_t* keys,
+                                const std::uint64_t* records, std::uint64_t n) {
+  for (std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
+    if (!add_entry(table, keys[i], records[i])) atomicAdd(&counters->failed_adds, 1ull);
   }
 }
 
-__global__ void tier_remove_kernel(const HostTierView view, const std::int64_t* keys, const std::uint64_t* records,
+/// Every live entry of `from` into `to` (empty, larger): the index's next generation.
+__global__ void tier_rehash_kernel(const TierTable from, const TierTable to, TierCounters* counters) {
+  for (std::uint64_t s = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; s < from.slots;
+       s += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
+    const TierEntry e = load_entry(from.entries + s);
+    if (e.record >= kTierFirstAddress && !add_entry(to, e.key, e.record)) atomicAdd(&counters->failed_adds, 1ull);
+  }
+}
+
+/// Writes the new generation's descriptor, then (release) its address into the current word.
+__global__ void tier_publish_kernel(TierTable* descriptor, const TierTable table, const TierTable** current) {
+  *descriptor = table;
+  store_release_u64(current, reinterpret_cast<std::uint64_t>(descriptor));
+}
+
+/// The generation the lookup reads: the group's first lane loads the current word (acquire) and the
+/// descriptor it names, and shares both (group-uniform; the other lanes read nothing).
+__device__ __forceinline__ TierTable current_table(const HostTierView& view, std::uint32_t group_mask, int group_base,
+                                                   const TierTable** generation) {
+  unsigned long long address = 0, entries = 0, slots = 0;
+  if ((threadIdx.x % 32) == static_cast<unsigned>(group_base)) {
+    address = load_acquire_u64(view.current);
+    const uint4 v = load_relaxed_v4(reinterpret_cast<const void*>(address));
+    entries = (static_cast<unsigned long long>(v.y) << 32) | v.x;
+    slots = (static_cast<unsigned long long>(v.w) << 32) | v.z;
+  }
+  *generation = reinterpret_cast<const TierTable*>(__shfl_sync(group_mask, address, group_base));
+  return TierTable{reinterpret_cast<TierEntry*>(__shfl_sync(group_mask, entries, group_base)),
+                   __shfl_sync(group_mask, slots, group_base)};
+}
+
+/// Whether the index grew since the group loaded *generation; if so, loads the new one. An older
+/// generation no longer receives the tier's changes, so a key absent there, or whose record it
+/// names is dead, is asked again in the current one before it is called absent (generations
+/// never come back, so this ends). A row found in any generation is right: the record's header
+/// and key say it is live with that key when it is read.
+__device__ __forceinline__ bool newer_generation(const HostTierView& view, std::uint32_t group_mask, int group_base,
+                                                 const TierTable** generation, TierTable* table) {
+  const TierTable* seen = *generation;
+  const TierTable now = current_table(view, group_mask, group_base, generation);
+  if (*generation == seen) return false;
+  *table = now;
+  return true;
+}
+
+__global__ void tier_remove_kernel(const TierTable table, const std::int64_t* keys, const std::uint64_t* records,
                                    std::uint64_t n) {
   for (std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
     const std::int64_t key = keys[i];
-    std::uint64_t s = home_of(key, view.slots);
-    for (std::uint64_t probes = 0; probes < view.slots; ++probes) {
-      const TierEntry e = load_entry(view.entries + s);
+    std::uint64_t s = home_of(key, table.slots);
+    for (std::uint64_t probes = 0; probes < table.slots; ++probes) {
+      const TierEntry e = load_entry(table.entries + s);
       if (e.record == kTierEmpty) break;
       if (e.record >= kTierFirstAddress && e.key == key) {
         // Only the entry of that record: a later add of the key may have pointed it elsewhere.
-        atomicCAS(reinterpret_cast<unsigned long long*>(&view.entries[s].record), records[i], kTierTombstone);
+        atomicCAS(reinterpret_cast<unsigned long long*>(&table.entries[s].record), records[i], kTierTombstone);
         break;
       }
-      s = next_slot(s, view.slots);
+      s = next_slot(s, table.slots);
     }
   }
 }
@@ -150,12 +192,12 @@ __global__ void tier_remove_kernel(const HostTierView view, const std::int64_t* 
 // beyond that one whose probe passed t would have passed it too.
 constexpr std::uint64_t kLongestSweepWalk = 1 << 12;
 
-__global__ void tier_sweep_kernel(const HostTierView view) {
+__global__ void tier_sweep_kernel(const TierTable table, TierCounters* counters) {
   unsigned long long swept = 0;
-  const std::uint64_t slots = view.slots;
+  const std::uint64_t slots = table.slots;
   for (std::uint64_t t = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; t < slots;
        t += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
-    if (load_entry(view.entries + t).record != kTierTombstone) continue;
+    if (load_entry(table.entries + t).record != kTierTombstone) continue;
     bool passed = false;
     std::uint64_t j = next_slot(t, slots);
     for (std::uint64_t distance = 1; !passed; ++distance) {
@@ -163,7 +205,7 @@ __global__ void tier_sweep_kernel(const HostTierView view) {
         passed = true;  // keep t: a run this long is left as it is
         break;
       }
-      const TierEntry e = load_entry(view.entries + j);
+      const TierEntry e = load_entry(table.entries + j);
       if (e.record == kTierEmpty) break;
       if (e.record == kTierClaimed) {
         passed = true;  // no adder runs beside a sweep; keep t if one ever did
@@ -175,10 +217,10 @@ __global__ void tier_sweep_kernel(const HostTierView view) {
       j = next_slot(j, slots);
     }
     if (passed) continue;
-    auto* word = reinterpret_cast<unsigned long long*>(&view.entries[t].record);
+    auto* word = reinterpret_cast<unsigned long long*>(&table.entries[t].record);
     swept += atomicCAS(word, kTierTombstone, kTierEmpty) == kTierTombstone ? 1 : 0;
   }
-  if (swept != 0) atomicAdd(&view.counters->swept, swept);
+  if (swept != 0) atomicAdd(&counters->swept, swept);
 }
 
 enum class Outcome { kFound, kAbsent, kLeft };
@@ -224,6 +266,9 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
   const std::uint32_t dim = view.dim;
   const Share share(view);
   const int attempts = sink.absent_is_default ? kPatientAttempts : kAttempts;
+  if (group >= misses) return;  // the whole group: nothing to read (most groups of a call with few misses)
+  const TierTable* generation = nullptr;
+  TierTable table = current_table(view, group_mask, group_base, &generation);
 
   for (std::uint64_t i = group; i < misses; i += groups) {
     const std::int64_t key = sink.miss_keys[i];
@@ -232,7 +277,8 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
     Outcome outcome = Outcome::kLeft;
     for (int attempt = 0; attempt < attempts; ++attempt) {
       // The group probes the index together; all lanes then read the same record (group-uniform).
-      const std::uint64_t record = find_record<kLanes>(view, key, rank, group_mask);
+      const std::uint64_t record = find_record<kLanes>(table, key, rank, group_mask);
+      if (record == 0 && newer_generation(view, group_mask, group_base, &generation, &table)) continue;
       if (record == 0) {
         outcome = Outcome::kAbsent;
         break;
@@ -283,6 +329,7 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
         outcome = Outcome::kFound;
         break;
       }
+      if (whole && newer_generation(view, group_mask, group_base, &generation, &table)) continue;
       if (whole) {
         // Dead, or reused by another key: this key was removed from the record after the index
         // was read, and its removal from the index is still on its way (the tier call that
@@ -365,21 +412,34 @@ void launch_lookup_for_dim(const HostTierView& view, bool half, const TierSink& 
 
 }  // namespace
 
-void launch_tier_apply(const HostTierView& view, const std::int64_t* keys, const std::uint64_t* records, std::size_t n,
-                       bool add, int sm_count, cudaStream_t stream) {
+void launch_tier_apply(const TierTable& table, TierCounters* counters, const std::int64_t* keys,
+                       const std::uint64_t* records, std::size_t n, bool add, int sm_count, cudaStream_t stream) {
   if (n == 0) return;
   const unsigned blocks = grid_blocks(n, kApplyThreads, sm_count, 8);
   if (add) {
-    tier_add_kernel<<<blocks, kApplyThreads, 0, stream>>>(view, keys, records, n);
+    tier_add_kernel<<<blocks, kApplyThreads, 0, stream>>>(table, counters, keys, records, n);
   } else {
-    tier_remove_kernel<<<blocks, kApplyThreads, 0, stream>>>(view, keys, records, n);
+    tier_remove_kernel<<<blocks, kApplyThreads, 0, stream>>>(table, keys, records, n);
   }
   HPS_CUDA_CHECK_LAUNCH();
 }
 
-void launch_tier_sweep(const HostTierView& view, int sm_count, cudaStream_t stream) {
-  const unsigned blocks = grid_blocks(view.slots, kApplyThreads, sm_count, 8);
-  tier_sweep_kernel<<<blocks, kApplyThreads, 0, stream>>>(view);
+void launch_tier_sweep(const TierTable& table, TierCounters* counters, int sm_count, cudaStream_t stream) {
+  const unsigned blocks = grid_blocks(table.slots, kApplyThreads, sm_count, 8);
+  tier_sweep_kernel<<<blocks, kApplyThreads, 0, stream>>>(table, counters);
+  HPS_CUDA_CHECK_LAUNCH();
+}
+
+void launch_tier_rehash(const TierTable& from, const TierTable& to, TierCounters* counters, int sm_count,
+                        cudaStream_t stream) {
+  const unsigned blocks = grid_blocks(from.slots, kApplyThreads, sm_count, 8);
+  tier_rehash_kernel<<<blocks, kApplyThreads, 0, stream>>>(from, to, counters);
+  HPS_CUDA_CHECK_LAUNCH();
+}
+
+void launch_tier_publish(TierTable* descriptor, const TierTable& table, const TierTable** current,
+                         cudaStream_t stream) {
+  tier_publish_kernel<<<1, 1, 0, stream>>>(descriptor, table, current);
   HPS_CUDA_CHECK_LAUNCH();
 }
 

@@ -168,9 +168,19 @@ struct TierCounters {
   unsigned long long swept;            ///< tombstones the sweeps emptied
 };
 
-struct HostTierView {
+/// One generation of the index: its entries and their number. The index grows by building a larger
+/// generation beside the current one and publishing it (host_tier_index.hpp); a generation's
+/// descriptor (in HBM) never changes once published, and a generation is freed only with the index.
+struct alignas(16) TierTable {
   TierEntry* entries = nullptr;
   std::uint64_t slots = 0;
+};
+
+struct HostTierView {
+  /// A device word holding the address of the current generation's TierTable (in HBM). The miss
+  /// kernel reads it when it runs, so a lookup captured in a CUDA graph before the index grew
+  /// reads the grown one when replayed.
+  const TierTable* const* current = nullptr;
   TierCounters* counters = nullptr;
   std::uint32_t record_bytes = 0;  ///< records start at page starts plus multiples of it (row alignment)
   std::uint32_t row_offset = 16;

@@ -282,7 +282,7 @@ TEST(GpuHostTier, IndexKeepsEmptySlotsWhileKeysComeAndGo) {
   link.hbm_share = 0.1;
   ASSERT_TRUE(cache->attach_host_tier(link, &why)) << why;
 
-  const std::uint64_t slots = index->view().slots;
+  const std::uint64_t slots = index->slots();
   const auto fresh = index->census();
   EXPECT_EQ(fresh.live, tier->size());
   std::uint64_t fewest_empty = fresh.empty;
@@ -417,6 +417,118 @@ TEST(GpuHostTier, IndexTooBigFallsBackToTheHostPath) {
   EXPECT_EQ(s.cache->host_tier_rows_served(), 0u);
 }
 
+// A tier that grows past its index through writes (Kafka adding keys): with room in the HBM share
+// the index grows (a larger generation, every key in it once, nothing left to the host, and a graph
+// captured before the growth reads the grown index when replayed); without room it stops taking
+// keys, and the keys it lacks are served through the host, still equal to the CPU tier.
+void index_grows_with_the_tier(bool room) {
+  constexpr std::size_t kDim = 32, kRows = 20000, kAdded = 200000, kN = 8192;
+  std::size_t free_bytes = 0, total_bytes = 0;
+  cuda_ok(cudaMemGetInfo(&free_bytes, &total_bytes), "memory info");
+  // The first generation of 20,000 rows takes 2.2 MB; without room the share holds it and no more.
+  const double share = room ? 0.1 : 3e6 / static_cast<double>(total_bytes);
+  TierCache s = make_setup(kRows, kDim, CacheDtype::kFloat32, false, true, share);
+  int sm_count = 0;
+  cuda_ok(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, 0), "sm count");
+  std::string why;
+  auto index = hps::cuda::HostTierIndex::create(0, s.tier, true, kDefault, share, sm_count, &why);
+  ASSERT_NE(index, nullptr) << why;
+  const std::uint64_t first_slots = index->slots();
+  const std::size_t first_bytes = s.cache->host_tier_index_bytes();
+  EXPECT_EQ(index->generations(), 1u);
+
+  CountingResolver resolver{s.tier.get()};
+  TestStream stream;
+  const auto added = distinct_keys(kAdded, false, 555);
+  std::vector<std::int64_t> universe = s.keys;
+  universe.insert(universe.end(), added.begin(), added.end());
+  const auto absent = distinct_keys(2000, false, 556);
+  for (auto k : absent) universe.push_back(k ^ 3);
+  KeyStream zipf(universe, 1.05, 21);
+
+  // Captured before the tier grows (complete index, so the capture is allowed).
+  DeviceBytes d_keys(kN * sizeof(std::int64_t));
+  DeviceBytes d_out(kN * kDim * sizeof(float));
+  cudaGraphExec_t exec = nullptr;
+  if (room) {
+    const auto warm = zipf.draw(kN);
+    cuda_ok(cudaMemcpyAsync(d_keys.as(), warm.data(), kN * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream.get()),
+            "keys");
+    s.cache->lookup(d_keys.as(), KeyDtype::kInt64, true, kN, d_out.as<float>(), hps::StreamView::cuda(stream.get()),
+                    resolver.get(), {});
+    cuda_ok(cudaStreamSynchronize(stream.get()), "warm-up");
+    cudaGraph_t graph = nullptr;
+    cuda_ok(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeGlobal), "begin capture");
+    s.cache->lookup(d_keys.as(), KeyDtype::kInt64, true, kN, d_out.as<float>(), hps::StreamView::cuda(stream.get()),
+                    resolver.get(), {});
+    cuda_ok(cudaStreamEndCapture(stream.get(), &graph), "end capture");
+    cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+    cudaGraphDestroy(graph);
+  }
+
+  // The added keys arrive in batches, as updates do.
+  for (std::size_t begin = 0; begin < kAdded; begin += 10000) {
+    const std::vector<std::int64_t> batch(added.begin() + begin, added.begin() + begin + 10000);
+    const auto rows = rows_of(batch, kDim);
+    s.tier->insert(batch.data(), rows.data(), batch.size());
+  }
+  ASSERT_EQ(s.tier->size(), kRows + kAdded);
+
+  if (room) {
+    EXPECT_GE(index->generations(), 2u);
+    EXPECT_GE(index->slots(), 2 * first_slots);
+    EXPECT_TRUE(index->absent_means_default()) << "the grown index holds every key";
+    const auto census = index->census();
+    EXPECT_EQ(census.live, s.tier->size()) << "every key once in the current generation";
+    EXPECT_EQ(census.tombstones, 0u);
+    EXPECT_EQ(index->counters().failed_adds, 0u);
+    EXPECT_GT(s.cache->host_tier_index_bytes(), 2 * first_bytes) << "stats count every generation";
+  } else {
+    EXPECT_EQ(index->generations(), 1u);
+    EXPECT_EQ(index->slots(), first_slots);
+    EXPECT_FALSE(index->absent_means_default()) << "an index that may not grow is incomplete";
+    EXPECT_EQ(s.cache->host_tier_index_bytes(), first_bytes);
+  }
+
+  for (int call = 0; call < 6; ++call) {
+    const auto keys = zipf.draw(kN);
+    GpuLookupResult r;
+    const auto rows = run_lookup(*s.cache, keys, KeyDtype::kInt64, true, stream.get(), resolver.get(), &r);
+    ASSERT_TRUE(same_bits(rows, reference(*s.tier, keys, false), keys, kDim)) << "call " << call;
+  }
+  if (room) {
+    EXPECT_EQ(resolver.calls.load(), 0u) << "every added key was found on the device";
+    for (int replay = 0; replay < 3; ++replay) {
+      const auto keys = zipf.draw(kN);
+      cuda_ok(cudaMemcpyAsync(d_keys.as(), keys.data(), kN * sizeof(std::int64_t), cudaMemcpyHostToDevice,
+                              stream.get()),
+              "keys");
+      cuda_ok(cudaMemsetAsync(d_out.as(), 0xFF, kN * kDim * sizeof(float), stream.get()), "poison");
+      cuda_ok(cudaGraphLaunch(exec, stream.get()), "replay");
+      std::vector<float> rows(kN * kDim);
+      cuda_ok(cudaMemcpyAsync(rows.data(), d_out.as(), rows.size() * sizeof(float), cudaMemcpyDeviceToHost,
+                              stream.get()),
+              "out");
+      cuda_ok(cudaStreamSynchronize(stream.get()), "sync");
+      ASSERT_TRUE(same_bits(rows, reference(*s.tier, keys, false), keys, kDim)) << "replay " << replay;
+    }
+    cudaGraphExecDestroy(exec);
+  } else {
+    EXPECT_GT(resolver.keys.load(), 0u) << "keys the index lacks go through the host";
+  }
+  EXPECT_GT(s.cache->host_tier_rows_served(), 0u);
+}
+
+TEST(GpuHostTier, IndexGrowsWithTheTier) {
+  SKIP_WITHOUT_GPU();
+  index_grows_with_the_tier(true);
+}
+
+TEST(GpuHostTier, IndexWithoutRoomToGrowFallsBackToTheHostPath) {
+  SKIP_WITHOUT_GPU();
+  index_grows_with_the_tier(false);
+}
+
 // A lookup captured in a CUDA graph and replayed: each replay reads the key buffer as it is then
 // and answers every key as the CPU tier does now (also after an update between replays).
 // Captures that would need the host fail with InvalidArgument instead of hanging.
@@ -513,7 +625,13 @@ struct History {
   std::size_t ops;
 };
 
-void lookups_race_writes(bool evicting) {
+/// What the writer does besides updates and erases of the keys in play: nothing, overflow the hash
+/// map (evictions, with a tier below it), or add many keys not in play (the index grows, twice or
+/// more, while lookups read it).
+enum class Churn { kNone, kEvicting, kGrowing };
+
+void lookups_race_writes(Churn churn) {
+  const bool evicting = churn == Churn::kEvicting;
   constexpr std::size_t kDim = 32, kKeys = 4096, kOps = 400, kReaders = 4, kBatch = 8192;
   HashMapOptions options;
   options.num_partitions = 4;
@@ -556,6 +674,7 @@ void lookups_race_writes(bool evicting) {
   link.last_tier = !evicting;
   std::string why;
   ASSERT_TRUE(cache->attach_host_tier(link, &why)) << why;
+  const std::size_t index_bytes_before = cache->host_tier_index_bytes();
   std::atomic<std::uint64_t> epoch{0};  // the server's MutationScope: odd while a write runs
 
   std::atomic<bool> stop{false};
@@ -658,9 +777,10 @@ void lookups_race_writes(bool evicting) {
     }
     epoch.fetch_add(1, std::memory_order_acq_rel);
     for (auto key_index : idx) history.done[key_index].store(++op_of[key_index], std::memory_order_release);
-    if (evicting && step % 2 == 0) {
-      // New keys into the hash map (not in play): partitions overflow and evict main keys.
-      std::vector<std::int64_t> fillers(256);
+    if ((evicting && step % 2 == 0) || churn == Churn::kGrowing) {
+      // New keys into the hash map (not in play): partitions overflow and evict main keys, or the
+      // index grows to hold them.
+      std::vector<std::int64_t> fillers(evicting ? 256 : 1024);
       for (auto& f : fillers) f = filler++;
       std::vector<float> filler_rows(fillers.size() * kDim, 0.0f);
       tier->insert(fillers.data(), filler_rows.data(), fillers.size());
@@ -673,18 +793,27 @@ void lookups_race_writes(bool evicting) {
   EXPECT_GT(checked.load(), 0u);
   EXPECT_GT(cache->host_tier_rows_served(), 0u);
   if (evicting) EXPECT_GT(tier->evictions(), 0u);
+  if (churn == Churn::kGrowing) {
+    // 4,096 + 409,600 keys: the first generation held 87,040 at most; each growth at least doubles.
+    EXPECT_GT(cache->host_tier_index_bytes(), 4 * index_bytes_before) << "the index did not grow twice";
+  }
   ::testing::Test::RecordProperty("rows_checked", std::to_string(checked.load()));
   ::testing::Test::RecordProperty("host_tier_rows", std::to_string(cache->host_tier_rows_served()));
 }
 
 TEST(GpuHostTier, ConcurrentLookupsSeeWholeCurrentRows) {
   SKIP_WITHOUT_GPU();
-  lookups_race_writes(false);
+  lookups_race_writes(Churn::kNone);
 }
 
 TEST(GpuHostTier, ConcurrentLookupsSeeWholeCurrentRowsWhileTheHashMapEvicts) {
   SKIP_WITHOUT_GPU();
-  lookups_race_writes(true);
+  lookups_race_writes(Churn::kEvicting);
+}
+
+TEST(GpuHostTier, ConcurrentLookupsSeeWholeCurrentRowsWhileTheIndexGrows) {
+  SKIP_WITHOUT_GPU();
+  lookups_race_writes(Churn::kGrowing);
 }
 
 }  // namespace

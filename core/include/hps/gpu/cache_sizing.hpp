@@ -53,6 +53,9 @@ StaticGpuCacheSize static_gpu_cache_size(std::size_t capacity, std::size_t dim, 
 std::uint64_t host_tier_index_slots(std::size_t rows, std::size_t capacity);
 /// Its bytes on each device: 16 per entry.
 std::size_t host_tier_index_bytes(std::size_t rows, std::size_t capacity);
+/// Entries of the index's next generation when adds would fill `slots` past its load limit with
+/// `rows` keys: twice as many, or room for 1.5 x rows at load 0.7, whichever is more.
+std::uint64_t host_tier_index_grown_slots(std::uint64_t slots, std::size_t rows);
 /// Whether HPS_GPU_VISIBLE_HOST_TIER=0 in the environment switches the GPU-visible CPU-memory tier
 /// off for this process: the server keeps the host path and the memory plan counts no index.
 bool gpu_visible_host_tier_switched_off();

@@ -55,6 +55,11 @@ std::uint64_t host_tier_index_slots(std::size_t rows, std::size_t capacity) {
   return std::max<std::uint64_t>(1024, static_cast<std::uint64_t>(std::ceil(wanted / kHostTierIndexLoad)));
 }
 
+std::uint64_t host_tier_index_grown_slots(std::uint64_t slots, std::size_t rows) {
+  const auto wanted = static_cast<std::uint64_t>(std::ceil(1.5 * static_cast<double>(rows) / kHostTierIndexLoad));
+  return std::max(2 * slots, wanted);
+}
+
 std::size_t host_tier_index_bytes(std::size_t rows, std::size_t capacity) {
   return host_tier_index_slots(rows, capacity) * sizeof(cuda::TierEntry);
 }
