@@ -99,6 +99,13 @@ TEST(GpuCacheSizing, HostTierIndexByHand) {
   EXPECT_EQ(hps::host_tier_index_bytes(200, 240), 1024u * 16);
 }
 
+TEST(GpuCacheSizing, HostTierIndexGrowthByHand) {
+  // The next generation: max(2 x slots, ceil(1.5 x rows / 0.7)).
+  EXPECT_EQ(hps::host_tier_index_grown_slots(95766, 81402), 191532u);     // 174433.0 < twice the entries
+  EXPECT_EQ(hps::host_tier_index_grown_slots(1024, 1000000), 2142858u);   // 2142857.1 > 2048
+  EXPECT_EQ(hps::host_tier_index_grown_slots(100000, 93334), 200002u);    // 200001.4: the rows decide
+}
+
 // ---- the hash map ----------------------------------------------------------------------------------
 
 HashMapOptions options(std::size_t partitions, std::size_t margin, OverflowPolicy policy) {
