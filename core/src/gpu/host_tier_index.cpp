@@ -102,7 +102,6 @@ HostTierIndex::Generation HostTierIndex::allocate_generation(std::uint64_t slots
   Generation generation;
   generation.entries = DeviceAllocation(slots * sizeof(TierEntry), stream_.get());  // zeroed: every entry empty
   generation.descriptor = DeviceAllocation(sizeof(TierTable), stream_.get());
-  generation.table = TierTable{static_cast<TierEntry*>(generation.entries.get()), slots};
   return generation;
 }
 
@@ -110,8 +109,16 @@ void HostTierIndex::count_device_bytes() {
   std::size_t bytes = counters_.bytes() + current_word_.bytes() + staging_device_.bytes();
   for (const Generation& g : generations_) bytes += g.entries.bytes() + g.descriptor.bytes();
   device_bytes_.store(bytes, std::memory_order_relaxed);
-  slots_.store(current().slots, std::memory_order_relaxed);
-  generations_count_.store(generations_.size(), std::memory_order_relaxed);
+}
+
+std::uint64_t HostTierIndex::slots() const {
+  std::lock_guard apply(apply_mutex_);
+  return current().slots;
+}
+
+std::size_t HostTierIndex::generations() const {
+  std::lock_guard apply(apply_mutex_);
+  return generations_.size();
 }
 
 bool HostTierIndex::make_room(std::int64_t adds) {
@@ -131,8 +138,8 @@ bool HostTierIndex::make_room(std::int64_t adds) {
   // On the applies' stream, after every earlier apply: the copy holds the index as the tier left
   // it before this run. Published at once (lookups may use it before the run's adds land, as they
   // may use the current generation before an apply lands: the tier call has not returned yet).
-  launch_tier_rehash(from, next.table, view_.counters, sm_count_, stream_.get());
-  launch_tier_publish(static_cast<TierTable*>(next.descriptor.get()), next.table,
+  launch_tier_rehash(from, next.table(), view_.counters, sm_count_, stream_.get());
+  launch_tier_publish(static_cast<TierTable*>(next.descriptor.get()), next.table(),
                       static_cast<const TierTable**>(current_word_.get()), stream_.get());
   generations_.push_back(std::move(next));
   removed_since_sweep_ = 0;  // the new generation has no tombstones
@@ -233,8 +240,9 @@ void HostTierIndex::flush() {
 HostTierIndex::Census HostTierIndex::census() const {
   std::lock_guard apply(apply_mutex_);
   DeviceGuard guard(device_);
-  std::vector<TierEntry> entries(current().slots);
-  HPS_CUDA_CHECK(cudaMemcpyAsync(entries.data(), current().entries, entries.size() * sizeof(TierEntry),
+  const TierTable table = current();
+  std::vector<TierEntry> entries(table.slots);
+  HPS_CUDA_CHECK(cudaMemcpyAsync(entries.data(), table.entries, entries.size() * sizeof(TierEntry),
                                  cudaMemcpyDeviceToHost, stream_.get()));
   // Host wait (diagnostics only): on the index's own stream, after its last apply.
   HPS_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));

@@ -66,9 +66,10 @@ class HostTierIndex final : public RecordListener {
   bool absent_means_default() const { return last_tier_ && complete_.load(std::memory_order_acquire); }
   /// Every generation, the counters and the staging buffer.
   std::size_t device_bytes() const { return device_bytes_.load(std::memory_order_relaxed); }
-  /// Entries of the current generation, and the generations built (1 until the index first grows).
-  std::uint64_t slots() const { return slots_.load(std::memory_order_relaxed); }
-  std::size_t generations() const { return generations_count_.load(std::memory_order_relaxed); }
+  /// Entries of the current generation, and the generations built (1 until the index first grows);
+  /// diagnostics and tests: they wait for a flush that is applying.
+  std::uint64_t slots() const;
+  std::size_t generations() const;
   /// Device counters (host wait on the index's own stream only).
   TierCounters counters() const;
   /// The current generation's entries by state, counted on the host from a copy of them
@@ -86,14 +87,16 @@ class HostTierIndex final : public RecordListener {
   /// One generation of entries and its descriptor (HBM).
   struct Generation {
     DeviceAllocation entries, descriptor;
-    TierTable table;
+    TierTable table() const {
+      return TierTable{static_cast<TierEntry*>(entries.get()), entries.bytes() / sizeof(TierEntry)};
+    }
   };
   /// Allocates a generation of `slots` empty entries, or throws OutOfMemory.
   Generation allocate_generation(std::uint64_t slots);
   /// Makes room for `adds` more keys (apply_mutex_ held): builds and publishes a larger generation
   /// when they would pass the load limit. False: there is no room and none could be made.
   bool make_room(std::int64_t adds);
-  const TierTable& current() const { return generations_.back().table; }
+  TierTable current() const { return generations_.back().table(); }
   void count_device_bytes();
 
   struct Run {
@@ -110,9 +113,7 @@ class HostTierIndex final : public RecordListener {
   DeviceAllocation counters_, current_word_;
   std::vector<Generation> generations_;  // the last is current (apply_mutex_; only flush adds one)
   HostTierView view_;
-  std::atomic<std::size_t> device_bytes_{0};
-  std::atomic<std::uint64_t> slots_{0};
-  std::atomic<std::size_t> generations_count_{0};
+  std::atomic<std::size_t> device_bytes_{0};  // read by stats() without waiting for a flush
   std::atomic<bool> complete_{true};
   std::atomic<bool> attached_{false};
   std::int64_t live_estimate_ = 0;  // adds - removes applied (apply_mutex_)

@@ -44,6 +44,12 @@ __device__ __forceinline__ TierEntry load_entry(const TierEntry* entry) {
   return TierEntry{join_key(v.x, v.y), (static_cast<std::uint64_t>(v.w) << 32) | v.z};
 }
 
+/// A generation's descriptor, read as load_entry reads an entry (both are two 8-byte words).
+__device__ __forceinline__ TierTable load_table(const TierTable* descriptor) {
+  const TierEntry words = load_entry(reinterpret_cast<const TierEntry*>(descriptor));
+  return TierTable{reinterpret_cast<TierEntry*>(words.key), words.record};
+}
+
 /// Entries a group reads per probe step: one 128-byte line of 16-byte entries (or the group's width).
 template <int kLanes>
 constexpr unsigned kProbeWindow = kLanes < 8 ? kLanes : 8;
@@ -140,16 +146,17 @@ __global__ void tier_publish_kernel(TierTable* descriptor, const TierTable table
 /// descriptor it names, and shares both (group-uniform; the other lanes read nothing).
 __device__ __forceinline__ TierTable current_table(const HostTierView& view, std::uint32_t group_mask, int group_base,
                                                    const TierTable** generation) {
-  unsigned long long address = 0, entries = 0, slots = 0;
+  unsigned long long address = 0;
+  TierTable table{};
   if ((threadIdx.x % 32) == static_cast<unsigned>(group_base)) {
     address = load_acquire_u64(view.current);
-    const uint4 v = load_relaxed_v4(reinterpret_cast<const void*>(address));
-    entries = (static_cast<unsigned long long>(v.y) << 32) | v.x;
-    slots = (static_cast<unsigned long long>(v.w) << 32) | v.z;
+    table = load_table(reinterpret_cast<const TierTable*>(address));
   }
   *generation = reinterpret_cast<const TierTable*>(__shfl_sync(group_mask, address, group_base));
+  const auto entries = reinterpret_cast<unsigned long long>(table.entries);
   return TierTable{reinterpret_cast<TierEntry*>(__shfl_sync(group_mask, entries, group_base)),
-                   __shfl_sync(group_mask, slots, group_base)};
+                   static_cast<std::uint64_t>(__shfl_sync(group_mask, static_cast<unsigned long long>(table.slots),
+                                                          group_base))};
 }
 
 /// Whether the index grew since the group loaded *generation; if so, loads the new one. An older

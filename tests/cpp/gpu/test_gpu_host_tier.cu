@@ -205,6 +205,20 @@ std::vector<float> run_lookup(GpuCache& cache, const std::vector<std::int64_t>& 
   return rows;
 }
 
+/// One replay of a captured lookup that reads d_keys and writes d_out: uploads `keys`, poisons the
+/// output, launches the graph and returns the rows.
+std::vector<float> replay_lookup(cudaGraphExec_t exec, const DeviceBytes& d_keys, const DeviceBytes& d_out,
+                                 const std::vector<std::int64_t>& keys, std::size_t dim, cudaStream_t stream) {
+  cuda_ok(cudaMemcpyAsync(d_keys.as(), keys.data(), keys.size() * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream),
+          "keys");
+  cuda_ok(cudaMemsetAsync(d_out.as(), 0xFF, keys.size() * dim * sizeof(float), stream), "poison");
+  cuda_ok(cudaGraphLaunch(exec, stream), "replay");
+  std::vector<float> rows(keys.size() * dim);
+  cuda_ok(cudaMemcpyAsync(rows.data(), d_out.as(), rows.size() * sizeof(float), cudaMemcpyDeviceToHost, stream), "out");
+  cuda_ok(cudaStreamSynchronize(stream), "sync");
+  return rows;
+}
+
 // ---- tests --------------------------------------------------------------------------------------
 
 // Many Zipf lookups at 20% cache: every row equals the CPU tier's, bit for bit; misses are answered
@@ -500,16 +514,7 @@ void index_grows_with_the_tier(bool room) {
     EXPECT_EQ(resolver.calls.load(), 0u) << "every added key was found on the device";
     for (int replay = 0; replay < 3; ++replay) {
       const auto keys = zipf.draw(kN);
-      cuda_ok(cudaMemcpyAsync(d_keys.as(), keys.data(), kN * sizeof(std::int64_t), cudaMemcpyHostToDevice,
-                              stream.get()),
-              "keys");
-      cuda_ok(cudaMemsetAsync(d_out.as(), 0xFF, kN * kDim * sizeof(float), stream.get()), "poison");
-      cuda_ok(cudaGraphLaunch(exec, stream.get()), "replay");
-      std::vector<float> rows(kN * kDim);
-      cuda_ok(cudaMemcpyAsync(rows.data(), d_out.as(), rows.size() * sizeof(float), cudaMemcpyDeviceToHost,
-                              stream.get()),
-              "out");
-      cuda_ok(cudaStreamSynchronize(stream.get()), "sync");
+      const auto rows = replay_lookup(exec, d_keys, d_out, keys, kDim, stream.get());
       ASSERT_TRUE(same_bits(rows, reference(*s.tier, keys, false), keys, kDim)) << "replay " << replay;
     }
     cudaGraphExecDestroy(exec);
@@ -541,19 +546,9 @@ TEST(GpuHostTier, CapturedLookupReplays) {
   KeyStream zipf(s.keys, 1.05, 8);
   DeviceBytes d_keys(kN * sizeof(std::int64_t));
   DeviceBytes d_out(kN * kDim * sizeof(float));
-  auto upload = [&](const std::vector<std::int64_t>& keys) {
-    cuda_ok(cudaMemcpyAsync(d_keys.as(), keys.data(), kN * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream.get()),
-            "keys");
-  };
-  auto fetch = [&] {
-    std::vector<float> rows(kN * kDim);
-    cuda_ok(cudaMemcpyAsync(rows.data(), d_out.as(), rows.size() * sizeof(float), cudaMemcpyDeviceToHost, stream.get()),
-            "out");
-    cuda_ok(cudaStreamSynchronize(stream.get()), "sync");
-    return rows;
-  };
   auto keys = zipf.draw(kN);
-  upload(keys);
+  cuda_ok(cudaMemcpyAsync(d_keys.as(), keys.data(), kN * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream.get()),
+          "keys");
   // Warm-up, uncaptured (first launches, occupancy queries).
   s.cache->lookup(d_keys.as(), KeyDtype::kInt64, true, kN, d_out.as<float>(), hps::StreamView::cuda(stream.get()),
                   resolver.get(), {});
@@ -569,16 +564,13 @@ TEST(GpuHostTier, CapturedLookupReplays) {
   cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
   for (int replay = 0; replay < 6; ++replay) {
     keys = zipf.draw(kN);
-    upload(keys);
     if (replay == 3) {
       // An update between replays (as the server does it: the tier, then the cache).
       std::vector<float> rows(keys.size() * kDim, 3.25f);
       s.tier->insert(keys.data(), rows.data(), 100);
       s.cache->update(keys.data(), rows.data(), 100);
     }
-    cuda_ok(cudaMemsetAsync(d_out.as(), 0xFF, kN * kDim * sizeof(float), stream.get()), "poison");
-    cuda_ok(cudaGraphLaunch(exec, stream.get()), "replay");
-    const auto rows = fetch();
+    const auto rows = replay_lookup(exec, d_keys, d_out, keys, kDim, stream.get());
     ASSERT_TRUE(same_bits(rows, reference(*s.tier, keys, false), keys, kDim)) << "replay " << replay;
   }
   EXPECT_EQ(resolver.calls.load(), 0u);
