@@ -52,6 +52,12 @@ def kafka_here(tmp_path_factory):
         yield
 
 
+def kafka_source(broker: Broker) -> dict:
+    """The server's update_source reading `broker`, polled often so that tests wait little."""
+    return {"type": "kafka_message_queue", "brokers": broker.brokers, "metadata_refresh_interval_ms": 200,
+            "poll_timeout_ms": 50, "failure_backoff_ms": 50}
+
+
 def counters(ps) -> tuple[int, dict, int]:
     (s,) = ps.stats()
     return s["keys"], dict(s["hits"]), s["defaults"]
@@ -67,9 +73,7 @@ def test_published_rows_replace_gpu_cached_rows(tmp_path, kafka_here, cache_type
     broker = Broker(tmp_path / "tansu.log")
     broker.start()
     try:
-        config["update_source"] = {"type": "kafka_message_queue", "brokers": broker.brokers,
-                                   "metadata_refresh_interval_ms": 200, "poll_timeout_ms": 50,
-                                   "failure_backoff_ms": 50}
+        config["update_source"] = kafka_source(broker)
         keys = table.keys[:n]
         device_keys = torch.from_numpy(keys).cuda()
         with hps.HPS(config) as ps, hps.UpdatePublisher(broker.brokers, "m", partitions=3) as pub:
@@ -107,5 +111,56 @@ def test_published_rows_replace_gpu_cached_rows(tmp_path, kafka_here, cache_type
             np.testing.assert_array_equal(ps.lookup("m", "items", keys), new)
             rest = torch.from_numpy(table.keys[n:2 * n]).cuda()
             np.testing.assert_array_equal(ps.lookup("m", "items", rest).cpu().numpy(), table.rows[n:2 * n])
+    finally:
+        broker.stop()
+
+
+def test_keys_published_past_the_index_room_are_read_by_the_gpu(tmp_path, kafka_here):
+    # Kafka adds keys the table files never had, many more than the GPU's index of the CPU-memory
+    # tier was sized for at start (ceil((1.5 x 5,000 + 65,536) / 0.7) = 104,338 entries, full at
+    # 85%): the index must grow (docs/gpu_cache.md, "Growth"), so a GPU miss on a new key is still
+    # read from host memory by the device, counted in host_tier_rows_served, not sent to the host path.
+    dim, n_new = 16, 120_000
+    table = make_table(tmp_path / "t0", 5000, dim)
+    config = config_for([table], embedding_table_names=["items"], gpucacheper=0.1, hit_rate_threshold=2.0)
+    broker = Broker(tmp_path / "tansu.log")
+    broker.start()
+    try:
+        config["update_source"] = kafka_source(broker)
+        rng = np.random.default_rng(11)
+        new_keys = np.setdiff1d(rng.choice(10**12, n_new + 5000, replace=False).astype(np.int64) + 10**12,
+                                table.keys)[:n_new]
+        rng.shuffle(new_keys)
+        new_rows = rng.uniform(100.0, 200.0, (n_new, dim)).astype(np.float32)
+        with hps.HPS(config) as ps, hps.UpdatePublisher(broker.brokers, "m", partitions=3) as pub:
+            def gpu_counters() -> dict:
+                return ps.stats()[0]["tier_counters"]["gpu_cache"]
+
+            def gpu_rows(keys: np.ndarray) -> np.ndarray:
+                rows = ps.lookup("m", "items", torch.from_numpy(keys).cuda())
+                torch.cuda.synchronize()
+                return rows.cpu().numpy()
+
+            bytes_at_start = gpu_counters()["host_tier_index_bytes"]
+            pub.publish("items", new_keys, new_rows)
+            pub.flush()
+            wait_until(lambda: ps.update_source_stats()[0]["rows"] == n_new, "every published row applied")
+            assert ps.update_source_stats()[0]["errors"] == 0
+            grown = gpu_counters()
+            # 16 bytes an entry: the grown generation holds twice the first one's entries, or more,
+            # and the first was freed (no lookup was reading the index); the rest is the staging buffer.
+            first_entries = -(-(1.5 * 5000 + 65536) // 0.7)
+            assert bytes_at_start < 16 * first_entries + 200_000, bytes_at_start
+            assert 32 * first_entries <= grown["host_tier_index_bytes"] < 48 * first_entries, (bytes_at_start, grown)
+
+            # 4,096 new keys never looked up on the GPU (the cache holds 500 rows): every one misses
+            # the GPU cache and is read from host memory by the device.
+            sample = new_keys[:4096]
+            np.testing.assert_array_equal(gpu_rows(sample), new_rows[:4096])
+            served = gpu_counters()["host_tier_rows_served"] - grown["host_tier_rows_served"]
+            assert served == sample.size, served
+            # The table's own rows are still found, on the GPU and on the host.
+            np.testing.assert_array_equal(gpu_rows(table.keys[:2000]), table.rows[:2000])
+            np.testing.assert_array_equal(ps.lookup("m", "items", new_keys[-1000:]), new_rows[-1000:])
     finally:
         broker.stop()

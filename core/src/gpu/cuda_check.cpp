@@ -52,6 +52,21 @@ DeviceAllocation::~DeviceAllocation() {
   if (ptr_ != nullptr) (void)cudaFree(ptr_);
 }
 
+StreamAllocation::StreamAllocation(std::size_t bytes, cudaStream_t stream) : bytes_(bytes), stream_(stream) {
+  if (bytes == 0) return;
+  HPS_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream));
+  const cudaError_t status = cudaMemsetAsync(ptr_, 0, bytes, stream);
+  if (status != cudaSuccess) {
+    (void)cudaFreeAsync(ptr_, stream);
+    ptr_ = nullptr;
+    HPS_CUDA_CHECK(status);
+  }
+}
+
+StreamAllocation::~StreamAllocation() {
+  if (ptr_ != nullptr) (void)cudaFreeAsync(ptr_, stream_);
+}
+
 std::size_t grown_size(std::size_t needed, std::size_t current) {
   // 1.5x growth, 256-byte granules: a batch slightly larger than the last one does not
   // reallocate every call.

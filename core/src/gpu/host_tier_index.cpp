@@ -100,8 +100,8 @@ HostTierIndex::HostTierIndex(int device, std::shared_ptr<HashMapTier> tier, bool
 
 HostTierIndex::Generation HostTierIndex::allocate_generation(std::uint64_t slots) {
   Generation generation;
-  generation.entries = DeviceAllocation(slots * sizeof(TierEntry), stream_.get());  // zeroed: every entry empty
-  generation.descriptor = DeviceAllocation(sizeof(TierTable), stream_.get());
+  generation.entries = StreamAllocation(slots * sizeof(TierEntry), stream_.get());  // zeroed: every entry empty
+  generation.descriptor = StreamAllocation(sizeof(TierTable), stream_.get());
   return generation;
 }
 
@@ -116,7 +116,12 @@ std::uint64_t HostTierIndex::slots() const {
   return current().slots;
 }
 
-std::size_t HostTierIndex::generations() const {
+std::size_t HostTierIndex::growths() const {
+  std::lock_guard apply(apply_mutex_);
+  return growths_;
+}
+
+std::size_t HostTierIndex::held_generations() const {
   std::lock_guard apply(apply_mutex_);
   return generations_.size();
 }
@@ -142,9 +147,16 @@ bool HostTierIndex::make_room(std::int64_t adds) {
   launch_tier_publish(static_cast<TierTable*>(next.descriptor.get()), next.table(),
                       static_cast<const TierTable**>(current_word_.get()), stream_.get());
   generations_.push_back(std::move(next));
+  ++growths_;
   removed_since_sweep_ = 0;  // the new generation has no tombstones
   count_device_bytes();
   return true;
+}
+
+void HostTierIndex::free_older_generations() {
+  // Freed in the order of the index's stream (after the rehash that read the last of them).
+  generations_.erase(generations_.begin(), generations_.end() - 1);
+  count_device_bytes();
 }
 
 HostTierIndex::~HostTierIndex() {
@@ -154,6 +166,7 @@ HostTierIndex::~HostTierIndex() {
       cudaGetDevice(&previous) == cudaSuccess && previous != device_ && cudaSetDevice(device_) == cudaSuccess;
   // Host wait (destruction): a queued apply still writes the index, freed next.
   (void)cudaStreamSynchronize(stream_.get());
+  generations_.clear();  // on the index's device
   if (switched) (void)cudaSetDevice(previous);
 }
 
@@ -234,6 +247,9 @@ void HostTierIndex::flush() {
     complete_.store(false, std::memory_order_release);
     dropped = true;
   }
+  // The copy ran after the newest generation was published: no block reading the index then means
+  // none still holds an older generation, and every lookup starting later loads the newest one.
+  if (generations_.size() > 1 && counters.readers == 0) free_older_generations();
   if (dropped) warn_incomplete_once();
 }
 

@@ -16,10 +16,11 @@
 // generation beside the current one (launch_tier_rehash copies every live entry), applies its adds
 // there and publishes it in the view's current word, which the miss kernel reads when it runs; a
 // lookup that read the older generation asks the current one again before it calls a key absent
-// (host_tier_kernels.cu). Older generations are kept until the index is destroyed, since a lookup
-// on another stream may still read them; all generations together stay within the HBM share. If a
-// larger generation does not fit, the adds are dropped and the index becomes incomplete (keys it
-// lacks go to the host path, with a warning), as an index that may not grow.
+// (host_tier_kernels.cu). An older generation is freed by the first flush that finds no lookup
+// reading the index (the miss kernel's blocks count themselves in TierCounters::readers while they
+// read it): lookups that start later read the newer one. The generations held stay within the HBM
+// share. If a larger generation does not fit, the adds are dropped and the index becomes incomplete
+// (keys it lacks go to the host path, with a warning), as an index that may not grow.
 //
 // Threads: records_added/removed from tier writers under partition locks (queue mutex); flush
 // and census from any thread (one at a time applies, the others wait for it, so every caller returns after
@@ -66,10 +67,12 @@ class HostTierIndex final : public RecordListener {
   bool absent_means_default() const { return last_tier_ && complete_.load(std::memory_order_acquire); }
   /// Every generation, the counters and the staging buffer.
   std::size_t device_bytes() const { return device_bytes_.load(std::memory_order_relaxed); }
-  /// Entries of the current generation, and the generations built (1 until the index first grows);
-  /// diagnostics and tests: they wait for a flush that is applying.
+  /// Entries of the current generation, the times the index grew, and the generations it holds now
+  /// (the current one and those a lookup may still read); diagnostics and tests: they wait for a
+  /// flush that is applying.
   std::uint64_t slots() const;
-  std::size_t generations() const;
+  std::size_t growths() const;
+  std::size_t held_generations() const;
   /// Device counters (host wait on the index's own stream only).
   TierCounters counters() const;
   /// The current generation's entries by state, counted on the host from a copy of them
@@ -84,9 +87,10 @@ class HostTierIndex final : public RecordListener {
                 std::size_t hbm_budget, float default_value, int sm_count);
   void queue(bool added, const std::int64_t* keys, const void* const* records, std::size_t n);
 
-  /// One generation of entries and its descriptor (HBM).
+  /// One generation of entries and its descriptor (HBM, in the order of the index's stream, so that
+  /// freeing one never waits for the device).
   struct Generation {
-    DeviceAllocation entries, descriptor;
+    StreamAllocation entries, descriptor;
     TierTable table() const {
       return TierTable{static_cast<TierEntry*>(entries.get()), entries.bytes() / sizeof(TierEntry)};
     }
@@ -96,6 +100,9 @@ class HostTierIndex final : public RecordListener {
   /// Makes room for `adds` more keys (apply_mutex_ held): builds and publishes a larger generation
   /// when they would pass the load limit. False: there is no room and none could be made.
   bool make_room(std::int64_t adds);
+  /// Frees every generation but the current one (apply_mutex_ held; the caller has seen no reader
+  /// since the current one was published).
+  void free_older_generations();
   TierTable current() const { return generations_.back().table(); }
   void count_device_bytes();
 
@@ -111,7 +118,8 @@ class HostTierIndex final : public RecordListener {
   std::size_t hbm_budget_;  // bytes all generations together may take (host_tier_index_hbm_share)
   Stream stream_;
   DeviceAllocation counters_, current_word_;
-  std::vector<Generation> generations_;  // the last is current (apply_mutex_; only flush adds one)
+  std::vector<Generation> generations_;  // the last is current (apply_mutex_; only flush changes it)
+  std::size_t growths_ = 0;               // apply_mutex_
   HostTierView view_;
   std::atomic<std::size_t> device_bytes_{0};  // read by stats() without waiting for a flush
   std::atomic<bool> complete_{true};

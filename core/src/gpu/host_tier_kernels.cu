@@ -273,9 +273,19 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
   const std::uint32_t dim = view.dim;
   const Share share(view);
   const int attempts = sink.absent_is_default ? kPatientAttempts : kAttempts;
-  if (group >= misses) return;  // the whole group: nothing to read (most groups of a call with few misses)
+  // The whole block: nothing to read (most blocks of a call with few misses).
+  if (blockIdx.x * static_cast<std::uint64_t>(blockDim.x / kLanes) >= misses) return;
+  // A reader of the index from before its first read of the current word to after its last read of
+  // a generation: the index frees an older generation only when it counts no reader after
+  // publishing a newer one (host_tier_index.cpp). The fence orders the count before those reads.
+  if (threadIdx.x == 0) {
+    atomicAdd(&view.counters->readers, 1ull);
+    __threadfence();
+  }
+  __syncthreads();
   const TierTable* generation = nullptr;
-  TierTable table = current_table(view, group_mask, group_base, &generation);
+  TierTable table{};
+  if (group < misses) table = current_table(view, group_mask, group_base, &generation);
 
   for (std::uint64_t i = group; i < misses; i += groups) {
     const std::int64_t key = sink.miss_keys[i];
@@ -377,6 +387,11 @@ __global__ void __launch_bounds__(kLookupThreads) tier_lookup_kernel(const HostT
         share.for_each_element(rank, [&](std::uint32_t e) { staged[e] = dst[e]; });  // this lane's own writes
       }
     }
+  }
+  __syncthreads();  // every group's reads of the index are done
+  if (threadIdx.x == 0) {
+    __threadfence();
+    atomicAdd(&view.counters->readers, ~0ull);  // minus one
   }
 }
 

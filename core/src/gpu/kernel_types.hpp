@@ -166,11 +166,15 @@ struct TierCounters {
   unsigned long long gave_up;          ///< positions whose record never read whole (left, or default without a host path)
   unsigned long long failed_adds;      ///< index entries that found no room (the index is then incomplete)
   unsigned long long swept;            ///< tombstones the sweeps emptied
+  /// Blocks of miss kernels reading the index now. A flush that reads 0 after publishing a
+  /// generation frees the older ones: every lookup that starts later reads the new one.
+  unsigned long long readers;
 };
 
 /// One generation of the index: its entries and their number. The index grows by building a larger
 /// generation beside the current one and publishing it (host_tier_index.hpp); a generation's
-/// descriptor (in HBM) never changes once published, and a generation is freed only with the index.
+/// descriptor (in HBM) never changes once published, and an older generation is freed once no
+/// lookup reads it (TierCounters::readers).
 struct alignas(16) TierTable {
   TierEntry* entries = nullptr;
   std::uint64_t slots = 0;
