@@ -7,7 +7,8 @@
 #   build    pip install . with CUDA (CMAKE_CUDA_ARCHITECTURES=$HPS_GPU_ARCH, default 90) and the C++ tests
 #   ctest    the C++ suites: the GPU ones (label gpu) and the rest
 #   pytest   the Python GPU cases (marker gpu) and the torch suites (whose CPU cases then meet this
-#            machine's torch); the rest run in CI. test_gpu_kafka.py needs the Kafka pieces of
+#            machine's torch), or the pytest arguments in HPS_GPU_PYTEST (test files, -k ...); the rest
+#            run in CI. test_gpu_kafka.py needs the Kafka pieces of
 #            scripts/stage_kafka_for_gpu.sh carried in .device/kafka; the cases over RocksDB or Redis
 #            need the storage pieces of scripts/stage_storage_for_gpu.sh carried in .device/storage
 #            (this machine has neither)
@@ -28,6 +29,9 @@
 #            (HPS_GPU_MULTI_ARGS); needs two or more GPUs
 #   soak     benchmarks/soak.py --gpu (HPS_GPU_SOAK_MINUTES, default 9: one command may run 10); not in
 #            the default stages: run it alone, HPS_GPU_STAGES=soak, after a build
+#   command  (not in the default list) HPS_GPU_COMMAND, a shell command line run in this script's
+#            environment (the carried storage libraries on LD_LIBRARY_PATH, redis-server on PATH), its
+#            output in command.log: a test binary of the build repeated, under compute-sanitizer, ...
 # Exit status: non-zero when a stage failed; every stage runs even after an earlier one failed.
 set -uo pipefail
 
@@ -98,8 +102,13 @@ if wants ctest; then
 fi
 
 if wants pytest; then
+  # shellcheck disable=SC2086
   run_stage pytest pytest.log "$PYTHON" -m pytest -q -p no:cacheprovider -rs \
-    tests/python/test_gpu*.py tests/python/test_torch_*.py
+    ${HPS_GPU_PYTEST:-tests/python/test_gpu*.py tests/python/test_torch_*.py}
+fi
+
+if wants command; then
+  run_stage command command.log bash -c "${HPS_GPU_COMMAND:?the command stage runs HPS_GPU_COMMAND}"
 fi
 
 if wants kernels; then
