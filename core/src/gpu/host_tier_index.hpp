@@ -65,7 +65,7 @@ class HostTierIndex final : public RecordListener {
   /// A key absent from the index is in no tier: the hash map is the table's last tier and no
   /// notification was ever dropped for want of room.
   bool absent_means_default() const { return last_tier_ && complete_.load(std::memory_order_acquire); }
-  /// Every generation, the counters and the staging buffer.
+  /// The generations held, the counters and the staging buffer.
   std::size_t device_bytes() const { return device_bytes_.load(std::memory_order_relaxed); }
   /// Entries of the current generation, the times the index grew, and the generations it holds now
   /// (the current one and those a lookup may still read); diagnostics and tests: they wait for a
