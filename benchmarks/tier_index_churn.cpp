@@ -10,11 +10,16 @@
 // mean and longest probe of the live keys, each also in steps of the miss kernel's group probe (8
 // entries a step, read at once).
 // With --sweep, every live key is looked up after each sweep (exit status 1 if one is lost).
+// With --rebuild, the same cadence rebuilds the index instead: a new generation of the same size
+// takes every live entry of the old one in slot order (launch_tier_rehash's rule; the growth's
+// machinery, host_tier_index.cpp), so it starts without tombstones; every live key is looked up
+// after each rebuild too.
 //
 // Build and run (no GPU needed):
 //   g++ -std=c++20 -O2 -o /tmp/tier_index_churn benchmarks/tier_index_churn.cpp
 //   /tmp/tier_index_churn            # without sweeps
 //   /tmp/tier_index_churn --sweep    # a sweep after removals of 1/16 of the slots (as host_tier_index.cpp)
+//   /tmp/tier_index_churn --rebuild  # a same-size rebuild at that cadence instead (not in host_tier_index.cpp)
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -57,6 +62,14 @@ struct Index {
         return;
       }
     }
+  }
+  // The rehash kernel's rule into a fresh index of the same size: every live entry, in slot order.
+  void rebuild() {
+    Index fresh(slots);
+    for (std::uint64_t s = 0; s < slots; ++s) {
+      if (state[s] == kLive) fresh.add(key[s]);
+    }
+    *this = std::move(fresh);
   }
   // The sweep kernel's rule, tombstone by tombstone (its walk length cap left out).
   void sweep() {
@@ -112,7 +125,8 @@ struct Index {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool sweeps = argc > 1 && std::strcmp(argv[1], "--sweep") == 0;
+  const bool rebuilds = argc > 1 && std::strcmp(argv[1], "--rebuild") == 0;
+  const bool sweeps = rebuilds || (argc > 1 && std::strcmp(argv[1], "--sweep") == 0);
   const std::uint64_t slots = std::uint64_t{1} << 16;
   Index index(slots);
   std::mt19937_64 rng(1);
@@ -122,31 +136,45 @@ int main(int argc, char** argv) {
     index.add(live.back());
   }
   std::printf("# tier_index_churn: %llu slots, 0.7 live per slot, %s\n", static_cast<unsigned long long>(slots),
-              sweeps ? "a sweep after removals of 1/16 of the slots" : "no sweeps");
-  std::uint64_t removed_since_sweep = 0;
-  for (int half = 0; half <= 20; ++half) {
+              rebuilds ? "a same-size rebuild after removals of 1/16 of the slots"
+              : sweeps ? "a sweep after removals of 1/16 of the slots"
+                       : "no sweeps");
+  // A line per state: the shares of empty slots and tombstones and the probes' lengths.
+  const auto report = [&](const char* when) {
     std::uint64_t empty = 0, tombstones = 0;
     for (auto s : index.state) {
       empty += s == kEmpty;
       tombstones += s == kTombstone;
     }
     const Index::Probes p = index.probes(rng, live);
-    std::printf("steps %4.1f x slots: empty %.3f  tombstones %.3f  absent-key probe %8.1f slots (%7.1f steps of 8);"
+    std::printf("%s: empty %.3f  tombstones %.3f  absent-key probe %8.1f slots (%7.1f steps of 8);"
                 " live keys %5.2f slots (%4.2f steps), longest %5llu (%4llu steps)\n",
-                half * 0.5, static_cast<double>(empty) / slots, static_cast<double>(tombstones) / slots, p.absent,
+                when, static_cast<double>(empty) / slots, static_cast<double>(tombstones) / slots, p.absent,
                 p.absent_steps, p.present, p.present_steps, static_cast<unsigned long long>(p.longest),
                 static_cast<unsigned long long>((p.longest + 7) / 8));
+  };
+  std::uint64_t removed_since_sweep = 0;
+  for (int half = 0; half <= 20; ++half) {
+    char when[64];
+    std::snprintf(when, sizeof when, "steps %4.1f x slots", half * 0.5);
+    report(when);  // with sweeps or rebuilds: just after one (every 1/16 of the slots; half of them is 8)
     for (std::uint64_t step = 0; step < slots / 2; ++step) {
       const std::size_t victim = rng() % live.size();
       index.remove(live[victim]);
       live[victim] = rng();
       index.add(live[victim]);
       if (sweeps && ++removed_since_sweep >= slots / 16) {
-        index.sweep();
+        if (step + 1 == slots / 2) report(rebuilds ? "    just before a rebuild" : "    just before a sweep");
+        if (rebuilds) {
+          index.rebuild();
+        } else {
+          index.sweep();
+        }
         removed_since_sweep = 0;
-        for (std::uint64_t k : live) {  // the sweep's rule lost no key
+        for (std::uint64_t k : live) {  // the rule lost no key
           if (!index.finds(k)) {
-            std::printf("FAILED: key %llu is no longer found after a sweep\n", static_cast<unsigned long long>(k));
+            std::printf("FAILED: key %llu is no longer found after a %s\n", static_cast<unsigned long long>(k),
+                        rebuilds ? "rebuild" : "sweep");
             return 1;
           }
         }
