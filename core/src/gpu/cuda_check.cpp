@@ -48,23 +48,23 @@ DeviceAllocation::DeviceAllocation(std::size_t bytes, cudaStream_t stream) : byt
   }
 }
 
+DeviceAllocation DeviceAllocation::in_stream_order(std::size_t bytes, cudaStream_t stream) {
+  DeviceAllocation allocation;
+  allocation.bytes_ = bytes;
+  if (bytes == 0) return allocation;
+  HPS_CUDA_CHECK(cudaMallocAsync(&allocation.ptr_, bytes, stream));
+  allocation.free_stream_ = stream;  // from here on the destructor frees it in stream order
+  HPS_CUDA_CHECK(cudaMemsetAsync(allocation.ptr_, 0, bytes, stream));
+  return allocation;
+}
+
 DeviceAllocation::~DeviceAllocation() {
-  if (ptr_ != nullptr) (void)cudaFree(ptr_);
-}
-
-StreamAllocation::StreamAllocation(std::size_t bytes, cudaStream_t stream) : bytes_(bytes), stream_(stream) {
-  if (bytes == 0) return;
-  HPS_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream));
-  const cudaError_t status = cudaMemsetAsync(ptr_, 0, bytes, stream);
-  if (status != cudaSuccess) {
-    (void)cudaFreeAsync(ptr_, stream);
-    ptr_ = nullptr;
-    HPS_CUDA_CHECK(status);
+  if (ptr_ == nullptr) return;
+  if (free_stream_ != nullptr) {
+    (void)cudaFreeAsync(ptr_, free_stream_);
+  } else {
+    (void)cudaFree(ptr_);
   }
-}
-
-StreamAllocation::~StreamAllocation() {
-  if (ptr_ != nullptr) (void)cudaFreeAsync(ptr_, stream_);
 }
 
 std::size_t grown_size(std::size_t needed, std::size_t current) {

@@ -1,5 +1,5 @@
 // Host-side CUDA helpers of the GPU cache: the error-checking macro and small RAII owners
-// (device guard, stream, event, device, stream-ordered and pinned buffers).
+// (device guard, stream, event, device and pinned buffers).
 //
 // Every CUDA call goes through HPS_CUDA_CHECK, which throws hps::OutOfMemory for allocation
 // failures and hps::Error (with the call, file and line) for everything else; nothing here exits
@@ -73,11 +73,15 @@ class Event {
   cudaEvent_t event_ = nullptr;
 };
 
-/// Device memory of the cache's tables (cudaMalloc), zero-filled in the order of `stream`.
+/// Device memory of the cache's tables (cudaMalloc), zero-filled in the order of `stream`. Or,
+/// made by in_stream_order, allocated and freed in the order of that stream (cudaMallocAsync /
+/// cudaFreeAsync), so that freeing it never waits for the device (cudaFree would): the stream must
+/// then outlive it, and the owner makes sure that no other stream still reads it when it goes.
 class DeviceAllocation {
  public:
   DeviceAllocation() = default;
   DeviceAllocation(std::size_t bytes, cudaStream_t stream);
+  static DeviceAllocation in_stream_order(std::size_t bytes, cudaStream_t stream);
   ~DeviceAllocation();
   DeviceAllocation(DeviceAllocation&& other) noexcept { swap(other); }
   DeviceAllocation& operator=(DeviceAllocation&& other) noexcept {
@@ -91,36 +95,11 @@ class DeviceAllocation {
   void swap(DeviceAllocation& other) noexcept {
     std::swap(ptr_, other.ptr_);
     std::swap(bytes_, other.bytes_);
+    std::swap(free_stream_, other.free_stream_);
   }
   void* ptr_ = nullptr;
   std::size_t bytes_ = 0;
-};
-
-/// Zero-filled device memory allocated and freed in the order of one stream (cudaMallocAsync /
-/// cudaFreeAsync), so that freeing it never waits for the device (cudaFree would). The stream must
-/// outlive it; the owner makes sure that no other stream still reads it when it is destroyed.
-class StreamAllocation {
- public:
-  StreamAllocation() = default;
-  StreamAllocation(std::size_t bytes, cudaStream_t stream);
-  ~StreamAllocation();
-  StreamAllocation(StreamAllocation&& other) noexcept { swap(other); }
-  StreamAllocation& operator=(StreamAllocation&& other) noexcept {
-    swap(other);
-    return *this;
-  }
-  void* get() const { return ptr_; }
-  std::size_t bytes() const { return bytes_; }
-
- private:
-  void swap(StreamAllocation& other) noexcept {
-    std::swap(ptr_, other.ptr_);
-    std::swap(bytes_, other.bytes_);
-    std::swap(stream_, other.stream_);
-  }
-  void* ptr_ = nullptr;
-  std::size_t bytes_ = 0;
-  cudaStream_t stream_ = nullptr;
+  cudaStream_t free_stream_ = nullptr;  // in stream order: the stream it is freed on; else null (cudaFree)
 };
 
 /// Device scratch memory that grows with the calls, allocated and freed in stream order

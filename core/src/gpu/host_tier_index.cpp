@@ -79,8 +79,7 @@ HostTierIndex::HostTierIndex(int device, std::shared_ptr<HashMapTier> tier, bool
   counters_ = DeviceAllocation(sizeof(TierCounters), stream_.get());
   current_word_ = DeviceAllocation(sizeof(TierTable*), stream_.get());
   generations_.push_back(allocate_generation(slots));
-  launch_tier_publish(static_cast<TierTable*>(generations_.back().descriptor.get()), current(),
-                      static_cast<const TierTable**>(current_word_.get()), stream_.get());
+  publish(generations_.back());
   count_device_bytes();
   const RecordLayout layout = tier_->record_layout();
   view_.current = static_cast<const TierTable* const*>(current_word_.get());
@@ -100,9 +99,15 @@ HostTierIndex::HostTierIndex(int device, std::shared_ptr<HashMapTier> tier, bool
 
 HostTierIndex::Generation HostTierIndex::allocate_generation(std::uint64_t slots) {
   Generation generation;
-  generation.entries = StreamAllocation(slots * sizeof(TierEntry), stream_.get());  // zeroed: every entry empty
-  generation.descriptor = StreamAllocation(sizeof(TierTable), stream_.get());
+  // Zeroed: every entry empty.
+  generation.entries = DeviceAllocation::in_stream_order(slots * sizeof(TierEntry), stream_.get());
+  generation.descriptor = DeviceAllocation::in_stream_order(sizeof(TierTable), stream_.get());
   return generation;
+}
+
+void HostTierIndex::publish(const Generation& generation) {
+  launch_tier_publish(static_cast<TierTable*>(generation.descriptor.get()), generation.table(),
+                      static_cast<const TierTable**>(current_word_.get()), stream_.get());
 }
 
 void HostTierIndex::count_device_bytes() {
@@ -144,8 +149,7 @@ bool HostTierIndex::make_room(std::int64_t adds) {
   // it before this run. Published at once (lookups may use it before the run's adds land, as they
   // may use the current generation before an apply lands: the tier call has not returned yet).
   launch_tier_rehash(from, next.table(), view_.counters, sm_count_, stream_.get());
-  launch_tier_publish(static_cast<TierTable*>(next.descriptor.get()), next.table(),
-                      static_cast<const TierTable**>(current_word_.get()), stream_.get());
+  publish(next);
   generations_.push_back(std::move(next));
   ++growths_;
   removed_since_sweep_ = 0;  // the new generation has no tombstones

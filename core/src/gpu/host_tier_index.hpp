@@ -90,13 +90,15 @@ class HostTierIndex final : public RecordListener {
   /// One generation of entries and its descriptor (HBM, in the order of the index's stream, so that
   /// freeing one never waits for the device).
   struct Generation {
-    StreamAllocation entries, descriptor;
+    DeviceAllocation entries, descriptor;
     TierTable table() const {
       return TierTable{static_cast<TierEntry*>(entries.get()), entries.bytes() / sizeof(TierEntry)};
     }
   };
   /// Allocates a generation of `slots` empty entries, or throws OutOfMemory.
   Generation allocate_generation(std::uint64_t slots);
+  /// Enqueues the writes of `generation`'s descriptor and of its address into the current word.
+  void publish(const Generation& generation);
   /// Makes room for `adds` more keys (apply_mutex_ held): builds and publishes a larger generation
   /// when they would pass the load limit. False: there is no room and none could be made.
   bool make_room(std::int64_t adds);

@@ -219,6 +219,26 @@ std::vector<float> replay_lookup(cudaGraphExec_t exec, const DeviceBytes& d_keys
   return rows;
 }
 
+/// Uploads `keys`, runs the lookup once uncaptured (first launches, occupancy queries), then captures
+/// the same lookup in a CUDA graph and returns it instantiated; *captured: the captured call's result.
+cudaGraphExec_t warm_and_capture(GpuCache& cache, const std::vector<std::int64_t>& keys, const DeviceBytes& d_keys,
+                                 const DeviceBytes& d_out, cudaStream_t stream, const hps::MissResolver& resolver,
+                                 GpuLookupResult* captured) {
+  const auto n = keys.size();
+  cuda_ok(cudaMemcpyAsync(d_keys.as(), keys.data(), n * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream), "keys");
+  cache.lookup(d_keys.as(), KeyDtype::kInt64, true, n, d_out.as<float>(), hps::StreamView::cuda(stream), resolver, {});
+  cuda_ok(cudaStreamSynchronize(stream), "warm-up");
+  cudaGraph_t graph = nullptr;
+  cuda_ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
+  *captured = cache.lookup(d_keys.as(), KeyDtype::kInt64, true, n, d_out.as<float>(), hps::StreamView::cuda(stream),
+                           resolver, {});
+  cuda_ok(cudaStreamEndCapture(stream, &graph), "end capture");
+  cudaGraphExec_t exec = nullptr;
+  cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  cudaGraphDestroy(graph);
+  return exec;
+}
+
 // ---- tests --------------------------------------------------------------------------------------
 
 // Many Zipf lookups at 20% cache: every row equals the CPU tier's, bit for bit; misses are answered
@@ -466,19 +486,8 @@ void index_grows_with_the_tier(bool room) {
   DeviceBytes d_out(kN * kDim * sizeof(float));
   cudaGraphExec_t exec = nullptr;
   if (room) {
-    const auto warm = zipf.draw(kN);
-    cuda_ok(cudaMemcpyAsync(d_keys.as(), warm.data(), kN * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream.get()),
-            "keys");
-    s.cache->lookup(d_keys.as(), KeyDtype::kInt64, true, kN, d_out.as<float>(), hps::StreamView::cuda(stream.get()),
-                    resolver.get(), {});
-    cuda_ok(cudaStreamSynchronize(stream.get()), "warm-up");
-    cudaGraph_t graph = nullptr;
-    cuda_ok(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeGlobal), "begin capture");
-    s.cache->lookup(d_keys.as(), KeyDtype::kInt64, true, kN, d_out.as<float>(), hps::StreamView::cuda(stream.get()),
-                    resolver.get(), {});
-    cuda_ok(cudaStreamEndCapture(stream.get(), &graph), "end capture");
-    cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-    cudaGraphDestroy(graph);
+    GpuLookupResult captured;
+    exec = warm_and_capture(*s.cache, zipf.draw(kN), d_keys, d_out, stream.get(), resolver.get(), &captured);
   }
 
   // The added keys arrive in batches, as updates do.
@@ -556,21 +565,9 @@ TEST(GpuHostTier, CapturedLookupReplays) {
   DeviceBytes d_keys(kN * sizeof(std::int64_t));
   DeviceBytes d_out(kN * kDim * sizeof(float));
   auto keys = zipf.draw(kN);
-  cuda_ok(cudaMemcpyAsync(d_keys.as(), keys.data(), kN * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream.get()),
-          "keys");
-  // Warm-up, uncaptured (first launches, occupancy queries).
-  s.cache->lookup(d_keys.as(), KeyDtype::kInt64, true, kN, d_out.as<float>(), hps::StreamView::cuda(stream.get()),
-                  resolver.get(), {});
-  cuda_ok(cudaStreamSynchronize(stream.get()), "warm-up");
-
-  cudaGraph_t graph = nullptr;
-  cuda_ok(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeGlobal), "begin capture");
-  const GpuLookupResult captured = s.cache->lookup(d_keys.as(), KeyDtype::kInt64, true, kN, d_out.as<float>(),
-                                                   hps::StreamView::cuda(stream.get()), resolver.get(), {});
-  cuda_ok(cudaStreamEndCapture(stream.get(), &graph), "end capture");
+  GpuLookupResult captured;
+  cudaGraphExec_t exec = warm_and_capture(*s.cache, keys, d_keys, d_out, stream.get(), resolver.get(), &captured);
   EXPECT_TRUE(captured.no_host_wait);
-  cudaGraphExec_t exec = nullptr;
-  cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
   for (int replay = 0; replay < 6; ++replay) {
     keys = zipf.draw(kN);
     if (replay == 3) {
@@ -584,9 +581,9 @@ TEST(GpuHostTier, CapturedLookupReplays) {
   }
   EXPECT_EQ(resolver.calls.load(), 0u);
   cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
 
   // uint64 keys can be invalid: refused during capture, and the capture can be ended.
+  cudaGraph_t graph = nullptr;
   cuda_ok(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeGlobal), "begin capture");
   EXPECT_THROW(s.cache->lookup(d_keys.as(), KeyDtype::kUInt64, true, kN, d_out.as<float>(),
                                hps::StreamView::cuda(stream.get()), resolver.get(), {}),
